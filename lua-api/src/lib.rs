@@ -1,0 +1,1 @@
+//! lunet lua
