@@ -5,5 +5,21 @@
 //! monitor. A *service* is the scheduled unit; what runs inside it (a Lua VM)
 //! is supplied by the layer above through the [`service::ServiceBody`] trait.
 
+pub mod buffer;
+pub mod connection;
+pub mod event;
+pub mod net;
+pub mod reactor;
+pub mod runtime;
+mod scheduler;
+pub mod service;
 pub mod shared_dict;
 pub mod timer_wheel;
+
+pub use event::{Event, Message, Readiness};
+pub use runtime::{now_ms, now_ms_f64, Config, Runtime, Threads};
+pub use service::{Service, ServiceBody, Status};
+
+/// Mailbox length at which the first "mailbox is long" warning is logged;
+/// the next one at twice that, and so on.
+pub const MAILBOX_WARN_FIRST: usize = 1024;

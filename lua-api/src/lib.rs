@@ -1,1 +1,11 @@
-//! lunet lua
+//! lunet-lua: the Lua side of lunet. A service is one Lua 5.4 VM
+//! ([`host::LuaService`]) whose sessions are coroutines; the `lunet` module
+//! and the socket API are built here on lunet-core.
+
+mod api;
+pub mod host;
+mod slab;
+pub mod state;
+
+pub use host::{check_script, LuaService, Script, KIND_START};
+pub use state::Settings;

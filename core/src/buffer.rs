@@ -1,0 +1,105 @@
+//! Byte buffers of a connection: bytes are appended at the end and consumed
+//! from the front without moving the rest until it pays to compact.
+
+/// Past this capacity an empty buffer gives its memory back, so a connection
+/// that once moved a large payload does not keep it while idle.
+const SHRINK_ABOVE: usize = 64 * 1024;
+
+#[derive(Default)]
+pub struct Buffer {
+    data: Vec<u8>,
+    start: usize,
+}
+
+impl Buffer {
+    pub fn new() -> Buffer {
+        Buffer::default()
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.data.len() - self.start
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.data.len() == self.start
+    }
+
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+
+    /// Drops the first `n` bytes.
+    #[inline]
+    pub fn consume(&mut self, n: usize) {
+        debug_assert!(n <= self.len());
+        self.start += n.min(self.len());
+        if self.start == self.data.len() {
+            self.data.clear();
+            self.start = 0;
+            if self.data.capacity() > SHRINK_ABOVE {
+                self.data = Vec::new();
+            }
+        }
+    }
+
+    /// Appends bytes, compacting first when the consumed front is larger
+    /// than what is left (so a stream never makes the buffer grow forever).
+    #[inline]
+    pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 && self.start >= self.len() {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+        self.data.extend_from_slice(bytes);
+    }
+
+    pub fn clear(&mut self) {
+        self.data = Vec::new();
+        self.start = 0;
+    }
+
+    /// Bytes held in memory, for accounting.
+    pub fn capacity(&self) -> usize {
+        self.data.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_consume_compact() {
+        let mut buffer = Buffer::new();
+        buffer.extend(b"hello world");
+        buffer.consume(6);
+        assert_eq!(buffer.as_slice(), b"world");
+        buffer.extend(b"!");
+        assert_eq!(buffer.as_slice(), b"world!");
+        buffer.consume(6);
+        assert!(buffer.is_empty());
+        assert_eq!(buffer.len(), 0);
+    }
+
+    #[test]
+    fn large_buffer_shrinks_when_empty() {
+        let mut buffer = Buffer::new();
+        buffer.extend(&vec![7u8; 1 << 20]);
+        buffer.consume(1 << 20);
+        assert_eq!(buffer.capacity(), 0);
+    }
+
+    #[test]
+    fn streaming_does_not_grow_without_bound() {
+        let mut buffer = Buffer::new();
+        for _ in 0..10_000 {
+            buffer.extend(&[1u8; 100]);
+            buffer.consume(90);
+        }
+        assert_eq!(buffer.len(), 1_000_000 - 900_000);
+        assert!(buffer.capacity() < 4 * buffer.len() + 1024);
+    }
+}

@@ -1,0 +1,125 @@
+//! A TCP connection as a worker sees it: the socket, its input and output
+//! buffers, and what we believe about its readiness.
+//!
+//! mio is edge-triggered: a readiness event arrives once per transition. So
+//! the rule here is the one mio documents: a socket is believed readable
+//! (writable) until a read (write) returns `WouldBlock`; only then does the
+//! owner wait for the next event.
+
+use std::cell::RefCell;
+use std::io::{self, Read, Write};
+
+use crate::buffer::Buffer;
+
+/// Size of the per-thread read scratch: one read syscall takes at most this.
+const SCRATCH: usize = 64 * 1024;
+
+thread_local! {
+    static SCRATCH_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH]);
+}
+
+/// How a read attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fill {
+    /// `n` bytes were appended to the input buffer.
+    Data(usize),
+    /// Nothing to read now; wait for readiness.
+    WouldBlock,
+    /// The peer closed its side (EOF).
+    Closed,
+    /// The connection was reset or failed.
+    Reset,
+}
+
+pub struct Connection {
+    pub stream: mio::net::TcpStream,
+    pub input: Buffer,
+    pub output: Buffer,
+    /// Believed readable: try a read before waiting.
+    pub readable: bool,
+    /// Believed writable: try a write before waiting.
+    pub writable: bool,
+    /// The peer sent EOF (reads return what is buffered, then "closed").
+    pub eof: bool,
+    /// A hard error (reset); nothing more can be read or written.
+    pub failed: bool,
+}
+
+impl Connection {
+    pub fn new(stream: mio::net::TcpStream) -> Connection {
+        Connection {
+            stream,
+            input: Buffer::new(),
+            output: Buffer::new(),
+            readable: true,
+            writable: true,
+            eof: false,
+            failed: false,
+        }
+    }
+
+    /// One read syscall into the input buffer, capped at `limit` bytes (so
+    /// a reader that wants a bounded line never buffers unbounded input).
+    pub fn fill(&mut self, limit: usize) -> Fill {
+        if self.failed {
+            return Fill::Reset;
+        }
+        if self.eof {
+            return Fill::Closed;
+        }
+        SCRATCH_BUFFER.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            let want = limit.clamp(1, SCRATCH);
+            loop {
+                match self.stream.read(&mut scratch[..want]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        self.readable = false;
+                        return Fill::Closed;
+                    }
+                    Ok(n) => {
+                        self.input.extend(&scratch[..n]);
+                        return Fill::Data(n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.readable = false;
+                        return Fill::WouldBlock;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => {
+                        self.failed = true;
+                        self.readable = false;
+                        return Fill::Reset;
+                    }
+                }
+            }
+        })
+    }
+
+    /// Writes as much of the output buffer as the socket takes. Returns the
+    /// bytes still unsent, or an error if the connection failed.
+    pub fn flush(&mut self) -> io::Result<usize> {
+        if self.failed {
+            return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        while !self.output.is_empty() {
+            match self.stream.write(self.output.as_slice()) {
+                Ok(0) => {
+                    self.failed = true;
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                Ok(n) => self.output.consume(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.writable = false;
+                    break;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+            }
+        }
+        Ok(self.output.len())
+    }
+}

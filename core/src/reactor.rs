@@ -1,0 +1,338 @@
+//! The reactor thread: owns the `mio::Poll`, the listeners and the timer
+//! wheel. It never runs Lua and never reads payload.
+//!
+//! Protocol:
+//! 1. Other threads send [`Command`]s through `Shared::commands` and wake the
+//!    reactor through the `mio::Waker` only when it is (about to be) blocked
+//!    (`reactor_sleeping`), so a busy reactor costs them no syscall.
+//! 2. Each loop: drain commands, poll, turn each readiness into an
+//!    `Event::Io` on the owning service (the token says which: service index
+//!    in the high 32 bits, connection slot in the low 32), accept on ready
+//!    listeners and hand each connection to the least-loaded host, then fire
+//!    expired timers.
+//! 3. After a poll that returned events it keeps polling with a zero timeout,
+//!    yielding the CPU between polls, for `spin` before it blocks: on two
+//!    cores a futex wakeup costs more than a request
+//!    (`shared/research/scheduling.md`).
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Interest, Poll, Token};
+
+use crate::event::{Event, Readiness};
+use crate::runtime::{now_ms, Shared};
+use crate::service::Service;
+use crate::timer_wheel::TimerWheel;
+
+/// Token of the waker.
+pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+/// Service index reserved for listener tokens.
+const LISTENER_SERVICE: u32 = u32::MAX;
+/// How long to wait before retrying accept after EMFILE/ENFILE.
+const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Builds a socket token from a service index and a connection slot.
+pub fn token(service_index: u32, slot: u32) -> Token {
+    Token(((service_index as usize) << 32) | slot as usize)
+}
+
+fn split_token(token: Token) -> (u32, u32) {
+    ((token.0 >> 32) as u32, token.0 as u32)
+}
+
+pub(crate) enum Command {
+    AddService(Arc<Service>),
+    RemoveService(u32),
+    AddTimer {
+        deadline: u64,
+        service: Arc<Service>,
+        id: u64,
+    },
+    AddListener {
+        id: u32,
+        listener: mio::net::TcpListener,
+    },
+    JoinListener {
+        id: u32,
+        host: Arc<Service>,
+    },
+    CloseListeners,
+    Stop,
+}
+
+struct Listener {
+    socket: mio::net::TcpListener,
+    hosts: Vec<Arc<Service>>,
+    /// Accept failed for lack of descriptors: retry at this time.
+    retry_at: Option<Instant>,
+}
+
+pub(crate) struct Reactor {
+    poll: Poll,
+    shared: Arc<Shared>,
+    services: Vec<Option<Arc<Service>>>,
+    listeners: Vec<Option<Listener>>,
+    timers: TimerWheel<(Arc<Service>, u64)>,
+    expired: Vec<(Arc<Service>, u64)>,
+    commands: Vec<Command>,
+    /// Accepts refused since the last log line about it.
+    refused: u64,
+    refused_logged_at: Option<Instant>,
+}
+
+impl Reactor {
+    pub(crate) fn new(poll: Poll, shared: Arc<Shared>) -> Reactor {
+        Reactor {
+            poll,
+            shared,
+            services: Vec::new(),
+            listeners: Vec::new(),
+            timers: TimerWheel::new(now_ms()),
+            expired: Vec::new(),
+            commands: Vec::new(),
+            refused: 0,
+            refused_logged_at: None,
+        }
+    }
+
+    pub(crate) fn run(mut self) {
+        let mut events = Events::with_capacity(1024);
+        let spin = self.shared.config.spin;
+        let mut last_busy: Option<Instant> = None;
+        loop {
+            if self.drain_commands() {
+                break;
+            }
+            let now = now_ms();
+            let spinning = last_busy.is_some_and(|at| at.elapsed() < spin);
+            let mut timeout = self
+                .timers
+                .next_deadline()
+                .map(|deadline| Duration::from_millis(deadline.saturating_sub(now)));
+            if self.listeners.iter().flatten().any(|l| l.retry_at.is_some()) {
+                timeout = Some(timeout.map_or(ACCEPT_RETRY, |t| t.min(ACCEPT_RETRY)));
+            }
+            if spinning {
+                timeout = Some(Duration::ZERO);
+            }
+            let blocking = timeout != Some(Duration::ZERO);
+            if blocking {
+                self.shared.reactor_sleeping.store(true, Ordering::SeqCst);
+                if self.has_commands() {
+                    self.shared.reactor_sleeping.store(false, Ordering::SeqCst);
+                    continue;
+                }
+            }
+            let result = self.poll.poll(&mut events, timeout);
+            if blocking {
+                self.shared.reactor_sleeping.store(false, Ordering::SeqCst);
+            }
+            if let Err(e) = result {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    tracing::error!("reactor poll failed: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                continue;
+            }
+            let mut busy = false;
+            for event in events.iter() {
+                if event.token() == WAKER_TOKEN {
+                    continue;
+                }
+                busy = true;
+                let (service_index, slot) = split_token(event.token());
+                if service_index == LISTENER_SERVICE {
+                    self.accept(slot);
+                    continue;
+                }
+                let mut readiness = Readiness::empty();
+                if event.is_readable() {
+                    readiness = readiness | Readiness::READABLE;
+                }
+                if event.is_writable() {
+                    readiness = readiness | Readiness::WRITABLE;
+                }
+                if event.is_error() || event.is_read_closed() || event.is_write_closed() {
+                    readiness = readiness | Readiness::HANGUP;
+                }
+                if let Some(Some(service)) = self.services.get(service_index as usize) {
+                    self.shared.post(service, Event::Io { slot, readiness });
+                }
+            }
+            self.retry_accepts();
+            if !self.timers.is_empty() {
+                self.timers.advance(now_ms(), &mut self.expired);
+                for (service, id) in self.expired.drain(..) {
+                    self.shared.post(&service, Event::Timer { id });
+                }
+            }
+            if busy {
+                last_busy = Some(Instant::now());
+            } else if spinning {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn has_commands(&self) -> bool {
+        !self
+            .shared
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+
+    /// Applies queued commands; returns true on Stop.
+    fn drain_commands(&mut self) -> bool {
+        {
+            let mut queue = self.shared.commands.lock().unwrap_or_else(|e| e.into_inner());
+            if queue.is_empty() {
+                return false;
+            }
+            std::mem::swap(&mut *queue, &mut self.commands);
+        }
+        let mut stop = false;
+        let mut commands = std::mem::take(&mut self.commands);
+        for command in commands.drain(..) {
+            match command {
+                Command::AddService(service) => {
+                    let index = service.index() as usize;
+                    if self.services.len() <= index {
+                        self.services.resize(index + 1, None);
+                    }
+                    self.services[index] = Some(service);
+                }
+                Command::RemoveService(index) => {
+                    if let Some(entry) = self.services.get_mut(index as usize) {
+                        *entry = None;
+                    }
+                    for listener in self.listeners.iter_mut().flatten() {
+                        listener.hosts.retain(|h| h.index() != index);
+                    }
+                }
+                Command::AddTimer {
+                    deadline,
+                    service,
+                    id,
+                } => self.timers.insert(deadline, (service, id)),
+                Command::AddListener { id, mut listener } => {
+                    let token = token(LISTENER_SERVICE, id);
+                    if let Err(e) =
+                        self.poll
+                            .registry()
+                            .register(&mut listener, token, Interest::READABLE)
+                    {
+                        tracing::error!("cannot register listener: {e}");
+                        continue;
+                    }
+                    let index = id as usize;
+                    if self.listeners.len() <= index {
+                        self.listeners.resize_with(index + 1, || None);
+                    }
+                    self.listeners[index] = Some(Listener {
+                        socket: listener,
+                        hosts: Vec::new(),
+                        retry_at: None,
+                    });
+                }
+                Command::JoinListener { id, host } => {
+                    if let Some(Some(listener)) = self.listeners.get_mut(id as usize) {
+                        listener.hosts.push(host);
+                        // Connections may have queued before the first host joined.
+                        self.accept(id);
+                    }
+                }
+                Command::CloseListeners => {
+                    for mut listener in self.listeners.drain(..).flatten() {
+                        let _ = self.poll.registry().deregister(&mut listener.socket);
+                    }
+                }
+                Command::Stop => stop = true,
+            }
+        }
+        self.commands = commands;
+        stop
+    }
+
+    fn retry_accepts(&mut self) {
+        let now = Instant::now();
+        let due: Vec<u32> = self
+            .listeners
+            .iter()
+            .enumerate()
+            .filter_map(|(i, l)| match l {
+                Some(l) if l.retry_at.is_some_and(|at| at <= now) => Some(i as u32),
+                _ => None,
+            })
+            .collect();
+        for id in due {
+            self.accept(id);
+        }
+    }
+
+    /// Accepts until `WouldBlock`, handing each connection to the host with
+    /// the fewest connections.
+    fn accept(&mut self, id: u32) {
+        let max_conns = self.shared.config.max_conns;
+        let Some(Some(listener)) = self.listeners.get_mut(id as usize) else {
+            return;
+        };
+        listener.retry_at = None;
+        if listener.hosts.is_empty() {
+            return;
+        }
+        loop {
+            match listener.socket.accept() {
+                Ok((stream, peer)) => {
+                    if self.shared.connections.load(Ordering::Relaxed) >= max_conns {
+                        drop(stream);
+                        self.refused += 1;
+                        let log_due = self
+                            .refused_logged_at
+                            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+                        if log_due {
+                            tracing::warn!(
+                                "connection limit reached (--max-conns {max_conns}): closed {} new connection(s), latest from {peer}",
+                                self.refused
+                            );
+                            self.refused = 0;
+                            self.refused_logged_at = Some(Instant::now());
+                        }
+                        continue;
+                    }
+                    let _ = stream.set_nodelay(true);
+                    let host = listener
+                        .hosts
+                        .iter()
+                        .min_by_key(|h| h.load.load(Ordering::Relaxed))
+                        .cloned();
+                    let Some(host) = host else { return };
+                    host.load.fetch_add(1, Ordering::Relaxed);
+                    self.shared.connections.fetch_add(1, Ordering::Relaxed);
+                    self.shared.post(
+                        &host,
+                        Event::Accept {
+                            listener: id,
+                            stream,
+                            peer,
+                        },
+                    );
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE/ENFILE and friends: the connection stays in the
+                    // backlog; with edge triggering no new event would come,
+                    // so retry on a timer.
+                    tracing::warn!("accept failed: {e}; retrying shortly");
+                    listener.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! One worker thread: find a service, run one turn of it, repeat.
+
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_deque::{Steal, Worker as LocalQueue};
+
+use super::{Pool, LOCAL};
+use crate::event::Event;
+use crate::runtime::Shared;
+use crate::service::{Service, Status, DEAD, IDLE, NOTIFIED, RUNNING, SCHEDULED};
+
+pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Arc<Service>>) {
+    LOCAL.with(|slot| *slot.borrow_mut() = Some(local));
+    let pool = &shared.pool;
+    let spin = shared.config.spin;
+    let mut batch: VecDeque<Event> = VecDeque::new();
+    'outer: loop {
+        if pool.shutdown.load(Ordering::Acquire) {
+            break;
+        }
+        if let Some(service) = find_work(pool, index) {
+            run_turn(&shared, service, &mut batch);
+            continue;
+        }
+        // Search: yield-spin for a short window before parking.
+        pool.idle.begin_search();
+        let started = Instant::now();
+        while started.elapsed() < spin {
+            std::thread::yield_now();
+            if let Some(service) = find_work(pool, index) {
+                pool.idle.end_search();
+                run_turn(&shared, service, &mut batch);
+                continue 'outer;
+            }
+        }
+        pool.idle.end_search();
+        pool.idle.prepare_sleep(index);
+        if let Some(service) = find_work(pool, index) {
+            pool.idle.cancel_sleep(index);
+            run_turn(&shared, service, &mut batch);
+            continue;
+        }
+        if pool.shutdown.load(Ordering::Acquire) {
+            pool.idle.cancel_sleep(index);
+            break;
+        }
+        pool.idle.park(index, &pool.shutdown);
+    }
+    LOCAL.with(|slot| *slot.borrow_mut() = None);
+}
+
+fn find_work(pool: &Pool, index: usize) -> Option<Arc<Service>> {
+    let local_pop = LOCAL.with(|slot| slot.borrow().as_ref().and_then(|queue| queue.pop()));
+    if local_pop.is_some() {
+        return local_pop;
+    }
+    loop {
+        let mut retry = false;
+        let stolen = LOCAL.with(|slot| {
+            let slot = slot.borrow();
+            let queue = slot.as_ref()?;
+            match pool.injector.steal_batch_and_pop(queue) {
+                Steal::Success(service) => return Some(service),
+                Steal::Retry => retry = true,
+                Steal::Empty => {}
+            }
+            let count = pool.stealers.len();
+            for offset in 1..count {
+                let victim = &pool.stealers[(index + offset) % count];
+                match victim.steal_batch_and_pop(queue) {
+                    Steal::Success(service) => return Some(service),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
+            }
+            None
+        });
+        if stolen.is_some() || !retry {
+            return stolen;
+        }
+    }
+}
+
+/// One turn: take up to `budget` events, run the body, then decide whether
+/// the service goes idle or back on a queue (see `service.rs`).
+fn run_turn(shared: &Arc<Shared>, service: Arc<Service>, batch: &mut VecDeque<Event>) {
+    let budget = shared.config.budget;
+    if service
+        .state
+        .compare_exchange(SCHEDULED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return; // dead
+    }
+    let more_left = {
+        let mut mailbox = service.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+        if mailbox.len() <= budget {
+            std::mem::swap(&mut *mailbox, batch);
+            false
+        } else {
+            batch.extend(mailbox.drain(..budget));
+            true
+        }
+    };
+    service.slices.fetch_add(1, Ordering::Relaxed);
+    let status = {
+        let mut body = service.body.lock().unwrap_or_else(|e| e.into_inner());
+        match body.as_mut() {
+            Some(body) => match catch_unwind(AssertUnwindSafe(|| body.run(&service, batch))) {
+                Ok(status) => status,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    tracing::error!(
+                        service = service.id(),
+                        name = %service.name(),
+                        "service panicked and was stopped: {what}"
+                    );
+                    Status::Exited
+                }
+            },
+            None => Status::Exited,
+        }
+    };
+    batch.clear();
+    if status == Status::Exited {
+        retire(shared, &service);
+        return;
+    }
+    if more_left {
+        service.state.store(SCHEDULED, Ordering::Release);
+        // Behind everyone else: a busy service must not starve the others.
+        shared.pool.injector.push(service);
+        shared.pool.idle.notify_one();
+        return;
+    }
+    if service
+        .state
+        .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        debug_assert_eq!(service.state.load(Ordering::Acquire), NOTIFIED);
+        service.state.store(SCHEDULED, Ordering::Release);
+        shared.pool.schedule(service);
+    }
+}
+
+#[inline(never)]
+fn retire(shared: &Arc<Shared>, service: &Arc<Service>) {
+    {
+        let mut mailbox = service.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+        service.state.store(DEAD, Ordering::Release);
+        mailbox.clear();
+    }
+    let body = service.body.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(body);
+    shared.remove_service(service);
+}

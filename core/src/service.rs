@@ -1,0 +1,163 @@
+//! A service: the unit the workers schedule and steal.
+//!
+//! A service owns a body (for lunet, one Lua VM) that must never run on two
+//! threads at once, and a mailbox of [`Event`]s. Its run state is one atomic,
+//! as in tokio's task state:
+//!
+//! 1. `IDLE`: not queued, not running. An event moves it to `SCHEDULED` and
+//!    pushes it on a run queue (exactly once: the CAS decides who pushes).
+//! 2. `SCHEDULED`: on a run queue. Further events only fill the mailbox.
+//! 3. `RUNNING`: a worker owns the body. An event moves it to `NOTIFIED`
+//!    instead of queueing it a second time.
+//! 4. When the worker is done it tries `RUNNING -> IDLE`; if that fails the
+//!    state was `NOTIFIED`, so it sets `SCHEDULED` and queues it again. The
+//!    same happens when the budget ran out with events left.
+//!
+//! An event is always pushed to the mailbox *before* the state is touched, so
+//! a worker that sees `NOTIFIED` (or a non-empty mailbox) never loses it.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use crate::event::Event;
+
+pub(crate) const IDLE: u8 = 0;
+pub(crate) const SCHEDULED: u8 = 1;
+pub(crate) const RUNNING: u8 = 2;
+pub(crate) const NOTIFIED: u8 = 3;
+/// The body has exited: events are dropped, the service is never queued again.
+pub(crate) const DEAD: u8 = 4;
+
+/// What a body reports after a turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Keep the service; run it again when events arrive.
+    Alive,
+    /// The service is done: drop its body and its mailbox.
+    Exited,
+}
+
+/// What runs inside a service. Implemented by the Lua layer.
+pub trait ServiceBody: Send {
+    /// Handles the events of one turn, in order. `events` holds at most the
+    /// runtime's budget; the body should consume all of them.
+    fn run(&mut self, service: &std::sync::Arc<Service>, events: &mut VecDeque<Event>) -> Status;
+}
+
+/// A scheduled unit: run state, mailbox and body.
+pub struct Service {
+    /// Unique for the life of the process, never reused.
+    id: u64,
+    /// Index in the runtime's service table (reused after exit).
+    index: u32,
+    name: Mutex<String>,
+    pub(crate) state: AtomicU8,
+    pub(crate) mailbox: Mutex<VecDeque<Event>>,
+    pub(crate) body: Mutex<Option<Box<dyn ServiceBody>>>,
+    /// Mailbox length past which the next warning is logged (doubles).
+    pub(crate) warn_at: AtomicUsize,
+    /// Slices run so far (read by the monitor).
+    pub slices: AtomicU64,
+    /// Connections this service holds (the reactor hands new ones to the
+    /// least-loaded host).
+    pub load: AtomicUsize,
+}
+
+impl Service {
+    pub(crate) fn new(id: u64, index: u32, name: String, body: Box<dyn ServiceBody>) -> Service {
+        Service {
+            id,
+            index,
+            name: Mutex::new(name),
+            state: AtomicU8::new(IDLE),
+            mailbox: Mutex::new(VecDeque::new()),
+            body: Mutex::new(Some(body)),
+            warn_at: AtomicUsize::new(crate::MAILBOX_WARN_FIRST),
+            slices: AtomicU64::new(0),
+            load: AtomicUsize::new(0),
+        }
+    }
+
+    /// The service's unique id (its handle for the layer above).
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The index used in socket tokens.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    pub fn name(&self) -> String {
+        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn set_name(&self, name: &str) {
+        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name.to_string();
+    }
+
+    /// Events waiting in the mailbox.
+    pub fn queued(&self) -> usize {
+        self.mailbox.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.state.load(Ordering::Acquire) == DEAD
+    }
+
+    /// Pushes an event; returns true when the caller must queue the service
+    /// (it went from IDLE to SCHEDULED). Returns false for a dead service
+    /// (the event is dropped).
+    pub(crate) fn push(&self, event: Event) -> Result<bool, Event> {
+        let len = {
+            let mut mailbox = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+            if self.state.load(Ordering::Acquire) == DEAD {
+                return Err(event);
+            }
+            mailbox.push_back(event);
+            mailbox.len()
+        };
+        if len >= self.warn_at.load(Ordering::Relaxed) {
+            self.warn_mailbox(len);
+        }
+        Ok(self.transition_to_scheduled())
+    }
+
+    #[inline(never)]
+    fn warn_mailbox(&self, len: usize) {
+        let at = self.warn_at.load(Ordering::Relaxed);
+        if len >= at
+            && self
+                .warn_at
+                .compare_exchange(at, at.saturating_mul(2), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                service = self.id,
+                name = %self.name(),
+                queued = len,
+                "mailbox is long: {len} events queued"
+            );
+        }
+    }
+
+    /// IDLE -> SCHEDULED (true: caller queues it); RUNNING -> NOTIFIED.
+    pub(crate) fn transition_to_scheduled(&self) -> bool {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            let next = match current {
+                IDLE => SCHEDULED,
+                RUNNING => NOTIFIED,
+                _ => return false,
+            };
+            match self
+                .state
+                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return next == SCHEDULED,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}

@@ -1,0 +1,713 @@
+//! The scheduler of one Lua VM: a [`ServiceBody`] whose sessions are Lua
+//! coroutines.
+//!
+//! Protocol of a blocking call (the other half is in `prelude.lua`):
+//! 1. A wrapper calls a Rust fast path (`api.rs`). If the answer is at hand
+//!    (bytes buffered, socket readable now) it returns at once: no yield.
+//! 2. Otherwise the wrapper yields an operation: `(OP_READ, conn, kind, ..)`,
+//!    `(OP_WRITE, conn)`, `(OP_CONNECT, conn)` or `(OP_SLEEP, ms)`. The
+//!    resume returns those values here; [`LuaService::register_wait`] records
+//!    what the session waits for and arms its timer.
+//! 3. Events (readiness, timers) satisfy waits; a satisfied session goes on
+//!    the ready queue with its reply, and `drain_ready` resumes it with the
+//!    reply as the values its `coroutine.yield` returns.
+//! 4. After every slice the connections it wrote to are flushed (one write
+//!    syscall each), sockets it closed are closed, sessions it forked start.
+//!
+//! Timer ids: a session's is `session_id << 1`, a closing connection's is
+//! `conn_id << 1 | 1`. A session keeps at most a couple of timers in the
+//! wheel however often it waits: a timer that fires early is re-armed.
+
+use std::collections::VecDeque;
+use std::sync::{mpsc, Arc, Mutex};
+
+use lunet_core::connection::{Connection, Fill};
+use lunet_core::{now_ms, Event, Readiness, Runtime, Service, ServiceBody, Status};
+use mlua::thread::ThreadStatus;
+use mlua::{Function, Lua, MultiValue, Thread, Value};
+
+use crate::api::{self, connect_error, read_kind, take_read, Shared};
+use crate::slab::{index_of, Slab};
+use crate::state::{try_read, ConnEntry, Phase, ReadKind, ReadOutcome, Settings, State};
+
+const OP_READ: i64 = 1;
+const OP_WRITE: i64 = 2;
+const OP_SLEEP: i64 = 3;
+const OP_CONNECT: i64 = 4;
+
+/// Message kinds the runtime sends a Lua service.
+pub const KIND_START: u8 = 1;
+/// "You have ready sessions left over": sent to self to yield the worker.
+pub const KIND_CONTINUE: u8 = 2;
+
+/// Ready sessions resumed per event before the service yields its worker.
+const READY_BUDGET: usize = 4096;
+/// Finished coroutines kept for reuse.
+const THREAD_POOL: usize = 256;
+
+enum Wait {
+    /// Running, or on the ready queue.
+    Ready,
+    Read(u64, ReadKind),
+    Write(u64),
+    Connect(u64),
+    Sleep,
+}
+
+struct Session {
+    thread: Thread,
+    wait: Wait,
+    deadline: Option<u64>,
+    /// Earliest deadline of this session's timers in the wheel.
+    timer_armed: Option<u64>,
+    /// The connection a handler session serves: closed when it ends.
+    owned_conn: Option<u64>,
+}
+
+enum Reply {
+    Nothing,
+    True,
+    Args(MultiValue),
+    Read(Value, Option<&'static str>, Option<mlua::LuaString>),
+    Error(&'static str),
+}
+
+/// Sessions and the ready queue: the part of the scheduler Lua never sees.
+#[derive(Default)]
+struct Sched {
+    sessions: Slab<Session>,
+    ready: VecDeque<(u64, Reply)>,
+}
+
+impl Sched {
+    /// Moves a waiting session to the ready queue with `reply`, dropping the
+    /// connection's reference to it. A session already ready is left alone.
+    fn wake(&mut self, state: &mut State, sid: u64, reply: Reply) {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return;
+        };
+        match std::mem::replace(&mut session.wait, Wait::Ready) {
+            Wait::Ready => return,
+            Wait::Read(cid, _) => {
+                if let Some(entry) = state.conns.get_mut(cid) {
+                    if entry.reader == Some(sid) {
+                        entry.reader = None;
+                    }
+                }
+            }
+            Wait::Write(cid) | Wait::Connect(cid) => {
+                if let Some(entry) = state.conns.get_mut(cid) {
+                    if entry.writer == Some(sid) {
+                        entry.writer = None;
+                    }
+                }
+            }
+            Wait::Sleep => {}
+        }
+        session.deadline = None;
+        self.ready.push_back((sid, reply));
+    }
+}
+
+pub struct LuaService {
+    lua: Lua,
+    shared: Shared,
+    name: String,
+    sched: Sched,
+    threads: Vec<Thread>,
+    run_handler: Function,
+    main: Option<Function>,
+    main_session: Option<u64>,
+    startup: Option<mpsc::Sender<Result<(), String>>>,
+}
+
+/// Where a new Lua service starts.
+pub struct Script {
+    /// Name used in chunk names and logs.
+    pub path: String,
+    pub source: Vec<u8>,
+}
+
+/// Compiles a script without running it: syntax errors come back as text.
+pub fn check_script(script: &Script) -> Result<(), String> {
+    let lua = Lua::new();
+    lua.load(&script.source[..])
+        .set_name(format!("@{}", script.path))
+        .into_function()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+impl LuaService {
+    /// Builds a VM with the `lunet` module and `script` compiled, ready to run
+    /// it when the service gets `Message { kind: KIND_START }`.
+    pub fn new(
+        runtime: &Runtime,
+        name: &str,
+        settings: Arc<Settings>,
+        script: &Script,
+        startup: Option<mpsc::Sender<Result<(), String>>>,
+    ) -> Result<LuaService, String> {
+        let lua = Lua::new();
+        let shared = Shared {
+            state: Arc::new(Mutex::new(State::new(settings))),
+            runtime: runtime.clone(),
+            service: Arc::new(Mutex::new(None)),
+            collected: Arc::new(Mutex::new(Vec::new())),
+        };
+        let setup = || -> mlua::Result<(Function, Function)> {
+            let core = api::build(&lua, &shared)?;
+            let run_handler: Function = lua
+                .load(include_str!("prelude.lua"))
+                .set_name("@lunet/prelude.lua")
+                .call(core)?;
+            let main = lua
+                .load(&script.source[..])
+                .set_name(format!("@{}", script.path))
+                .into_function()?;
+            Ok((run_handler, main))
+        };
+        let (run_handler, main) = setup().map_err(|e| e.to_string())?;
+        Ok(LuaService {
+            lua,
+            shared,
+            name: name.to_string(),
+            sched: Sched::default(),
+            threads: Vec::new(),
+            run_handler,
+            main: Some(main),
+            main_session: None,
+            startup,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_session(&mut self, function: &Function, owned_conn: Option<u64>) -> Option<u64> {
+        let thread = match self.threads.pop() {
+            Some(thread) if thread.reset(function.clone()).is_ok() => thread,
+            _ => match self.lua.create_thread(function.clone()) {
+                Ok(thread) => thread,
+                Err(e) => {
+                    tracing::error!(service = %self.name, "cannot create a coroutine: {e}");
+                    return None;
+                }
+            },
+        };
+        Some(self.sched.sessions.insert(Session {
+            thread,
+            wait: Wait::Ready,
+            deadline: None,
+            timer_armed: None,
+            owned_conn,
+        }))
+    }
+
+    fn drain_ready(&mut self, service: &Arc<Service>) {
+        let mut budget = READY_BUDGET;
+        while let Some((sid, reply)) = self.sched.ready.pop_front() {
+            self.resume(service, sid, reply);
+            budget -= 1;
+            if budget == 0 && !self.sched.ready.is_empty() {
+                // Let other services have the worker; come back for the rest.
+                self.shared.runtime.post(
+                    service,
+                    Event::Message(lunet_core::Message {
+                        source: 0,
+                        session: 0,
+                        kind: KIND_CONTINUE,
+                        payload: Vec::new(),
+                    }),
+                );
+                return;
+            }
+        }
+    }
+
+    fn resume(&mut self, service: &Arc<Service>, sid: u64, reply: Reply) {
+        let Some(session) = self.sched.sessions.get_mut(sid) else {
+            return;
+        };
+        let thread = session.thread.clone();
+        let result = match reply {
+            Reply::Nothing => thread.resume::<MultiValue>(()),
+            Reply::True => thread.resume::<MultiValue>(true),
+            Reply::Args(args) => thread.resume::<MultiValue>(args),
+            Reply::Read(data, err, partial) => thread.resume::<MultiValue>((data, err, partial)),
+            Reply::Error(err) => thread.resume::<MultiValue>((Value::Nil, err)),
+        };
+        match result {
+            Ok(values) if thread.status() == ThreadStatus::Resumable => {
+                self.register_wait(service, sid, values)
+            }
+            Ok(_) => self.finish(service, sid, None),
+            Err(e) => self.finish(service, sid, Some(e.to_string())),
+        }
+        if self.main_session == Some(sid) {
+            if let Some(startup) = self.startup.take() {
+                let _ = startup.send(Ok(()));
+            }
+        }
+        self.after_slice(service);
+    }
+
+    /// Step 2 of the protocol: what did the session yield for?
+    fn register_wait(&mut self, service: &Arc<Service>, sid: u64, values: MultiValue) {
+        let arg = |i: usize| values.get(i).cloned().unwrap_or(Value::Nil);
+        let int = |i: usize| match arg(i) {
+            Value::Integer(n) => Some(n),
+            Value::Number(f) => Some(f as i64),
+            _ => None,
+        };
+        let op = int(0).unwrap_or(0);
+        let shared = self.shared.clone();
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let now = now_ms();
+        let (wait, timeout_ms) = match op {
+            OP_READ | OP_WRITE | OP_CONNECT => {
+                let cid = int(1).unwrap_or(0) as u64;
+                let max_line = state.settings.max_line;
+                let shutting_down = state.shutting_down;
+                let Some(entry) = state.conns.get_mut(cid) else {
+                    self.sched.ready.push_back((sid, Reply::Error("closed")));
+                    return;
+                };
+                let timeout = entry.timeout_ms;
+                match op {
+                    OP_READ => {
+                        let delim = match arg(4) {
+                            Value::String(s) => Some(s),
+                            _ => None,
+                        };
+                        let kind = match read_kind(int(2).unwrap_or(0), int(3), delim, max_line) {
+                            Ok(kind) => kind,
+                            Err(_) => {
+                                self.sched.ready.push_back((sid, Reply::Error("bad read")));
+                                return;
+                            }
+                        };
+                        if entry.reader.is_some() || entry.phase == Phase::Closing {
+                            self.sched.ready.push_back((sid, Reply::Error("closed")));
+                            return;
+                        }
+                        if shutting_down && entry.accepted && entry.conn.input.is_empty() {
+                            self.sched.ready.push_back((sid, Reply::Error("closed")));
+                            return;
+                        }
+                        entry.reader = Some(sid);
+                        (Wait::Read(cid, kind), timeout)
+                    }
+                    OP_WRITE => {
+                        entry.writer = Some(sid);
+                        (Wait::Write(cid), timeout)
+                    }
+                    _ => {
+                        entry.writer = Some(sid);
+                        (Wait::Connect(cid), timeout)
+                    }
+                }
+            }
+            OP_SLEEP => {
+                let ms = match arg(1) {
+                    Value::Integer(n) => n as f64,
+                    Value::Number(f) => f,
+                    _ => 0.0,
+                };
+                if ms.is_nan() || ms <= 0.0 {
+                    self.sched.ready.push_back((sid, Reply::Nothing));
+                    return;
+                }
+                (Wait::Sleep, ms.ceil().min(1e15) as u64)
+            }
+            _ => {
+                drop(state);
+                self.finish(
+                    service,
+                    sid,
+                    Some(
+                        "a session yielded outside lunet's API (a bare coroutine.yield in a \
+                         handler?): it was stopped"
+                            .into(),
+                    ),
+                );
+                return;
+            }
+        };
+        drop(state);
+        let Some(session) = self.sched.sessions.get_mut(sid) else {
+            return;
+        };
+        session.wait = wait;
+        if timeout_ms > 0 {
+            let deadline = now.saturating_add(timeout_ms);
+            session.deadline = Some(deadline);
+            if session.timer_armed.is_none_or(|armed| armed > deadline) {
+                session.timer_armed = Some(deadline);
+                self.shared.runtime.add_timer(service, deadline, sid << 1);
+            }
+        }
+    }
+
+    fn finish(&mut self, service: &Arc<Service>, sid: u64, error: Option<String>) {
+        let Some(session) = self.sched.sessions.remove(sid) else {
+            return;
+        };
+        if let Some(error) = error {
+            if self.main_session == Some(sid) && self.startup.is_some() {
+                if let Some(startup) = self.startup.take() {
+                    let _ = startup.send(Err(error));
+                }
+            } else {
+                tracing::error!(service = %self.name, "session error: {error}");
+            }
+        }
+        if let Some(cid) = session.owned_conn {
+            self.close_conn(service, cid);
+        }
+        if self.threads.len() < THREAD_POOL {
+            self.threads.push(session.thread);
+        }
+    }
+
+    /// Step 4: flush what the slice wrote, close what it closed, start what
+    /// it forked.
+    fn after_slice(&mut self, service: &Arc<Service>) {
+        let (dirty, spawns) = {
+            let mut state = self.lock();
+            if state.dirty.is_empty() && state.spawns.is_empty() {
+                (Vec::new(), Vec::new())
+            } else {
+                let dirty = std::mem::take(&mut state.dirty);
+                let spawns = std::mem::take(&mut state.spawns);
+                (dirty, spawns)
+            }
+        };
+        for cid in dirty {
+            let closing = {
+                let mut state = self.lock();
+                let Some(entry) = state.conns.get_mut(cid) else {
+                    continue;
+                };
+                entry.dirty = false;
+                if entry.phase == Phase::Open {
+                    let _ = entry.conn.flush();
+                }
+                entry.phase == Phase::Closing
+            };
+            if closing {
+                self.close_conn(service, cid);
+            }
+        }
+        let collected = std::mem::take(
+            &mut *self
+                .shared
+                .collected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()),
+        );
+        for cid in collected {
+            self.close_conn(service, cid);
+        }
+        for spawn in spawns {
+            if let Some(sid) = self.new_session(&spawn.function, None) {
+                self.sched.ready.push_back((sid, Reply::Args(spawn.args)));
+            }
+        }
+    }
+
+    /// Closes a connection: wakes whoever waits on it, then flushes and
+    /// drains it (see `advance_close`).
+    fn close_conn(&mut self, service: &Arc<Service>, cid: u64) {
+        let shared = self.shared.clone();
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = state.conns.get_mut(cid) else {
+            return;
+        };
+        entry.phase = Phase::Closing;
+        let waiters = [entry.reader.take(), entry.writer.take()];
+        for sid in waiters.into_iter().flatten() {
+            self.sched.wake(&mut state, sid, Reply::Error("closed"));
+        }
+        self.advance_close(service, &mut state, cid);
+    }
+
+    /// A closing connection: flush what is left; if the peer sent data we
+    /// never read, half-close and discard input until it closes too (a plain
+    /// close with unread input sends RST, which can destroy our last answer
+    /// before the peer reads it); drop it at the linger deadline regardless.
+    fn advance_close(&mut self, service: &Arc<Service>, state: &mut State, cid: u64) {
+        let linger_ms = state.settings.linger_ms;
+        let Some(entry) = state.conns.get_mut(cid) else {
+            return;
+        };
+        let mut done = entry.conn.failed;
+        if !done {
+            let _ = entry.conn.flush();
+            done = entry.conn.failed;
+        }
+        if !done && entry.conn.output.is_empty() {
+            if !entry.draining {
+                entry.conn.input.clear();
+                let unread = !entry.conn.eof && matches!(entry.conn.fill(64 * 1024), Fill::Data(_));
+                if unread {
+                    let _ = entry.conn.stream.shutdown(std::net::Shutdown::Write);
+                    entry.draining = true;
+                } else {
+                    done = true;
+                }
+            }
+            if entry.draining {
+                // Bounded per call; the linger deadline bounds the whole.
+                for _ in 0..16 {
+                    entry.conn.input.clear();
+                    match entry.conn.fill(64 * 1024) {
+                        Fill::Data(_) => continue,
+                        Fill::WouldBlock => break,
+                        Fill::Closed | Fill::Reset => {
+                            done = true;
+                            break;
+                        }
+                    }
+                }
+                entry.conn.input.clear();
+            }
+        }
+        if done {
+            self.drop_conn(service, state, cid);
+            return;
+        }
+        if entry.linger_deadline.is_none() {
+            let deadline = now_ms() + linger_ms;
+            entry.linger_deadline = Some(deadline);
+            self.shared.runtime.add_timer(service, deadline, (cid << 1) | 1);
+        }
+    }
+
+    fn drop_conn(&mut self, service: &Arc<Service>, state: &mut State, cid: u64) {
+        if let Some(entry) = state.conns.remove(cid) {
+            if entry.accepted {
+                self.shared.runtime.connection_closed(service);
+            }
+        }
+    }
+
+    fn on_accept(&mut self, service: &Arc<Service>, listener: u32, stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
+        let cid = {
+            let mut state = self.lock();
+            let cid = state.conns.insert(ConnEntry {
+                conn: Connection::new(stream),
+                phase: Phase::Open,
+                peer: Some(peer),
+                accepted: true,
+                timeout_ms: 0,
+                reader: None,
+                writer: None,
+                dirty: false,
+                draining: false,
+                linger_deadline: None,
+            });
+            let token = lunet_core::reactor::token(service.index(), index_of(cid));
+            let entry = state.conns.get_mut(cid).expect("just inserted");
+            if let Err(e) = self.shared.runtime.registry().register(
+                &mut entry.conn.stream,
+                token,
+                mio::Interest::READABLE | mio::Interest::WRITABLE,
+            ) {
+                tracing::error!(service = %self.name, "cannot register connection from {peer}: {e}");
+                state.conns.remove(cid);
+                drop(state);
+                self.shared.runtime.connection_closed(service);
+                return;
+            }
+            cid
+        };
+        let handler = self.run_handler.clone();
+        match self.new_session(&handler, Some(cid)) {
+            Some(sid) => {
+                let args = MultiValue::from_vec(vec![Value::Integer(listener as i64), Value::Integer(cid as i64)]);
+                self.sched.ready.push_back((sid, Reply::Args(args)));
+            }
+            None => self.close_conn(service, cid),
+        }
+    }
+
+    fn on_io(&mut self, service: &Arc<Service>, slot: u32, readiness: Readiness) {
+        let shared = self.shared.clone();
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(cid) = state.conns.id_at(slot) else {
+            return;
+        };
+        let high_water = state.settings.high_water;
+        let entry = state.conns.get_mut(cid).expect("id_at found it");
+        if readiness.is_readable() {
+            entry.conn.readable = true;
+        }
+        if readiness.is_writable() {
+            entry.conn.writable = true;
+        }
+        match entry.phase {
+            Phase::Closing => self.advance_close(service, &mut state, cid),
+            Phase::Connecting => {
+                if !readiness.is_writable() {
+                    return;
+                }
+                let result = match entry.conn.stream.take_error() {
+                    Ok(Some(e)) | Err(e) => Err(e),
+                    Ok(None) => match entry.conn.stream.peer_addr() {
+                        Ok(_) => Ok(()),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return,
+                        Err(e) => Err(e),
+                    },
+                };
+                let writer = entry.writer;
+                match result {
+                    Ok(()) => {
+                        entry.phase = Phase::Open;
+                        if let Some(sid) = writer {
+                            self.sched.wake(&mut state, sid, Reply::True);
+                        }
+                    }
+                    Err(e) => {
+                        entry.conn.failed = true;
+                        let word: &'static str = match connect_error(&e).as_str() {
+                            "refused" => "refused",
+                            "timeout" => "timeout",
+                            "reset" => "reset",
+                            _ => "connect failed",
+                        };
+                        if let Some(sid) = writer {
+                            self.sched.wake(&mut state, sid, Reply::Error(word));
+                        }
+                    }
+                }
+            }
+            Phase::Open => {
+                if !entry.conn.output.is_empty() && entry.conn.writable {
+                    let _ = entry.conn.flush();
+                }
+                if let Some(sid) = entry.writer {
+                    if entry.conn.failed {
+                        self.sched.wake(&mut state, sid, Reply::Error("closed"));
+                    } else if entry.conn.output.len() <= high_water / 2 {
+                        self.sched.wake(&mut state, sid, Reply::True);
+                    }
+                }
+                let entry = state.conns.get_mut(cid).expect("still there");
+                if let Some(sid) = entry.reader {
+                    let Some(session) = self.sched.sessions.get(sid) else {
+                        entry.reader = None;
+                        return;
+                    };
+                    let Wait::Read(_, kind) = &session.wait else {
+                        entry.reader = None;
+                        return;
+                    };
+                    let outcome = try_read(entry, kind);
+                    if matches!(outcome, ReadOutcome::Wait) {
+                        return;
+                    }
+                    match take_read(&self.lua, entry, outcome) {
+                        Ok((data, err, partial)) => {
+                            self.sched.wake(&mut state, sid, Reply::Read(data, err, partial))
+                        }
+                        Err(_) => self.sched.wake(&mut state, sid, Reply::Error("no memory")),
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_timer(&mut self, service: &Arc<Service>, id: u64) {
+        let now = now_ms();
+        if id & 1 == 1 {
+            let cid = id >> 1;
+            let shared = self.shared.clone();
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let expired = state
+                .conns
+                .get(cid)
+                .is_some_and(|e| e.phase == Phase::Closing && e.linger_deadline.is_some_and(|d| d <= now));
+            if expired {
+                self.drop_conn(service, &mut state, cid);
+            }
+            return;
+        }
+        let sid = id >> 1;
+        let Some(session) = self.sched.sessions.get_mut(sid) else {
+            return;
+        };
+        session.timer_armed = None;
+        let Some(deadline) = session.deadline else {
+            return;
+        };
+        if deadline > now {
+            session.timer_armed = Some(deadline);
+            self.shared.runtime.add_timer(service, deadline, sid << 1);
+            return;
+        }
+        let reply = match session.wait {
+            Wait::Sleep => Reply::Nothing,
+            Wait::Ready => return,
+            _ => Reply::Error("timeout"),
+        };
+        let shared = self.shared.clone();
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.sched.wake(&mut state, sid, reply);
+    }
+
+    fn on_shutdown(&mut self) {
+        let shared = self.shared.clone();
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.shutting_down = true;
+        for cid in state.conns.ids() {
+            let Some(entry) = state.conns.get(cid) else { continue };
+            if entry.accepted && entry.conn.input.is_empty() {
+                if let Some(sid) = entry.reader {
+                    self.sched.wake(&mut state, sid, Reply::Error("closed"));
+                }
+            }
+        }
+    }
+
+    fn start_main(&mut self) {
+        let Some(main) = self.main.take() else { return };
+        if let Some(sid) = self.new_session(&main, None) {
+            self.main_session = Some(sid);
+            self.sched.ready.push_back((sid, Reply::Nothing));
+        }
+    }
+}
+
+impl ServiceBody for LuaService {
+    fn run(&mut self, service: &Arc<Service>, events: &mut VecDeque<Event>) -> Status {
+        {
+            let mut slot = self.shared.service.lock().unwrap_or_else(|e| e.into_inner());
+            if slot.is_none() {
+                *slot = Some(Arc::downgrade(service));
+            }
+        }
+        for event in events.drain(..) {
+            match event {
+                Event::Io { slot, readiness } => self.on_io(service, slot, readiness),
+                Event::Accept {
+                    listener,
+                    stream,
+                    peer,
+                } => self.on_accept(service, listener, stream, peer),
+                Event::Timer { id } => self.on_timer(service, id),
+                Event::Message(message) => match message.kind {
+                    KIND_START => self.start_main(),
+                    _ => {}
+                },
+                Event::LaneDone { .. } => {}
+                Event::Shutdown => self.on_shutdown(),
+            }
+            if !self.sched.ready.is_empty() {
+                self.drain_ready(service);
+            }
+        }
+        Status::Alive
+    }
+}

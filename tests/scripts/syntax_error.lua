@@ -1,0 +1,3 @@
+-- Deliberately not valid Lua.
+local lunet = require "lunet"
+local x = = 1
