@@ -37,7 +37,14 @@ NOTES=()    # skips and failures, for the results file
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 note() { NOTES+=("$*"); log "$*"; }
-record() { COMMANDS+=("$*"); }
+record() { # CMD...: remember the command, quoted so it can be pasted back
+    local arg line=
+    for arg in "$@"; do
+        [[ $arg =~ ^[A-Za-z0-9_./:=,@+-]+$ ]] || arg="'${arg//\'/\'\\\'\'}'"
+        line+="${line:+ }$arg"
+    done
+    COMMANDS+=("$line")
+}
 
 stop_group() { # PID: SIGTERM the process group, SIGKILL it if still there after 3 s
     local pid=$1 kept=() other
@@ -75,7 +82,7 @@ spawn() { # LOG CMD...: start CMD in the background; sets SPAWNED
 start_server() { # NAME LOG CMD...: sets SERVER_PID and ADDR (parsed from "listening on")
     local name=$1 log=$2
     shift 2
-    record "$*"
+    record "$@"
     spawn "$log" "$@"
     SERVER_PID=$SPAWNED
     ADDR=
@@ -83,7 +90,9 @@ start_server() { # NAME LOG CMD...: sets SERVER_PID and ADDR (parsed from "liste
         ADDR=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o -m1 'listening on [0-9.]*:[0-9]*' | awk '{print $3}')
         [ -n "$ADDR" ] && return 0
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            note "$name exited before listening: $(tail -c 300 "$log" | tr '\n' ' ')"
+            wait "$SERVER_PID"
+            note "$name exited (status $?) before printing 'listening on'; output: $(tail -c 300 "$log" | tr '\n' ' ')"
+            stop_group "$SERVER_PID"
             return 1
         fi
         sleep 0.1
@@ -103,7 +112,7 @@ EOF
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
-fmt_int() { printf '%s' "${1%.*}" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
+fmt_int() { printf '%.0f' "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
 ratio() { python3 -c 'import sys; a, b = map(float, sys.argv[1:]); print(f"{a / b:.2f}" if b else "-")' "$1" "$2"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -116,14 +125,25 @@ lunet_cmd() { # SCRIPT: the lunet command line for SCRIPT on a free port
 # Idle connections need one fd each; use the hard limit (20,000 here).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 
+# Runs CMD to completion in the background, so that a signal reaches the trap
+# at once rather than after CMD (cargo may wait minutes for the build lock).
+run_waiting() { # LOG CMD...
+    spawn "$@"
+    local pid=$SPAWNED status
+    wait "$pid"
+    status=$?
+    stop_group "$pid"
+    return $status
+}
+
 # ---------------------------------------------------------------- build
 LUNET_OK=1
 log "building (cargo build --release -p lunet -p lunet-bench)"
 record cargo build --release -p lunet -p lunet-bench
-if ! cargo build --release -p lunet -p lunet-bench >"$WORK/build.log" 2>&1; then
+if ! run_waiting "$WORK/build.log" cargo build --release -p lunet -p lunet-bench; then
     LUNET_OK=0
     note "lunet did not build; lunet rows skipped ($(grep -m1 '^error' "$WORK/build.log"))"
-    if ! cargo build --release -p lunet-bench >"$WORK/build-bench.log" 2>&1; then
+    if ! run_waiting "$WORK/build-bench.log" cargo build --release -p lunet-bench; then
         cat "$WORK/build-bench.log" >&2
         log "lunet-bench does not build; nothing to run"
         exit 1
@@ -143,7 +163,7 @@ run_echo() { # NAME ROUND CMD...
     local out="$WORK/echo-$name-$round"
     start_server "$name" "$out.server" "$@" || return 1
     local load=("$BIN/echo-load" --addr "$ADDR" -c 50 --size 64 -d "$DURATION" --warmup 1s)
-    record "${load[*]}"
+    record "${load[@]}"
     "${load[@]}" >"$out.load" 2>&1
     stop_group "$SERVER_PID"
     local rate p99 errors
@@ -245,7 +265,7 @@ EOF
 run_wrk() { # NAME ROUND URL
     local name=$1 round=$2 url=$3 out="$WORK/wrk-$1-$2"
     wrk -t2 -c100 -d1s "$url" >/dev/null 2>&1 # warmup, not recorded
-    record "wrk -t2 -c100 -d$DURATION --latency $url"
+    record wrk -t2 -c100 -d"$DURATION" --latency "$url"
     wrk -t2 -c100 -d"$DURATION" --latency "$url" >"$out" 2>&1
     local parsed
     parsed=$(python3 - "$out" <<'EOF'
@@ -310,7 +330,8 @@ run_http_nginx() { # ROUND
         return 1
     }
     local nginx_cmd=(nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" -g 'daemon off;')
-    record "${nginx_cmd[*]}  # conf: content_by_lua_block { $lua }"
+    record "${nginx_cmd[@]}"
+    NGINX_CONF=$(cat "$dir/nginx.conf")
     spawn "$WORK/nginx-$1.log" "${nginx_cmd[@]}"
     local pid=$SPAWNED body=
     for _ in $(seq 50); do
@@ -355,7 +376,7 @@ measure_memory() { # NAME CMD...: RSS per idle connection, $HOLD connections
     base_rss=$(rss_kb "$server")
     base_fds=$(fd_count "$server")
     local hold=("$BIN/hold-conns" --addr "$ADDR" -n "$HOLD" --hold 60s)
-    record "${hold[*]}  # stopped once measured"
+    record "${hold[@]}"
     spawn "$out.hold" "${hold[@]}"
     local holder=$SPAWNED up=
     for _ in $(seq 300); do
@@ -450,8 +471,8 @@ mkdir -p "$(dirname "$RESULTS")"
     echo
     echo "$TABLE"
     echo
-    echo "Rates are the better of $ROUNDS runs per server, run alternately (server A, B, A, B),"
-    echo "each against a freshly started server; all runs are listed. p99 is that run's."
+    echo "Each rate is the best of $ROUNDS run(s) per server, run alternately (A, B, A, B),"
+    echo "each against a freshly started server; all runs are listed. p99 is the best run's."
     echo "The load generator runs on the same cores as the server. Nothing is pinned."
     echo
     echo "## Machine"
@@ -461,7 +482,8 @@ mkdir -p "$(dirname "$RESULTS")"
     echo "- CPU: $cpu_model"
     echo "- kernel: $(uname -sr)"
     echo "- git: $revision"
-    [ -n "${LUNET_WORKERS:-}" ] && echo "- lunet workers: $LUNET_WORKERS"
+    lunet_line=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK"/echo-lunet-1.server 2>/dev/null | grep -m1 -o 'serving .*')
+    [ -n "$lunet_line" ] && echo "- lunet: $lunet_line${LUNET_WORKERS:+ (--workers $LUNET_WORKERS)}"
     if [ ${#NOTES[@]} -gt 0 ]; then
         echo
         echo "## Notes"
@@ -476,6 +498,16 @@ mkdir -p "$(dirname "$RESULTS")"
     echo '```'
     printf '%s\n' "${COMMANDS[@]}"
     echo '```'
+    echo
+    echo "hold-conns is stopped once the RSS is read; its --hold only bounds it."
+    if [ -n "${NGINX_CONF:-}" ]; then
+        echo
+        echo "nginx.conf (in a temporary prefix, removed after the run):"
+        echo
+        echo '```nginx'
+        echo "$NGINX_CONF"
+        echo '```'
+    fi
 } >"$RESULTS"
 
 echo

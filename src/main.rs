@@ -56,6 +56,15 @@ struct ServeArgs {
     /// Microseconds the reactor and idle workers keep polling before they sleep.
     #[arg(long, default_value_t = 50)]
     spin_us: u64,
+    /// Threads of the blocking-task lane (SQLite, files, DNS).
+    #[arg(long, default_value_t = 4)]
+    lane_threads: usize,
+    /// Lane tasks queued at once; past it callers wait for a slot.
+    #[arg(long, default_value_t = 1024)]
+    lane_queue: usize,
+    /// Milliseconds a lane call may wait for a queue slot (0 = no limit).
+    #[arg(long, default_value_t = 30_000)]
+    lane_timeout_ms: u64,
     /// Milliseconds a closed connection may take to flush and drain.
     #[arg(long, default_value_t = 10_000)]
     linger_ms: u64,
@@ -152,11 +161,14 @@ fn serve(args: ServeArgs) -> Result<()> {
     }
     config.max_conns = args.max_conns;
     config.spin = Duration::from_micros(args.spin_us);
+    config.lane_threads = args.lane_threads.max(1);
+    config.lane_queue = args.lane_queue.max(1);
     let hosts = args.hosts.unwrap_or(config.workers * 2).max(1);
     let settings = Arc::new(Settings {
         max_line: args.max_line.max(1),
         high_water: args.high_water.max(1),
         linger_ms: args.linger_ms,
+        lane_timeout_ms: args.lane_timeout_ms,
         env: parse_env(&args.env)?,
     });
 

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{server_script, test_script, Client, End, Server};
+use common::{abbreviate, server_script, test_script, Client, End, Server};
 use std::io::BufRead;
 use std::os::fd::AsRawFd;
 use std::thread;
@@ -120,6 +120,20 @@ fn line_over_max_gets_too_long_and_others_keep_working() {
     let mut newcomer = server.client();
     newcomer.send("newcomer\n");
     assert_eq!(newcomer.line(), "newcomer");
+}
+
+#[test]
+fn line_over_max_is_too_long_even_with_its_newline_in_the_same_segment() {
+    // The bound is on the line, not on how its bytes happen to arrive.
+    let server = Server::start(&test_script("echo_report.lua"), &["--max-line", "1024"]);
+    let mut offender = server.client();
+    offender.send(format!("{}\n", "x".repeat(2000)));
+    let answer = offender.try_line();
+    assert_eq!(
+        answer.as_deref().map(abbreviate),
+        Ok(abbreviate("ERR too long")),
+        "answer to a 2000-byte line with --max-line 1024"
+    );
 }
 
 #[test]

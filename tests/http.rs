@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{server_script, Client, End, Server, DEADLINE};
+use common::{abbreviate, server_script, Client, End, Server, DEADLINE};
 use std::collections::HashMap;
 use std::io::Read;
 use std::process::{Command, Output};
@@ -253,7 +253,14 @@ fn rejected(server: &Server, request: &str, status: u16) {
     let mut client = server.client();
     client.send(request);
     let answer = response(&mut client);
-    assert_eq!(answer.status, status, "{request:?} got {answer:?}");
+    assert_eq!(
+        answer.status,
+        status,
+        "{} got {} {}",
+        abbreviate(request),
+        answer.status,
+        abbreviate(&String::from_utf8_lossy(&answer.body))
+    );
     assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
     client.end();
 }
@@ -325,6 +332,13 @@ fn header_line_over_max_gets_400() {
     let mut client = server.client();
     client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_hello(&response(&mut client));
+}
+
+#[test]
+fn unterminated_request_line_over_max_gets_400() {
+    let server = http(&["--max-line", "1024"]);
+    let request = format!("GET /{}", "a".repeat(2000));
+    rejected(&server, &request, 400);
 }
 
 #[test]

@@ -107,6 +107,15 @@ fn readline_over_explicit_max_is_too_long() {
 }
 
 #[test]
+fn readline_does_not_return_an_unterminated_last_line() {
+    let server = api();
+    let mut client = command(&server, "readline_eof");
+    client.send("no newline");
+    client.shutdown_write();
+    assert_eq!(client.line(), "nil closed");
+}
+
+#[test]
 fn readline_strips_crlf() {
     let server = api();
     let mut client = server.client();
@@ -243,6 +252,17 @@ fn connect_talks_to_an_upstream_server() {
     (&stream).write_all(b"hello lunet\n").unwrap();
 
     assert_eq!(client.line(), "hello lunet nil");
+}
+
+#[test]
+fn closed_socket_reports_closed() {
+    let server = api();
+    let upstream = TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut client = command(&server, "use_after_close");
+    client.send(format!("{}\n", upstream.local_addr().unwrap()));
+    let _accepted = upstream.accept().unwrap();
+    // close twice is harmless; write and read then return nil, "closed".
+    assert_eq!(client.line(), "nil closed nil closed");
 }
 
 #[test]

@@ -67,7 +67,10 @@ impl Args {
         match self.values.get(name) {
             None => default,
             Some(text) => text.parse().unwrap_or_else(|error| {
-                fail(self.usage, &format!("bad value `{text}` for {name}: {error}"))
+                fail(
+                    self.usage,
+                    &format!("bad value `{text}` for {name}: {error}"),
+                )
             }),
         }
     }
@@ -135,7 +138,10 @@ mod tests {
         let args = parse(&["-c", "7", "--addr=127.0.0.1:1"]).unwrap();
         assert_eq!(args.get("--connections", 0u32), 7);
         assert_eq!(args.required("--addr"), "127.0.0.1:1");
-        assert_eq!(parse(&["--connections=3"]).unwrap().get("--connections", 0), 3);
+        assert_eq!(
+            parse(&["--connections=3"]).unwrap().get("--connections", 0),
+            3
+        );
     }
 
     #[test]

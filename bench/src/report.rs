@@ -74,7 +74,7 @@ mod tests {
         latencies.merge(&other);
         let summary = latencies.summary();
         assert_eq!(summary.samples, 1001);
-        assert!((summary.p50_us - 500.0).abs() < 1.0, "{summary:?}");
+        assert!((summary.p50_us - 500.0).abs() < 2.0, "{summary:?}");
         assert!((summary.p99_us - 990.0).abs() < 2.0, "{summary:?}");
         assert!(summary.max_us >= 59e6, "{summary:?}");
     }

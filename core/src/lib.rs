@@ -8,6 +8,7 @@
 pub mod buffer;
 pub mod connection;
 pub mod event;
+pub mod lane;
 pub mod net;
 pub mod reactor;
 pub mod runtime;

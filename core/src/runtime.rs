@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use mio::{Poll, Registry, Waker};
 
 use crate::event::Event;
+use crate::lane::{Lane, Task};
 use crate::reactor::{Command, Reactor, WAKER_TOKEN};
 use crate::scheduler::{run_worker, Pool};
 use crate::service::{Service, ServiceBody};
@@ -33,6 +34,10 @@ pub struct Config {
     pub max_conns: usize,
     /// Listen backlog.
     pub backlog: i32,
+    /// Lane threads (blocking tasks).
+    pub lane_threads: usize,
+    /// Lane tasks queued at once; past it callers wait for a slot.
+    pub lane_queue: usize,
 }
 
 impl Default for Config {
@@ -43,6 +48,8 @@ impl Default for Config {
             budget: 256,
             max_conns: 100_000,
             backlog: 4096,
+            lane_threads: 4,
+            lane_queue: 1024,
         }
     }
 }
@@ -75,6 +82,7 @@ struct ListenerEntry {
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) pool: Pool,
+    pub(crate) lane: Lane,
     pub(crate) registry: Registry,
     waker: Waker,
     pub(crate) commands: Mutex<Vec<Command>>,
@@ -150,9 +158,12 @@ impl Runtime {
         let registry = poll.registry().try_clone()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (pool, locals) = Pool::new(workers);
+        let lane = Lane::new(config.lane_queue);
+        let lane_threads = config.lane_threads.max(1);
         let shared = Arc::new(Shared {
             config,
             pool,
+            lane,
             registry,
             waker,
             commands: Mutex::new(Vec::new()),
@@ -181,6 +192,14 @@ impl Runtime {
             handles.push(handle);
         }
         shared.pool.idle.set_threads(threads);
+        for index in 0..lane_threads {
+            let shared = shared.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("lunet-lane-{index}"))
+                    .spawn(move || Lane::run(shared))?,
+            );
+        }
         Ok((Runtime { shared }, Threads { handles }))
     }
 
@@ -242,15 +261,17 @@ impl Runtime {
     }
 
     /// Binds (or joins) a listener on `addr` for `host`. All hosts that
-    /// listen on the same address string share one socket; the reactor hands
-    /// each accepted connection to the least-loaded of them. Returns the
-    /// bound address.
-    pub fn listen(&self, addr: &str, host: &Arc<Service>) -> io::Result<(u32, SocketAddr)> {
+    /// listen with the same `key` share one socket; the reactor hands each
+    /// accepted connection to the least-loaded of them. (The key is the
+    /// address plus which call of the script this is, so two listeners on
+    /// port 0 in one script stay two.) Returns the listener id and the bound
+    /// address.
+    pub fn listen(&self, addr: &str, key: &str, host: &Arc<Service>) -> io::Result<(u32, SocketAddr)> {
         if !self.shared.accepting.load(Ordering::SeqCst) {
             return Err(io::Error::other("the server is shutting down"));
         }
         let mut listeners = self.shared.listeners.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = listeners.get(addr) {
+        if let Some(entry) = listeners.get(key) {
             let id = entry.id;
             let local = entry.local;
             self.shared.command(Command::JoinListener {
@@ -263,7 +284,7 @@ impl Runtime {
         let listener = crate::net::bind_listener(socket_addr, self.shared.config.backlog)?;
         let local = listener.local_addr()?;
         let id = self.shared.next_listener.fetch_add(1, Ordering::Relaxed);
-        listeners.insert(addr.to_string(), ListenerEntry { id, local });
+        listeners.insert(key.to_string(), ListenerEntry { id, local });
         tracing::info!("listening on {local}");
         self.shared.command(Command::AddListener { id, listener });
         self.shared.command(Command::JoinListener {
@@ -297,8 +318,22 @@ impl Runtime {
         }
     }
 
+    /// Runs `task` on the lane; its result comes back to `service` as
+    /// `Event::LaneDone { ticket, .. }`. When the lane queue is full the task
+    /// is handed back and the service gets `Message { kind: KIND_LANE_SLOT }`
+    /// once a slot frees.
+    pub fn lane_submit(&self, service: &Arc<Service>, ticket: u64, task: Task) -> Result<(), Task> {
+        self.shared.lane.submit(service, ticket, task)
+    }
+
+    /// Tasks waiting in the lane queue.
+    pub fn lane_queued(&self) -> usize {
+        self.shared.lane.queued()
+    }
+
     /// Stops the reactor and the workers (they finish the turn they are in).
     pub fn stop(&self) {
+        self.shared.lane.stop();
         self.shared.command(Command::Stop);
         let _ = self.shared.waker.wake();
         self.shared.pool.stop();

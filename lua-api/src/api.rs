@@ -298,7 +298,13 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
             let service = sh
                 .service()
                 .ok_or_else(|| mlua::Error::runtime("lunet.listen: no service"))?;
-            match sh.runtime.listen(&addr, &service) {
+            let key = {
+                let mut state = sh.lock()?;
+                let count = state.listen_calls.entry(addr.clone()).or_insert(0);
+                *count += 1;
+                format!("{addr}#{count}")
+            };
+            match sh.runtime.listen(&addr, &key, &service) {
                 Ok((id, bound)) => Ok((id, bound.to_string())),
                 Err(e) => Err(mlua::Error::runtime(format!("lunet.listen {addr}: {e}"))),
             }
@@ -356,6 +362,8 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
             Ok(())
         })?,
     )?;
+
+    core.set("shared_dict", lua.create_function(crate::dict::open)?)?;
 
     Ok(core)
 }

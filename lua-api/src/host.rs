@@ -27,6 +27,8 @@ use mlua::thread::ThreadStatus;
 use mlua::{Function, Lua, MultiValue, Thread, Value};
 
 use crate::api::{self, connect_error, read_kind, take_read, Shared};
+use crate::lane::{build_task, LaneReply, Plain};
+use lunet_core::lane::{Task, KIND_LANE_SLOT};
 use crate::slab::{index_of, Slab};
 use crate::state::{try_read, ConnEntry, Phase, ReadKind, ReadOutcome, Settings, State};
 
@@ -34,6 +36,7 @@ const OP_READ: i64 = 1;
 const OP_WRITE: i64 = 2;
 const OP_SLEEP: i64 = 3;
 const OP_CONNECT: i64 = 4;
+const OP_LANE: i64 = 5;
 
 /// Message kinds the runtime sends a Lua service.
 pub const KIND_START: u8 = 1;
@@ -52,6 +55,10 @@ enum Wait {
     Write(u64),
     Connect(u64),
     Sleep,
+    /// A lane task runs for this session (ticket = session id).
+    Lane,
+    /// The lane queue was full: the task waits here for a slot.
+    LaneSlot(Task),
 }
 
 struct Session {
@@ -70,6 +77,8 @@ enum Reply {
     Args(MultiValue),
     Read(Value, Option<&'static str>, Option<mlua::LuaString>),
     Error(&'static str),
+    Plain(Vec<Plain>),
+    Message(String),
 }
 
 /// Sessions and the ready queue: the part of the scheduler Lua never sees.
@@ -77,6 +86,8 @@ enum Reply {
 struct Sched {
     sessions: Slab<Session>,
     ready: VecDeque<(u64, Reply)>,
+    /// Sessions whose lane task waits for a queue slot, in arrival order.
+    lane_blocked: VecDeque<u64>,
 }
 
 impl Sched {
@@ -102,7 +113,7 @@ impl Sched {
                     }
                 }
             }
-            Wait::Sleep => {}
+            Wait::Sleep | Wait::Lane | Wait::LaneSlot(_) => {}
         }
         session.deadline = None;
         self.ready.push_back((sid, reply));
@@ -148,6 +159,21 @@ impl LuaService {
         script: &Script,
         startup: Option<mpsc::Sender<Result<(), String>>>,
     ) -> Result<LuaService, String> {
+        Self::with_setup(runtime, name, settings, script, startup, &|_| Ok(()))
+    }
+
+    /// Like [`LuaService::new`], with `setup` run on the fresh VM after the
+    /// `lunet` module exists and before the script is compiled: the way an
+    /// embedder (the connector) adds modules of its own, e.g. through
+    /// `package.loaded`.
+    pub fn with_setup(
+        runtime: &Runtime,
+        name: &str,
+        settings: Arc<Settings>,
+        script: &Script,
+        startup: Option<mpsc::Sender<Result<(), String>>>,
+        setup: &dyn Fn(&Lua) -> mlua::Result<()>,
+    ) -> Result<LuaService, String> {
         let lua = Lua::new();
         let shared = Shared {
             state: Arc::new(Mutex::new(State::new(settings))),
@@ -161,6 +187,7 @@ impl LuaService {
                 .load(include_str!("prelude.lua"))
                 .set_name("@lunet/prelude.lua")
                 .call(core)?;
+            setup(&lua)?;
             let main = lua
                 .load(&script.source[..])
                 .set_name(format!("@{}", script.path))
@@ -237,6 +264,22 @@ impl LuaService {
             Reply::Args(args) => thread.resume::<MultiValue>(args),
             Reply::Read(data, err, partial) => thread.resume::<MultiValue>((data, err, partial)),
             Reply::Error(err) => thread.resume::<MultiValue>((Value::Nil, err)),
+            Reply::Message(err) => thread.resume::<MultiValue>((Value::Nil, err)),
+            Reply::Plain(values) => {
+                let mut args = MultiValue::with_capacity(values.len());
+                for value in values {
+                    match value.into_lua(&self.lua) {
+                        Ok(value) => args.push_back(value),
+                        Err(e) => {
+                            args.clear();
+                            args.push_back(Value::Nil);
+                            args.push_back(Value::String(self.lua.create_string(e.to_string()).unwrap_or_else(|_| self.lua.create_string("no memory").expect("tiny string"))));
+                            break;
+                        }
+                    }
+                }
+                thread.resume::<MultiValue>(args)
+            }
         };
         match result {
             Ok(values) if thread.status() == ThreadStatus::Resumable => {
@@ -308,6 +351,36 @@ impl LuaService {
                         (Wait::Connect(cid), timeout)
                     }
                 }
+            }
+            OP_LANE => {
+                drop(state);
+                let task = match build_task(&values) {
+                    Ok(task) => task,
+                    Err(e) => {
+                        self.sched.ready.push_back((sid, Reply::Message(e)));
+                        return;
+                    }
+                };
+                let lane_timeout = self.lock().settings.lane_timeout_ms;
+                let Some(session) = self.sched.sessions.get_mut(sid) else {
+                    return;
+                };
+                match self.shared.runtime.lane_submit(service, sid, task) {
+                    Ok(()) => session.wait = Wait::Lane,
+                    Err(task) => {
+                        session.wait = Wait::LaneSlot(task);
+                        self.sched.lane_blocked.push_back(sid);
+                        if lane_timeout > 0 {
+                            let deadline = now.saturating_add(lane_timeout);
+                            session.deadline = Some(deadline);
+                            if session.timer_armed.is_none_or(|armed| armed > deadline) {
+                                session.timer_armed = Some(deadline);
+                                self.shared.runtime.add_timer(service, deadline, sid << 1);
+                            }
+                        }
+                    }
+                }
+                return;
             }
             OP_SLEEP => {
                 let ms = match arg(1) {
@@ -647,13 +720,25 @@ impl LuaService {
             self.shared.runtime.add_timer(service, deadline, sid << 1);
             return;
         }
-        let reply = match session.wait {
-            Wait::Sleep => Reply::Nothing,
-            Wait::Ready => return,
-            _ => Reply::Error("timeout"),
-        };
         let shared = self.shared.clone();
         let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let reply = match &session.wait {
+            Wait::Sleep => Reply::Nothing,
+            Wait::Ready | Wait::Lane => return,
+            // As OpenResty: a read that times out hands back what arrived.
+            Wait::Read(cid, kind) if !matches!(kind, ReadKind::Some { .. }) => {
+                match state.conns.get_mut(*cid) {
+                    Some(entry) => {
+                        let partial = self.lua.create_string(entry.conn.input.as_slice()).ok();
+                        let len = entry.conn.input.len();
+                        entry.conn.input.consume(len);
+                        Reply::Read(Value::Nil, Some("timeout"), partial)
+                    }
+                    None => Reply::Error("timeout"),
+                }
+            }
+            _ => Reply::Error("timeout"),
+        };
         self.sched.wake(&mut state, sid, reply);
     }
 
@@ -666,6 +751,42 @@ impl LuaService {
             if entry.accepted && entry.conn.input.is_empty() {
                 if let Some(sid) = entry.reader {
                     self.sched.wake(&mut state, sid, Reply::Error("closed"));
+                }
+            }
+        }
+    }
+
+    fn on_lane_done(&mut self, sid: u64, result: Box<dyn std::any::Any + Send>) {
+        let Some(session) = self.sched.sessions.get(sid) else {
+            return;
+        };
+        if !matches!(session.wait, Wait::Lane) {
+            return;
+        }
+        let reply = match result.downcast::<LaneReply>() {
+            Ok(reply) => Reply::Plain(reply.0),
+            Err(_) => Reply::Error("lane task failed"),
+        };
+        let shared = self.shared.clone();
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        self.sched.wake(&mut state, sid, reply);
+    }
+
+    /// A lane slot freed: submit parked tasks in arrival order.
+    fn on_lane_slot(&mut self, service: &Arc<Service>) {
+        while let Some(sid) = self.sched.lane_blocked.pop_front() {
+            let Some(session) = self.sched.sessions.get_mut(sid) else {
+                continue;
+            };
+            let Wait::LaneSlot(task) = std::mem::replace(&mut session.wait, Wait::Lane) else {
+                continue;
+            };
+            match self.shared.runtime.lane_submit(service, sid, task) {
+                Ok(()) => session.deadline = None,
+                Err(task) => {
+                    session.wait = Wait::LaneSlot(task);
+                    self.sched.lane_blocked.push_front(sid);
+                    return;
                 }
             }
         }
@@ -699,9 +820,10 @@ impl ServiceBody for LuaService {
                 Event::Timer { id } => self.on_timer(service, id),
                 Event::Message(message) => match message.kind {
                     KIND_START => self.start_main(),
+                    KIND_LANE_SLOT => self.on_lane_slot(service),
                     _ => {}
                 },
-                Event::LaneDone { .. } => {}
+                Event::LaneDone { ticket, result } => self.on_lane_done(ticket, result),
                 Event::Shutdown => self.on_shutdown(),
             }
             if !self.sched.ready.is_empty() {

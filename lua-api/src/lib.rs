@@ -3,9 +3,14 @@
 //! and the socket API are built here on lunet-core.
 
 mod api;
+mod dict;
+pub mod lane;
 pub mod host;
 mod slab;
 pub mod state;
 
 pub use host::{check_script, LuaService, Script, KIND_START};
 pub use state::Settings;
+
+/// The mlua this crate is built on, for embedders that add their own modules.
+pub use mlua;

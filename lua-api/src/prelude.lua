@@ -9,7 +9,9 @@ local core = ...
 local yield, isyieldable = coroutine.yield, coroutine.isyieldable
 local setmetatable, error, type, select = setmetatable, error, type, select
 
-local OP_READ, OP_WRITE, OP_SLEEP, OP_CONNECT = 1, 2, 3, 4
+local OP_READ, OP_WRITE, OP_SLEEP, OP_CONNECT, OP_LANE = 1, 2, 3, 4, 5
+local LANE_DB_OPEN, LANE_DB_EXEC, LANE_DB_QUERY, LANE_DB_ATOMIC = 1, 2, 3, 4
+local LANE_FS_READ, LANE_FS_WRITE, LANE_RESOLVE, LANE_SLEEP = 5, 6, 7, 8
 local READ_LINE, READ_EXACT, READ_UNTIL, READ_SOME = 1, 2, 3, 4
 
 local c_read, c_write, c_close = core.read, core.write, core.close
@@ -140,6 +142,76 @@ function lunet.timeout(ms, fn, ...)
         yield(OP_SLEEP, ms)
         return fn(table.unpack(args, 1, n))
     end)
+end
+
+-- Shared dicts: state shared by every VM (no yield: one shard lock).
+lunet.shared = { dict = core.shared_dict }
+
+-- Lane calls: blocking work runs on the lane; the session yields meanwhile.
+local function lane(what, ...)
+    if not isyieldable() then cannot_wait(what) end
+    return yield(OP_LANE, ...)
+end
+
+local function check_string(value, what)
+    if type(value) ~= "string" then error(what .. " must be a string, got " .. type(value), 3) end
+end
+
+local Db = {}
+Db.__index = Db
+Db.__name = "lunet.db"
+
+function Db:exec(sql, ...)
+    check_string(sql, "db:exec: sql")
+    return lane("db:exec", LANE_DB_EXEC, self.path, sql, ...)
+end
+
+function Db:query(sql, ...)
+    check_string(sql, "db:query: sql")
+    return lane("db:query", LANE_DB_QUERY, self.path, sql, ...)
+end
+
+function Db:atomic(statements)
+    if type(statements) ~= "table" then error("db:atomic: expected a list of {sql, ...} statements", 2) end
+    return lane("db:atomic", LANE_DB_ATOMIC, self.path, statements)
+end
+
+function Db:__tostring()
+    return "lunet.db(" .. self.path .. ")"
+end
+
+lunet.db = {}
+
+function lunet.db.open(path)
+    check_string(path, "lunet.db.open: path")
+    local ok, err = lane("lunet.db.open", LANE_DB_OPEN, path)
+    if not ok then return nil, err end
+    return setmetatable({ path = path }, Db)
+end
+
+lunet.fs = {}
+
+function lunet.fs.read(path)
+    check_string(path, "lunet.fs.read: path")
+    return lane("lunet.fs.read", LANE_FS_READ, path)
+end
+
+function lunet.fs.write(path, data)
+    check_string(path, "lunet.fs.write: path")
+    check_string(data, "lunet.fs.write: data")
+    return lane("lunet.fs.write", LANE_FS_WRITE, path, data)
+end
+
+function lunet.resolve(host)
+    check_string(host, "lunet.resolve: host")
+    return lane("lunet.resolve", LANE_RESOLVE, host)
+end
+
+lunet.lane = {}
+
+function lunet.lane.sleep(ms)
+    if type(ms) ~= "number" then error("lunet.lane.sleep: ms must be a number", 2) end
+    return lane("lunet.lane.sleep", LANE_SLEEP, ms)
 end
 
 package.loaded.lunet = lunet

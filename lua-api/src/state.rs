@@ -26,6 +26,8 @@ pub struct Settings {
     /// How long a closed connection may take to flush its output and drain
     /// unread input before it is dropped.
     pub linger_ms: u64,
+    /// How long a lane call may wait for a queue slot (0 = no limit).
+    pub lane_timeout_ms: u64,
     /// The command line's key=value pairs (`lunet.getenv`).
     pub env: HashMap<String, String>,
 }
@@ -36,6 +38,7 @@ impl Default for Settings {
             max_line: 64 * 1024,
             high_water: 1024 * 1024,
             linger_ms: 10_000,
+            lane_timeout_ms: 30_000,
             env: HashMap::new(),
         }
     }
@@ -117,6 +120,9 @@ pub struct State {
     /// The server is stopping: reads of accepted connections that would
     /// wait on an empty buffer end with "closed".
     pub shutting_down: bool,
+    /// `lunet.listen` calls so far per address (the n-th call of every host
+    /// shares the n-th listener).
+    pub listen_calls: HashMap<String, usize>,
 }
 
 impl State {
@@ -127,6 +133,7 @@ impl State {
             dirty: Vec::new(),
             spawns: Vec::new(),
             shutting_down: false,
+            listen_calls: HashMap::new(),
         }
     }
 
@@ -149,6 +156,12 @@ pub fn try_read(entry: &mut ConnEntry, kind: &ReadKind) -> ReadOutcome {
             ReadKind::Line { max } => {
                 if let Some(at) = memchr::memchr(b'\n', input) {
                     let end = if at > 0 && input[at - 1] == b'\r' { at - 1 } else { at };
+                    if end > *max {
+                        return ReadOutcome::Failed {
+                            err: "too long",
+                            partial: false,
+                        };
+                    }
                     return ReadOutcome::Ready {
                         end,
                         consume: at + 1,
@@ -171,6 +184,12 @@ pub fn try_read(entry: &mut ConnEntry, kind: &ReadKind) -> ReadOutcome {
             }
             ReadKind::Until { delim, max } => {
                 if let Some(at) = memmem::find(input, delim) {
+                    if at > *max {
+                        return ReadOutcome::Failed {
+                            err: "too long",
+                            partial: false,
+                        };
+                    }
                     return ReadOutcome::Ready {
                         end: at,
                         consume: at + delim.len(),

@@ -494,6 +494,14 @@ impl Client {
     }
 }
 
+/// `text`, cut to its first 60 characters when longer, for messages.
+pub fn abbreviate(text: &str) -> String {
+    match text.char_indices().nth(60) {
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &text[..cut], text.len()),
+        None => format!("{text:?}"),
+    }
+}
+
 /// Connects with a short bounded wait and reports refusal instead of
 /// panicking.
 pub fn try_connect(port: u16) -> io::Result<TcpStream> {

@@ -53,6 +53,11 @@ function commands.readline_max(sock)
     sock:write(tostring(line), " ", tostring(err), "\n")
 end
 
+function commands.readline_eof(sock)
+    local line, err = sock:readline()
+    sock:write(tostring(line), " ", tostring(err), "\n")
+end
+
 function commands.crlf(sock)
     local first = sock:readline()
     local second = sock:readline()
@@ -177,6 +182,21 @@ function commands.upstream(sock)
     local answer, read_err = upstream:readline()
     upstream:close()
     sock:write(tostring(answer), " ", tostring(read_err), "\n")
+end
+
+-- A socket used after close: close twice, then write and read.
+function commands.use_after_close(sock)
+    local target = sock:readline()
+    local upstream, err = lunet.connect(target, 2000)
+    if not upstream then
+        sock:write("connect failed ", tostring(err), "\n")
+        return
+    end
+    upstream:close()
+    upstream:close()
+    local ok, write_err = upstream:write("x")
+    local line, read_err = upstream:readline()
+    sock:write(tostring(ok), " ", tostring(write_err), " ", tostring(line), " ", tostring(read_err), "\n")
 end
 
 lunet.listen(lunet.getenv("listen"), function(sock)

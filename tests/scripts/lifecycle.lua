@@ -3,7 +3,10 @@ local lunet = require "lunet"
 
 lunet.listen(lunet.getenv("listen"), function(sock)
     local line = sock:readline()
-    local ms = tonumber(line and line:match("^work (%d+)$"))
+    if not line then
+        return
+    end
+    local ms = tonumber(line:match("^work (%d+)$"))
     if not ms then
         sock:write("?\n")
         return

@@ -194,9 +194,11 @@ fn run_thread(config: &Config, count: usize, first: usize, start_line: &Barrier)
     let window_end = window_start + config.duration;
     let mut connections: Vec<Option<Connection>> = Vec::with_capacity(streams.len());
     for (index, mut stream) in streams.into_iter().enumerate() {
-        let registered =
-            poll.registry()
-                .register(&mut stream, Token(index), Interest::READABLE | Interest::WRITABLE);
+        let registered = poll.registry().register(
+            &mut stream,
+            Token(index),
+            Interest::READABLE | Interest::WRITABLE,
+        );
         match registered {
             Ok(()) => connections.push(Some(Connection::new(
                 stream,
@@ -278,7 +280,10 @@ fn main() {
         cli::fail(USAGE, "--size must be at least 1 (the newline)");
     }
     if config.threads == 0 || config.connections < config.threads {
-        cli::fail(USAGE, "need at least one connection per thread and one thread");
+        cli::fail(
+            USAGE,
+            "need at least one connection per thread and one thread",
+        );
     }
     if config.duration.is_zero() {
         cli::fail(USAGE, "--duration must be more than 0");

@@ -45,8 +45,15 @@ const TICK: Duration = Duration::from_millis(5);
 
 enum Slot {
     /// Waiting for its (next) attempt, not before `at`.
-    Waiting { attempt: u32, at: Instant },
-    Connecting { stream: TcpStream, attempt: u32, since: Instant },
+    Waiting {
+        attempt: u32,
+        at: Instant,
+    },
+    Connecting {
+        stream: TcpStream,
+        attempt: u32,
+        since: Instant,
+    },
     Up(TcpStream),
     Failed,
     ClosedByPeer,
@@ -111,7 +118,10 @@ impl Holder {
 
     /// A writable event on a connecting socket: the handshake finished or failed.
     fn on_connect_ready(&mut self, index: usize, now: Instant) {
-        let Slot::Connecting { stream, attempt, .. } = &mut self.slots[index] else {
+        let Slot::Connecting {
+            stream, attempt, ..
+        } = &mut self.slots[index]
+        else {
             return;
         };
         let attempt = *attempt;
@@ -178,7 +188,8 @@ impl Holder {
             }
         };
         if closed {
-            if let Slot::Up(mut stream) = std::mem::replace(&mut self.slots[index], Slot::ClosedByPeer)
+            if let Slot::Up(mut stream) =
+                std::mem::replace(&mut self.slots[index], Slot::ClosedByPeer)
             {
                 let _ = self.poll.registry().deregister(&mut stream);
             }
@@ -272,7 +283,9 @@ fn main() {
         // Launch as many as the pacing allows: `rate` per second since the start.
         let allowed = (now - started).as_secs_f64() * rate + 1.0;
         while holder.connecting < inflight && (launched as f64) < allowed {
-            let Some(&index) = holder.queue.front() else { break };
+            let Some(&index) = holder.queue.front() else {
+                break;
+            };
             let Slot::Waiting { attempt, at } = holder.slots[index] else {
                 unreachable!("queued slots are waiting");
             };
@@ -296,7 +309,10 @@ fn main() {
     let connect_time = started.elapsed();
     // Whatever is still connecting at the deadline counts as failed.
     for index in 0..requested {
-        if matches!(holder.slots[index], Slot::Connecting { .. } | Slot::Waiting { .. }) {
+        if matches!(
+            holder.slots[index],
+            Slot::Connecting { .. } | Slot::Waiting { .. }
+        ) {
             holder.drop_attempt(index);
             holder.slots[index] = Slot::Failed;
             holder.counts.failed += 1;

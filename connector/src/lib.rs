@@ -1,0 +1,1 @@
+//! lunet-connector: the load generator (being built).

@@ -1,0 +1,135 @@
+//! The blocking-task lane: a pool of threads for work that blocks (SQLite,
+//! files, DNS), so no worker ever waits.
+//!
+//! Protocol:
+//! 1. A service submits a task with a ticket. The queue is bounded: when it
+//!    is full, [`Lane::submit`] hands the task back and records the service
+//!    as a waiter; the service parks the task on the calling session (so
+//!    memory stays bounded by sessions, and nothing is dropped).
+//! 2. A lane thread runs the task and posts `Event::LaneDone { ticket,
+//!    result }` to the service through the runtime's one scheduling path.
+//! 3. Each time a task leaves the queue, one waiting service is sent
+//!    `Event::Message { kind: KIND_LANE_SLOT }` so it can submit again.
+//!
+//! Lua never runs here: tasks are plain Rust closures.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::event::{Event, Message};
+use crate::runtime::Shared;
+use crate::service::Service;
+
+/// A blocking task; its result goes back to the service as `LaneDone`.
+pub type Task = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
+
+/// Message kind telling a service that a lane slot has freed.
+pub const KIND_LANE_SLOT: u8 = 250;
+
+struct Job {
+    service: Arc<Service>,
+    ticket: u64,
+    task: Task,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Services with tasks parked for a free slot (each at most once).
+    waiters: VecDeque<Arc<Service>>,
+    stopping: bool,
+}
+
+pub(crate) struct Lane {
+    queue: Mutex<Queue>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+impl Lane {
+    pub(crate) fn new(capacity: usize) -> Lane {
+        Lane {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Queues a task, or gives it back when the queue is full (the service
+    /// then hears `KIND_LANE_SLOT` when a slot frees).
+    pub(crate) fn submit(&self, service: &Arc<Service>, ticket: u64, task: Task) -> Result<(), Task> {
+        let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        if queue.jobs.len() >= self.capacity {
+            if !queue.waiters.iter().any(|w| Arc::ptr_eq(w, service)) {
+                queue.waiters.push_back(service.clone());
+            }
+            return Err(task);
+        }
+        queue.jobs.push_back(Job {
+            service: service.clone(),
+            ticket,
+            task,
+        });
+        drop(queue);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    pub(crate) fn stop(&self) {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).stopping = true;
+        self.ready.notify_all();
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).jobs.len()
+    }
+
+    /// Body of one lane thread.
+    pub(crate) fn run(shared: Arc<Shared>) {
+        let lane = &shared.lane;
+        loop {
+            let (job, waiter) = {
+                let mut queue = lane.queue.lock().unwrap_or_else(|e| e.into_inner());
+                loop {
+                    if queue.stopping {
+                        return;
+                    }
+                    if let Some(job) = queue.jobs.pop_front() {
+                        let waiter = queue.waiters.pop_front();
+                        break (job, waiter);
+                    }
+                    queue = lane.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
+                }
+            };
+            if let Some(waiter) = waiter {
+                shared.post(
+                    &waiter,
+                    Event::Message(Message {
+                        source: 0,
+                        session: 0,
+                        kind: KIND_LANE_SLOT,
+                        payload: Vec::new(),
+                    }),
+                );
+            }
+            let Job {
+                service,
+                ticket,
+                task,
+            } = job;
+            let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(task)) {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::error!(service = service.id(), "a lane task panicked");
+                    Box::new(LanePanic) as Box<dyn Any + Send>
+                }
+            };
+            shared.post(&service, Event::LaneDone { ticket, result });
+        }
+    }
+}
+
+/// The result of a task that panicked.
+#[derive(Debug)]
+pub struct LanePanic;

@@ -1,0 +1,300 @@
+//! Lane calls: blocking work (SQLite, files, DNS, a blocking sleep) that a
+//! session hands to the lane. The session yields `(OP_LANE, op, args...)`;
+//! [`build_task`] turns that into a Rust closure of plain values (Lua never
+//! runs on the lane); its [`LaneReply`] comes back as `Event::LaneDone` and
+//! becomes the values the session's `yield` returns.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::Duration;
+
+use lunet_core::lane::Task;
+use mlua::{Lua, MultiValue, Value};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+
+pub const LANE_DB_OPEN: i64 = 1;
+pub const LANE_DB_EXEC: i64 = 2;
+pub const LANE_DB_QUERY: i64 = 3;
+pub const LANE_DB_ATOMIC: i64 = 4;
+pub const LANE_FS_READ: i64 = 5;
+pub const LANE_FS_WRITE: i64 = 6;
+pub const LANE_RESOLVE: i64 = 7;
+pub const LANE_SLEEP: i64 = 8;
+
+/// How long a lane thread waits on a locked database before SQLITE_BUSY.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A value that can cross to the lane and back (no Lua references).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Plain {
+    Nil,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Vec<u8>),
+    List(Vec<Plain>),
+    Map(Vec<(String, Plain)>),
+}
+
+impl Plain {
+    /// A scalar from Lua (what SQL binds take).
+    pub fn scalar(value: &Value) -> Result<Plain, String> {
+        Ok(match value {
+            Value::Nil => Plain::Nil,
+            Value::Boolean(b) => Plain::Bool(*b),
+            Value::Integer(i) => Plain::Int(*i),
+            Value::Number(f) => Plain::Float(*f),
+            Value::String(s) => Plain::Str(s.as_bytes().to_vec()),
+            other => return Err(format!("cannot bind a {} (nil, boolean, number or string)", other.type_name())),
+        })
+    }
+
+    pub fn into_lua(self, lua: &Lua) -> mlua::Result<Value> {
+        Ok(match self {
+            Plain::Nil => Value::Nil,
+            Plain::Bool(b) => Value::Boolean(b),
+            Plain::Int(i) => Value::Integer(i),
+            Plain::Float(f) => Value::Number(f),
+            Plain::Str(s) => Value::String(lua.create_string(s)?),
+            Plain::List(items) => {
+                let table = lua.create_table_with_capacity(items.len(), 0)?;
+                for (i, item) in items.into_iter().enumerate() {
+                    table.raw_set(i + 1, item.into_lua(lua)?)?;
+                }
+                Value::Table(table)
+            }
+            Plain::Map(fields) => {
+                let table = lua.create_table_with_capacity(0, fields.len())?;
+                for (key, item) in fields {
+                    table.raw_set(key, item.into_lua(lua)?)?;
+                }
+                Value::Table(table)
+            }
+        })
+    }
+}
+
+/// What a lane task returns: the values the session resumes with.
+pub struct LaneReply(pub Vec<Plain>);
+
+fn reply(values: Vec<Plain>) -> Box<dyn Any + Send> {
+    Box::new(LaneReply(values))
+}
+
+fn failure(message: impl Into<String>) -> Box<dyn Any + Send> {
+    reply(vec![Plain::Nil, Plain::Str(message.into().into_bytes())])
+}
+
+fn string_arg(values: &MultiValue, index: usize, what: &str) -> Result<String, String> {
+    match values.get(index) {
+        Some(Value::String(s)) => Ok(s.to_string_lossy()),
+        _ => Err(format!("{what} must be a string")),
+    }
+}
+
+fn binds(values: &MultiValue, from: usize) -> Result<Vec<Plain>, String> {
+    values.iter().skip(from).map(Plain::scalar).collect()
+}
+
+/// Builds the task for a lane call from what the session yielded
+/// (`values[0]` is OP_LANE, `values[1]` the lane op).
+pub fn build_task(values: &MultiValue) -> Result<Task, String> {
+    let op = match values.get(1) {
+        Some(Value::Integer(op)) => *op,
+        _ => return Err("bad lane call".into()),
+    };
+    Ok(match op {
+        LANE_DB_OPEN => {
+            let path = string_arg(values, 2, "lunet.db.open: path")?;
+            Box::new(move || match with_db(&path, |_| Ok(())) {
+                Ok(()) => reply(vec![Plain::Bool(true)]),
+                Err(e) => failure(e),
+            })
+        }
+        LANE_DB_EXEC => {
+            let path = string_arg(values, 2, "db")?;
+            let sql = string_arg(values, 3, "db:exec: sql")?;
+            let params = binds(values, 4).map_err(|e| format!("db:exec: {e}"))?;
+            Box::new(move || {
+                match with_db(&path, |conn| {
+                    let mut statement = conn.prepare_cached(&sql)?;
+                    let changes = statement.execute(rusqlite::params_from_iter(params.iter().map(to_sql)))?;
+                    Ok((changes as i64, conn.last_insert_rowid()))
+                }) {
+                    Ok((changes, last)) => reply(vec![Plain::Int(changes), Plain::Int(last)]),
+                    Err(e) => failure(e),
+                }
+            })
+        }
+        LANE_DB_QUERY => {
+            let path = string_arg(values, 2, "db")?;
+            let sql = string_arg(values, 3, "db:query: sql")?;
+            let params = binds(values, 4).map_err(|e| format!("db:query: {e}"))?;
+            Box::new(move || match with_db(&path, |conn| query(conn, &sql, &params)) {
+                Ok(rows) => reply(vec![Plain::List(rows)]),
+                Err(e) => failure(e),
+            })
+        }
+        LANE_DB_ATOMIC => {
+            let path = string_arg(values, 2, "db")?;
+            let statements = match values.get(3) {
+                Some(Value::Table(list)) => {
+                    let mut statements = Vec::new();
+                    for (n, item) in list.clone().sequence_values::<Value>().enumerate() {
+                        let Ok(Value::Table(item)) = item else {
+                            return Err(format!("db:atomic: statement #{} must be a table {{sql, ...}}", n + 1));
+                        };
+                        let mut sql = None;
+                        let mut params = Vec::new();
+                        for (i, value) in item.sequence_values::<Value>().enumerate() {
+                            let value = value.map_err(|e| e.to_string())?;
+                            if i == 0 {
+                                match value {
+                                    Value::String(s) => sql = Some(s.to_string_lossy()),
+                                    _ => return Err(format!("db:atomic: statement #{} has no sql string", n + 1)),
+                                }
+                            } else {
+                                params.push(Plain::scalar(&value).map_err(|e| format!("db:atomic: {e}"))?);
+                            }
+                        }
+                        let sql = sql.ok_or_else(|| format!("db:atomic: statement #{} is empty", n + 1))?;
+                        statements.push((sql, params));
+                    }
+                    statements
+                }
+                _ => return Err("db:atomic: expected a list of {sql, ...} statements".into()),
+            };
+            Box::new(move || {
+                match with_db(&path, |conn| {
+                    let transaction = conn.transaction()?;
+                    let mut changes = 0i64;
+                    for (sql, params) in &statements {
+                        let mut statement = transaction.prepare_cached(sql)?;
+                        changes += statement.execute(rusqlite::params_from_iter(params.iter().map(to_sql)))? as i64;
+                    }
+                    transaction.commit()?;
+                    Ok(changes)
+                }) {
+                    Ok(changes) => reply(vec![Plain::Bool(true), Plain::Nil, Plain::Int(changes)]),
+                    Err(e) => failure(e),
+                }
+            })
+        }
+        LANE_FS_READ => {
+            let path = string_arg(values, 2, "lunet.fs.read: path")?;
+            Box::new(move || match std::fs::read(&path) {
+                Ok(data) => reply(vec![Plain::Str(data)]),
+                Err(e) => failure(format!("{path}: {e}")),
+            })
+        }
+        LANE_FS_WRITE => {
+            let path = string_arg(values, 2, "lunet.fs.write: path")?;
+            let data = match values.get(3) {
+                Some(Value::String(s)) => s.as_bytes().to_vec(),
+                _ => return Err("lunet.fs.write: data must be a string".into()),
+            };
+            Box::new(move || match std::fs::write(&path, data) {
+                Ok(()) => reply(vec![Plain::Bool(true)]),
+                Err(e) => failure(format!("{path}: {e}")),
+            })
+        }
+        LANE_RESOLVE => {
+            let host = string_arg(values, 2, "lunet.resolve: host")?;
+            Box::new(move || {
+                use std::net::ToSocketAddrs;
+                match (host.as_str(), 0u16).to_socket_addrs() {
+                    Ok(addrs) => {
+                        let mut seen = Vec::new();
+                        for addr in addrs {
+                            let ip = Plain::Str(addr.ip().to_string().into_bytes());
+                            if !seen.contains(&ip) {
+                                seen.push(ip);
+                            }
+                        }
+                        reply(vec![Plain::List(seen)])
+                    }
+                    Err(e) => failure(format!("{host}: {e}")),
+                }
+            })
+        }
+        LANE_SLEEP => {
+            let ms = match values.get(2) {
+                Some(Value::Integer(n)) => *n as f64,
+                Some(Value::Number(f)) => *f,
+                _ => return Err("lunet.lane.sleep: ms must be a number".into()),
+            };
+            let duration = Duration::from_secs_f64((ms.max(0.0) / 1000.0).min(86_400.0));
+            Box::new(move || {
+                std::thread::sleep(duration);
+                reply(vec![Plain::Bool(true)])
+            })
+        }
+        _ => return Err(format!("unknown lane op {op}")),
+    })
+}
+
+fn to_sql(plain: &Plain) -> SqlValue {
+    match plain {
+        Plain::Nil => SqlValue::Null,
+        Plain::Bool(b) => SqlValue::Integer(*b as i64),
+        Plain::Int(i) => SqlValue::Integer(*i),
+        Plain::Float(f) => SqlValue::Real(*f),
+        Plain::Str(s) => match std::str::from_utf8(s) {
+            Ok(text) => SqlValue::Text(text.to_string()),
+            Err(_) => SqlValue::Blob(s.clone()),
+        },
+        Plain::List(_) | Plain::Map(_) => SqlValue::Null,
+    }
+}
+
+fn query(conn: &rusqlite::Connection, sql: &str, params: &[Plain]) -> rusqlite::Result<Vec<Plain>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let names: Vec<String> = statement.column_names().iter().map(|n| n.to_string()).collect();
+    let mut rows = statement.query(rusqlite::params_from_iter(params.iter().map(to_sql)))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let mut fields = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let value = match row.get_ref(i)? {
+                ValueRef::Null => continue,
+                ValueRef::Integer(n) => Plain::Int(n),
+                ValueRef::Real(f) => Plain::Float(f),
+                ValueRef::Text(t) => Plain::Str(t.to_vec()),
+                ValueRef::Blob(b) => Plain::Str(b.to_vec()),
+            };
+            fields.push((name.clone(), value));
+        }
+        out.push(Plain::Map(fields));
+    }
+    Ok(out)
+}
+
+thread_local! {
+    /// One SQLite connection per lane thread per database file.
+    static DATABASES: RefCell<HashMap<String, rusqlite::Connection>> = RefCell::new(HashMap::new());
+}
+
+fn with_db<R>(path: &str, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R>) -> Result<R, String> {
+    DATABASES.with(|databases| {
+        let mut databases = databases.borrow_mut();
+        if !databases.contains_key(path) {
+            let conn = open(path).map_err(|e| format!("{path}: {e}"))?;
+            databases.insert(path.to_string(), conn);
+        }
+        let conn = databases.get_mut(path).expect("inserted above");
+        f(conn).map_err(|e| e.to_string())
+    })
+}
+
+/// WAL with synchronous=NORMAL: a committed transaction survives the
+/// process being killed (the OS has the WAL pages); only a power loss can
+/// take the last commits. Readers never block the writer.
+fn open(path: &str) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
