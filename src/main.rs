@@ -22,37 +22,20 @@ struct Cli {
 enum Command {
     /// Runs SCRIPT in every host VM and serves the listeners it opens.
     Serve(ServeArgs),
+    /// Runs SCRIPT as one service with no listener; exits when it exits.
+    Run(RunArgs),
     /// Compiles SCRIPT and reports syntax errors without running it.
     Check {
         script: PathBuf,
     },
 }
 
+/// Options of the engine, shared by `serve` and `run`.
 #[derive(Args)]
-struct ServeArgs {
-    /// The Lua script (it calls lunet.listen).
-    script: PathBuf,
-    /// key=value pairs the script reads with lunet.getenv.
-    #[arg(value_name = "KEY=VALUE")]
-    env: Vec<String>,
+struct EngineArgs {
     /// Worker threads [default: number of cores].
     #[arg(long)]
     workers: Option<usize>,
-    /// Host VMs that run the script [default: 2 x workers].
-    #[arg(long)]
-    hosts: Option<usize>,
-    /// Accepted connections alive at once; more are accepted and closed.
-    #[arg(long, default_value_t = 100_000)]
-    max_conns: usize,
-    /// Longest line sock:readline accepts by default, in bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
-    max_line: usize,
-    /// Unsent bytes per connection past which sock:write waits.
-    #[arg(long, default_value_t = 1024 * 1024)]
-    high_water: usize,
-    /// Seconds that sessions get to finish after SIGINT/SIGTERM.
-    #[arg(long, default_value_t = 5.0)]
-    grace: f64,
     /// Microseconds the reactor and idle workers keep polling before they sleep.
     #[arg(long, default_value_t = 50)]
     spin_us: u64,
@@ -65,6 +48,18 @@ struct ServeArgs {
     /// Milliseconds a lane call may wait for a queue slot (0 = no limit).
     #[arg(long, default_value_t = 30_000)]
     lane_timeout_ms: u64,
+    /// Seconds after which a running slice is logged with its traceback (0 = off).
+    #[arg(long, default_value_t = 1.0)]
+    slice_warn: f64,
+    /// Seconds after which a running slice is interrupted with an error (0 = off).
+    #[arg(long, default_value_t = 5.0)]
+    slice_kill: f64,
+    /// Longest line sock:readline accepts by default, in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    max_line: usize,
+    /// Unsent bytes per connection past which sock:write waits.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    high_water: usize,
     /// Milliseconds a closed connection may take to flush and drain.
     #[arg(long, default_value_t = 10_000)]
     linger_ms: u64,
@@ -73,10 +68,42 @@ struct ServeArgs {
     log_level: String,
 }
 
+#[derive(Args)]
+struct RunArgs {
+    /// The Lua script.
+    script: PathBuf,
+    /// key=value pairs the script reads with lunet.getenv.
+    #[arg(value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// The Lua script (it calls lunet.listen).
+    script: PathBuf,
+    /// key=value pairs the script reads with lunet.getenv.
+    #[arg(value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// Host VMs that run the script [default: 2 x workers].
+    #[arg(long)]
+    hosts: Option<usize>,
+    /// Accepted connections alive at once; more are accepted and closed.
+    #[arg(long, default_value_t = 100_000)]
+    max_conns: usize,
+    /// Seconds that sessions get to finish after SIGINT/SIGTERM.
+    #[arg(long, default_value_t = 5.0)]
+    grace: f64,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Run(args) => run(args),
         Command::Check { script } => check(&script),
     };
     match result {
@@ -149,28 +176,65 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
     signal
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
-    init_logging(&args.log_level)?;
+/// Builds the runtime config and the Lua settings from the command line.
+fn engine(engine: &EngineArgs, script: &std::path::Path, env: &[String]) -> Result<(Config, Arc<Settings>)> {
+    let mut config = Config::default();
+    if let Some(workers) = engine.workers {
+        config.workers = workers.max(1);
+    }
+    config.spin = Duration::from_micros(engine.spin_us);
+    config.lane_threads = engine.lane_threads.max(1);
+    config.lane_queue = engine.lane_queue.max(1);
+    config.slice_warn = Duration::from_secs_f64(engine.slice_warn.max(0.0));
+    config.slice_kill = Duration::from_secs_f64(engine.slice_kill.max(0.0));
+    let settings = Arc::new(Settings {
+        max_line: engine.max_line.max(1),
+        high_water: engine.high_water.max(1),
+        linger_ms: engine.linger_ms,
+        lane_timeout_ms: engine.lane_timeout_ms,
+        env: parse_env(env)?,
+        script_dir: script.parent().map(|dir| dir.to_path_buf()),
+    });
+    Ok((config, settings))
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    init_logging(&args.engine.log_level)?;
     let script = load_script(&args.script)?;
     check_script(&script).map_err(|e| anyhow::anyhow!("{e}"))?;
     let signals = block_signals();
-
-    let mut config = Config::default();
-    if let Some(workers) = args.workers {
-        config.workers = workers.max(1);
-    }
-    config.max_conns = args.max_conns;
-    config.spin = Duration::from_micros(args.spin_us);
-    config.lane_threads = args.lane_threads.max(1);
-    config.lane_queue = args.lane_queue.max(1);
-    let hosts = args.hosts.unwrap_or(config.workers * 2).max(1);
-    let settings = Arc::new(Settings {
-        max_line: args.max_line.max(1),
-        high_water: args.high_water.max(1),
-        linger_ms: args.linger_ms,
-        lane_timeout_ms: args.lane_timeout_ms,
-        env: parse_env(&args.env)?,
+    let (config, settings) = engine(&args.engine, &args.script, &args.env)?;
+    let (runtime, _threads) = Runtime::start(config).context("cannot start the runtime")?;
+    let (startup_tx, startup_rx) = mpsc::channel();
+    let body = LuaService::new(&runtime, "main", settings, &script, Some(startup_tx))
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let service = runtime.spawn_service("main", Box::new(body));
+    let id = service.id();
+    runtime.post(&service, start_message());
+    drop(service);
+    std::thread::spawn(move || {
+        let signal = wait_signal(&signals);
+        eprintln!("lunet: signal {signal}: stopping");
+        std::process::exit(128 + signal);
     });
+    match startup_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => bail!("{e}"),
+        Err(_) => bail!("{} stopped before it started", script.path),
+    }
+    runtime.wait_exit(id);
+    runtime.stop();
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<()> {
+    init_logging(&args.engine.log_level)?;
+    let script = load_script(&args.script)?;
+    check_script(&script).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let signals = block_signals();
+    let (mut config, settings) = engine(&args.engine, &args.script, &args.env)?;
+    config.max_conns = args.max_conns;
+    let hosts = args.hosts.unwrap_or(config.workers * 2).max(1);
 
     let (runtime, threads) = Runtime::start(config).context("cannot start the runtime")?;
     let (startup_tx, startup_rx) = mpsc::channel();
@@ -182,11 +246,18 @@ fn serve(args: ServeArgs) -> Result<()> {
         runtime.post(&service, start_message());
     }
     drop(startup_tx);
-    for _ in 0..hosts {
-        match startup_rx.recv() {
-            Ok(Ok(())) => {}
+    let signal_thread = std::thread::spawn(move || wait_signal(&signals));
+    // Each host reports once its main chunk has returned (or failed).
+    let mut started = 0;
+    while started < hosts {
+        match startup_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(Ok(())) => started += 1,
             Ok(Err(e)) => bail!("{} failed to start: {e}", script.path),
-            Err(_) => bail!("{} failed to start: a host stopped", script.path),
+            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("{} failed to start: a host stopped", script.path),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+        }
+        if signal_thread.is_finished() {
+            break;
         }
     }
     tracing::info!(
@@ -195,7 +266,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         runtime.config().workers
     );
 
-    let signal = wait_signal(&signals);
+    let signal = signal_thread.join().unwrap_or(libc::SIGTERM);
     tracing::info!("signal {signal}: no longer accepting; sessions have {}s to finish", args.grace);
     runtime.close_listeners();
     runtime.broadcast_shutdown();

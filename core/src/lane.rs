@@ -8,8 +8,11 @@
 //!    memory stays bounded by sessions, and nothing is dropped).
 //! 2. A lane thread runs the task and posts `Event::LaneDone { ticket,
 //!    result }` to the service through the runtime's one scheduling path.
-//! 3. Each time a task leaves the queue, one waiting service is sent
-//!    `Event::Message { kind: KIND_LANE_SLOT }` so it can submit again.
+//! 3. Each time a task leaves the queue, every waiting service is sent
+//!    `Event::Message { kind: KIND_LANE_SLOT }` so it can submit again (one
+//!    that finds the queue full again re-registers). Waking them all, not
+//!    one, matters: a waiter whose parked task timed out meanwhile would
+//!    swallow the only notice and leave the others waiting.
 //!
 //! Lua never runs here: tasks are plain Rust closures.
 
@@ -89,20 +92,20 @@ impl Lane {
     pub(crate) fn run(shared: Arc<Shared>) {
         let lane = &shared.lane;
         loop {
-            let (job, waiter) = {
+            let (job, waiters) = {
                 let mut queue = lane.queue.lock().unwrap_or_else(|e| e.into_inner());
                 loop {
                     if queue.stopping {
                         return;
                     }
                     if let Some(job) = queue.jobs.pop_front() {
-                        let waiter = queue.waiters.pop_front();
-                        break (job, waiter);
+                        let waiters = std::mem::take(&mut queue.waiters);
+                        break (job, waiters);
                     }
                     queue = lane.ready.wait(queue).unwrap_or_else(|e| e.into_inner());
                 }
             };
-            if let Some(waiter) = waiter {
+            for waiter in waiters {
                 shared.post(
                     &waiter,
                     Event::Message(Message {

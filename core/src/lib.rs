@@ -9,6 +9,7 @@ pub mod buffer;
 pub mod connection;
 pub mod event;
 pub mod lane;
+mod monitor;
 pub mod net;
 pub mod reactor;
 pub mod runtime;
@@ -19,7 +20,7 @@ pub mod timer_wheel;
 
 pub use event::{Event, Message, Readiness};
 pub use runtime::{now_ms, now_ms_f64, Config, Runtime, Threads};
-pub use service::{Service, ServiceBody, Status};
+pub use service::{Interrupt, PostError, Service, ServiceBody, Status};
 
 /// Mailbox length at which the first "mailbox is long" warning is logged;
 /// the next one at twice that, and so on.

@@ -16,7 +16,7 @@ use crate::event::Event;
 use crate::lane::{Lane, Task};
 use crate::reactor::{Command, Reactor, WAKER_TOKEN};
 use crate::scheduler::{run_worker, Pool};
-use crate::service::{Service, ServiceBody};
+use crate::service::{PostError, Service, ServiceBody};
 
 /// Tuning and bounds of a runtime. Every bound is explicit.
 #[derive(Clone, Debug)]
@@ -34,6 +34,10 @@ pub struct Config {
     pub max_conns: usize,
     /// Listen backlog.
     pub backlog: i32,
+    /// A slice running longer than this is logged with a traceback (0 = off).
+    pub slice_warn: Duration,
+    /// A slice running longer than this is interrupted (0 = off).
+    pub slice_kill: Duration,
     /// Lane threads (blocking tasks).
     pub lane_threads: usize,
     /// Lane tasks queued at once; past it callers wait for a slot.
@@ -50,6 +54,8 @@ impl Default for Config {
             backlog: 4096,
             lane_threads: 4,
             lane_queue: 1024,
+            slice_warn: Duration::from_secs(1),
+            slice_kill: Duration::from_secs(5),
         }
     }
 }
@@ -69,6 +75,7 @@ pub fn now_ms_f64() -> f64 {
 #[derive(Default)]
 struct ServiceTable {
     by_id: HashMap<u64, Arc<Service>>,
+    names: HashMap<String, u64>,
     free_indexes: Vec<u32>,
     next_index: u32,
 }
@@ -83,11 +90,15 @@ pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) pool: Pool,
     pub(crate) lane: Lane,
+    /// One per worker: what it runs now (read by the monitor).
+    pub(crate) slots: Vec<crate::monitor::WorkerSlot>,
     pub(crate) registry: Registry,
     waker: Waker,
     pub(crate) commands: Mutex<Vec<Command>>,
     pub(crate) reactor_sleeping: AtomicBool,
     services: Mutex<ServiceTable>,
+    /// Signalled whenever a service exits.
+    exited: std::sync::Condvar,
     next_service_id: AtomicU64,
     /// Accepted connections alive.
     pub(crate) connections: AtomicUsize,
@@ -100,13 +111,17 @@ impl Shared {
     /// Pushes an event to a service's mailbox and queues the service if it
     /// was idle. The one scheduling path of the runtime.
     pub(crate) fn post(&self, service: &Arc<Service>, event: Event) -> bool {
-        match service.push(event) {
+        self.post_checked(service, event, false).is_ok()
+    }
+
+    pub(crate) fn post_checked(&self, service: &Arc<Service>, event: Event, bounded: bool) -> Result<(), PostError> {
+        match service.push(event, bounded) {
             Ok(true) => {
                 self.pool.schedule(service.clone());
-                true
+                Ok(())
             }
-            Ok(false) => true,
-            Err(_) => false,
+            Ok(false) => Ok(()),
+            Err((_, error)) => Err(error),
         }
     }
 
@@ -120,12 +135,20 @@ impl Shared {
         }
     }
 
+    pub(crate) fn service_by_id(&self, id: u64) -> Option<Arc<Service>> {
+        let table = self.services.lock().unwrap_or_else(|e| e.into_inner());
+        table.by_id.get(&id).cloned()
+    }
+
     pub(crate) fn remove_service(&self, service: &Arc<Service>) {
         {
             let mut table = self.services.lock().unwrap_or_else(|e| e.into_inner());
             table.by_id.remove(&service.id());
             table.free_indexes.push(service.index());
+            let id = service.id();
+            table.names.retain(|_, owner| *owner != id);
         }
+        self.exited.notify_all();
         self.command(Command::RemoveService(service.index()));
     }
 }
@@ -164,11 +187,13 @@ impl Runtime {
             config,
             pool,
             lane,
+            slots: (0..workers).map(|_| crate::monitor::WorkerSlot::default()).collect(),
             registry,
             waker,
             commands: Mutex::new(Vec::new()),
             reactor_sleeping: AtomicBool::new(false),
             services: Mutex::new(ServiceTable::default()),
+            exited: std::sync::Condvar::new(),
             next_service_id: AtomicU64::new(1),
             connections: AtomicUsize::new(0),
             listeners: Mutex::new(HashMap::new()),
@@ -192,6 +217,14 @@ impl Runtime {
             handles.push(handle);
         }
         shared.pool.idle.set_threads(threads);
+        {
+            let shared = shared.clone();
+            handles.push(
+                std::thread::Builder::new()
+                    .name("lunet-monitor".into())
+                    .spawn(move || crate::monitor::run(shared))?,
+            );
+        }
         for index in 0..lane_threads {
             let shared = shared.clone();
             handles.push(
@@ -242,6 +275,38 @@ impl Runtime {
     /// Posts an event; false if the service is dead (the event is dropped).
     pub fn post(&self, service: &Arc<Service>, event: Event) -> bool {
         self.shared.post(service, event)
+    }
+
+    /// Posts a message from another service: fails when the target is dead
+    /// or its mailbox is at its hard cap.
+    pub fn post_message(&self, service: &Arc<Service>, message: crate::event::Message) -> Result<(), PostError> {
+        self.shared.post_checked(service, Event::Message(message), true)
+    }
+
+    /// Gives `id` a name; fails if a live service already has it.
+    pub fn register_name(&self, name: &str, id: u64) -> Result<(), u64> {
+        let mut table = self.shared.services.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(&owner) = table.names.get(name) {
+            if owner != id && table.by_id.contains_key(&owner) {
+                return Err(owner);
+            }
+        }
+        table.names.insert(name.to_string(), id);
+        Ok(())
+    }
+
+    /// The live service with this name.
+    pub fn query_name(&self, name: &str) -> Option<u64> {
+        let table = self.shared.services.lock().unwrap_or_else(|e| e.into_inner());
+        table.names.get(name).copied().filter(|id| table.by_id.contains_key(id))
+    }
+
+    /// Blocks the calling (non-worker) thread until service `id` has exited.
+    pub fn wait_exit(&self, id: u64) {
+        let mut table = self.shared.services.lock().unwrap_or_else(|e| e.into_inner());
+        while table.by_id.contains_key(&id) {
+            table = self.shared.exited.wait(table).unwrap_or_else(|e| e.into_inner());
+        }
     }
 
     /// Asks the reactor to post `Event::Timer { id }` to `service` at

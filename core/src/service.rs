@@ -43,6 +43,28 @@ pub trait ServiceBody: Send {
     /// Handles the events of one turn, in order. `events` holds at most the
     /// runtime's budget; the body should consume all of them.
     fn run(&mut self, service: &std::sync::Arc<Service>, events: &mut VecDeque<Event>) -> Status;
+
+    /// The service has exited with these events still queued: answer what
+    /// needs an answer (a call must not hang). Later posts fail at the sender.
+    fn bounce(&mut self, _service: &std::sync::Arc<Service>, _events: VecDeque<Event>) {}
+}
+
+/// How the monitor reaches into a service whose slice runs too long. Called
+/// from the monitor thread while a worker runs the service.
+pub trait Interrupt: Send + Sync {
+    /// The slice has run past `--slice-warn`: log where it is.
+    fn warn(&self, service: &Service, running_ms: u64);
+    /// The slice has run past `--slice-kill`: stop it with an error.
+    fn kill(&self, service: &Service, running_ms: u64);
+}
+
+/// Why a message was not delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostError {
+    /// The service has exited (or never existed).
+    Dead,
+    /// The mailbox is at its hard cap.
+    Overloaded,
 }
 
 /// A scheduled unit: run state, mailbox and body.
@@ -62,6 +84,9 @@ pub struct Service {
     /// Connections this service holds (the reactor hands new ones to the
     /// least-loaded host).
     pub load: AtomicUsize,
+    /// Hard cap on queued messages from other services (0 = none).
+    mailbox_cap: AtomicUsize,
+    interrupt: std::sync::OnceLock<std::sync::Arc<dyn Interrupt>>,
 }
 
 impl Service {
@@ -76,6 +101,8 @@ impl Service {
             warn_at: AtomicUsize::new(crate::MAILBOX_WARN_FIRST),
             slices: AtomicU64::new(0),
             load: AtomicUsize::new(0),
+            mailbox_cap: AtomicUsize::new(0),
+            interrupt: std::sync::OnceLock::new(),
         }
     }
 
@@ -97,6 +124,20 @@ impl Service {
         *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name.to_string();
     }
 
+    /// Sets a hard cap on messages queued by `Runtime::post_message` (0 = none).
+    pub fn set_mailbox_cap(&self, cap: usize) {
+        self.mailbox_cap.store(cap, Ordering::Relaxed);
+    }
+
+    /// Installs how the monitor interrupts this service (once).
+    pub fn set_interrupt(&self, interrupt: std::sync::Arc<dyn Interrupt>) {
+        let _ = self.interrupt.set(interrupt);
+    }
+
+    pub(crate) fn interrupt(&self) -> Option<&std::sync::Arc<dyn Interrupt>> {
+        self.interrupt.get()
+    }
+
     /// Events waiting in the mailbox.
     pub fn queued(&self) -> usize {
         self.mailbox.lock().unwrap_or_else(|e| e.into_inner()).len()
@@ -109,11 +150,17 @@ impl Service {
     /// Pushes an event; returns true when the caller must queue the service
     /// (it went from IDLE to SCHEDULED). Returns false for a dead service
     /// (the event is dropped).
-    pub(crate) fn push(&self, event: Event) -> Result<bool, Event> {
+    pub(crate) fn push(&self, event: Event, bounded: bool) -> Result<bool, (Event, PostError)> {
         let len = {
             let mut mailbox = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
             if self.state.load(Ordering::Acquire) == DEAD {
-                return Err(event);
+                return Err((event, PostError::Dead));
+            }
+            if bounded {
+                let cap = self.mailbox_cap.load(Ordering::Relaxed);
+                if cap > 0 && mailbox.len() >= cap {
+                    return Err((event, PostError::Overloaded));
+                }
             }
             mailbox.push_back(event);
             mailbox.len()

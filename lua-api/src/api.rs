@@ -364,6 +364,7 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
     )?;
 
     core.set("shared_dict", lua.create_function(crate::dict::open)?)?;
+    crate::services::build(lua, shared, &core)?;
 
     Ok(core)
 }

@@ -27,7 +27,10 @@ use mlua::thread::ThreadStatus;
 use mlua::{Function, Lua, MultiValue, Thread, Value};
 
 use crate::api::{self, connect_error, read_kind, take_read, Shared};
+use crate::codec;
+use crate::interrupt::{killed_message, LuaInterrupt};
 use crate::lane::{build_task, LaneReply, Plain};
+use crate::services::{self, KIND_CALL, KIND_ERROR, KIND_KILL, KIND_RESPONSE, KIND_SEND};
 use lunet_core::lane::{Task, KIND_LANE_SLOT};
 use crate::slab::{index_of, Slab};
 use crate::state::{try_read, ConnEntry, Phase, ReadKind, ReadOutcome, Settings, State};
@@ -37,6 +40,9 @@ const OP_WRITE: i64 = 2;
 const OP_SLEEP: i64 = 3;
 const OP_CONNECT: i64 = 4;
 const OP_LANE: i64 = 5;
+const OP_CALL: i64 = 6;
+const OP_WAIT: i64 = 7;
+const OP_EXIT: i64 = 8;
 
 /// Message kinds the runtime sends a Lua service.
 pub const KIND_START: u8 = 1;
@@ -59,6 +65,10 @@ enum Wait {
     Lane,
     /// The lane queue was full: the task waits here for a slot.
     LaneSlot(Task),
+    /// Waits for the answer to a call (or a spawn) it made.
+    Call,
+    /// In `lunet.wait()` until `lunet.wakeup`.
+    Suspended(usize),
 }
 
 struct Session {
@@ -113,7 +123,10 @@ impl Sched {
                     }
                 }
             }
-            Wait::Sleep | Wait::Lane | Wait::LaneSlot(_) => {}
+            Wait::Suspended(pointer) => {
+                state.suspended.remove(&pointer);
+            }
+            Wait::Sleep | Wait::Lane | Wait::LaneSlot(_) | Wait::Call => {}
         }
         session.deadline = None;
         self.ready.push_back((sid, reply));
@@ -130,6 +143,32 @@ pub struct LuaService {
     main: Option<Function>,
     main_session: Option<u64>,
     startup: Option<mpsc::Sender<Result<(), String>>>,
+    /// Runs `lunet.dispatch`'s function for a message.
+    dispatch: Function,
+    interrupt: Arc<LuaInterrupt>,
+    /// Who spawned us and waits for our main chunk's first slice.
+    main_reply: Option<(u64, u64)>,
+    exited: bool,
+}
+
+/// How a service's VM is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceOptions {
+    /// Full standard library (hosts, `lunet run`, `spawn{trusted=true}`);
+    /// otherwise no `io`, `debug`, `os.execute` and friends, text-only `load`.
+    pub trusted: bool,
+    /// Bytes the script may allocate beyond the fresh VM; the allocation
+    /// that crosses it fails with a Lua error.
+    pub memory_limit: Option<usize>,
+}
+
+impl ServiceOptions {
+    pub fn trusted() -> ServiceOptions {
+        ServiceOptions {
+            trusted: true,
+            memory_limit: None,
+        }
+    }
 }
 
 /// Where a new Lua service starts.
@@ -174,6 +213,20 @@ impl LuaService {
         startup: Option<mpsc::Sender<Result<(), String>>>,
         setup: &dyn Fn(&Lua) -> mlua::Result<()>,
     ) -> Result<LuaService, String> {
+        Self::build(runtime, name, settings, script, startup, ServiceOptions::trusted(), setup)
+    }
+
+    /// The general constructor: `options` say whether the script is trusted
+    /// (full standard library) or sandboxed, and its memory limit.
+    pub fn build(
+        runtime: &Runtime,
+        name: &str,
+        settings: Arc<Settings>,
+        script: &Script,
+        startup: Option<mpsc::Sender<Result<(), String>>>,
+        options: ServiceOptions,
+        setup: &dyn Fn(&Lua) -> mlua::Result<()>,
+    ) -> Result<LuaService, String> {
         let lua = Lua::new();
         let shared = Shared {
             state: Arc::new(Mutex::new(State::new(settings))),
@@ -181,21 +234,34 @@ impl LuaService {
             service: Arc::new(Mutex::new(None)),
             collected: Arc::new(Mutex::new(Vec::new())),
         };
-        let setup = || -> mlua::Result<(Function, Function)> {
+        let setup = || -> mlua::Result<(Function, Function, Function)> {
             let core = api::build(&lua, &shared)?;
-            let run_handler: Function = lua
+            let (run_handler, dispatch): (Function, Function) = lua
                 .load(include_str!("prelude.lua"))
                 .set_name("@lunet/prelude.lua")
                 .call(core)?;
+            if !options.trusted {
+                lua.load(include_str!("sandbox.lua"))
+                    .set_name("@lunet/sandbox.lua")
+                    .exec()?;
+            }
             setup(&lua)?;
             let main = lua
                 .load(&script.source[..])
                 .set_name(format!("@{}", script.path))
                 .into_function()?;
-            Ok((run_handler, main))
+            Ok((run_handler, dispatch, main))
         };
-        let (run_handler, main) = setup().map_err(|e| e.to_string())?;
+        let (run_handler, dispatch, main) = setup().map_err(|e| e.to_string())?;
+        if let Some(limit) = options.memory_limit {
+            let used = lua.used_memory();
+            lua.set_memory_limit(used + limit).map_err(|e| e.to_string())?;
+        }
         Ok(LuaService {
+            dispatch,
+            interrupt: Arc::new(LuaInterrupt::new()),
+            main_reply: None,
+            exited: false,
             lua,
             shared,
             name: name.to_string(),
@@ -258,6 +324,8 @@ impl LuaService {
             return;
         };
         let thread = session.thread.clone();
+        self.lock().current = sid;
+        self.interrupt.enter(&thread);
         let result = match reply {
             Reply::Nothing => thread.resume::<MultiValue>(()),
             Reply::True => thread.resume::<MultiValue>(true),
@@ -281,16 +349,37 @@ impl LuaService {
                 thread.resume::<MultiValue>(args)
             }
         };
-        match result {
-            Ok(values) if thread.status() == ThreadStatus::Resumable => {
-                self.register_wait(service, sid, values)
+        let killed = self.interrupt.leave();
+        // The main chunk has started well once it returns (it may yield on
+        // the way, e.g. to open a database): then `lunet serve` goes on and
+        // `lunet.spawn` returns. An error before that fails the start.
+        let main_done = match result {
+            Ok(_) if killed => {
+                self.finish(service, sid, Some(killed_message()), MultiValue::new());
+                false
             }
-            Ok(_) => self.finish(service, sid, None),
-            Err(e) => self.finish(service, sid, Some(e.to_string())),
-        }
-        if self.main_session == Some(sid) {
+            Ok(values) if thread.status() == ThreadStatus::Resumable => {
+                self.register_wait(service, sid, values);
+                false
+            }
+            Ok(values) => {
+                self.finish(service, sid, None, values);
+                true
+            }
+            Err(e) => {
+                let message = if killed { killed_message() } else { e.to_string() };
+                self.finish(service, sid, Some(message), MultiValue::new());
+                false
+            }
+        };
+        if main_done && self.main_session == Some(sid) {
             if let Some(startup) = self.startup.take() {
                 let _ = startup.send(Ok(()));
+            }
+            if let Some((to, session)) = self.main_reply.take() {
+                let mut payload = Vec::new();
+                let _ = codec::encode([Value::Boolean(true)].iter(), &mut payload);
+                services::answer(&self.shared, to, session, KIND_RESPONSE, payload);
             }
         }
         self.after_slice(service);
@@ -382,6 +471,21 @@ impl LuaService {
                 }
                 return;
             }
+            OP_CALL => (Wait::Call, 0),
+            OP_WAIT => {
+                let pointer = match self.sched.sessions.get(sid) {
+                    Some(session) => session.thread.to_pointer() as usize,
+                    None => return,
+                };
+                state.suspended.insert(pointer, sid);
+                (Wait::Suspended(pointer), 0)
+            }
+            OP_EXIT => {
+                state.exiting = true;
+                drop(state);
+                self.finish(service, sid, None, MultiValue::new());
+                return;
+            }
             OP_SLEEP => {
                 let ms = match arg(1) {
                     Value::Integer(n) => n as f64,
@@ -404,6 +508,7 @@ impl LuaService {
                          handler?): it was stopped"
                             .into(),
                     ),
+                    MultiValue::new(),
                 );
                 return;
             }
@@ -423,17 +528,37 @@ impl LuaService {
         }
     }
 
-    fn finish(&mut self, service: &Arc<Service>, sid: u64, error: Option<String>) {
+    fn finish(&mut self, service: &Arc<Service>, sid: u64, error: Option<String>, values: MultiValue) {
         let Some(session) = self.sched.sessions.remove(sid) else {
             return;
         };
+        // A call this session was answering gets its return values (or the error).
+        let call = self.lock().calls.remove(&sid);
+        if let Some((to, caller_session)) = call {
+            let (kind, payload) = match &error {
+                Some(error) => (KIND_ERROR, services::error_payload(error)),
+                None => {
+                    let mut payload = Vec::new();
+                    match codec::encode(values.iter(), &mut payload) {
+                        Ok(()) => (KIND_RESPONSE, payload),
+                        Err(e) => (KIND_ERROR, services::error_payload(&format!("the answer could not be sent: {e}"))),
+                    }
+                }
+            };
+            services::answer(&self.shared, to, caller_session, kind, payload);
+        }
         if let Some(error) = error {
-            if self.main_session == Some(sid) && self.startup.is_some() {
+            if self.main_session == Some(sid) && (self.startup.is_some() || self.main_reply.is_some()) {
                 if let Some(startup) = self.startup.take() {
-                    let _ = startup.send(Err(error));
+                    let _ = startup.send(Err(error.clone()));
+                }
+                if let Some((to, session)) = self.main_reply.take() {
+                    services::answer(&self.shared, to, session, KIND_ERROR, services::error_payload(&error));
+                    // A service whose start failed does not live on.
+                    self.lock().exiting = true;
                 }
             } else {
-                tracing::error!(service = %self.name, "session error: {error}");
+                tracing::error!(service = %self.name, handle = service.id(), "session error: {error}");
             }
         }
         if let Some(cid) = session.owned_conn {
@@ -448,7 +573,13 @@ impl LuaService {
     /// it forked.
     fn after_slice(&mut self, service: &Arc<Service>) {
         let (dirty, spawns) = {
-            let mut state = self.lock();
+            let shared = self.shared.clone();
+            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            if !state.wakeups.is_empty() {
+                for sid in std::mem::take(&mut state.wakeups) {
+                    self.sched.wake(&mut state, sid, Reply::Nothing);
+                }
+            }
             if state.dirty.is_empty() && state.spawns.is_empty() {
                 (Vec::new(), Vec::new())
             } else {
@@ -792,12 +923,128 @@ impl LuaService {
         }
     }
 
-    fn start_main(&mut self) {
+    fn start_main(&mut self, message: lunet_core::Message) {
         let Some(main) = self.main.take() else { return };
+        let args = match codec::decode(&self.lua, &message.payload) {
+            Ok(args) => args,
+            Err(_) => MultiValue::new(),
+        };
+        if message.session != 0 {
+            self.main_reply = Some((message.source, message.session));
+        }
         if let Some(sid) = self.new_session(&main, None) {
             self.main_session = Some(sid);
-            self.sched.ready.push_back((sid, Reply::Nothing));
+            self.sched.ready.push_back((sid, Reply::Args(args)));
         }
+    }
+
+    /// A message from another service.
+    fn on_message(&mut self, service: &Arc<Service>, message: lunet_core::Message) {
+        match message.kind {
+            KIND_START => self.start_main(message),
+            KIND_LANE_SLOT => self.on_lane_slot(service),
+            KIND_SEND | KIND_CALL => {
+                let is_call = message.kind == KIND_CALL;
+                let answering = is_call.then_some((message.source, message.session));
+                if !self.lock().dispatch {
+                    match answering {
+                        Some((to, session)) => {
+                            services::answer(
+                                &self.shared,
+                                to,
+                                session,
+                                KIND_ERROR,
+                                services::error_payload(&format!(
+                                    "service :{} ({}) has no lunet.dispatch function",
+                                    service.id(),
+                                    self.name
+                                )),
+                            );
+                        }
+                        None => tracing::warn!(
+                            service = %self.name,
+                            handle = service.id(),
+                            "a message from :{} was dropped: no lunet.dispatch function",
+                            message.source
+                        ),
+                    }
+                    return;
+                }
+                let mut args = match codec::decode(&self.lua, &message.payload) {
+                    Ok(args) => args,
+                    Err(e) => {
+                        if let Some((to, session)) = answering {
+                            services::answer(&self.shared, to, session, KIND_ERROR, services::error_payload(&e.to_string()));
+                        }
+                        return;
+                    }
+                };
+                args.push_front(Value::Integer(message.source as i64));
+                let dispatch = self.dispatch.clone();
+                if let Some(sid) = self.new_session(&dispatch, None) {
+                    if let Some(call) = answering {
+                        self.lock().calls.insert(sid, call);
+                    }
+                    self.sched.ready.push_back((sid, Reply::Args(args)));
+                }
+            }
+            KIND_RESPONSE | KIND_ERROR => {
+                let sid = message.session;
+                let waiting = matches!(self.sched.sessions.get(sid), Some(Session { wait: Wait::Call, .. }));
+                if !waiting {
+                    return;
+                }
+                let mut values = match codec::decode(&self.lua, &message.payload) {
+                    Ok(values) => values,
+                    Err(e) => {
+                        let mut values = MultiValue::new();
+                        values.push_back(Value::String(self.lua.create_string(e.to_string()).unwrap_or_else(|_| self.lua.create_string("corrupt answer").expect("tiny"))));
+                        values
+                    }
+                };
+                values.push_front(Value::Boolean(message.kind == KIND_RESPONSE));
+                let shared = self.shared.clone();
+                let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                self.sched.wake(&mut state, sid, Reply::Args(values));
+            }
+            KIND_KILL => self.lock().exiting = true,
+            _ => {}
+        }
+    }
+
+    /// True when nothing can ever wake this service again: no session, no
+    /// dispatch function, no listener, no connection.
+    fn idle_forever(&self) -> bool {
+        if !self.sched.sessions.is_empty() || !self.sched.ready.is_empty() || self.main.is_some() {
+            return false;
+        }
+        let state = self.lock();
+        !state.dispatch && state.listen_calls.is_empty() && state.conns.is_empty()
+    }
+
+    /// The service ends: callers waiting on it get errors, its sockets close.
+    fn exit(&mut self, service: &Arc<Service>) {
+        if self.exited {
+            return;
+        }
+        self.exited = true;
+        let shared = self.shared.clone();
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut owed: Vec<(u64, u64)> = state.calls.drain().map(|(_, call)| call).collect();
+        owed.extend(state.delayed.drain().map(|(call, _)| call));
+        for cid in state.conns.ids() {
+            self.drop_conn(service, &mut state, cid);
+        }
+        drop(state);
+        let message = format!("service :{} ({}) exited before answering", service.id(), self.name);
+        for (to, session) in owed {
+            services::answer(&self.shared, to, session, KIND_ERROR, services::error_payload(&message));
+        }
+        if let Some((to, session)) = self.main_reply.take() {
+            services::answer(&self.shared, to, session, KIND_ERROR, services::error_payload(&message));
+        }
+        self.sched = Sched::default();
+        self.threads.clear();
     }
 }
 
@@ -807,6 +1054,8 @@ impl ServiceBody for LuaService {
             let mut slot = self.shared.service.lock().unwrap_or_else(|e| e.into_inner());
             if slot.is_none() {
                 *slot = Some(Arc::downgrade(service));
+                self.interrupt.set_name(&self.name, service.id());
+                service.set_interrupt(self.interrupt.clone());
             }
         }
         for event in events.drain(..) {
@@ -818,11 +1067,7 @@ impl ServiceBody for LuaService {
                     peer,
                 } => self.on_accept(service, listener, stream, peer),
                 Event::Timer { id } => self.on_timer(service, id),
-                Event::Message(message) => match message.kind {
-                    KIND_START => self.start_main(),
-                    KIND_LANE_SLOT => self.on_lane_slot(service),
-                    _ => {}
-                },
+                Event::Message(message) => self.on_message(service, message),
                 Event::LaneDone { ticket, result } => self.on_lane_done(ticket, result),
                 Event::Shutdown => self.on_shutdown(),
             }
@@ -830,6 +1075,25 @@ impl ServiceBody for LuaService {
                 self.drain_ready(service);
             }
         }
+        let exiting = self.lock().exiting;
+        if exiting || self.idle_forever() {
+            self.exit(service);
+            return Status::Exited;
+        }
         Status::Alive
+    }
+
+    fn bounce(&mut self, service: &Arc<Service>, events: VecDeque<Event>) {
+        self.exit(service);
+        for event in events {
+            match event {
+                Event::Message(message) if message.kind == KIND_CALL || (message.kind == KIND_START && message.session != 0) => {
+                    let text = format!("service :{} ({}) has exited", service.id(), self.name);
+                    services::answer(&self.shared, message.source, message.session, KIND_ERROR, services::error_payload(&text));
+                }
+                Event::Accept { .. } => self.shared.runtime.connection_closed(service),
+                _ => {}
+            }
+        }
     }
 }

@@ -3,13 +3,16 @@
 //! and the socket API are built here on lunet-core.
 
 mod api;
+mod codec;
+mod interrupt;
+mod services;
 mod dict;
 pub mod lane;
 pub mod host;
 mod slab;
 pub mod state;
 
-pub use host::{check_script, LuaService, Script, KIND_START};
+pub use host::{check_script, LuaService, Script, ServiceOptions, KIND_START};
 pub use state::Settings;
 
 /// The mlua this crate is built on, for embedders that add their own modules.

@@ -10,6 +10,7 @@ local yield, isyieldable = coroutine.yield, coroutine.isyieldable
 local setmetatable, error, type, select = setmetatable, error, type, select
 
 local OP_READ, OP_WRITE, OP_SLEEP, OP_CONNECT, OP_LANE = 1, 2, 3, 4, 5
+local OP_CALL, OP_WAIT, OP_EXIT = 6, 7, 8
 local LANE_DB_OPEN, LANE_DB_EXEC, LANE_DB_QUERY, LANE_DB_ATOMIC = 1, 2, 3, 4
 local LANE_FS_READ, LANE_FS_WRITE, LANE_RESOLVE, LANE_SLEEP = 5, 6, 7, 8
 local READ_LINE, READ_EXACT, READ_UNTIL, READ_SOME = 1, 2, 3, 4
@@ -216,9 +217,120 @@ end
 
 package.loaded.lunet = lunet
 
+-- Services (skynet's actor model): each service is its own VM.
+
+local function answer(ok, ...)
+    if not ok then error(..., 3) end
+    return ...
+end
+
+lunet.self = core.self
+function lunet.register(name)
+    if type(name) ~= "string" then error("lunet.register: expected a name", 2) end
+    local ok, err = core.register(name)
+    if not ok then error(err, 2) end
+    return true
+end
+lunet.query = core.query
+lunet.kill = core.kill
+lunet.send = core.send
+
+function lunet.spawn(script, ...)
+    local options
+    if type(script) == "table" then
+        options = script
+        if options.args ~= nil and type(options.args) ~= "table" then
+            error("lunet.spawn: args must be a table", 2)
+        end
+    elseif type(script) == "string" then
+        options = { script = script }
+    else
+        error("lunet.spawn: expected a script path or an options table", 2)
+    end
+    if not isyieldable() then cannot_wait("lunet.spawn") end
+    local handle, err
+    if options.args then
+        handle, err = core.spawn(options, table.unpack(options.args, 1, options.args.n or #options.args))
+    else
+        handle, err = core.spawn(options, ...)
+    end
+    if not handle then error(err, 2) end
+    answer(yield(OP_CALL))
+    return handle
+end
+
+function lunet.call(handle, ...)
+    if not isyieldable() then cannot_wait("lunet.call") end
+    local ok, err = core.call(handle, ...)
+    if not ok then error(err, 2) end
+    return answer(yield(OP_CALL))
+end
+
+local dispatch_fn
+function lunet.dispatch(fn)
+    if type(fn) ~= "function" then error("lunet.dispatch: expected a function", 2) end
+    dispatch_fn = fn
+    core.set_dispatch()
+end
+
+lunet.response = core.response
+
+function lunet.exit()
+    core.exit()
+    if isyieldable() then yield(OP_EXIT) end
+end
+
+function lunet.wait()
+    if not isyieldable() then cannot_wait("lunet.wait") end
+    return yield(OP_WAIT)
+end
+
+lunet.wakeup = core.wakeup
+
+-- A critical section: sessions that call the returned function run `fn`
+-- one at a time, in arrival order (a session may re-enter its own).
+function lunet.queue()
+    local owner, depth = nil, 0
+    local waiting, head, tail = {}, 1, 0
+    local function release(ok, ...)
+        depth = depth - 1
+        if depth == 0 then
+            owner = nil
+            if head <= tail then
+                local next_co = waiting[head]
+                waiting[head] = nil
+                head = head + 1
+                owner = next_co
+                lunet.wakeup(next_co)
+            end
+        end
+        if not ok then error(..., 0) end
+        return ...
+    end
+    return function(fn, ...)
+        local co = coroutine.running()
+        if owner ~= co then
+            if owner ~= nil then
+                tail = tail + 1
+                waiting[tail] = co
+                lunet.wait()        -- the releaser made us the owner
+            else
+                owner = co
+            end
+        end
+        depth = depth + 1
+        return release(pcall(fn, ...))
+    end
+end
+
 -- What the scheduler calls to start a connection's handler.
 local function run_handler(listener, id)
     return handlers[listener](new_socket(id))
 end
 
-return run_handler
+-- What the scheduler calls for each message (send or call).
+local function run_dispatch(source, ...)
+    return dispatch_fn(source, ...)
+end
+
+return run_handler, run_dispatch

@@ -1,6 +1,6 @@
 //! The Rust-side state of one service VM that Lua callbacks reach (through
-//! `Lua::app_data_mut`): its connections, what the current slice wrote, and
-//! the sessions it asked to start.
+//! `api::Shared::lock`): its connections, what the current slice wrote, the
+//! sessions it asked to start, and the calls it owes answers to.
 //!
 //! Borrow rule: a callback borrows `State` only for its own duration and
 //! never calls back into Lua code while holding it; the scheduler borrows it
@@ -30,6 +30,9 @@ pub struct Settings {
     pub lane_timeout_ms: u64,
     /// The command line's key=value pairs (`lunet.getenv`).
     pub env: HashMap<String, String>,
+    /// Where `lunet.spawn` looks for scripts not found from the current
+    /// directory (the directory of the script given on the command line).
+    pub script_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -40,6 +43,7 @@ impl Default for Settings {
             linger_ms: 10_000,
             lane_timeout_ms: 30_000,
             env: HashMap::new(),
+            script_dir: None,
         }
     }
 }
@@ -123,6 +127,20 @@ pub struct State {
     /// `lunet.listen` calls so far per address (the n-th call of every host
     /// shares the n-th listener).
     pub listen_calls: HashMap<String, usize>,
+    /// The session being resumed now.
+    pub current: u64,
+    /// Calls being answered: session id -> (caller service, caller session).
+    pub calls: HashMap<u64, (u64, u64)>,
+    /// Calls whose answer was taken by `lunet.response()` and not yet sent.
+    pub delayed: HashMap<(u64, u64), ()>,
+    /// Sessions in `lunet.wait()`, by coroutine pointer.
+    pub suspended: HashMap<usize, u64>,
+    /// Sessions `lunet.wakeup` woke during this slice.
+    pub wakeups: Vec<u64>,
+    /// `lunet.dispatch` was called: the service serves messages.
+    pub dispatch: bool,
+    /// `lunet.exit()` was called (or the service was killed).
+    pub exiting: bool,
 }
 
 impl State {
@@ -134,6 +152,13 @@ impl State {
             spawns: Vec::new(),
             shutting_down: false,
             listen_calls: HashMap::new(),
+            current: 0,
+            calls: HashMap::new(),
+            delayed: HashMap::new(),
+            suspended: HashMap::new(),
+            wakeups: Vec::new(),
+            dispatch: false,
+            exiting: false,
         }
     }
 

@@ -23,7 +23,7 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ar
             break;
         }
         if let Some(service) = find_work(pool, index) {
-            run_turn(&shared, service, &mut batch);
+            run_turn(&shared, index, service, &mut batch);
             continue;
         }
         // Search: yield-spin for a short window before parking.
@@ -33,7 +33,7 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ar
             std::thread::yield_now();
             if let Some(service) = find_work(pool, index) {
                 pool.idle.end_search();
-                run_turn(&shared, service, &mut batch);
+                run_turn(&shared, index, service, &mut batch);
                 continue 'outer;
             }
         }
@@ -41,7 +41,7 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ar
         pool.idle.prepare_sleep(index);
         if let Some(service) = find_work(pool, index) {
             pool.idle.cancel_sleep(index);
-            run_turn(&shared, service, &mut batch);
+            run_turn(&shared, index, service, &mut batch);
             continue;
         }
         if pool.shutdown.load(Ordering::Acquire) {
@@ -87,7 +87,7 @@ fn find_work(pool: &Pool, index: usize) -> Option<Arc<Service>> {
 
 /// One turn: take up to `budget` events, run the body, then decide whether
 /// the service goes idle or back on a queue (see `service.rs`).
-fn run_turn(shared: &Arc<Shared>, service: Arc<Service>, batch: &mut VecDeque<Event>) {
+fn run_turn(shared: &Arc<Shared>, worker: usize, service: Arc<Service>, batch: &mut VecDeque<Event>) {
     let budget = shared.config.budget;
     if service
         .state
@@ -107,6 +107,8 @@ fn run_turn(shared: &Arc<Shared>, service: Arc<Service>, batch: &mut VecDeque<Ev
         }
     };
     service.slices.fetch_add(1, Ordering::Relaxed);
+    let slot = &shared.slots[worker];
+    slot.enter(service.id());
     let status = {
         let mut body = service.body.lock().unwrap_or_else(|e| e.into_inner());
         match body.as_mut() {
@@ -129,6 +131,7 @@ fn run_turn(shared: &Arc<Shared>, service: Arc<Service>, batch: &mut VecDeque<Ev
             None => Status::Exited,
         }
     };
+    slot.leave();
     batch.clear();
     if status == Status::Exited {
         retire(shared, &service);
@@ -154,12 +157,15 @@ fn run_turn(shared: &Arc<Shared>, service: Arc<Service>, batch: &mut VecDeque<Ev
 
 #[inline(never)]
 fn retire(shared: &Arc<Shared>, service: &Arc<Service>) {
-    {
+    let leftover = {
         let mut mailbox = service.mailbox.lock().unwrap_or_else(|e| e.into_inner());
         service.state.store(DEAD, Ordering::Release);
-        mailbox.clear();
-    }
+        std::mem::take(&mut *mailbox)
+    };
     let body = service.body.lock().unwrap_or_else(|e| e.into_inner()).take();
-    drop(body);
+    if let Some(mut body) = body {
+        let _ = catch_unwind(AssertUnwindSafe(|| body.bounce(service, leftover)));
+        drop(body);
+    }
     shared.remove_service(service);
 }

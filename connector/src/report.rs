@@ -1,0 +1,517 @@
+//! What a run prints and writes: a progress line per second, the final
+//! summary, `--json` and `--hdr-log`.
+//!
+//! The reporter runs on the main thread. Once a second it takes the interval
+//! out of every recorder (a short lock each), prints one line and appends
+//! one histogram to the interval log. The intervals partition the run, so
+//! their request and error counts add up to the totals exactly.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
+use hdrhistogram::serialization::V2DeflateSerializer;
+
+use crate::args::Plan;
+use crate::stats::{ErrorKind, Errors, Interval, Latencies, Notes, Recorder};
+use crate::{Error, Timeline};
+
+/// One row of the per-second record.
+pub struct Row {
+    /// Seconds since the start of the run at the end of the interval.
+    pub at: f64,
+    pub length: f64,
+    pub warmup: bool,
+    pub requests: u64,
+    pub completed: u64,
+    pub errors: u64,
+    pub p99_us: f64,
+    pub up: u64,
+}
+
+pub struct Report {
+    plan: Arc<Plan>,
+    timeline: Timeline,
+    rows: Vec<Row>,
+    terminal: bool,
+    hdr_log: Option<BufWriter<File>>,
+    serializer: V2DeflateSerializer,
+}
+
+/// The merged totals of all recorders.
+pub struct Totals {
+    pub corrected: Latencies,
+    pub uncorrected: Latencies,
+    pub requests: u64,
+    pub errors: Errors,
+    pub notes: Notes,
+    pub up: u64,
+    pub connects: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+fn lock(recorder: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
+    recorder.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn ms(micros: f64) -> String {
+    if micros >= 1e6 {
+        format!("{:.2}s", micros / 1e6)
+    } else if micros >= 1e3 {
+        format!("{:.2}ms", micros / 1e3)
+    } else {
+        format!("{micros:.0}us")
+    }
+}
+
+impl Report {
+    /// Opens the output files first, so a bad path fails before the load.
+    pub fn new(plan: Arc<Plan>, timeline: Timeline) -> Result<Report, Error> {
+        let hdr_log = match &plan.hdr_log {
+            None => None,
+            Some(path) => {
+                let file = File::create(path)
+                    .map_err(|e| Error::Output(format!("--hdr-log {}: {e}", path.display())))?;
+                let mut file = BufWriter::new(file);
+                let mut serializer = V2DeflateSerializer::new();
+                let now = SystemTime::now();
+                IntervalLogWriterBuilder::new()
+                    .add_comment(&format!(
+                        "lunet load {} {}: latency in nanoseconds from the intended send time, one histogram per second",
+                        plan.profile_name, plan.target
+                    ))
+                    .with_start_time(now)
+                    .with_base_time(now)
+                    .begin_log_with(&mut file, &mut serializer)
+                    .map_err(|e| Error::Output(format!("--hdr-log: {e}")))?;
+                writeln!(
+                    file,
+                    "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\""
+                )
+                .map_err(|e| Error::Output(format!("--hdr-log: {e}")))?;
+                Some(file)
+            }
+        };
+        if let Some(path) = &plan.json {
+            File::create(path).map_err(|e| Error::Output(format!("--json {}: {e}", path.display())))?;
+        }
+        Ok(Report {
+            plan,
+            timeline,
+            rows: Vec::new(),
+            terminal: std::io::stdout().is_terminal(),
+            hdr_log,
+            serializer: V2DeflateSerializer::new(),
+        })
+    }
+
+    /// Prints what the run is about to do.
+    pub fn banner(&self) {
+        if self.plan.quiet {
+            return;
+        }
+        let plan = &self.plan;
+        let pacing = if plan.hold() {
+            "holding idle connections".to_string()
+        } else if plan.open_loop() {
+            format!("open loop at {} req/s", plan.rate)
+        } else {
+            "closed loop".to_string()
+        };
+        println!(
+            "lunet load {} {}: {} connections, {} threads, {:.1}s{}, {pacing}",
+            plan.profile_name,
+            plan.target,
+            plan.connections,
+            plan.threads,
+            plan.duration.as_secs_f64(),
+            if plan.warmup.is_zero() {
+                String::new()
+            } else {
+                format!(" after {:.1}s warmup", plan.warmup.as_secs_f64())
+            },
+        );
+    }
+
+    /// Reports once a second until the end of the run. `abort` is asked
+    /// every 50 ms; an error from it ends the run early.
+    pub fn watch(
+        &mut self,
+        recorders: &[Arc<Mutex<Recorder>>],
+        abort: &dyn Fn() -> Option<Error>,
+    ) -> Result<(), Error> {
+        let start = self.timeline.start;
+        let end = self.timeline.end;
+        let mut second = 1u32;
+        loop {
+            let tick = (start + Duration::from_secs(u64::from(second))).min(end);
+            loop {
+                let now = Instant::now();
+                if now >= tick {
+                    break;
+                }
+                std::thread::sleep((tick - now).min(Duration::from_millis(50)));
+                if let Some(error) = abort() {
+                    if self.terminal && !self.plan.quiet {
+                        println!();
+                    }
+                    return Err(error);
+                }
+            }
+            self.take(recorders, Instant::now());
+            if tick >= end {
+                break;
+            }
+            second += 1;
+        }
+        if self.terminal && !self.plan.quiet {
+            println!();
+        }
+        Ok(())
+    }
+
+    /// Takes one interval out of every recorder and reports it.
+    fn take(&mut self, recorders: &[Arc<Mutex<Recorder>>], now: Instant) {
+        let mut interval = Interval::default();
+        let mut up = 0;
+        for recorder in recorders {
+            let mut recorder = lock(recorder);
+            interval.merge(&recorder.take_interval());
+            up += recorder.up;
+        }
+        let at = now.saturating_duration_since(self.timeline.start).as_secs_f64();
+        let previous = self.rows.last().map_or(0.0, |r| r.at);
+        let length = (at - previous).max(1e-6);
+        let warmup = now <= self.timeline.window_start;
+        let row = Row {
+            at,
+            length,
+            warmup,
+            requests: interval.requests,
+            completed: interval.completed,
+            errors: interval.errors,
+            p99_us: interval.latencies.quantile_us(0.99),
+            up,
+        };
+        if let Some(log) = &mut self.hdr_log {
+            let mut writer = IntervalLogWriterBuilder::new()
+                .begin_log_with(log, &mut self.serializer)
+                .expect("a builder without headers writes nothing");
+            let started = Duration::from_secs_f64(previous);
+            let _ = writer.write_histogram(
+                &interval.latencies.histogram,
+                started,
+                Duration::from_secs_f64(length),
+                None,
+            );
+        }
+        if !self.plan.quiet {
+            self.progress(&row);
+        }
+        self.rows.push(row);
+    }
+
+    fn progress(&self, row: &Row) {
+        let plan = &self.plan;
+        let mut line = format!("[{:>5.1}s] ", row.at);
+        if plan.hold() {
+            let _ = write!(line, "up {}/{}", row.up, plan.connections);
+        } else {
+            let rate = row.completed as f64 / row.length;
+            let _ = write!(line, "{rate:>9.0} req/s");
+            if row.warmup {
+                line.push_str("  (warmup)");
+            } else {
+                let _ = write!(line, "  p99 {:>8}", ms(row.p99_us));
+            }
+            let _ = write!(line, "  up {}", row.up);
+        }
+        let _ = write!(line, "  errors {}", row.errors);
+        if self.terminal {
+            print!("\r{line:<70}");
+            let _ = std::io::stdout().flush();
+        } else {
+            println!("{line}");
+        }
+    }
+
+    /// Adds what the threads did after the last tick to the last row and
+    /// merges the recorders.
+    pub fn totals(&mut self, recorders: &[Arc<Mutex<Recorder>>]) -> Totals {
+        let mut totals = Totals {
+            corrected: Latencies::new(),
+            uncorrected: Latencies::new(),
+            requests: 0,
+            errors: Errors::default(),
+            notes: Notes::default(),
+            up: 0,
+            connects: 0,
+            bytes_in: 0,
+            bytes_out: 0,
+        };
+        let mut tail = Interval::default();
+        for recorder in recorders {
+            let mut recorder = lock(recorder);
+            tail.merge(&recorder.take_interval());
+            totals.corrected.merge(&recorder.corrected);
+            totals.uncorrected.merge(&recorder.uncorrected);
+            totals.requests += recorder.requests;
+            totals.errors.merge(&recorder.errors);
+            totals.notes.merge(&recorder.notes);
+            totals.up += recorder.up;
+            totals.connects += recorder.connects;
+            totals.bytes_in += recorder.bytes_in;
+            totals.bytes_out += recorder.bytes_out;
+        }
+        if let Some(last) = self.rows.last_mut() {
+            last.requests += tail.requests;
+            last.completed += tail.completed;
+            last.errors += tail.errors;
+        }
+        if let Some(log) = &mut self.hdr_log {
+            let _ = log.flush();
+        }
+        totals
+    }
+
+    /// The peak of connections up seen by the per-second rows.
+    fn peak_up(&self) -> u64 {
+        self.rows.iter().map(|r| r.up).max().unwrap_or(0)
+    }
+
+    /// Prints the summary and writes --json.
+    pub fn finish(&self, totals: &Totals, script_error: Option<&str>) -> Result<(), Error> {
+        print!("{}", self.summary(totals));
+        if let Some(path) = &self.plan.json {
+            let json = self.json(totals, script_error);
+            std::fs::write(path, json)
+                .map_err(|e| Error::Output(format!("--json {}: {e}", path.display())))?;
+        }
+        Ok(())
+    }
+
+    fn window(&self) -> f64 {
+        self.plan.duration.as_secs_f64()
+    }
+
+    pub fn summary(&self, totals: &Totals) -> String {
+        let plan = &self.plan;
+        let mut out = String::new();
+        if plan.hold() {
+            let _ = writeln!(
+                out,
+                "held {} of {} connections up at the end (peak {}), {} connects",
+                totals.up,
+                plan.connections,
+                self.peak_up().max(totals.up),
+                totals.connects
+            );
+        } else {
+            let rate = totals.requests as f64 / self.window();
+            let _ = writeln!(
+                out,
+                "{} requests in {:.1}s: {rate:.0} req/s, {} errors",
+                totals.requests,
+                self.window(),
+                totals.errors.total()
+            );
+            let quantiles = |latencies: &Latencies| {
+                format!(
+                    "p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}  mean {}",
+                    ms(latencies.quantile_us(0.50)),
+                    ms(latencies.quantile_us(0.90)),
+                    ms(latencies.quantile_us(0.99)),
+                    ms(latencies.quantile_us(0.999)),
+                    ms(latencies.quantile_us(0.9999)),
+                    ms(latencies.max_us()),
+                    ms(latencies.mean_us())
+                )
+            };
+            if plan.open_loop() {
+                let _ = writeln!(out, "latency     {}", quantiles(&totals.corrected));
+                let _ = writeln!(
+                    out,
+                    "uncorrected {}  (from the actual send time)",
+                    quantiles(&totals.uncorrected)
+                );
+            } else {
+                let _ = writeln!(out, "latency  {}", quantiles(&totals.corrected));
+            }
+            let notes = &totals.notes;
+            if !notes.statuses.is_empty() {
+                let mut statuses = notes.statuses.clone();
+                statuses.sort_unstable();
+                let list: Vec<String> = statuses.iter().map(|(c, n)| format!("{c}: {n}")).collect();
+                let _ = writeln!(out, "statuses {}", list.join(", "));
+            }
+            if notes.sets + notes.hits + notes.misses > 0 {
+                let _ = writeln!(
+                    out,
+                    "resp     {} SET, {} GET hits, {} GET misses",
+                    notes.sets, notes.hits, notes.misses
+                );
+            }
+            let _ = writeln!(
+                out,
+                "transfer {:.1} MB/s in, {:.1} MB/s out (whole run)",
+                totals.bytes_in as f64 / 1e6 / self.total_seconds(),
+                totals.bytes_out as f64 / 1e6 / self.total_seconds()
+            );
+        }
+        let kinds: Vec<String> = ErrorKind::ALL
+            .iter()
+            .map(|k| format!("{} {}", k.name(), totals.errors.counts[*k as usize]))
+            .collect();
+        let _ = writeln!(out, "errors   {} (whole run)", kinds.join(", "));
+        for kind in ErrorKind::ALL {
+            if let Some(first) = &totals.errors.first[kind as usize] {
+                let _ = writeln!(out, "  first {} error: {first}", kind.name());
+            }
+        }
+        out
+    }
+
+    fn total_seconds(&self) -> f64 {
+        (self.plan.warmup + self.plan.duration).as_secs_f64()
+    }
+
+    pub fn json(&self, totals: &Totals, script_error: Option<&str>) -> String {
+        let plan = &self.plan;
+        let mut out = String::from("{\n");
+        let field = |out: &mut String, name: &str, value: String| {
+            let _ = writeln!(out, "  \"{name}\": {value},");
+        };
+        field(&mut out, "tool", json_string("lunet load"));
+        field(&mut out, "profile", json_string(&plan.profile_name));
+        field(&mut out, "target", json_string(&plan.target.to_string()));
+        field(&mut out, "connections", plan.connections.to_string());
+        field(&mut out, "threads", plan.threads.to_string());
+        field(&mut out, "duration_s", json_number(plan.duration.as_secs_f64()));
+        field(&mut out, "warmup_s", json_number(plan.warmup.as_secs_f64()));
+        field(&mut out, "rate", json_number(plan.rate));
+        field(&mut out, "pipeline", plan.pipeline.to_string());
+        field(&mut out, "requests", totals.requests.to_string());
+        field(
+            &mut out,
+            "requests_per_s",
+            json_number(totals.requests as f64 / self.window()),
+        );
+        field(&mut out, "connects", totals.connects.to_string());
+        field(&mut out, "up_at_end", totals.up.to_string());
+        field(&mut out, "peak_up", self.peak_up().max(totals.up).to_string());
+        field(&mut out, "bytes_in", totals.bytes_in.to_string());
+        field(&mut out, "bytes_out", totals.bytes_out.to_string());
+        field(&mut out, "latency_us", latency_json(&totals.corrected));
+        field(&mut out, "uncorrected_latency_us", latency_json(&totals.uncorrected));
+        let mut errors = String::from("{");
+        for kind in ErrorKind::ALL {
+            let _ = write!(errors, "\"{}\": {}, ", kind.name(), totals.errors.counts[kind as usize]);
+        }
+        let _ = write!(errors, "\"total\": {}}}", totals.errors.total());
+        field(&mut out, "errors", errors);
+        let mut first = String::from("{");
+        let mut separator = "";
+        for kind in ErrorKind::ALL {
+            if let Some(message) = &totals.errors.first[kind as usize] {
+                let _ = write!(first, "{separator}\"{}\": {}", kind.name(), json_string(message));
+                separator = ", ";
+            }
+        }
+        first.push('}');
+        field(&mut out, "first_errors", first);
+        let mut statuses = totals.notes.statuses.clone();
+        statuses.sort_unstable();
+        let statuses: Vec<String> = statuses.iter().map(|(c, n)| format!("\"{c}\": {n}")).collect();
+        field(&mut out, "statuses", format!("{{{}}}", statuses.join(", ")));
+        field(
+            &mut out,
+            "resp",
+            format!(
+                "{{\"sets\": {}, \"hits\": {}, \"misses\": {}}}",
+                totals.notes.sets, totals.notes.hits, totals.notes.misses
+            ),
+        );
+        field(
+            &mut out,
+            "script_error",
+            script_error.map_or("null".to_string(), json_string),
+        );
+        let rows: Vec<String> = self
+            .rows
+            .iter()
+            .map(|r| {
+                format!(
+                    "    {{\"t\": {}, \"length\": {}, \"warmup\": {}, \"requests\": {}, \"completed\": {}, \"errors\": {}, \"p99_us\": {}, \"up\": {}}}",
+                    json_number(r.at),
+                    json_number(r.length),
+                    r.warmup,
+                    r.requests,
+                    r.completed,
+                    r.errors,
+                    json_number(r.p99_us),
+                    r.up
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "  \"intervals\": [\n{}\n  ]", rows.join(",\n"));
+        out.push_str("}\n");
+        out
+    }
+}
+
+fn latency_json(latencies: &Latencies) -> String {
+    format!(
+        "{{\"samples\": {}, \"p50\": {}, \"p90\": {}, \"p99\": {}, \"p99_9\": {}, \"p99_99\": {}, \"max\": {}, \"mean\": {}}}",
+        latencies.len(),
+        json_number(latencies.quantile_us(0.50)),
+        json_number(latencies.quantile_us(0.90)),
+        json_number(latencies.quantile_us(0.99)),
+        json_number(latencies.quantile_us(0.999)),
+        json_number(latencies.quantile_us(0.9999)),
+        json_number(latencies.max_us()),
+        json_number(latencies.mean_us()),
+    )
+}
+
+fn json_number(value: f64) -> String {
+    if value.is_finite() {
+        format!("{:.3}", value)
+    } else {
+        "null".to_string()
+    }
+}
+
+/// A JSON string literal with the required escapes.
+pub fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n\u{1}"), "\"a\\\"b\\\\c\\n\\u0001\"");
+    }
+}

@@ -1,0 +1,181 @@
+//! How the monitor stops a Lua slice that runs too long, without a hook in
+//! steady state (a permanent count hook makes Lua 5.4 ~2x slower:
+//! `shared/research/mlua.md`).
+//!
+//! Protocol (the trick `lua.c` uses for Ctrl-C):
+//! 1. Around every resume the worker publishes the running coroutine's
+//!    `lua_State` in `running` (`enter`) and takes it back (`leave`).
+//! 2. The monitor thread, finding the slice stuck, claims the slot
+//!    (`state` RUNNING -> BUSY, so the worker cannot leave meanwhile and the
+//!    pointer stays valid), sets `action` and installs a count hook with
+//!    `lua_sethook` (which Lua documents as safe to call asynchronously),
+//!    then releases the slot.
+//! 3. The hook runs on the worker thread at the next instruction: WARN logs
+//!    a traceback; KILL makes the coroutine yield. A yield cannot be caught
+//!    by `pcall`, so `while true do pcall(...) end` stops too; the scheduler
+//!    sees the kill flag and ends that session with an error. The hook
+//!    removes itself either way.
+
+use std::cell::Cell;
+use std::ffi::CStr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use lunet_core::{Interrupt, Service};
+use mlua::ffi;
+use mlua::Thread;
+
+const IDLE: u8 = 0;
+const RUNNING: u8 = 1;
+const BUSY: u8 = 2;
+
+const ACTION_NONE: u8 = 0;
+const ACTION_WARN: u8 = 1;
+const ACTION_KILL: u8 = 2;
+
+pub fn killed_message() -> String {
+    "the slice ran longer than --slice-kill and was interrupted".to_string()
+}
+
+thread_local! {
+    /// The interrupt slot of the service this worker thread is running.
+    static CURRENT: Cell<*const LuaInterrupt> = const { Cell::new(std::ptr::null()) };
+}
+
+pub struct LuaInterrupt {
+    state: AtomicU8,
+    running: AtomicPtr<ffi::lua_State>,
+    action: AtomicU8,
+    killed: AtomicBool,
+    label: Mutex<String>,
+}
+
+impl LuaInterrupt {
+    pub fn new() -> LuaInterrupt {
+        LuaInterrupt {
+            state: AtomicU8::new(IDLE),
+            running: AtomicPtr::new(std::ptr::null_mut()),
+            action: AtomicU8::new(ACTION_NONE),
+            killed: AtomicBool::new(false),
+            label: Mutex::new(String::new()),
+        }
+    }
+
+    pub fn set_name(&self, name: &str, handle: u64) {
+        *self.label.lock().unwrap_or_else(|e| e.into_inner()) = format!("{name} (:{handle})");
+    }
+
+    /// Step 1: the worker is about to resume `thread`.
+    #[inline]
+    pub fn enter(self: &Arc<Self>, thread: &Thread) {
+        CURRENT.with(|current| current.set(Arc::as_ptr(self)));
+        self.running.store(thread.state(), Ordering::Relaxed);
+        self.state.store(RUNNING, Ordering::Release);
+    }
+
+    /// The resume returned; true if the monitor killed that slice.
+    #[inline]
+    pub fn leave(&self) -> bool {
+        while self
+            .state
+            .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // The monitor holds the slot for the few instructions of lua_sethook.
+            std::hint::spin_loop();
+        }
+        self.running.store(std::ptr::null_mut(), Ordering::Relaxed);
+        if self.killed.load(Ordering::Relaxed) {
+            self.killed.store(false, Ordering::Relaxed);
+            return true;
+        }
+        false
+    }
+
+    /// Step 2, on the monitor thread.
+    fn install(&self, action: u8) {
+        if self
+            .state
+            .compare_exchange(RUNNING, BUSY, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return; // the slice ended meanwhile
+        }
+        let state = self.running.load(Ordering::Relaxed);
+        if !state.is_null() {
+            self.action.store(action, Ordering::SeqCst);
+            // SAFETY: `state` is the coroutine the worker is running; while
+            // we hold BUSY the worker cannot return from `leave`, so the
+            // coroutine (referenced by its session) stays alive. lua_sethook
+            // is documented as safe to call from another thread/signal.
+            unsafe { ffi::lua_sethook(state, Some(hook), ffi::LUA_MASKCOUNT, 1) };
+        }
+        self.state.store(RUNNING, Ordering::Release);
+    }
+}
+
+impl Default for LuaInterrupt {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Interrupt for LuaInterrupt {
+    fn warn(&self, _service: &Service, running_ms: u64) {
+        tracing::warn!(
+            "{}: a slice has run for {running_ms} ms (traceback follows when it reaches the next instruction)",
+            self.label.lock().unwrap_or_else(|e| e.into_inner())
+        );
+        self.install(ACTION_WARN);
+    }
+
+    fn kill(&self, _service: &Service, running_ms: u64) {
+        tracing::error!(
+            "{}: a slice has run for {running_ms} ms: interrupting it",
+            self.label.lock().unwrap_or_else(|e| e.into_inner())
+        );
+        self.install(ACTION_KILL);
+    }
+}
+
+/// Step 3, on the worker thread, inside the running coroutine.
+unsafe extern "C-unwind" fn hook(state: *mut ffi::lua_State, _: *mut ffi::lua_Debug) {
+    // SAFETY: called by Lua with the running state; every call below is a
+    // plain Lua API call on that state from its own thread.
+    unsafe {
+        ffi::lua_sethook(state, None, 0, 0);
+        let slot = CURRENT.with(|current| current.get());
+        if slot.is_null() {
+            return;
+        }
+        let slot = &*slot;
+        match slot.action.swap(ACTION_NONE, Ordering::SeqCst) {
+            ACTION_WARN => {
+                ffi::luaL_traceback(state, state, std::ptr::null(), 0);
+                let text = ffi::lua_tolstring(state, -1, std::ptr::null_mut());
+                let text = if text.is_null() {
+                    String::from("(no traceback)")
+                } else {
+                    CStr::from_ptr(text).to_string_lossy().into_owned()
+                };
+                ffi::lua_pop(state, 1);
+                tracing::warn!(
+                    "{}: long slice is here: {text}",
+                    slot.label.lock().unwrap_or_else(|e| e.into_inner())
+                );
+            }
+            ACTION_KILL => {
+                if ffi::lua_isyieldable(state) != 0 {
+                    slot.killed.store(true, Ordering::SeqCst);
+                    ffi::lua_yield(state, 0);
+                } else {
+                    // Inside a C boundary: try again at the next instruction
+                    // that can yield.
+                    slot.action.store(ACTION_KILL, Ordering::SeqCst);
+                    ffi::lua_sethook(state, Some(hook), ffi::LUA_MASKCOUNT, 1);
+                }
+            }
+            _ => {}
+        }
+    }
+}
