@@ -24,6 +24,8 @@ enum Command {
     Serve(ServeArgs),
     /// Runs SCRIPT as one service with no listener; exits when it exits.
     Run(RunArgs),
+    /// Generates load against a server and reports latencies (docs/connector.md).
+    Load(lunet_connector::LoadArgs),
     /// Compiles SCRIPT and reports syntax errors without running it.
     Check {
         script: PathBuf,
@@ -104,6 +106,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Run(args) => run(args),
+        Command::Load(args) => lunet_connector::run(args).map_err(Into::into),
         Command::Check { script } => check(&script),
     };
     match result {

@@ -22,6 +22,11 @@ pub struct Shared {
     pub service: Arc<Mutex<Option<std::sync::Weak<Service>>>>,
     /// Ids of sockets whose Lua object was collected: closed after the slice.
     pub collected: Arc<Mutex<Vec<u64>>>,
+    /// `collected` is not empty (checked without the lock after every slice).
+    pub has_collected: Arc<std::sync::atomic::AtomicBool>,
+    /// The session being resumed now (set by the scheduler, read by
+    /// callbacks that need to know who calls).
+    pub current: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Shared {
@@ -226,6 +231,7 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(id as u64);
+            sh.has_collected.store(true, std::sync::atomic::Ordering::Release);
             Ok(())
         })?,
     )?;

@@ -19,6 +19,7 @@
 //! wheel however often it waits: a timer that fires early is re-armed.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use lunet_core::connection::{Connection, Fill};
@@ -149,6 +150,8 @@ pub struct LuaService {
     /// Who spawned us and waits for our main chunk's first slice.
     main_reply: Option<(u64, u64)>,
     exited: bool,
+    /// Kept buffer for `after_slice` (swapped with `State::dirty`).
+    dirty: Vec<u64>,
 }
 
 /// How a service's VM is set up.
@@ -233,6 +236,8 @@ impl LuaService {
             runtime: runtime.clone(),
             service: Arc::new(Mutex::new(None)),
             collected: Arc::new(Mutex::new(Vec::new())),
+            has_collected: Arc::new(AtomicBool::new(false)),
+            current: Arc::new(AtomicU64::new(0)),
         };
         let setup = || -> mlua::Result<(Function, Function, Function)> {
             let core = api::build(&lua, &shared)?;
@@ -262,6 +267,7 @@ impl LuaService {
             interrupt: Arc::new(LuaInterrupt::new()),
             main_reply: None,
             exited: false,
+            dirty: Vec::new(),
             lua,
             shared,
             name: name.to_string(),
@@ -324,7 +330,7 @@ impl LuaService {
             return;
         };
         let thread = session.thread.clone();
-        self.lock().current = sid;
+        self.shared.current.store(sid, Ordering::Relaxed);
         self.interrupt.enter(&thread);
         let result = match reply {
             Reply::Nothing => thread.resume::<MultiValue>(()),
@@ -572,46 +578,44 @@ impl LuaService {
     /// Step 4: flush what the slice wrote, close what it closed, start what
     /// it forked.
     fn after_slice(&mut self, service: &Arc<Service>) {
-        let (dirty, spawns) = {
-            let shared = self.shared.clone();
-            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
-            if !state.wakeups.is_empty() {
-                for sid in std::mem::take(&mut state.wakeups) {
-                    self.sched.wake(&mut state, sid, Reply::Nothing);
-                }
+        let shared = self.shared.clone();
+        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !state.wakeups.is_empty() {
+            for sid in std::mem::take(&mut state.wakeups) {
+                self.sched.wake(&mut state, sid, Reply::Nothing);
             }
-            if state.dirty.is_empty() && state.spawns.is_empty() {
-                (Vec::new(), Vec::new())
-            } else {
-                let dirty = std::mem::take(&mut state.dirty);
-                let spawns = std::mem::take(&mut state.spawns);
-                (dirty, spawns)
-            }
-        };
-        for cid in dirty {
-            let closing = {
-                let mut state = self.lock();
+        }
+        // Flush what the slice wrote: one write syscall per connection.
+        // (The dirty list is swapped with a kept buffer: no allocation.)
+        let mut closing = Vec::new();
+        if !state.dirty.is_empty() {
+            std::mem::swap(&mut state.dirty, &mut self.dirty);
+            for &cid in &self.dirty {
                 let Some(entry) = state.conns.get_mut(cid) else {
                     continue;
                 };
                 entry.dirty = false;
-                if entry.phase == Phase::Open {
-                    let _ = entry.conn.flush();
+                match entry.phase {
+                    Phase::Open => {
+                        let _ = entry.conn.flush();
+                    }
+                    Phase::Closing => closing.push(cid),
+                    Phase::Connecting => {}
                 }
-                entry.phase == Phase::Closing
-            };
-            if closing {
-                self.close_conn(service, cid);
             }
+            self.dirty.clear();
         }
-        let collected = std::mem::take(
-            &mut *self
-                .shared
-                .collected
-                .lock()
-                .unwrap_or_else(|e| e.into_inner()),
-        );
-        for cid in collected {
+        let spawns = if state.spawns.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::take(&mut state.spawns)
+        };
+        drop(state);
+        if self.shared.has_collected.swap(false, Ordering::AcqRel) {
+            let collected = std::mem::take(&mut *self.shared.collected.lock().unwrap_or_else(|e| e.into_inner()));
+            closing.extend(collected);
+        }
+        for cid in closing {
             self.close_conn(service, cid);
         }
         for spawn in spawns {

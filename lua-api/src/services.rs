@@ -112,7 +112,7 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
             if let Err(e) = codec::encode(args.iter(), &mut payload) {
                 return Ok((false, Some(format!("lunet.call: {e}"))));
             }
-            let session = sh.lock()?.current;
+            let session = sh.current.load(Ordering::Relaxed);
             let message = Message {
                 source: self_id(&sh),
                 session,
@@ -206,7 +206,7 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
         lua.create_function(move |lua, ()| {
             let (to, session) = {
                 let mut state = sh.lock()?;
-                let current = state.current;
+                let current = sh.current.load(Ordering::Relaxed);
                 let Some(call) = state.calls.remove(&current) else {
                     return Err(runtime_error(
                         "lunet.response: this session is not answering a call (or already took its answer)",
@@ -310,7 +310,7 @@ fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Resul
             )));
         }
     }
-    let session = shared.lock()?.current;
+    let session = shared.current.load(Ordering::Relaxed);
     shared.runtime.post(
         &service,
         lunet_core::Event::Message(Message {

@@ -127,8 +127,6 @@ pub struct State {
     /// `lunet.listen` calls so far per address (the n-th call of every host
     /// shares the n-th listener).
     pub listen_calls: HashMap<String, usize>,
-    /// The session being resumed now.
-    pub current: u64,
     /// Calls being answered: session id -> (caller service, caller session).
     pub calls: HashMap<u64, (u64, u64)>,
     /// Calls whose answer was taken by `lunet.response()` and not yet sent.
@@ -152,7 +150,6 @@ impl State {
             spawns: Vec::new(),
             shutting_down: false,
             listen_calls: HashMap::new(),
-            current: 0,
             calls: HashMap::new(),
             delayed: HashMap::new(),
             suspended: HashMap::new(),
