@@ -400,8 +400,8 @@ impl LuaService {
             _ => None,
         };
         let op = int(0).unwrap_or(0);
-        let shared = self.shared.clone();
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state_cell = self.shared.state.clone();
+        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
         let now = now_ms();
         let (wait, timeout_ms) = match op {
             OP_READ | OP_WRITE | OP_CONNECT => {
@@ -578,8 +578,8 @@ impl LuaService {
     /// Step 4: flush what the slice wrote, close what it closed, start what
     /// it forked.
     fn after_slice(&mut self, service: &Arc<Service>) {
-        let shared = self.shared.clone();
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state_cell = self.shared.state.clone();
+        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
         if !state.wakeups.is_empty() {
             for sid in std::mem::take(&mut state.wakeups) {
                 self.sched.wake(&mut state, sid, Reply::Nothing);
@@ -628,8 +628,8 @@ impl LuaService {
     /// Closes a connection: wakes whoever waits on it, then flushes and
     /// drains it (see `advance_close`).
     fn close_conn(&mut self, service: &Arc<Service>, cid: u64) {
-        let shared = self.shared.clone();
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state_cell = self.shared.state.clone();
+        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
         let Some(entry) = state.conns.get_mut(cid) else {
             return;
         };
@@ -742,8 +742,8 @@ impl LuaService {
     }
 
     fn on_io(&mut self, service: &Arc<Service>, slot: u32, readiness: Readiness) {
-        let shared = self.shared.clone();
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state_cell = self.shared.state.clone();
+        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
         let Some(cid) = state.conns.id_at(slot) else {
             return;
         };
@@ -831,8 +831,8 @@ impl LuaService {
         let now = now_ms();
         if id & 1 == 1 {
             let cid = id >> 1;
-            let shared = self.shared.clone();
-            let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+            let state_cell = self.shared.state.clone();
+            let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
             let expired = state
                 .conns
                 .get(cid)
@@ -855,8 +855,8 @@ impl LuaService {
             self.shared.runtime.add_timer(service, deadline, sid << 1);
             return;
         }
-        let shared = self.shared.clone();
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state_cell = self.shared.state.clone();
+        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
         let reply = match &session.wait {
             Wait::Sleep => Reply::Nothing,
             Wait::Ready | Wait::Lane => return,
@@ -878,8 +878,8 @@ impl LuaService {
     }
 
     fn on_shutdown(&mut self) {
-        let shared = self.shared.clone();
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state_cell = self.shared.state.clone();
+        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
         state.shutting_down = true;
         for cid in state.conns.ids() {
             let Some(entry) = state.conns.get(cid) else { continue };
@@ -902,8 +902,8 @@ impl LuaService {
             Ok(reply) => Reply::Plain(reply.0),
             Err(_) => Reply::Error("lane task failed"),
         };
-        let shared = self.shared.clone();
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state_cell = self.shared.state.clone();
+        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
         self.sched.wake(&mut state, sid, reply);
     }
 
@@ -1007,8 +1007,8 @@ impl LuaService {
                     }
                 };
                 values.push_front(Value::Boolean(message.kind == KIND_RESPONSE));
-                let shared = self.shared.clone();
-                let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+                let state_cell = self.shared.state.clone();
+                let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
                 self.sched.wake(&mut state, sid, Reply::Args(values));
             }
             KIND_KILL => self.lock().exiting = true,
@@ -1032,8 +1032,8 @@ impl LuaService {
             return;
         }
         self.exited = true;
-        let shared = self.shared.clone();
-        let mut state = shared.state.lock().unwrap_or_else(|e| e.into_inner());
+        let state_cell = self.shared.state.clone();
+        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
         let mut owed: Vec<(u64, u64)> = state.calls.drain().map(|(_, call)| call).collect();
         owed.extend(state.delayed.drain().map(|(call, _)| call));
         for cid in state.conns.ids() {
