@@ -237,6 +237,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     let signals = block_signals();
     let (mut config, settings) = engine(&args.engine, &args.script, &args.env)?;
     config.max_conns = args.max_conns;
+    config.hold_accepts = true;
     let hosts = args.hosts.unwrap_or(config.workers * 2).max(1);
 
     let (runtime, threads) = Runtime::start(config).context("cannot start the runtime")?;
@@ -251,8 +252,20 @@ fn serve(args: ServeArgs) -> Result<()> {
     drop(startup_tx);
     let signal_thread = std::thread::spawn(move || wait_signal(&signals));
     // Each host reports once its main chunk has returned (or failed).
+    // Connections wait in the backlog until then, so they spread over all
+    // hosts.
     let mut started = 0;
+    let waiting_since = Instant::now();
+    let mut warned = false;
     while started < hosts {
+        if !warned && waiting_since.elapsed() > Duration::from_secs(5) {
+            warned = true;
+            tracing::warn!(
+                "{started} of {hosts} hosts have finished running {}'s main chunk after 5 s; \
+                 connections are accepted once all have",
+                script.path
+            );
+        }
         match startup_rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Ok(())) => started += 1,
             Ok(Err(e)) => bail!("{} failed to start: {e}", script.path),
@@ -263,6 +276,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             break;
         }
     }
+    runtime.release_accepts();
     tracing::info!(
         "serving {} with {} workers and {hosts} hosts",
         script.path,

@@ -45,10 +45,8 @@ impl TempDir {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
-        let path = std::env::temp_dir().join(format!(
-            "lunet-test-{tag}-{}-{nanos}",
-            std::process::id()
-        ));
+        let path =
+            std::env::temp_dir().join(format!("lunet-test-{tag}-{}-{nanos}", std::process::id()));
         std::fs::create_dir_all(&path).unwrap();
         TempDir(path)
     }
@@ -198,6 +196,7 @@ fn lane_slot_reaches_another_host_after_a_timed_out_waiter() {
         "--lane-timeout-ms",
         "1500",
     ]);
+    server.wait_log("serving "); // both hosts have joined the listener
     let mut probe = server.client(); // first host (both idle: the first wins)
     probe.send("timeout_probe 2500\n");
     let mut other = server.client(); // the other host: least loaded
@@ -207,8 +206,7 @@ fn lane_slot_reaches_another_host_after_a_timed_out_waiter() {
     // queue slot, so this call waits for a slot.
     let answer = ask(&mut other, "sleep 1");
     assert_eq!(
-        answer,
-        "true nil",
+        answer, "true nil",
         "a caller of another host timed out although a slot had freed"
     );
 }
@@ -219,14 +217,20 @@ fn fs_write_then_read_round_trips_bytes() {
     let server = lane_server(&[]);
     let mut client = server.client();
     let path = dir.file("all-bytes.bin");
-    assert_eq!(ask(&mut client, &format!("fs_roundtrip {path}")), "same 16384");
+    assert_eq!(
+        ask(&mut client, &format!("fs_roundtrip {path}")),
+        "same 16384"
+    );
     // What the server wrote is on disk as it was written.
     let on_disk = std::fs::read(&path).unwrap();
     assert_eq!(on_disk.len(), 16384);
     assert!(on_disk.chunks(256).all(|c| c.iter().copied().eq(0..=255u8)));
 
     let text = dir.file("text.txt");
-    assert_eq!(ask(&mut client, &format!("fs_write {text} hello")), "true nil");
+    assert_eq!(
+        ask(&mut client, &format!("fs_write {text} hello")),
+        "true nil"
+    );
     assert_eq!(ask(&mut client, &format!("fs_read {text}")), "data hello");
 }
 
@@ -242,7 +246,10 @@ fn fs_read_of_a_missing_file_is_nil_and_error() {
         answer.contains("no-such-file") && answer.to_lowercase().contains("no such file"),
         "the error names the path and the cause: {answer:?}"
     );
-    let answer = ask(&mut client, &format!("fs_write {}/no-dir/x data", dir.0.display()));
+    let answer = ask(
+        &mut client,
+        &format!("fs_write {}/no-dir/x data", dir.0.display()),
+    );
     assert!(answer.starts_with("nil "), "got {answer:?}");
     assert_eq!(ask(&mut client, "ping"), "pong");
 }
@@ -270,7 +277,10 @@ fn resolve_of_an_invalid_name_is_nil_and_error() {
     // answer it.
     let answer = ask(&mut client, "resolve no..such.host.invalid");
     assert!(answer.starts_with("nil "), "got {answer:?}");
-    assert!(answer.len() > "nil ".len() + 3, "an error message: {answer:?}");
+    assert!(
+        answer.len() > "nil ".len() + 3,
+        "an error message: {answer:?}"
+    );
     assert_eq!(ask(&mut client, "ping"), "pong");
 }
 

@@ -60,6 +60,8 @@ pub(crate) enum Command {
         host: Arc<Service>,
     },
     CloseListeners,
+    /// Start accepting (see `Runtime::hold_accepts`).
+    ReleaseAccepts,
     Stop,
 }
 
@@ -78,6 +80,8 @@ pub(crate) struct Reactor {
     timers: TimerWheel<(Arc<Service>, u64)>,
     expired: Vec<(Arc<Service>, u64)>,
     commands: Vec<Command>,
+    /// Accepting waits until every host has joined its listeners.
+    holding: bool,
     /// Accepts refused since the last log line about it.
     refused: u64,
     refused_logged_at: Option<Instant>,
@@ -85,6 +89,7 @@ pub(crate) struct Reactor {
 
 impl Reactor {
     pub(crate) fn new(poll: Poll, shared: Arc<Shared>) -> Reactor {
+        let holding = shared.hold_accepts.load(Ordering::SeqCst);
         Reactor {
             poll,
             shared,
@@ -93,6 +98,7 @@ impl Reactor {
             timers: TimerWheel::new(now_ms()),
             expired: Vec::new(),
             commands: Vec::new(),
+            holding,
             refused: 0,
             refused_logged_at: None,
         }
@@ -251,6 +257,14 @@ impl Reactor {
                         let _ = self.poll.registry().deregister(&mut listener.socket);
                     }
                 }
+                Command::ReleaseAccepts => {
+                    self.holding = false;
+                    // Connections queued in the backlog meanwhile got their
+                    // (edge-triggered) readiness already: accept them now.
+                    for id in 0..self.listeners.len() as u32 {
+                        self.accept(id);
+                    }
+                }
                 Command::Stop => stop = true,
             }
         }
@@ -282,7 +296,7 @@ impl Reactor {
             return;
         };
         listener.retry_at = None;
-        if listener.hosts.is_empty() {
+        if listener.hosts.is_empty() || self.holding {
             return;
         }
         loop {

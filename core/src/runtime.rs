@@ -38,6 +38,10 @@ pub struct Config {
     pub slice_warn: Duration,
     /// A slice running longer than this is interrupted (0 = off).
     pub slice_kill: Duration,
+    /// Start with accepting held until [`Runtime::release_accepts`]: `lunet
+    /// serve` binds listeners while its hosts start and accepts once all of
+    /// them have joined, so early connections spread over every host.
+    pub hold_accepts: bool,
     /// Lane threads (blocking tasks).
     pub lane_threads: usize,
     /// Lane tasks queued at once; past it callers wait for a slot.
@@ -52,6 +56,7 @@ impl Default for Config {
             budget: 256,
             max_conns: 100_000,
             backlog: 4096,
+            hold_accepts: false,
             lane_threads: 4,
             lane_queue: 1024,
             slice_warn: Duration::from_secs(1),
@@ -105,6 +110,9 @@ pub(crate) struct Shared {
     listeners: Mutex<HashMap<String, ListenerEntry>>,
     next_listener: AtomicU32,
     accepting: AtomicBool,
+    /// While set, listeners bind and queue connections in the backlog but
+    /// the reactor does not accept (see `Runtime::release_accepts`).
+    pub(crate) hold_accepts: AtomicBool,
 }
 
 impl Shared {
@@ -181,6 +189,7 @@ impl Runtime {
         let registry = poll.registry().try_clone()?;
         let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
         let (pool, locals) = Pool::new(workers);
+        let hold_accepts = config.hold_accepts;
         let lane = Lane::new(config.lane_queue);
         let lane_threads = config.lane_threads.max(1);
         let shared = Arc::new(Shared {
@@ -199,6 +208,7 @@ impl Runtime {
             listeners: Mutex::new(HashMap::new()),
             next_listener: AtomicU32::new(0),
             accepting: AtomicBool::new(true),
+            hold_accepts: AtomicBool::new(hold_accepts),
         });
         let mut handles = Vec::new();
         let reactor = Reactor::new(poll, shared.clone());
@@ -357,6 +367,12 @@ impl Runtime {
             host: host.clone(),
         });
         Ok((id, local))
+    }
+
+    /// Starts accepting on listeners bound while accepts were held.
+    pub fn release_accepts(&self) {
+        self.shared.hold_accepts.store(false, Ordering::SeqCst);
+        self.shared.command(Command::ReleaseAccepts);
     }
 
     /// Stops accepting: listeners are closed.

@@ -89,8 +89,13 @@ enum Reply {
     Read(Value, Option<&'static str>, Option<mlua::LuaString>),
     Error(&'static str),
     Plain(Vec<Plain>),
-    Message(String),
+    /// The call was misused: the Lua wrapper raises this message.
+    Misuse(String),
 }
+
+/// Third value of a reply that the wrapper turns into an error (see
+/// `lane_result` in prelude.lua).
+const MISUSE: &str = "lunet:misuse";
 
 /// Sessions and the ready queue: the part of the scheduler Lua never sees.
 #[derive(Default)]
@@ -338,7 +343,7 @@ impl LuaService {
             Reply::Args(args) => thread.resume::<MultiValue>(args),
             Reply::Read(data, err, partial) => thread.resume::<MultiValue>((data, err, partial)),
             Reply::Error(err) => thread.resume::<MultiValue>((Value::Nil, err)),
-            Reply::Message(err) => thread.resume::<MultiValue>((Value::Nil, err)),
+            Reply::Misuse(err) => thread.resume::<MultiValue>((Value::Nil, err, MISUSE)),
             Reply::Plain(values) => {
                 let mut args = MultiValue::with_capacity(values.len());
                 for value in values {
@@ -452,7 +457,8 @@ impl LuaService {
                 let task = match build_task(&values) {
                     Ok(task) => task,
                     Err(e) => {
-                        self.sched.ready.push_back((sid, Reply::Message(e)));
+                        // Misuse (a table as a bind value...): the wrapper raises.
+                        self.sched.ready.push_back((sid, Reply::Misuse(e)));
                         return;
                     }
                 };

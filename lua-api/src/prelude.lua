@@ -17,11 +17,11 @@ local READ_LINE, READ_EXACT, READ_UNTIL, READ_SOME = 1, 2, 3, 4
 
 local c_read, c_write, c_close = core.read, core.write, core.close
 
-local function cannot_wait(what)
+local function cannot_wait(what, level)
     error("lunet: " .. what .. " has to wait, but this coroutine cannot yield here: "
         .. "it runs inside a C call (a table.sort comparator, a string.gsub callback, "
         .. "a metamethod or iterator called from C, or a __gc finalizer). "
-        .. "Move the call out of that callback.", 3)
+        .. "Move the call out of that callback.", level or 3)
 end
 
 local Socket = {}
@@ -149,8 +149,16 @@ end
 lunet.shared = { dict = core.shared_dict }
 
 -- Lane calls: blocking work runs on the lane; the session yields meanwhile.
+-- Misuse (say, a table as a bind value) comes back marked and raises here.
+local MISUSE = "lunet:misuse"
+local function lane_result(a, b, c, ...)
+    if a == nil and c == MISUSE then error(b, 2) end
+    return a, b, c, ...
+end
+
+-- Wrappers tail-call lane_result so that an error points at their caller.
 local function lane(what, ...)
-    if not isyieldable() then cannot_wait(what) end
+    if not isyieldable() then cannot_wait(what, 4) end
     return yield(OP_LANE, ...)
 end
 
@@ -164,17 +172,17 @@ Db.__name = "lunet.db"
 
 function Db:exec(sql, ...)
     check_string(sql, "db:exec: sql")
-    return lane("db:exec", LANE_DB_EXEC, self.path, sql, ...)
+    return lane_result(lane("db:exec", LANE_DB_EXEC, self.path, sql, ...))
 end
 
 function Db:query(sql, ...)
     check_string(sql, "db:query: sql")
-    return lane("db:query", LANE_DB_QUERY, self.path, sql, ...)
+    return lane_result(lane("db:query", LANE_DB_QUERY, self.path, sql, ...))
 end
 
 function Db:atomic(statements)
     if type(statements) ~= "table" then error("db:atomic: expected a list of {sql, ...} statements", 2) end
-    return lane("db:atomic", LANE_DB_ATOMIC, self.path, statements)
+    return lane_result(lane("db:atomic", LANE_DB_ATOMIC, self.path, statements))
 end
 
 function Db:__tostring()
@@ -185,7 +193,7 @@ lunet.db = {}
 
 function lunet.db.open(path)
     check_string(path, "lunet.db.open: path")
-    local ok, err = lane("lunet.db.open", LANE_DB_OPEN, path)
+    local ok, err = lane_result(lane("lunet.db.open", LANE_DB_OPEN, path))
     if not ok then return nil, err end
     return setmetatable({ path = path }, Db)
 end
@@ -194,25 +202,25 @@ lunet.fs = {}
 
 function lunet.fs.read(path)
     check_string(path, "lunet.fs.read: path")
-    return lane("lunet.fs.read", LANE_FS_READ, path)
+    return lane_result(lane("lunet.fs.read", LANE_FS_READ, path))
 end
 
 function lunet.fs.write(path, data)
     check_string(path, "lunet.fs.write: path")
     check_string(data, "lunet.fs.write: data")
-    return lane("lunet.fs.write", LANE_FS_WRITE, path, data)
+    return lane_result(lane("lunet.fs.write", LANE_FS_WRITE, path, data))
 end
 
 function lunet.resolve(host)
     check_string(host, "lunet.resolve: host")
-    return lane("lunet.resolve", LANE_RESOLVE, host)
+    return lane_result(lane("lunet.resolve", LANE_RESOLVE, host))
 end
 
 lunet.lane = {}
 
 function lunet.lane.sleep(ms)
     if type(ms) ~= "number" then error("lunet.lane.sleep: ms must be a number", 2) end
-    return lane("lunet.lane.sleep", LANE_SLEEP, ms)
+    return lane_result(lane("lunet.lane.sleep", LANE_SLEEP, ms))
 end
 
 package.loaded.lunet = lunet
