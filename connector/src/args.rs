@@ -24,14 +24,22 @@ pub enum Profile {
 
 /// `lunet load`: drive a server with connections and report latencies.
 #[derive(Args, Debug, Clone)]
-#[command(after_help = "Durations are written 500ms, 10s, 2m (a bare number is seconds). \
-    See docs/connector.md for every option with an example.")]
+#[command(
+    after_help = "Durations are written 500ms, 10s, 2m (a bare number is seconds). \
+    See docs/connector.md for every option with an example."
+)]
 pub struct LoadArgs {
     /// Server address, IP:PORT (or localhost:PORT).
     pub addr: String,
 
     /// Built-in workload.
-    #[arg(short, long, value_enum, default_value = "echo", conflicts_with = "script")]
+    #[arg(
+        short,
+        long,
+        value_enum,
+        default_value = "echo",
+        conflicts_with = "script"
+    )]
     pub profile: Profile,
 
     /// Lua client script: it calls load.run(function(sock) ... end).
@@ -243,13 +251,18 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
 /// What each connection does.
 #[derive(Clone, Debug)]
 pub enum Workload {
-    Echo { size: usize },
+    Echo {
+        size: usize,
+    },
     Http(HttpSpec),
     Resp(RespSpec),
     Raw(RawSpec),
     /// Idle connections (`--hold`).
     Hold,
-    Script { path: PathBuf, env: Vec<(String, String)> },
+    Script {
+        path: PathBuf,
+        env: Vec<(String, String)>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -354,7 +367,9 @@ impl LoadArgs {
             None => Vec::new(),
         };
         if sources.iter().any(|s| s.is_ipv4() != target.is_ipv4()) {
-            return Err(bad("--source addresses and the target must be the same IP version"));
+            return Err(bad(
+                "--source addresses and the target must be the same IP version",
+            ));
         }
         let (workload, profile_name) = if let Some(path) = &self.script {
             if !sources.is_empty() {
@@ -414,10 +429,16 @@ impl LoadArgs {
     fn http_spec(&self, target: SocketAddr) -> Result<HttpSpec, Error> {
         let method = self.method.to_ascii_uppercase();
         if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(bad(format!("--method '{}' is not an HTTP method", self.method)));
+            return Err(bad(format!(
+                "--method '{}' is not an HTTP method",
+                self.method
+            )));
         }
         if !self.path.starts_with('/') || self.path.contains(char::is_whitespace) {
-            return Err(bad(format!("--path '{}' must start with / and have no spaces", self.path)));
+            return Err(bad(format!(
+                "--path '{}' must start with / and have no spaces",
+                self.path
+            )));
         }
         let body: Vec<u8> = match (&self.body, self.body_size) {
             (Some(text), _) => text.as_bytes().to_vec(),
@@ -452,7 +473,12 @@ impl LoadArgs {
     }
 
     fn resp_spec(&self) -> Result<RespSpec, Error> {
-        let ratio = || bad(format!("--ratio '{}' must be SETS:GETS, e.g. 1:10", self.ratio));
+        let ratio = || {
+            bad(format!(
+                "--ratio '{}' must be SETS:GETS, e.g. 1:10",
+                self.ratio
+            ))
+        };
         let (sets, gets) = self.ratio.split_once(':').ok_or_else(ratio)?;
         let sets: u32 = sets.trim().parse().map_err(|_| ratio())?;
         let gets: u32 = gets.trim().parse().map_err(|_| ratio())?;

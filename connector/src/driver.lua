@@ -17,7 +17,9 @@ local lunet = require "lunet"
 
 local clock, done, fail, running = core.clock, core.done, core.fail, core.running
 local connect, sleep, fork = lunet.connect, lunet.sleep, lunet.fork
-local running_coroutine, traceback = coroutine.running, debug.traceback
+local running_coroutine = coroutine.running
+-- The sandbox has no `debug` library: the message alone names file and line.
+local traceback = debug and debug.traceback or function(message) return message end
 local type, tostring, error, floor = type, tostring, error, math.floor
 
 local interval = core.interval_ns

@@ -49,6 +49,74 @@ const CONNECT_BACKOFF: Duration = Duration::from_millis(100);
 const SWEEP: Duration = Duration::from_millis(100);
 /// Connect-rate burst: at most this many connects at once after an idle spell.
 const CONNECT_BURST: f64 = 16.0;
+/// The token of the open loop's timer descriptor.
+const ALARM: Token = Token(usize::MAX);
+
+/// A timerfd: epoll's own timeout has millisecond resolution, which would
+/// send every open-loop request up to 1 ms late and count that as latency.
+struct Alarm {
+    fd: std::os::fd::OwnedFd,
+}
+
+impl Alarm {
+    fn new(poll: &Poll) -> io::Result<Alarm> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        // SAFETY: timerfd_create has no pointer arguments; a non-negative
+        // result is a new descriptor that we own from here on.
+        let raw = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_NONBLOCK | libc::TFD_CLOEXEC,
+            )
+        };
+        if raw < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw) };
+        poll.registry().register(
+            &mut mio::unix::SourceFd(&fd.as_raw_fd()),
+            ALARM,
+            Interest::READABLE,
+        )?;
+        Ok(Alarm { fd })
+    }
+
+    /// Fires once, `after` from now.
+    fn arm(&self, after: Duration) {
+        use std::os::fd::AsRawFd;
+        let after = after.max(Duration::from_nanos(1));
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: after.as_secs() as libc::time_t,
+                tv_nsec: after.subsec_nanos() as libc::c_long,
+            },
+        };
+        // SAFETY: a valid descriptor and pointers to a live itimerspec; the
+        // old value is not asked for.
+        unsafe {
+            libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut());
+        }
+    }
+
+    /// Consumes the expiration so the next one is a new edge.
+    fn clear(&self) {
+        use std::os::fd::AsRawFd;
+        let mut count = 0u64;
+        // SAFETY: reads at most 8 bytes into a live u64.
+        unsafe {
+            libc::read(
+                self.fd.as_raw_fd(),
+                &mut count as *mut u64 as *mut libc::c_void,
+                8,
+            );
+        }
+    }
+}
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -97,7 +165,11 @@ fn fail(kind: ErrorKind, message: String) -> Verdict {
 /// Opens a non-blocking socket, binds it to `source` if given, and starts
 /// connecting.
 fn open(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    let socket = Socket::new(Domain::for_address(target), Type::STREAM, Some(Protocol::TCP))?;
+    let socket = Socket::new(
+        Domain::for_address(target),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     socket.set_nonblocking(true)?;
     socket.set_nodelay(true)?;
     if let Some(ip) = source {
@@ -158,8 +230,8 @@ pub fn spawn(
                     };
                     match &plan.workload {
                         Workload::Echo { size } => {
-                            let size = *size;
-                            context.run(|g| Echo::new(size, g as u64 * 1_000_003))
+                            let lines = Echo::lines(*size);
+                            context.run(|g| Echo::new(lines.clone(), g as u64 * 7))
                         }
                         Workload::Http(spec) => {
                             let spec = Arc::new(spec.clone());
@@ -207,6 +279,7 @@ struct Driver<'a, P> {
     connect_refill: Instant,
     chunk: Vec<u8>,
     hold: bool,
+    alarm: Option<Alarm>,
 }
 
 impl Context<'_> {
@@ -215,7 +288,8 @@ impl Context<'_> {
         let poll = match Poll::new() {
             Ok(poll) => poll,
             Err(e) => {
-                lock(self.recorder).error(ErrorKind::Connect, || format!("cannot create a poll: {e}"));
+                lock(self.recorder)
+                    .error(ErrorKind::Connect, || format!("cannot create a poll: {e}"));
                 return;
             }
         };
@@ -241,6 +315,19 @@ impl Context<'_> {
             })
             .collect();
         let connect_per_second = plan.connect_rate / plan.threads as f64;
+        let alarm = if plan.open_loop() {
+            match Alarm::new(&poll) {
+                Ok(alarm) => Some(alarm),
+                Err(e) => {
+                    lock(self.recorder).error(ErrorKind::Connect, || {
+                        format!("cannot create a timerfd: {e}")
+                    });
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let mut driver = Driver {
             plan,
             poll,
@@ -255,6 +342,7 @@ impl Context<'_> {
             connect_refill: start,
             chunk: vec![0; READ_CHUNK],
             hold: plan.hold(),
+            alarm,
         };
         driver.run(self.timeline.end, self.recorder, self.stop);
     }
@@ -282,8 +370,18 @@ impl<P: Exchange> Driver<'_, P> {
             }
             let mut recorder = lock(recorder);
             for event in events.iter() {
+                if event.token() == ALARM {
+                    if let Some(alarm) = &self.alarm {
+                        alarm.clear();
+                    }
+                    continue;
+                }
                 let index = event.token().0;
-                self.on_event(index, event.is_read_closed() || event.is_error(), &mut recorder);
+                self.on_event(
+                    index,
+                    event.is_read_closed() || event.is_error(),
+                    &mut recorder,
+                );
             }
             now = Instant::now();
             self.connect_due(now, &mut recorder);
@@ -321,13 +419,18 @@ impl<P: Exchange> Driver<'_, P> {
             if !self.connect_queue.is_empty() {
                 wake = wake.min(self.next_connect_slot(now));
             }
-            timeout = Some(wake.saturating_duration_since(now));
-        }
-        let mut recorder = lock(recorder);
-        for connection in &mut self.connections {
-            if connection.phase == Phase::Up {
-                recorder.up -= 1;
+            let wait = wake.saturating_duration_since(Instant::now());
+            timeout = Some(wait);
+            if let Some(alarm) = &self.alarm {
+                if !wait.is_zero() {
+                    alarm.arm(wait);
+                    // The alarm wakes the poll on time; this is a backstop.
+                    timeout = Some(wait + Duration::from_millis(2));
+                }
             }
+        }
+        // `up` stays as it was at the end: the summary reports it.
+        for connection in &mut self.connections {
             connection.stream = None;
         }
     }
@@ -343,7 +446,9 @@ impl<P: Exchange> Driver<'_, P> {
     /// Starts the connects the connect rate allows now.
     fn connect_due(&mut self, now: Instant, recorder: &mut Recorder) {
         if self.connect_per_second > 0.0 {
-            let elapsed = now.saturating_duration_since(self.connect_refill).as_secs_f64();
+            let elapsed = now
+                .saturating_duration_since(self.connect_refill)
+                .as_secs_f64();
             self.connect_tokens =
                 (self.connect_tokens + elapsed * self.connect_per_second).min(CONNECT_BURST);
             self.connect_refill = now;
@@ -363,6 +468,9 @@ impl<P: Exchange> Driver<'_, P> {
     fn connect(&mut self, index: usize, now: Instant, recorder: &mut Recorder) {
         let target = self.plan.target;
         let connection = &mut self.connections[index];
+        if connection.phase != Phase::Down {
+            return;
+        }
         connection.since = now;
         let opened = open(target, connection.source).and_then(|mut stream| {
             self.poll.registry().register(
@@ -472,6 +580,7 @@ impl<P: Exchange> Driver<'_, P> {
             recorder.up -= 1;
         }
         connection.phase = Phase::Down;
+        connection.timer = None;
         connection.exchange.reset();
         connection.in_flight.clear();
         connection.out.clear();
@@ -481,12 +590,13 @@ impl<P: Exchange> Driver<'_, P> {
 
     /// Queues the requests that are due (closed loop: as many as the
     /// pipeline holds; open loop: those whose intended time has come).
-    fn fill(&mut self, index: usize, now: Instant) {
-        if self.hold {
-            return;
-        }
+    fn fill(&mut self, index: usize, now: Option<Instant>) {
         let depth = self.plan.pipeline;
         let connection = &mut self.connections[index];
+        if self.hold || connection.in_flight.len() >= depth {
+            return;
+        }
+        let now = now.unwrap_or_else(Instant::now);
         let mut wake = None;
         while connection.in_flight.len() < depth {
             let intended = match (self.interval, connection.next_intended) {
@@ -511,7 +621,7 @@ impl<P: Exchange> Driver<'_, P> {
     /// Writes what is pending, reads everything readable, parses the
     /// replies and queues the next requests, until the socket would block.
     fn drive(&mut self, index: usize, closed: bool, recorder: &mut Recorder) -> Verdict {
-        self.fill(index, Instant::now());
+        self.fill(index, None);
         let mut drained = false;
         loop {
             let connection = &mut self.connections[index];
@@ -561,7 +671,7 @@ impl<P: Exchange> Driver<'_, P> {
             recorder.bytes_in += read as u64;
             let now = Instant::now();
             self.replies(index, read, now, recorder)?;
-            self.fill(index, now);
+            self.fill(index, Some(now));
         }
     }
 
@@ -584,7 +694,11 @@ impl<P: Exchange> Driver<'_, P> {
         if !from_chunk {
             input.extend_from_slice(&self.chunk[..read]);
         }
-        let data: &[u8] = if from_chunk { &self.chunk[..read] } else { input };
+        let data: &[u8] = if from_chunk {
+            &self.chunk[..read]
+        } else {
+            input
+        };
         let mut at = 0;
         let mut verdict = Ok(());
         while at < data.len() {
@@ -614,9 +728,7 @@ impl<P: Exchange> Driver<'_, P> {
                 }
             }
         }
-        if verdict.is_err() {
-            return verdict;
-        }
+        verdict?;
         if from_chunk {
             if at < read {
                 input.extend_from_slice(&self.chunk[at..read]);

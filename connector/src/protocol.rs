@@ -47,10 +47,29 @@ fn done(consumed: usize, outcome: Result<Note, String>) -> Parsed {
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.len() == 1 {
-        return haystack.iter().position(|&b| b == needle[0]);
+    match needle {
+        [byte] => memchr::memchr(*byte, haystack),
+        _ => memchr::memmem::find(haystack, needle),
     }
-    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// `value` (a header value) contains `word`, ignoring ASCII case.
+fn contains_word(value: &[u8], word: &[u8]) -> bool {
+    value
+        .windows(word.len())
+        .any(|w| w.eq_ignore_ascii_case(word))
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    &bytes[start..end.max(start)]
 }
 
 fn preview(bytes: &[u8]) -> String {
@@ -82,66 +101,76 @@ impl Rng {
 }
 
 /// Line echo: a `size`-byte line (letters that shift with every request,
-/// then `\n`); the reply must be the same bytes.
+/// then `\n`); the reply must be the same bytes. The 26 possible lines are
+/// built once and shared, so a request is one copy and a check one compare.
 pub struct Echo {
-    size: usize,
+    lines: Arc<Vec<Vec<u8>>>,
     next: u64,
-    in_flight: VecDeque<u64>,
+    in_flight: VecDeque<u8>,
 }
 
 impl Echo {
-    pub fn new(size: usize, seed: u64) -> Echo {
+    /// The 26 lines of `size` bytes, one per shift of the alphabet.
+    pub fn lines(size: usize) -> Arc<Vec<Vec<u8>>> {
+        let lines = (0..26u64)
+            .map(|shift| {
+                let mut line: Vec<u8> = (0..size as u64 - 1)
+                    .map(|i| b'a' + ((i + shift) % 26) as u8)
+                    .collect();
+                line.push(b'\n');
+                line
+            })
+            .collect();
+        Arc::new(lines)
+    }
+
+    pub fn new(lines: Arc<Vec<Vec<u8>>>, seed: u64) -> Echo {
         Echo {
-            size,
+            lines,
             next: seed,
             in_flight: VecDeque::new(),
         }
-    }
-
-    #[inline]
-    fn letter(sequence: u64, index: usize) -> u8 {
-        b'a' + ((index as u64 + sequence) % 26) as u8
     }
 }
 
 impl Exchange for Echo {
     fn write_request(&mut self, out: &mut Vec<u8>) {
-        let sequence = self.next;
+        let shift = (self.next % 26) as u8;
         self.next = self.next.wrapping_add(1);
-        out.extend((0..self.size - 1).map(|i| Echo::letter(sequence, i)));
-        out.push(b'\n');
-        self.in_flight.push_back(sequence);
+        out.extend_from_slice(&self.lines[shift as usize]);
+        self.in_flight.push_back(shift);
     }
 
     fn parse(&mut self, input: &[u8]) -> Parsed {
-        let Some(&sequence) = self.in_flight.front() else {
-            return done(input.len(), Err(format!("unasked-for bytes {}", preview(input))));
+        let Some(&shift) = self.in_flight.front() else {
+            return done(
+                input.len(),
+                Err(format!("unasked-for bytes {}", preview(input))),
+            );
         };
-        let body = self.size - 1;
-        if input.len() < self.size {
+        let line = &self.lines[shift as usize];
+        let size = line.len();
+        if input.len() < size {
             // A short line that already ended is wrong; otherwise wait.
             if let Some(end) = input.iter().position(|&b| b == b'\n') {
                 self.in_flight.pop_front();
                 return done(
                     end + 1,
-                    Err(format!("echo of {} bytes for a {}-byte line", end + 1, self.size)),
+                    Err(format!("echo of {} bytes for a {size}-byte line", end + 1)),
                 );
             }
             return Parsed::Incomplete;
         }
         self.in_flight.pop_front();
-        let line = &input[..self.size];
-        let same = line[body] == b'\n'
-            && line[..body]
-                .iter()
-                .enumerate()
-                .all(|(i, &b)| b == Echo::letter(sequence, i));
-        if same {
-            done(self.size, Ok(Note::None))
+        if &input[..size] == line.as_slice() {
+            done(size, Ok(Note::None))
         } else {
             done(
-                self.size,
-                Err(format!("echo differs from the line sent: got {}", preview(line))),
+                size,
+                Err(format!(
+                    "echo differs from the line sent: got {}",
+                    preview(&input[..size])
+                )),
             )
         }
     }
@@ -221,10 +250,15 @@ impl Exchange for Http {
             return Parsed::Incomplete;
         };
         if self.in_flight == 0 {
-            return done(input.len(), Err(format!("unasked-for reply {}", preview(input))));
+            return done(
+                input.len(),
+                Err(format!("unasked-for reply {}", preview(input))),
+            );
         }
         let head = &input[..head_end];
-        let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+        let mut lines = head
+            .split(|&b| b == b'\n')
+            .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
         let status_line = lines.next().unwrap_or_default();
         let status = (status_line.starts_with(b"HTTP/1.") && status_line.len() >= 12)
             .then(|| std::str::from_utf8(&status_line[9..12]).ok())
@@ -232,33 +266,48 @@ impl Exchange for Http {
             .and_then(|s| s.parse::<u16>().ok());
         let Some(status) = status else {
             self.in_flight -= 1;
-            return done(input.len(), Err(format!("bad status line {}", preview(status_line))));
+            return done(
+                input.len(),
+                Err(format!("bad status line {}", preview(status_line))),
+            );
         };
         let mut length = None;
         let mut chunked = false;
         let mut close = status_line.starts_with(b"HTTP/1.0");
         for line in lines {
-            let Some(colon) = line.iter().position(|&b| b == b':') else {
+            let Some(colon) = memchr::memchr(b':', line) else {
                 continue;
             };
             let name = &line[..colon];
-            let value = String::from_utf8_lossy(&line[colon + 1..]).trim().to_ascii_lowercase();
-            if name.eq_ignore_ascii_case(b"content-length") {
-                match value.parse::<usize>() {
-                    Ok(n) => length = Some(n),
-                    Err(_) => {
-                        self.in_flight -= 1;
-                        return done(input.len(), Err(format!("bad Content-Length '{value}'")));
+            let value = trim(&line[colon + 1..]);
+            // Only three headers matter; their name lengths are 14, 17, 10.
+            match name.len() {
+                14 if name.eq_ignore_ascii_case(b"content-length") => {
+                    let parsed = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|v| v.parse::<usize>().ok());
+                    match parsed {
+                        Some(n) => length = Some(n),
+                        None => {
+                            self.in_flight -= 1;
+                            return done(
+                                input.len(),
+                                Err(format!("bad Content-Length {}", preview(value))),
+                            );
+                        }
                     }
                 }
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                chunked = value.contains("chunked");
-            } else if name.eq_ignore_ascii_case(b"connection") {
-                if value.contains("close") {
-                    close = true;
-                } else if value.contains("keep-alive") {
-                    close = false;
+                17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+                    chunked = contains_word(value, b"chunked");
                 }
+                10 if name.eq_ignore_ascii_case(b"connection") => {
+                    if contains_word(value, b"close") {
+                        close = true;
+                    } else if contains_word(value, b"keep-alive") {
+                        close = false;
+                    }
+                }
+                _ => {}
             }
         }
         let body_start = head_end + 4;
@@ -369,7 +418,10 @@ impl Exchange for Resp {
             return Parsed::Incomplete;
         };
         let Some(&(is_set, key)) = self.in_flight.front() else {
-            return done(input.len(), Err(format!("unasked-for reply {}", preview(input))));
+            return done(
+                input.len(),
+                Err(format!("unasked-for reply {}", preview(input))),
+            );
         };
         let line = &input[..line_end];
         let after = line_end + 2;
@@ -378,10 +430,15 @@ impl Exchange for Resp {
             (Some(b'+'), true) if line == b"+OK" => Ok(Note::Set),
             (Some(b'$'), false) if line == b"$-1" => Ok(Note::Miss),
             (Some(b'$'), false) => {
-                let size = std::str::from_utf8(&line[1..]).ok().and_then(|s| s.parse::<usize>().ok());
+                let size = std::str::from_utf8(&line[1..])
+                    .ok()
+                    .and_then(|s| s.parse::<usize>().ok());
                 let Some(size) = size else {
                     self.in_flight.pop_front();
-                    return done(input.len(), Err(format!("bad bulk header {}", preview(line))));
+                    return done(
+                        input.len(),
+                        Err(format!("bad bulk header {}", preview(line))),
+                    );
                 };
                 if input.len() < after + size + 2 {
                     return Parsed::Incomplete;
@@ -389,7 +446,10 @@ impl Exchange for Resp {
                 self.in_flight.pop_front();
                 let value = &input[after..after + size];
                 let expected = size == self.spec.value_size
-                    && value.iter().copied().eq(Resp::value_of(key, self.spec.value_size));
+                    && value
+                        .iter()
+                        .copied()
+                        .eq(Resp::value_of(key, self.spec.value_size));
                 let outcome = if expected {
                     Ok(Note::Hit)
                 } else {
@@ -447,7 +507,10 @@ impl Exchange for Raw {
             },
         };
         if self.in_flight == 0 {
-            return done(input.len(), Err(format!("unasked-for reply {}", preview(input))));
+            return done(
+                input.len(),
+                Err(format!("unasked-for reply {}", preview(input))),
+            );
         }
         self.in_flight -= 1;
         done(consumed, Ok(Note::None))
@@ -465,7 +528,10 @@ impl Exchange for Idle {
     fn write_request(&mut self, _out: &mut Vec<u8>) {}
 
     fn parse(&mut self, input: &[u8]) -> Parsed {
-        done(input.len(), Err(format!("unasked-for bytes {}", preview(input))))
+        done(
+            input.len(),
+            Err(format!("unasked-for bytes {}", preview(input))),
+        )
     }
 
     fn reset(&mut self) {}
@@ -488,7 +554,7 @@ mod tests {
 
     #[test]
     fn echo_round_trip_and_mismatch() {
-        let mut echo = Echo::new(8, 3);
+        let mut echo = Echo::new(Echo::lines(8), 3);
         let mut out = Vec::new();
         echo.write_request(&mut out);
         echo.write_request(&mut out);
@@ -511,10 +577,19 @@ mod tests {
         http.write_request(&mut out);
         http.write_request(&mut out);
         let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-        assert!(matches!(http.parse(&reply[..reply.len() - 1]), Parsed::Incomplete));
-        assert_eq!(full(http.parse(reply)), (reply.len(), Ok(Note::Status(200)), false));
+        assert!(matches!(
+            http.parse(&reply[..reply.len() - 1]),
+            Parsed::Incomplete
+        ));
+        assert_eq!(
+            full(http.parse(reply)),
+            (reply.len(), Ok(Note::Status(200)), false)
+        );
         let chunked = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
-        assert_eq!(full(http.parse(chunked)), (chunked.len(), Ok(Note::Status(404)), true));
+        assert_eq!(
+            full(http.parse(chunked)),
+            (chunked.len(), Ok(Note::Status(404)), true)
+        );
     }
 
     #[test]
@@ -531,7 +606,10 @@ mod tests {
         resp.write_request(&mut out);
         resp.write_request(&mut out);
         let text = String::from_utf8(out).unwrap();
-        assert!(text.starts_with("*3\r\n$3\r\nSET\r\n$2\r\nk0\r\n$4\r\nabcd\r\n"), "{text}");
+        assert!(
+            text.starts_with("*3\r\n$3\r\nSET\r\n$2\r\nk0\r\n$4\r\nabcd\r\n"),
+            "{text}"
+        );
         assert!(text.ends_with("*2\r\n$3\r\nGET\r\n$2\r\nk0\r\n"), "{text}");
         assert_eq!(full(resp.parse(b"+OK\r\n")).1, Ok(Note::Set));
         assert_eq!(full(resp.parse(b"$4\r\nabcd\r\n")).1, Ok(Note::Hit));

@@ -97,7 +97,8 @@ impl Report {
             }
         };
         if let Some(path) = &plan.json {
-            File::create(path).map_err(|e| Error::Output(format!("--json {}: {e}", path.display())))?;
+            File::create(path)
+                .map_err(|e| Error::Output(format!("--json {}: {e}", path.display())))?;
         }
         Ok(Report {
             plan,
@@ -183,7 +184,9 @@ impl Report {
             interval.merge(&recorder.take_interval());
             up += recorder.up;
         }
-        let at = now.saturating_duration_since(self.timeline.start).as_secs_f64();
+        let at = now
+            .saturating_duration_since(self.timeline.start)
+            .as_secs_f64();
         let previous = self.rows.last().map_or(0.0, |r| r.at);
         let length = (at - previous).max(1e-6);
         let warmup = now <= self.timeline.window_start;
@@ -266,6 +269,9 @@ impl Report {
             totals.connects += recorder.connects;
             totals.bytes_in += recorder.bytes_in;
             totals.bytes_out += recorder.bytes_out;
+        }
+        if !self.plan.open_loop() {
+            totals.uncorrected = totals.corrected.clone();
         }
         if let Some(last) = self.rows.last_mut() {
             last.requests += tail.requests;
@@ -390,7 +396,11 @@ impl Report {
         field(&mut out, "target", json_string(&plan.target.to_string()));
         field(&mut out, "connections", plan.connections.to_string());
         field(&mut out, "threads", plan.threads.to_string());
-        field(&mut out, "duration_s", json_number(plan.duration.as_secs_f64()));
+        field(
+            &mut out,
+            "duration_s",
+            json_number(plan.duration.as_secs_f64()),
+        );
         field(&mut out, "warmup_s", json_number(plan.warmup.as_secs_f64()));
         field(&mut out, "rate", json_number(plan.rate));
         field(&mut out, "pipeline", plan.pipeline.to_string());
@@ -402,14 +412,27 @@ impl Report {
         );
         field(&mut out, "connects", totals.connects.to_string());
         field(&mut out, "up_at_end", totals.up.to_string());
-        field(&mut out, "peak_up", self.peak_up().max(totals.up).to_string());
+        field(
+            &mut out,
+            "peak_up",
+            self.peak_up().max(totals.up).to_string(),
+        );
         field(&mut out, "bytes_in", totals.bytes_in.to_string());
         field(&mut out, "bytes_out", totals.bytes_out.to_string());
         field(&mut out, "latency_us", latency_json(&totals.corrected));
-        field(&mut out, "uncorrected_latency_us", latency_json(&totals.uncorrected));
+        field(
+            &mut out,
+            "uncorrected_latency_us",
+            latency_json(&totals.uncorrected),
+        );
         let mut errors = String::from("{");
         for kind in ErrorKind::ALL {
-            let _ = write!(errors, "\"{}\": {}, ", kind.name(), totals.errors.counts[kind as usize]);
+            let _ = write!(
+                errors,
+                "\"{}\": {}, ",
+                kind.name(),
+                totals.errors.counts[kind as usize]
+            );
         }
         let _ = write!(errors, "\"total\": {}}}", totals.errors.total());
         field(&mut out, "errors", errors);
@@ -417,7 +440,12 @@ impl Report {
         let mut separator = "";
         for kind in ErrorKind::ALL {
             if let Some(message) = &totals.errors.first[kind as usize] {
-                let _ = write!(first, "{separator}\"{}\": {}", kind.name(), json_string(message));
+                let _ = write!(
+                    first,
+                    "{separator}\"{}\": {}",
+                    kind.name(),
+                    json_string(message)
+                );
                 separator = ", ";
             }
         }
@@ -425,7 +453,10 @@ impl Report {
         field(&mut out, "first_errors", first);
         let mut statuses = totals.notes.statuses.clone();
         statuses.sort_unstable();
-        let statuses: Vec<String> = statuses.iter().map(|(c, n)| format!("\"{c}\": {n}")).collect();
+        let statuses: Vec<String> = statuses
+            .iter()
+            .map(|(c, n)| format!("\"{c}\": {n}"))
+            .collect();
         field(&mut out, "statuses", format!("{{{}}}", statuses.join(", ")));
         field(
             &mut out,

@@ -59,6 +59,10 @@ struct Shared {
     started: AtomicUsize,
 }
 
+fn lock(recorder: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
+    recorder.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Builds the `load` module of one service.
 fn install(
     lua: &Lua,
@@ -86,17 +90,22 @@ fn install(
     let start = shared.timeline.start;
     let nanos = move |at: Instant| at.saturating_duration_since(start).as_nanos() as i64;
     let instant = move |ns: i64| start + Duration::from_nanos(ns.max(0) as u64);
-    core.set("clock", lua.create_function(move |_, ()| Ok(nanos(Instant::now())))?)?;
+    core.set(
+        "clock",
+        lua.create_function(move |_, ()| Ok(nanos(Instant::now())))?,
+    )?;
 
-    let lock = |recorder: &Mutex<Recorder>| -> std::sync::MutexGuard<'_, Recorder> {
-        recorder.lock().unwrap_or_else(|e| e.into_inner())
-    };
     let r = recorder.clone();
     core.set(
         "done",
         lua.create_function(move |_, (intended, sent): (i64, i64)| {
             let now = Instant::now();
-            lock(&r).complete(now, instant(intended), instant(sent), crate::stats::Note::None);
+            lock(&r).complete(
+                now,
+                instant(intended),
+                instant(sent),
+                crate::stats::Note::None,
+            );
             Ok(())
         })?,
     )?;
@@ -189,7 +198,8 @@ pub fn start(
         unreachable!("script::start runs scripts only");
     };
     let shown = path.display().to_string();
-    let source = std::fs::read(path).map_err(|e| Error::Script(format!("cannot read {shown}: {e}")))?;
+    let source =
+        std::fs::read(path).map_err(|e| Error::Script(format!("cannot read {shown}: {e}")))?;
     let script = Script {
         path: shown.clone(),
         source,
@@ -200,8 +210,8 @@ pub fn start(
         workers: plan.threads,
         ..Config::default()
     };
-    let (runtime, threads) =
-        Runtime::start(config).map_err(|e| Error::Script(format!("cannot start the Lua runtime: {e}")))?;
+    let (runtime, threads) = Runtime::start(config)
+        .map_err(|e| Error::Script(format!("cannot start the Lua runtime: {e}")))?;
     let settings = Arc::new(Settings {
         env: env.iter().cloned().collect::<HashMap<_, _>>(),
         ..Settings::default()
@@ -255,7 +265,12 @@ pub fn start(
         match startup_rx.recv_timeout(Duration::from_secs(10)) {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return fail(run, format!("{shown} failed at its top level: {e}")),
-            Err(_) => return fail(run, format!("{shown}: its top level did not finish within 10s")),
+            Err(_) => {
+                return fail(
+                    run,
+                    format!("{shown}: its top level did not finish within 10s"),
+                )
+            }
         }
     }
     // load.run is normally called in the top level's first slice; allow a

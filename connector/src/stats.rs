@@ -53,10 +53,6 @@ impl Latencies {
     pub fn mean_us(&self) -> f64 {
         self.histogram.mean() / 1e3
     }
-
-    pub fn reset(&mut self) {
-        self.histogram.reset();
-    }
 }
 
 impl Default for Latencies {
@@ -221,6 +217,7 @@ impl Interval {
 
 /// Everything one client thread counts.
 pub struct Recorder {
+    open_loop: bool,
     window_start: Instant,
     window_end: Instant,
     /// Latency from the intended send time (what a user waits).
@@ -242,8 +239,9 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn new(window_start: Instant, window_end: Instant) -> Recorder {
+    pub fn new(open_loop: bool, window_start: Instant, window_end: Instant) -> Recorder {
         Recorder {
+            open_loop,
             window_start,
             window_end,
             corrected: Latencies::new(),
@@ -267,13 +265,14 @@ impl Recorder {
         if now < self.window_start || now >= self.window_end {
             return;
         }
-        let latency = now.saturating_duration_since(intended);
+        // A scripted request may go out before its intended time (1 ms
+        // timer resolution): never count less than the actual wait.
+        let latency = now.saturating_duration_since(intended.min(sent));
         self.corrected.record(latency);
         self.interval.latencies.record(latency);
-        if intended != sent {
+        // In a closed loop both are the same; the report copies it then.
+        if self.open_loop {
             self.uncorrected.record(now.saturating_duration_since(sent));
-        } else {
-            self.uncorrected.record(latency);
         }
         self.requests += 1;
         self.interval.requests += 1;
@@ -305,7 +304,8 @@ mod tests {
     fn window_and_quantiles() {
         let start = Instant::now();
         let window_start = start + Duration::from_secs(1);
-        let mut recorder = Recorder::new(window_start, window_start + Duration::from_secs(1));
+        let mut recorder =
+            Recorder::new(false, window_start, window_start + Duration::from_secs(1));
         // Before the window: completed, not recorded.
         recorder.complete(start, start, start, Note::None);
         for micros in 1..=1000 {
