@@ -25,7 +25,7 @@ enum Command {
     /// Runs SCRIPT as one service with no listener; exits when it exits.
     Run(RunArgs),
     /// Generates load against a server and reports latencies (docs/connector.md).
-    Load(lunet_connector::LoadArgs),
+    Load(Box<lunet_connector::LoadArgs>),
     /// Compiles SCRIPT and reports syntax errors without running it.
     Check {
         script: PathBuf,
@@ -106,7 +106,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Run(args) => run(args),
-        Command::Load(args) => lunet_connector::run(args).map_err(Into::into),
+        Command::Load(args) => {
+            // Errors inside a client script's own sessions are logged.
+            init_logging("warn").and_then(|()| lunet_connector::run(*args).map_err(Into::into))
+        }
         Command::Check { script } => check(&script),
     };
     match result {
