@@ -226,7 +226,8 @@ fn run(args: RunArgs) -> Result<()> {
     match startup_rx.recv() {
         Ok(Ok(())) => {}
         Ok(Err(e)) => bail!("{e}"),
-        Err(_) => bail!("{} stopped before it started", script.path),
+        // The service exited (lunet.exit) before its main chunk returned.
+        Err(_) => {}
     }
     runtime.wait_exit(id);
     runtime.stop();

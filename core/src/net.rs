@@ -40,7 +40,37 @@ pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<mio::net::Tcp
 
 /// Starts a non-blocking connect; completion is signalled by writability.
 pub fn connect(addr: SocketAddr) -> io::Result<mio::net::TcpStream> {
-    let stream = mio::net::TcpStream::connect(addr)?;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    connect_from(addr, None)
+}
+
+/// Like [`connect`], from a chosen local address (port picked at connect
+/// time, so many local addresses can each reach 64k connections to one
+/// server).
+pub fn connect_from(addr: SocketAddr, local: Option<std::net::IpAddr>) -> io::Result<mio::net::TcpStream> {
+    let Some(local) = local else {
+        let stream = mio::net::TcpStream::connect(addr)?;
+        let _ = stream.set_nodelay(true);
+        return Ok(stream);
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_nonblocking(true)?;
+    socket.set_nodelay(true)?;
+    // SAFETY: setsockopt on a socket we own, with a valid int option value.
+    unsafe {
+        let one: libc::c_int = 1;
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            &one as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
+    socket.bind(&SocketAddr::new(local, 0).into())?;
+    match socket.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    Ok(mio::net::TcpStream::from_std(socket.into()))
 }

@@ -320,12 +320,22 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
     let sh = shared.clone();
     core.set(
         "connect",
-        lua.create_function(move |_, (addr, timeout): (String, Option<f64>)| {
+        lua.create_function(move |_, (addr, timeout, bind): (String, Option<f64>, Option<String>)| {
             let parsed = match lunet_core::net::parse_addr(&addr) {
                 Ok(a) => a,
                 Err(e) => return Ok((None, Some(e.to_string()))),
             };
-            let stream = match lunet_core::net::connect(parsed) {
+            let local = match bind.as_deref().map(str::parse::<std::net::IpAddr>) {
+                None => None,
+                Some(Ok(ip)) => Some(ip),
+                Some(Err(_)) => {
+                    return Err(mlua::Error::runtime(format!(
+                        "lunet.connect: bind must be an IP address, got '{}'",
+                        bind.unwrap_or_default()
+                    )))
+                }
+            };
+            let stream = match lunet_core::net::connect_from(parsed, local) {
                 Ok(s) => s,
                 Err(e) => return Ok((None, Some(connect_error(&e)))),
             };

@@ -109,8 +109,13 @@ function lunet.listen(addr, handler)
     return bound
 end
 
-function lunet.connect(addr, timeout)
-    local id, err = core.connect(addr, timeout)
+-- lunet.connect(addr [, timeout_ms]) or lunet.connect(addr, {timeout = ms, bind = "127.0.0.2"})
+function lunet.connect(addr, options)
+    local timeout, bind = options, nil
+    if type(options) == "table" then
+        timeout, bind = options.timeout, options.bind
+    end
+    local id, err = core.connect(addr, timeout, bind)
     if not id then return nil, err end
     if not isyieldable() then
         c_close(id)
