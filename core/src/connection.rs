@@ -5,6 +5,15 @@
 //! the rule here is the one mio documents: a socket is believed readable
 //! (writable) until a read (write) returns `WouldBlock`; only then does the
 //! owner wait for the next event.
+//!
+//! One refinement saves a syscall per request: a *short* read (fewer bytes
+//! than asked for) also ends readability. It took everything queued at that
+//! instant, and on Linux every later arrival of data queues a new edge
+//! (epoll re-arms an edge-triggered item on each wakeup of the socket), so
+//! no data can be stranded. The exception is a pending end of stream: a FIN
+//! that came with the data raised its edge before the read, so after an
+//! event that reported a hang-up the socket is read until `WouldBlock` or
+//! EOF as usual.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
@@ -43,6 +52,9 @@ pub struct Connection {
     pub eof: bool,
     /// A hard error (reset); nothing more can be read or written.
     pub failed: bool,
+    /// The last readiness reported a hang-up: read until EOF, not just a
+    /// short read.
+    pub hangup: bool,
 }
 
 impl Connection {
@@ -55,6 +67,7 @@ impl Connection {
             writable: true,
             eof: false,
             failed: false,
+            hangup: false,
         }
     }
 
@@ -79,6 +92,9 @@ impl Connection {
                     }
                     Ok(n) => {
                         self.input.extend(&scratch[..n]);
+                        if n < want && !self.hangup {
+                            self.readable = false;
+                        }
                         return Fill::Data(n);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -27,6 +27,8 @@ pub struct Shared {
     /// The session being resumed now (set by the scheduler, read by
     /// callbacks that need to know who calls).
     pub current: Arc<std::sync::atomic::AtomicU64>,
+    /// Sequence of outgoing calls (see `services::call_token`).
+    pub next_call: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl Shared {
@@ -350,7 +352,7 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
                 accepted: false,
                 timeout_ms: timeout.filter(|t| *t > 0.0).map_or(0, |t| t.ceil() as u64),
                 reader: None,
-                writer: None,
+                writers: Vec::new(),
                 dirty: false,
                 draining: false,
                 linger_deadline: None,

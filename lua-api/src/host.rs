@@ -25,7 +25,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use lunet_core::connection::{Connection, Fill};
 use lunet_core::{now_ms, Event, Readiness, Runtime, Service, ServiceBody, Status};
 use mlua::thread::ThreadStatus;
-use mlua::{Function, Lua, MultiValue, Thread, Value};
+use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Thread, Value};
 
 use crate::api::{self, connect_error, read_kind, take_read, Shared};
 use crate::codec;
@@ -66,8 +66,9 @@ enum Wait {
     Lane,
     /// The lane queue was full: the task waits here for a slot.
     LaneSlot(Task),
-    /// Waits for the answer to a call (or a spawn) it made.
-    Call,
+    /// Waits for the answer to a call (or a spawn) it made; the token
+    /// names the call (see `services::call_token`).
+    Call(u64),
     /// In `lunet.wait()` until `lunet.wakeup`.
     Suspended(usize),
 }
@@ -124,15 +125,13 @@ impl Sched {
             }
             Wait::Write(cid) | Wait::Connect(cid) => {
                 if let Some(entry) = state.conns.get_mut(cid) {
-                    if entry.writer == Some(sid) {
-                        entry.writer = None;
-                    }
+                    entry.writers.retain(|&w| w != sid);
                 }
             }
             Wait::Suspended(pointer) => {
                 state.suspended.remove(&pointer);
             }
-            Wait::Sleep | Wait::Lane | Wait::LaneSlot(_) | Wait::Call => {}
+            Wait::Sleep | Wait::Lane | Wait::LaneSlot(_) | Wait::Call(_) => {}
         }
         session.deadline = None;
         self.ready.push_back((sid, reply));
@@ -235,7 +234,14 @@ impl LuaService {
         options: ServiceOptions,
         setup: &dyn Fn(&Lua) -> mlua::Result<()>,
     ) -> Result<LuaService, String> {
-        let lua = Lua::new();
+        let lua = if options.trusted {
+            // SAFETY: a trusted script is the operator's own code (as in
+            // OpenResty): it gets the whole standard library, `debug`
+            // included; what it loads is its business.
+            unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default()) }
+        } else {
+            Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(|e| e.to_string())?
+        };
         let shared = Shared {
             state: Arc::new(Mutex::new(State::new(settings))),
             runtime: runtime.clone(),
@@ -243,6 +249,7 @@ impl LuaService {
             collected: Arc::new(Mutex::new(Vec::new())),
             has_collected: Arc::new(AtomicBool::new(false)),
             current: Arc::new(AtomicU64::new(0)),
+            next_call: Arc::new(std::sync::atomic::AtomicU32::new(1)),
         };
         let setup = || -> mlua::Result<(Function, Function, Function)> {
             let core = api::build(&lua, &shared)?;
@@ -443,11 +450,11 @@ impl LuaService {
                         (Wait::Read(cid, kind), timeout)
                     }
                     OP_WRITE => {
-                        entry.writer = Some(sid);
+                        entry.writers.push(sid);
                         (Wait::Write(cid), timeout)
                     }
                     _ => {
-                        entry.writer = Some(sid);
+                        entry.writers.push(sid);
                         (Wait::Connect(cid), timeout)
                     }
                 }
@@ -483,7 +490,7 @@ impl LuaService {
                 }
                 return;
             }
-            OP_CALL => (Wait::Call, 0),
+            OP_CALL => (Wait::Call(int(1).unwrap_or(0) as u64), 0),
             OP_WAIT => {
                 let pointer = match self.sched.sessions.get(sid) {
                     Some(session) => session.thread.to_pointer() as usize,
@@ -640,8 +647,9 @@ impl LuaService {
             return;
         };
         entry.phase = Phase::Closing;
-        let waiters = [entry.reader.take(), entry.writer.take()];
-        for sid in waiters.into_iter().flatten() {
+        let mut waiters = std::mem::take(&mut entry.writers);
+        waiters.extend(entry.reader.take());
+        for sid in waiters {
             self.sched.wake(&mut state, sid, Reply::Error("closed"));
         }
         self.advance_close(service, &mut state, cid);
@@ -717,7 +725,7 @@ impl LuaService {
                 accepted: true,
                 timeout_ms: 0,
                 reader: None,
-                writer: None,
+                writers: Vec::new(),
                 dirty: false,
                 draining: false,
                 linger_deadline: None,
@@ -758,6 +766,9 @@ impl LuaService {
         if readiness.is_readable() {
             entry.conn.readable = true;
         }
+        if readiness.is_hangup() {
+            entry.conn.hangup = true;
+        }
         if readiness.is_writable() {
             entry.conn.writable = true;
         }
@@ -775,11 +786,11 @@ impl LuaService {
                         Err(e) => Err(e),
                     },
                 };
-                let writer = entry.writer;
+                let writers = std::mem::take(&mut entry.writers);
                 match result {
                     Ok(()) => {
                         entry.phase = Phase::Open;
-                        if let Some(sid) = writer {
+                        for sid in writers {
                             self.sched.wake(&mut state, sid, Reply::True);
                         }
                     }
@@ -791,7 +802,7 @@ impl LuaService {
                             "reset" => "reset",
                             _ => "connect failed",
                         };
-                        if let Some(sid) = writer {
+                        for sid in writers {
                             self.sched.wake(&mut state, sid, Reply::Error(word));
                         }
                     }
@@ -801,11 +812,11 @@ impl LuaService {
                 if !entry.conn.output.is_empty() && entry.conn.writable {
                     let _ = entry.conn.flush();
                 }
-                if let Some(sid) = entry.writer {
-                    if entry.conn.failed {
-                        self.sched.wake(&mut state, sid, Reply::Error("closed"));
-                    } else if entry.conn.output.len() <= high_water / 2 {
-                        self.sched.wake(&mut state, sid, Reply::True);
+                if !entry.writers.is_empty() && (entry.conn.failed || entry.conn.output.len() <= high_water / 2) {
+                    let failed = entry.conn.failed;
+                    for sid in std::mem::take(&mut entry.writers) {
+                        let reply = if failed { Reply::Error("closed") } else { Reply::True };
+                        self.sched.wake(&mut state, sid, reply);
                     }
                 }
                 let entry = state.conns.get_mut(cid).expect("still there");
@@ -999,8 +1010,11 @@ impl LuaService {
                 }
             }
             KIND_RESPONSE | KIND_ERROR => {
-                let sid = message.session;
-                let waiting = matches!(self.sched.sessions.get(sid), Some(Session { wait: Wait::Call, .. }));
+                let token = message.session;
+                let Some(sid) = self.sched.sessions.id_at(token as u32) else {
+                    return;
+                };
+                let waiting = matches!(self.sched.sessions.get(sid), Some(Session { wait: Wait::Call(t), .. }) if *t == token);
                 if !waiting {
                     return;
                 }

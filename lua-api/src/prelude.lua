@@ -261,22 +261,22 @@ function lunet.spawn(script, ...)
         error("lunet.spawn: expected a script path or an options table", 2)
     end
     if not isyieldable() then cannot_wait("lunet.spawn") end
-    local handle, err
+    local handle, token
     if options.args then
-        handle, err = core.spawn(options, table.unpack(options.args, 1, options.args.n or #options.args))
+        handle, token = core.spawn(options, table.unpack(options.args, 1, options.args.n or #options.args))
     else
-        handle, err = core.spawn(options, ...)
+        handle, token = core.spawn(options, ...)
     end
-    if not handle then error(err, 2) end
-    answer(yield(OP_CALL))
+    if not handle then error(token, 2) end
+    answer(yield(OP_CALL, token))
     return handle
 end
 
 function lunet.call(handle, ...)
     if not isyieldable() then cannot_wait("lunet.call") end
-    local ok, err = core.call(handle, ...)
-    if not ok then error(err, 2) end
-    return answer(yield(OP_CALL))
+    local token, err = core.call(handle, ...)
+    if not token then error(err, 2) end
+    return answer(yield(OP_CALL, token))
 end
 
 local dispatch_fn

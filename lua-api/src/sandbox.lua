@@ -1,6 +1,6 @@
 -- The restricted environment of a spawned service (unless trusted=true):
 -- no io, no debug, no process control, no files, text-only load.
-local load, error, type = load, error, type
+local raw_load, error, tostring = load, error, tostring
 local loaded = package.loaded
 
 os = {
@@ -16,7 +16,7 @@ function load(chunk, name, mode, env)
     if mode ~= nil and mode ~= "t" then
         error("load: binary chunks are not allowed in a sandboxed service", 2)
     end
-    return load(chunk, name, "t", env)
+    return raw_load(chunk, name, "t", env)
 end
 
 function require(name)

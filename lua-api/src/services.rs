@@ -40,7 +40,19 @@ fn target(shared: &Shared, handle: &Value) -> Result<Arc<Service>, String> {
         }
         other => return Err(format!("expected a service handle or name, got {}", other.type_name())),
     };
-    shared.runtime.service(id).ok_or_else(|| format!("service :{id} is dead"))
+    shared.runtime.service(id).ok_or_else(|| DEAD.to_string())
+}
+
+/// What `target` says of a handle whose service is gone.
+const DEAD: &str = "dead";
+
+fn describe(handle: &Value) -> String {
+    match handle {
+        Value::Integer(id) => format!(":{id}"),
+        Value::Number(f) => format!(":{f}"),
+        Value::String(name) => format!("'{}'", name.to_string_lossy()),
+        other => other.type_name().to_string(),
+    }
 }
 
 pub fn self_id(shared: &Shared) -> u64 {
@@ -103,26 +115,29 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
     let sh = shared.clone();
     core.set(
         "call",
-        lua.create_function(move |_, (handle, args): (Value, MultiValue)| -> mlua::Result<(bool, Option<String>)> {
+        lua.create_function(move |_, (handle, args): (Value, MultiValue)| -> mlua::Result<(Option<i64>, Option<String>)> {
             let target = match target(&sh, &handle) {
                 Ok(target) => target,
-                Err(e) => return Ok((false, Some(format!("lunet.call: {e}")))),
+                Err(e) if e == DEAD => {
+                    return Ok((None, Some(format!("lunet.call: service {} is dead", describe(&handle)))))
+                }
+                Err(e) => return Ok((None, Some(format!("lunet.call: {e}")))),
             };
             let mut payload = Vec::new();
             if let Err(e) = codec::encode(args.iter(), &mut payload) {
-                return Ok((false, Some(format!("lunet.call: {e}"))));
+                return Ok((None, Some(format!("lunet.call: {e}"))));
             }
-            let session = sh.current.load(Ordering::Relaxed);
+            let token = call_token(&sh);
             let message = Message {
                 source: self_id(&sh),
-                session,
+                session: token,
                 kind: KIND_CALL,
                 payload,
             };
             match sh.runtime.post_message(&target, message) {
-                Ok(()) => Ok((true, None)),
-                Err(PostError::Overloaded) => Ok((false, Some(format!("lunet.call: service :{} is overloaded", target.id())))),
-                Err(PostError::Dead) => Ok((false, Some(format!("lunet.call: service :{} is dead", target.id())))),
+                Ok(()) => Ok((Some(token as i64), None)),
+                Err(PostError::Overloaded) => Ok((None, Some(format!("lunet.call: service :{} is overloaded", target.id())))),
+                Err(PostError::Dead) => Ok((None, Some(format!("lunet.call: service :{} is dead", target.id())))),
             }
         })?,
     )?;
@@ -130,9 +145,9 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
     let sh = shared.clone();
     core.set(
         "spawn",
-        lua.create_function(move |_, (options, args): (Table, MultiValue)| match spawn(&sh, options, args) {
-            Ok(handle) => Ok((Some(handle), None)),
-            Err(e) => Ok((None, Some(e.to_string()))),
+        lua.create_function(move |lua, (options, args): (Table, MultiValue)| match spawn(&sh, options, args) {
+            Ok((handle, token)) => Ok((Some(handle), Value::Integer(token as i64))),
+            Err(e) => Ok((None, Value::String(lua.create_string(&e)?))),
         })?,
     )?;
 
@@ -254,14 +269,14 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-fn spawn(shared: &Shared, options: Table, args: MultiValue) -> Result<i64, String> {
+fn spawn(shared: &Shared, options: Table, args: MultiValue) -> Result<(i64, u64), String> {
     spawn_inner(shared, options, args).map_err(|e| match e {
         mlua::Error::RuntimeError(message) => message,
         other => other.to_string(),
     })
 }
 
-fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Result<i64> {
+fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Result<(i64, u64)> {
     let script: String = options
         .get::<Option<String>>("script")?
         .ok_or_else(|| runtime_error("lunet.spawn: a script path is required"))?;
@@ -294,6 +309,18 @@ fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Resul
     if let Some(cap) = mailbox.filter(|m| *m > 0) {
         service.set_mailbox_cap(cap as usize);
     }
+    // START goes in first: the mailbox keeps order, so a message sent by
+    // someone who finds the name runs after the main chunk has begun.
+    let session = call_token(shared);
+    shared.runtime.post(
+        &service,
+        lunet_core::Event::Message(Message {
+            source: self_id(shared),
+            session,
+            kind: crate::host::KIND_START,
+            payload,
+        }),
+    );
     if let Some(name) = &name {
         if let Err(owner) = shared.runtime.register_name(name, service.id()) {
             shared.runtime.post(
@@ -310,17 +337,16 @@ fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Resul
             )));
         }
     }
-    let session = shared.current.load(Ordering::Relaxed);
-    shared.runtime.post(
-        &service,
-        lunet_core::Event::Message(Message {
-            source: self_id(shared),
-            session,
-            kind: crate::host::KIND_START,
-            payload,
-        }),
-    );
-    Ok(service.id() as i64)
+    Ok((service.id() as i64, session))
+}
+
+/// The id of a call: the calling session's slot and a sequence number, so
+/// an answer that comes after its caller stopped waiting (an error was
+/// raised, the slot was reused) never wakes the wrong wait.
+fn call_token(shared: &Shared) -> u64 {
+    let slot = crate::slab::index_of(shared.current.load(Ordering::Relaxed)) as u64;
+    let seq = shared.next_call.fetch_add(1, Ordering::Relaxed) as u64 & 0x3FFF_FFFF;
+    (seq << 32) | slot
 }
 
 fn resolve_script(script: &str, dir: Option<&std::path::Path>) -> Option<std::path::PathBuf> {

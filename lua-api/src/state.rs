@@ -100,7 +100,8 @@ pub struct ConnEntry {
     pub timeout_ms: u64,
     /// Sessions waiting on this connection.
     pub reader: Option<u64>,
-    pub writer: Option<u64>,
+    /// Sessions waiting for the output to drain (or for a connect).
+    pub writers: Vec<u64>,
     /// Queued in `State::dirty`.
     pub dirty: bool,
     /// Half-closed by us, now discarding input until EOF.

@@ -514,3 +514,110 @@ pub fn closed_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().port()
 }
+
+/// Starts `lunet run script args` with piped output collected into a log.
+fn spawn_run(script: &Path, args: &[&str]) -> (Child, Arc<Log>) {
+    let binary = binary();
+    let mut child = Command::new(&binary)
+        .arg("run")
+        .arg(script)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
+    let log = Arc::new(Log::default());
+    collect(child.stderr.take().unwrap(), "", log.clone());
+    collect(child.stdout.take().unwrap(), "stdout: ", log.clone());
+    (child, log)
+}
+
+/// A finished `lunet run`: its exit status and everything it wrote
+/// (stdout lines prefixed with `stdout: `, stderr lines as they are).
+pub struct Ran {
+    pub status: ExitStatus,
+    pub log: String,
+}
+
+impl Ran {
+    /// Panics with `message` and the whole output.
+    #[track_caller]
+    pub fn fail(&self, message: &str) -> ! {
+        panic!(
+            "{message}\n----- lunet run output ({}) -----\n{}\n----------------------",
+            self.status, self.log
+        )
+    }
+
+    /// The value of the first stdout line `key=value`; panics (with the
+    /// output) when the script never printed `key`.
+    #[track_caller]
+    pub fn value(&self, key: &str) -> String {
+        let prefix = format!("stdout: {key}=");
+        match self.log.lines().find_map(|l| l.strip_prefix(&prefix)) {
+            Some(value) => value.to_string(),
+            None => self.fail(&format!("the script printed no line {key}=...")),
+        }
+    }
+
+    /// Asserts that `key` printed exactly `expected`.
+    #[track_caller]
+    pub fn expect(&self, key: &str, expected: &str) {
+        let value = self.value(key);
+        if value != expected {
+            self.fail(&format!("{key}: expected {expected:?}, got {value:?}"));
+        }
+    }
+
+    /// Asserts that `key` printed a value starting with `start` and
+    /// containing every one of `parts`.
+    #[track_caller]
+    pub fn expect_parts(&self, key: &str, start: &str, parts: &[&str]) {
+        let value = self.value(key);
+        if !value.starts_with(start) || parts.iter().any(|p| !value.contains(p)) {
+            self.fail(&format!(
+                "{key}: expected a value starting with {start:?} and containing {parts:?}, got {value:?}"
+            ));
+        }
+    }
+
+    /// Asserts that a line of the output contains `text`.
+    #[track_caller]
+    pub fn expect_log(&self, text: &str) {
+        if !self.log.contains(text) {
+            self.fail(&format!("no output line contains {text:?}"));
+        }
+    }
+}
+
+/// Runs `lunet run script args` to its exit, bounded by `timeout` (the
+/// child is killed and the test fails past it).
+#[track_caller]
+pub fn run_script(script: &Path, args: &[&str], timeout: Duration) -> Ran {
+    let (mut child, log) = spawn_run(script, args);
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            // The pipes close when the child is gone; collect what is left.
+            log.wait_for(DEADLINE, |_| None::<()>);
+            return Ran {
+                status,
+                log: log.text(),
+            };
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            fail_with_log(
+                &log,
+                &format!(
+                    "lunet run {} did not exit within {timeout:?}",
+                    script.display()
+                ),
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+}
