@@ -1140,3 +1140,15 @@ impl ServiceBody for LuaService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prelude_and_sandbox_compile() {
+        assert!(!prelude_bytecode().is_empty());
+        let lua = Lua::new();
+        lua.load(include_str!("sandbox.lua")).into_function().unwrap();
+    }
+}
