@@ -29,9 +29,11 @@ pub(crate) struct WorkerSlot {
 }
 
 impl WorkerSlot {
+    /// `now` is the monitor's coarse clock: a turn's start needs no better
+    /// than the monitor's tick, and reading the clock per turn is not free.
     #[inline]
-    pub(crate) fn enter(&self, service: u64) {
-        self.started_ms.store(now_ms(), Ordering::Relaxed);
+    pub(crate) fn enter(&self, service: u64, now: u64) {
+        self.started_ms.store(now, Ordering::Relaxed);
         self.turn.fetch_add(1, Ordering::Relaxed);
         self.service.store(service, Ordering::Release);
     }
@@ -56,12 +58,14 @@ pub(crate) fn run(shared: Arc<Shared>) {
     while !shared.pool.shutdown.load(Ordering::Acquire) {
         std::thread::sleep(TICK);
         let now = now_ms();
+        shared.coarse_ms.store(now, Ordering::Relaxed);
         for (index, slot) in shared.slots.iter().enumerate() {
             let id = slot.service.load(Ordering::Acquire);
             if id == 0 {
                 continue;
             }
             let turn = slot.turn.load(Ordering::Relaxed);
+            // The start was stamped with the coarse clock: at most one tick early.
             let running = now.saturating_sub(slot.started_ms.load(Ordering::Relaxed));
             let seen = &mut seen[index];
             if seen.turn != turn {

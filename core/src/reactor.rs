@@ -112,13 +112,18 @@ impl Reactor {
             if self.drain_commands() {
                 break;
             }
-            let now = now_ms();
             let spinning = last_busy.is_some_and(|at| at.elapsed() < spin);
-            let mut timeout = self
-                .timers
-                .next_deadline()
-                .map(|deadline| Duration::from_millis(deadline.saturating_sub(now)));
-            if self.listeners.iter().flatten().any(|l| l.retry_at.is_some()) {
+            let mut timeout = if spinning {
+                None // decided below; no need to read the clock for it
+            } else {
+                let now = now_ms();
+                self.timers
+                    .next_deadline()
+                    .map(|deadline| Duration::from_millis(deadline.saturating_sub(now)))
+            };
+            let retrying = self.listeners.iter().flatten().any(|l| l.retry_at.is_some());
+            if retrying
+            {
                 timeout = Some(timeout.map_or(ACCEPT_RETRY, |t| t.min(ACCEPT_RETRY)));
             }
             if spinning {
@@ -168,7 +173,9 @@ impl Reactor {
                     self.shared.post(service, Event::Io { slot, readiness });
                 }
             }
-            self.retry_accepts();
+            if retrying {
+                self.retry_accepts();
+            }
             if !self.timers.is_empty() {
                 self.timers.advance(now_ms(), &mut self.expired);
                 for (service, id) in self.expired.drain(..) {
@@ -195,7 +202,11 @@ impl Reactor {
     /// Applies queued commands; returns true on Stop.
     fn drain_commands(&mut self) -> bool {
         {
-            let mut queue = self.shared.commands.lock().unwrap_or_else(|e| e.into_inner());
+            let mut queue = self
+                .shared
+                .commands
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if queue.is_empty() {
                 return false;
             }

@@ -97,6 +97,8 @@ pub(crate) struct Shared {
     pub(crate) lane: Lane,
     /// One per worker: what it runs now (read by the monitor).
     pub(crate) slots: Vec<crate::monitor::WorkerSlot>,
+    /// `now_ms()` as of the monitor's last tick.
+    pub(crate) coarse_ms: AtomicU64,
     pub(crate) registry: Registry,
     waker: Waker,
     pub(crate) commands: Mutex<Vec<Command>>,
@@ -122,7 +124,12 @@ impl Shared {
         self.post_checked(service, event, false).is_ok()
     }
 
-    pub(crate) fn post_checked(&self, service: &Arc<Service>, event: Event, bounded: bool) -> Result<(), PostError> {
+    pub(crate) fn post_checked(
+        &self,
+        service: &Arc<Service>,
+        event: Event,
+        bounded: bool,
+    ) -> Result<(), PostError> {
         match service.push(event, bounded) {
             Ok(true) => {
                 self.pool.schedule(service.clone());
@@ -196,7 +203,10 @@ impl Runtime {
             config,
             pool,
             lane,
-            slots: (0..workers).map(|_| crate::monitor::WorkerSlot::default()).collect(),
+            slots: (0..workers)
+                .map(|_| crate::monitor::WorkerSlot::default())
+                .collect(),
+            coarse_ms: AtomicU64::new(now_ms()),
             registry,
             waker,
             commands: Mutex::new(Vec::new()),
@@ -254,7 +264,11 @@ impl Runtime {
     pub fn spawn_service(&self, name: &str, body: Box<dyn ServiceBody>) -> Arc<Service> {
         let id = self.shared.next_service_id.fetch_add(1, Ordering::Relaxed);
         let service = {
-            let mut table = self.shared.services.lock().unwrap_or_else(|e| e.into_inner());
+            let mut table = self
+                .shared
+                .services
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let index = match table.free_indexes.pop() {
                 Some(index) => index,
                 None => {
@@ -272,13 +286,21 @@ impl Runtime {
 
     /// A live service by id.
     pub fn service(&self, id: u64) -> Option<Arc<Service>> {
-        let table = self.shared.services.lock().unwrap_or_else(|e| e.into_inner());
+        let table = self
+            .shared
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         table.by_id.get(&id).cloned()
     }
 
     /// Every live service.
     pub fn services(&self) -> Vec<Arc<Service>> {
-        let table = self.shared.services.lock().unwrap_or_else(|e| e.into_inner());
+        let table = self
+            .shared
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         table.by_id.values().cloned().collect()
     }
 
@@ -289,13 +311,22 @@ impl Runtime {
 
     /// Posts a message from another service: fails when the target is dead
     /// or its mailbox is at its hard cap.
-    pub fn post_message(&self, service: &Arc<Service>, message: crate::event::Message) -> Result<(), PostError> {
-        self.shared.post_checked(service, Event::Message(message), true)
+    pub fn post_message(
+        &self,
+        service: &Arc<Service>,
+        message: crate::event::Message,
+    ) -> Result<(), PostError> {
+        self.shared
+            .post_checked(service, Event::Message(message), true)
     }
 
     /// Gives `id` a name; fails if a live service already has it.
     pub fn register_name(&self, name: &str, id: u64) -> Result<(), u64> {
-        let mut table = self.shared.services.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = self
+            .shared
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(&owner) = table.names.get(name) {
             if owner != id && table.by_id.contains_key(&owner) {
                 return Err(owner);
@@ -307,15 +338,31 @@ impl Runtime {
 
     /// The live service with this name.
     pub fn query_name(&self, name: &str) -> Option<u64> {
-        let table = self.shared.services.lock().unwrap_or_else(|e| e.into_inner());
-        table.names.get(name).copied().filter(|id| table.by_id.contains_key(id))
+        let table = self
+            .shared
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        table
+            .names
+            .get(name)
+            .copied()
+            .filter(|id| table.by_id.contains_key(id))
     }
 
     /// Blocks the calling (non-worker) thread until service `id` has exited.
     pub fn wait_exit(&self, id: u64) {
-        let mut table = self.shared.services.lock().unwrap_or_else(|e| e.into_inner());
+        let mut table = self
+            .shared
+            .services
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         while table.by_id.contains_key(&id) {
-            table = self.shared.exited.wait(table).unwrap_or_else(|e| e.into_inner());
+            table = self
+                .shared
+                .exited
+                .wait(table)
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -341,11 +388,20 @@ impl Runtime {
     /// address plus which call of the script this is, so two listeners on
     /// port 0 in one script stay two.) Returns the listener id and the bound
     /// address.
-    pub fn listen(&self, addr: &str, key: &str, host: &Arc<Service>) -> io::Result<(u32, SocketAddr)> {
+    pub fn listen(
+        &self,
+        addr: &str,
+        key: &str,
+        host: &Arc<Service>,
+    ) -> io::Result<(u32, SocketAddr)> {
         if !self.shared.accepting.load(Ordering::SeqCst) {
             return Err(io::Error::other("the server is shutting down"));
         }
-        let mut listeners = self.shared.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        let mut listeners = self
+            .shared
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(entry) = listeners.get(key) {
             let id = entry.id;
             let local = entry.local;

@@ -32,9 +32,9 @@ use crate::codec;
 use crate::interrupt::{killed_message, LuaInterrupt};
 use crate::lane::{build_task, LaneReply, Plain};
 use crate::services::{self, KIND_CALL, KIND_ERROR, KIND_KILL, KIND_RESPONSE, KIND_SEND};
-use lunet_core::lane::{Task, KIND_LANE_SLOT};
 use crate::slab::{index_of, Slab};
 use crate::state::{try_read, ConnEntry, Phase, ReadKind, ReadOutcome, Settings, State};
+use lunet_core::lane::{Task, KIND_LANE_SLOT};
 
 const OP_READ: i64 = 1;
 const OP_WRITE: i64 = 2;
@@ -236,7 +236,15 @@ impl LuaService {
         startup: Option<mpsc::Sender<Result<(), String>>>,
         setup: &dyn Fn(&Lua) -> mlua::Result<()>,
     ) -> Result<LuaService, String> {
-        Self::build(runtime, name, settings, script, startup, ServiceOptions::trusted(), setup)
+        Self::build(
+            runtime,
+            name,
+            settings,
+            script,
+            startup,
+            ServiceOptions::trusted(),
+            setup,
+        )
     }
 
     /// The general constructor: `options` say whether the script is trusted
@@ -289,7 +297,8 @@ impl LuaService {
         let (run_handler, dispatch, main) = setup().map_err(|e| e.to_string())?;
         if let Some(limit) = options.memory_limit {
             let used = lua.used_memory();
-            lua.set_memory_limit(used + limit).map_err(|e| e.to_string())?;
+            lua.set_memory_limit(used + limit)
+                .map_err(|e| e.to_string())?;
         }
         Ok(LuaService {
             dispatch,
@@ -376,7 +385,11 @@ impl LuaService {
                         Err(e) => {
                             args.clear();
                             args.push_back(Value::Nil);
-                            args.push_back(Value::String(self.lua.create_string(e.to_string()).unwrap_or_else(|_| self.lua.create_string("no memory").expect("tiny string"))));
+                            args.push_back(Value::String(
+                                self.lua.create_string(e.to_string()).unwrap_or_else(|_| {
+                                    self.lua.create_string("no memory").expect("tiny string")
+                                }),
+                            ));
                             break;
                         }
                     }
@@ -402,7 +415,11 @@ impl LuaService {
                 true
             }
             Err(e) => {
-                let message = if killed { killed_message() } else { e.to_string() };
+                let message = if killed {
+                    killed_message()
+                } else {
+                    e.to_string()
+                };
                 self.finish(service, sid, Some(message), MultiValue::new());
                 false
             }
@@ -433,7 +450,6 @@ impl LuaService {
         let op = int(0).unwrap_or(0);
         let state_cell = self.shared.state.clone();
         let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-        let now = now_ms();
         let (wait, timeout_ms) = match op {
             OP_READ | OP_WRITE | OP_CONNECT => {
                 let cid = int(1).unwrap_or(0) as u64;
@@ -498,7 +514,7 @@ impl LuaService {
                         session.wait = Wait::LaneSlot(task);
                         self.sched.lane_blocked.push_back(sid);
                         if lane_timeout > 0 {
-                            let deadline = now.saturating_add(lane_timeout);
+                            let deadline = now_ms().saturating_add(lane_timeout);
                             session.deadline = Some(deadline);
                             if session.timer_armed.is_none_or(|armed| armed > deadline) {
                                 session.timer_armed = Some(deadline);
@@ -557,7 +573,7 @@ impl LuaService {
         };
         session.wait = wait;
         if timeout_ms > 0 {
-            let deadline = now.saturating_add(timeout_ms);
+            let deadline = now_ms().saturating_add(timeout_ms);
             session.deadline = Some(deadline);
             if session.timer_armed.is_none_or(|armed| armed > deadline) {
                 session.timer_armed = Some(deadline);
@@ -566,7 +582,13 @@ impl LuaService {
         }
     }
 
-    fn finish(&mut self, service: &Arc<Service>, sid: u64, error: Option<String>, values: MultiValue) {
+    fn finish(
+        &mut self,
+        service: &Arc<Service>,
+        sid: u64,
+        error: Option<String>,
+        values: MultiValue,
+    ) {
         let Some(session) = self.sched.sessions.remove(sid) else {
             return;
         };
@@ -579,19 +601,30 @@ impl LuaService {
                     let mut payload = Vec::new();
                     match codec::encode(values.iter(), &mut payload) {
                         Ok(()) => (KIND_RESPONSE, payload),
-                        Err(e) => (KIND_ERROR, services::error_payload(&format!("the answer could not be sent: {e}"))),
+                        Err(e) => (
+                            KIND_ERROR,
+                            services::error_payload(&format!("the answer could not be sent: {e}")),
+                        ),
                     }
                 }
             };
             services::answer(&self.shared, to, caller_session, kind, payload);
         }
         if let Some(error) = error {
-            if self.main_session == Some(sid) && (self.startup.is_some() || self.main_reply.is_some()) {
+            if self.main_session == Some(sid)
+                && (self.startup.is_some() || self.main_reply.is_some())
+            {
                 if let Some(startup) = self.startup.take() {
                     let _ = startup.send(Err(error.clone()));
                 }
                 if let Some((to, session)) = self.main_reply.take() {
-                    services::answer(&self.shared, to, session, KIND_ERROR, services::error_payload(&error));
+                    services::answer(
+                        &self.shared,
+                        to,
+                        session,
+                        KIND_ERROR,
+                        services::error_payload(&error),
+                    );
                     // A service whose start failed does not live on.
                     self.lock().exiting = true;
                 }
@@ -644,7 +677,13 @@ impl LuaService {
         };
         drop(state);
         if self.shared.has_collected.swap(false, Ordering::AcqRel) {
-            let collected = std::mem::take(&mut *self.shared.collected.lock().unwrap_or_else(|e| e.into_inner()));
+            let collected = std::mem::take(
+                &mut *self
+                    .shared
+                    .collected
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()),
+            );
             closing.extend(collected);
         }
         for cid in closing {
@@ -722,7 +761,9 @@ impl LuaService {
         if entry.linger_deadline.is_none() {
             let deadline = now_ms() + linger_ms;
             entry.linger_deadline = Some(deadline);
-            self.shared.runtime.add_timer(service, deadline, (cid << 1) | 1);
+            self.shared
+                .runtime
+                .add_timer(service, deadline, (cid << 1) | 1);
         }
     }
 
@@ -734,7 +775,13 @@ impl LuaService {
         }
     }
 
-    fn on_accept(&mut self, service: &Arc<Service>, listener: u32, stream: mio::net::TcpStream, peer: std::net::SocketAddr) {
+    fn on_accept(
+        &mut self,
+        service: &Arc<Service>,
+        listener: u32,
+        stream: mio::net::TcpStream,
+        peer: std::net::SocketAddr,
+    ) {
         let cid = {
             let mut state = self.lock();
             let cid = state.conns.insert(ConnEntry {
@@ -767,7 +814,10 @@ impl LuaService {
         let handler = self.run_handler.clone();
         match self.new_session(&handler, Some(cid)) {
             Some(sid) => {
-                let args = MultiValue::from_vec(vec![Value::Integer(listener as i64), Value::Integer(cid as i64)]);
+                let args = MultiValue::from_vec(vec![
+                    Value::Integer(listener as i64),
+                    Value::Integer(cid as i64),
+                ]);
                 self.sched.ready.push_back((sid, Reply::Args(args)));
             }
             None => self.close_conn(service, cid),
@@ -831,10 +881,16 @@ impl LuaService {
                 if !entry.conn.output.is_empty() && entry.conn.writable {
                     let _ = entry.conn.flush();
                 }
-                if !entry.writers.is_empty() && (entry.conn.failed || entry.conn.output.len() <= high_water / 2) {
+                if !entry.writers.is_empty()
+                    && (entry.conn.failed || entry.conn.output.len() <= high_water / 2)
+                {
                     let failed = entry.conn.failed;
                     for sid in std::mem::take(&mut entry.writers) {
-                        let reply = if failed { Reply::Error("closed") } else { Reply::True };
+                        let reply = if failed {
+                            Reply::Error("closed")
+                        } else {
+                            Reply::True
+                        };
                         self.sched.wake(&mut state, sid, reply);
                     }
                 }
@@ -854,7 +910,8 @@ impl LuaService {
                     }
                     match take_read(&self.lua, entry, outcome) {
                         Ok((data, err, partial)) => {
-                            self.sched.wake(&mut state, sid, Reply::Read(data, err, partial))
+                            self.sched
+                                .wake(&mut state, sid, Reply::Read(data, err, partial))
                         }
                         Err(_) => self.sched.wake(&mut state, sid, Reply::Error("no memory")),
                     }
@@ -869,10 +926,9 @@ impl LuaService {
             let cid = id >> 1;
             let state_cell = self.shared.state.clone();
             let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-            let expired = state
-                .conns
-                .get(cid)
-                .is_some_and(|e| e.phase == Phase::Closing && e.linger_deadline.is_some_and(|d| d <= now));
+            let expired = state.conns.get(cid).is_some_and(|e| {
+                e.phase == Phase::Closing && e.linger_deadline.is_some_and(|d| d <= now)
+            });
             if expired {
                 self.drop_conn(service, &mut state, cid);
             }
@@ -918,7 +974,9 @@ impl LuaService {
         let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
         state.shutting_down = true;
         for cid in state.conns.ids() {
-            let Some(entry) = state.conns.get(cid) else { continue };
+            let Some(entry) = state.conns.get(cid) else {
+                continue;
+            };
             if entry.accepted && entry.conn.input.is_empty() {
                 if let Some(sid) = entry.reader {
                     self.sched.wake(&mut state, sid, Reply::Error("closed"));
@@ -1014,7 +1072,13 @@ impl LuaService {
                     Ok(args) => args,
                     Err(e) => {
                         if let Some((to, session)) = answering {
-                            services::answer(&self.shared, to, session, KIND_ERROR, services::error_payload(&e.to_string()));
+                            services::answer(
+                                &self.shared,
+                                to,
+                                session,
+                                KIND_ERROR,
+                                services::error_payload(&e.to_string()),
+                            );
                         }
                         return;
                     }
@@ -1041,7 +1105,11 @@ impl LuaService {
                     Ok(values) => values,
                     Err(e) => {
                         let mut values = MultiValue::new();
-                        values.push_back(Value::String(self.lua.create_string(e.to_string()).unwrap_or_else(|_| self.lua.create_string("corrupt answer").expect("tiny"))));
+                        values.push_back(Value::String(
+                            self.lua.create_string(e.to_string()).unwrap_or_else(|_| {
+                                self.lua.create_string("corrupt answer").expect("tiny")
+                            }),
+                        ));
                         values
                     }
                 };
@@ -1079,12 +1147,28 @@ impl LuaService {
             self.drop_conn(service, &mut state, cid);
         }
         drop(state);
-        let message = format!("service :{} ({}) exited before answering", service.id(), self.name);
+        let message = format!(
+            "service :{} ({}) exited before answering",
+            service.id(),
+            self.name
+        );
         for (to, session) in owed {
-            services::answer(&self.shared, to, session, KIND_ERROR, services::error_payload(&message));
+            services::answer(
+                &self.shared,
+                to,
+                session,
+                KIND_ERROR,
+                services::error_payload(&message),
+            );
         }
         if let Some((to, session)) = self.main_reply.take() {
-            services::answer(&self.shared, to, session, KIND_ERROR, services::error_payload(&message));
+            services::answer(
+                &self.shared,
+                to,
+                session,
+                KIND_ERROR,
+                services::error_payload(&message),
+            );
         }
         self.sched = Sched::default();
         self.threads.clear();
@@ -1094,7 +1178,11 @@ impl LuaService {
 impl ServiceBody for LuaService {
     fn run(&mut self, service: &Arc<Service>, events: &mut VecDeque<Event>) -> Status {
         {
-            let mut slot = self.shared.service.lock().unwrap_or_else(|e| e.into_inner());
+            let mut slot = self
+                .shared
+                .service
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if slot.is_none() {
                 *slot = Some(Arc::downgrade(service));
                 self.interrupt.set_name(&self.name, service.id());
@@ -1130,9 +1218,18 @@ impl ServiceBody for LuaService {
         self.exit(service);
         for event in events {
             match event {
-                Event::Message(message) if message.kind == KIND_CALL || (message.kind == KIND_START && message.session != 0) => {
+                Event::Message(message)
+                    if message.kind == KIND_CALL
+                        || (message.kind == KIND_START && message.session != 0) =>
+                {
                     let text = format!("service :{} ({}) has exited", service.id(), self.name);
-                    services::answer(&self.shared, message.source, message.session, KIND_ERROR, services::error_payload(&text));
+                    services::answer(
+                        &self.shared,
+                        message.source,
+                        message.session,
+                        KIND_ERROR,
+                        services::error_payload(&text),
+                    );
                 }
                 Event::Accept { .. } => self.shared.runtime.connection_closed(service),
                 _ => {}
@@ -1149,6 +1246,8 @@ mod tests {
     fn prelude_and_sandbox_compile() {
         assert!(!prelude_bytecode().is_empty());
         let lua = Lua::new();
-        lua.load(include_str!("sandbox.lua")).into_function().unwrap();
+        lua.load(include_str!("sandbox.lua"))
+            .into_function()
+            .unwrap();
     }
 }

@@ -87,7 +87,12 @@ fn find_work(pool: &Pool, index: usize) -> Option<Arc<Service>> {
 
 /// One turn: take up to `budget` events, run the body, then decide whether
 /// the service goes idle or back on a queue (see `service.rs`).
-fn run_turn(shared: &Arc<Shared>, worker: usize, service: Arc<Service>, batch: &mut VecDeque<Event>) {
+fn run_turn(
+    shared: &Arc<Shared>,
+    worker: usize,
+    service: Arc<Service>,
+    batch: &mut VecDeque<Event>,
+) {
     let budget = shared.config.budget;
     if service
         .state
@@ -108,7 +113,7 @@ fn run_turn(shared: &Arc<Shared>, worker: usize, service: Arc<Service>, batch: &
     };
     service.slices.fetch_add(1, Ordering::Relaxed);
     let slot = &shared.slots[worker];
-    slot.enter(service.id());
+    slot.enter(service.id(), shared.coarse_ms.load(Ordering::Relaxed));
     let status = {
         let mut body = service.body.lock().unwrap_or_else(|e| e.into_inner());
         match body.as_mut() {
@@ -162,7 +167,11 @@ fn retire(shared: &Arc<Shared>, service: &Arc<Service>) {
         service.state.store(DEAD, Ordering::Release);
         std::mem::take(&mut *mailbox)
     };
-    let body = service.body.lock().unwrap_or_else(|e| e.into_inner()).take();
+    let body = service
+        .body
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
     if let Some(mut body) = body {
         let _ = catch_unwind(AssertUnwindSafe(|| body.bounce(service, leftover)));
         drop(body);
