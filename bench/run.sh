@@ -281,7 +281,7 @@ errors += int(bad.group(1)) if bad else 0
 scale = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 size = float(done.group(2)) * scale[done.group(3)] / int(done.group(1)) if done else 0
 if rate and p99:
-    print(rate.group(1), float(p99.group(1)) * units[p99.group(2)], errors, round(size))
+    print(rate.group(1), f"{float(p99.group(1)) * units[p99.group(2)]:.1f}", errors, round(size))
 EOF
     )
     if [ -z "$parsed" ]; then
