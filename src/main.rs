@@ -12,7 +12,11 @@ use lunet_core::{Config, Event, Message, Runtime};
 use lunet_lua::{check_script, LuaService, Script, Settings, KIND_START};
 
 #[derive(Parser)]
-#[command(name = "lunet", version, about = "Network servers in Lua on a Rust reactor and work-stealing pool")]
+#[command(
+    name = "lunet",
+    version,
+    about = "Network servers in Lua on a Rust reactor and work-stealing pool"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,9 +31,7 @@ enum Command {
     /// Generates load against a server and reports latencies (docs/connector.md).
     Load(Box<lunet_connector::LoadArgs>),
     /// Compiles SCRIPT and reports syntax errors without running it.
-    Check {
-        script: PathBuf,
-    },
+    Check { script: PathBuf },
 }
 
 /// Options of the engine, shared by `serve` and `run`.
@@ -122,9 +124,9 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(level: &str) -> Result<()> {
-    let level: tracing::Level = level
-        .parse()
-        .with_context(|| format!("--log-level {level}: expected error, warn, info, debug or trace"))?;
+    let level: tracing::Level = level.parse().with_context(|| {
+        format!("--log-level {level}: expected error, warn, info, debug or trace")
+    })?;
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
@@ -183,7 +185,11 @@ fn wait_signal(set: &libc::sigset_t) -> i32 {
 }
 
 /// Builds the runtime config and the Lua settings from the command line.
-fn engine(engine: &EngineArgs, script: &std::path::Path, env: &[String]) -> Result<(Config, Arc<Settings>)> {
+fn engine(
+    engine: &EngineArgs,
+    script: &std::path::Path,
+    env: &[String],
+) -> Result<(Config, Arc<Settings>)> {
     let mut config = Config::default();
     if let Some(workers) = engine.workers {
         config.workers = workers.max(1);
@@ -248,8 +254,14 @@ fn serve(args: ServeArgs) -> Result<()> {
     let (startup_tx, startup_rx) = mpsc::channel();
     for index in 0..hosts {
         let name = format!("host-{index}");
-        let body = LuaService::new(&runtime, &name, settings.clone(), &script, Some(startup_tx.clone()))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let body = LuaService::new(
+            &runtime,
+            &name,
+            settings.clone(),
+            &script,
+            Some(startup_tx.clone()),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         let service = runtime.spawn_service(&name, Box::new(body));
         runtime.post(&service, start_message());
     }
@@ -273,7 +285,9 @@ fn serve(args: ServeArgs) -> Result<()> {
         match startup_rx.recv_timeout(Duration::from_millis(50)) {
             Ok(Ok(())) => started += 1,
             Ok(Err(e)) => bail!("{} failed to start: {e}", script.path),
-            Err(mpsc::RecvTimeoutError::Disconnected) => bail!("{} failed to start: a host stopped", script.path),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                bail!("{} failed to start: a host stopped", script.path)
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if signal_thread.is_finished() {
@@ -288,7 +302,10 @@ fn serve(args: ServeArgs) -> Result<()> {
     );
 
     let signal = signal_thread.join().unwrap_or(libc::SIGTERM);
-    tracing::info!("signal {signal}: no longer accepting; sessions have {}s to finish", args.grace);
+    tracing::info!(
+        "signal {signal}: no longer accepting; sessions have {}s to finish",
+        args.grace
+    );
     runtime.close_listeners();
     runtime.broadcast_shutdown();
     let deadline = Instant::now() + Duration::from_secs_f64(args.grace.max(0.0));

@@ -61,7 +61,12 @@ impl Lane {
 
     /// Queues a task, or gives it back when the queue is full (the service
     /// then hears `KIND_LANE_SLOT` when a slot frees).
-    pub(crate) fn submit(&self, service: &Arc<Service>, ticket: u64, task: Task) -> Result<(), Task> {
+    pub(crate) fn submit(
+        &self,
+        service: &Arc<Service>,
+        ticket: u64,
+        task: Task,
+    ) -> Result<(), Task> {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.jobs.len() >= self.capacity {
             if !queue.waiters.iter().any(|w| Arc::ptr_eq(w, service)) {
@@ -80,12 +85,19 @@ impl Lane {
     }
 
     pub(crate) fn stop(&self) {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).stopping = true;
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .stopping = true;
         self.ready.notify_all();
     }
 
     pub(crate) fn queued(&self) -> usize {
-        self.queue.lock().unwrap_or_else(|e| e.into_inner()).jobs.len()
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .jobs
+            .len()
     }
 
     /// Body of one lane thread.

@@ -16,7 +16,10 @@ pub fn parse_addr(addr: &str) -> io::Result<SocketAddr> {
             return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
         }
     }
-    if addr.rsplit_once(':').is_some_and(|(host, _)| host.parse::<std::net::IpAddr>().is_err()) {
+    if addr
+        .rsplit_once(':')
+        .is_some_and(|(host, _)| host.parse::<std::net::IpAddr>().is_err())
+    {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!("'{addr}' is not an IP address and port (names need DNS: resolve them first)"),
@@ -46,7 +49,10 @@ pub fn connect(addr: SocketAddr) -> io::Result<mio::net::TcpStream> {
 /// Like [`connect`], from a chosen local address (port picked at connect
 /// time, so many local addresses can each reach 64k connections to one
 /// server).
-pub fn connect_from(addr: SocketAddr, local: Option<std::net::IpAddr>) -> io::Result<mio::net::TcpStream> {
+pub fn connect_from(
+    addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
+) -> io::Result<mio::net::TcpStream> {
     let Some(local) = local else {
         let stream = mio::net::TcpStream::connect(addr)?;
         let _ = stream.set_nodelay(true);

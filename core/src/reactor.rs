@@ -121,9 +121,12 @@ impl Reactor {
                     .next_deadline()
                     .map(|deadline| Duration::from_millis(deadline.saturating_sub(now)))
             };
-            let retrying = self.listeners.iter().flatten().any(|l| l.retry_at.is_some());
-            if retrying
-            {
+            let retrying = self
+                .listeners
+                .iter()
+                .flatten()
+                .any(|l| l.retry_at.is_some());
+            if retrying {
                 timeout = Some(timeout.map_or(ACCEPT_RETRY, |t| t.min(ACCEPT_RETRY)));
             }
             if spinning {

@@ -17,7 +17,7 @@
 //! a worker that sees `NOTIFIED` (or a non-empty mailbox) never loses it.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::event::Event;
@@ -177,7 +177,12 @@ impl Service {
         if len >= at
             && self
                 .warn_at
-                .compare_exchange(at, at.saturating_mul(2), Ordering::Relaxed, Ordering::Relaxed)
+                .compare_exchange(
+                    at,
+                    at.saturating_mul(2),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
         {
             tracing::warn!(
@@ -198,10 +203,12 @@ impl Service {
                 RUNNING => NOTIFIED,
                 _ => return false,
             };
-            match self
-                .state
-                .compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Acquire)
-            {
+            match self.state.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
                 Ok(_) => return next == SCHEDULED,
                 Err(actual) => current = actual,
             }

@@ -92,7 +92,9 @@ pub fn read_kind(
         match arg {
             None => Ok(max_line),
             Some(n) if n > 0 => Ok(n as usize),
-            Some(n) => Err(mlua::Error::runtime(format!("{what}: size must be positive, got {n}"))),
+            Some(n) => Err(mlua::Error::runtime(format!(
+                "{what}: size must be positive, got {n}"
+            ))),
         }
     };
     Ok(match kind {
@@ -101,13 +103,19 @@ pub fn read_kind(
         },
         READ_EXACT => match arg {
             Some(n) if n >= 0 => ReadKind::Exact { n: n as usize },
-            _ => return Err(mlua::Error::runtime("sock:readn: expected a byte count >= 0")),
+            _ => {
+                return Err(mlua::Error::runtime(
+                    "sock:readn: expected a byte count >= 0",
+                ))
+            }
         },
         READ_UNTIL => {
             let delim = delim
                 .map(|d| d.as_bytes().to_vec())
                 .filter(|d| !d.is_empty())
-                .ok_or_else(|| mlua::Error::runtime("sock:readuntil: expected a non-empty delimiter"))?;
+                .ok_or_else(|| {
+                    mlua::Error::runtime("sock:readuntil: expected a non-empty delimiter")
+                })?;
             ReadKind::Until {
                 delim,
                 max: size("sock:readuntil")?,
@@ -165,7 +173,9 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
                     return Ok((Value::Nil, Some("closed"), None));
                 }
                 if entry.reader.is_some() {
-                    return Err(mlua::Error::runtime("socket busy reading: another session waits on it"));
+                    return Err(mlua::Error::runtime(
+                        "socket busy reading: another session waits on it",
+                    ));
                 }
                 let outcome = try_read(entry, &kind);
                 take_read(lua, entry, outcome)
@@ -233,7 +243,8 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .push(id as u64);
-            sh.has_collected.store(true, std::sync::atomic::Ordering::Release);
+            sh.has_collected
+                .store(true, std::sync::atomic::Ordering::Release);
             Ok(())
         })?,
     )?;
@@ -265,7 +276,12 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
         })?,
     )?;
 
-    let settings = shared.state.lock().unwrap_or_else(|e| e.into_inner()).settings.clone();
+    let settings = shared
+        .state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .settings
+        .clone();
     core.set(
         "getenv",
         lua.create_function(move |lua, (key, default): (String, Value)| {
@@ -322,53 +338,55 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
     let sh = shared.clone();
     core.set(
         "connect",
-        lua.create_function(move |_, (addr, timeout, bind): (String, Option<f64>, Option<String>)| {
-            let parsed = match lunet_core::net::parse_addr(&addr) {
-                Ok(a) => a,
-                Err(e) => return Ok((None, Some(e.to_string()))),
-            };
-            let local = match bind.as_deref().map(str::parse::<std::net::IpAddr>) {
-                None => None,
-                Some(Ok(ip)) => Some(ip),
-                Some(Err(_)) => {
-                    return Err(mlua::Error::runtime(format!(
-                        "lunet.connect: bind must be an IP address, got '{}'",
-                        bind.unwrap_or_default()
-                    )))
+        lua.create_function(
+            move |_, (addr, timeout, bind): (String, Option<f64>, Option<String>)| {
+                let parsed = match lunet_core::net::parse_addr(&addr) {
+                    Ok(a) => a,
+                    Err(e) => return Ok((None, Some(e.to_string()))),
+                };
+                let local = match bind.as_deref().map(str::parse::<std::net::IpAddr>) {
+                    None => None,
+                    Some(Ok(ip)) => Some(ip),
+                    Some(Err(_)) => {
+                        return Err(mlua::Error::runtime(format!(
+                            "lunet.connect: bind must be an IP address, got '{}'",
+                            bind.unwrap_or_default()
+                        )))
+                    }
+                };
+                let stream = match lunet_core::net::connect_from(parsed, local) {
+                    Ok(s) => s,
+                    Err(e) => return Ok((None, Some(connect_error(&e)))),
+                };
+                let service = sh
+                    .service()
+                    .ok_or_else(|| mlua::Error::runtime("lunet.connect: no service"))?;
+                let mut state = sh.lock()?;
+                let id = state.conns.insert(ConnEntry {
+                    conn: Connection::new(stream),
+                    phase: Phase::Connecting,
+                    peer: Some(parsed),
+                    accepted: false,
+                    timeout_ms: timeout.filter(|t| *t > 0.0).map_or(0, |t| t.ceil() as u64),
+                    reader: None,
+                    writers: Vec::new(),
+                    dirty: false,
+                    draining: false,
+                    linger_deadline: None,
+                });
+                let entry = state.conns.get_mut(id).expect("just inserted");
+                let token = lunet_core::reactor::token(service.index(), index_of(id));
+                if let Err(e) = sh.runtime.registry().register(
+                    &mut entry.conn.stream,
+                    token,
+                    mio::Interest::READABLE | mio::Interest::WRITABLE,
+                ) {
+                    state.conns.remove(id);
+                    return Ok((None, Some(format!("cannot register socket: {e}"))));
                 }
-            };
-            let stream = match lunet_core::net::connect_from(parsed, local) {
-                Ok(s) => s,
-                Err(e) => return Ok((None, Some(connect_error(&e)))),
-            };
-            let service = sh
-                .service()
-                .ok_or_else(|| mlua::Error::runtime("lunet.connect: no service"))?;
-            let mut state = sh.lock()?;
-            let id = state.conns.insert(ConnEntry {
-                conn: Connection::new(stream),
-                phase: Phase::Connecting,
-                peer: Some(parsed),
-                accepted: false,
-                timeout_ms: timeout.filter(|t| *t > 0.0).map_or(0, |t| t.ceil() as u64),
-                reader: None,
-                writers: Vec::new(),
-                dirty: false,
-                draining: false,
-                linger_deadline: None,
-            });
-            let entry = state.conns.get_mut(id).expect("just inserted");
-            let token = lunet_core::reactor::token(service.index(), index_of(id));
-            if let Err(e) = sh.runtime.registry().register(
-                &mut entry.conn.stream,
-                token,
-                mio::Interest::READABLE | mio::Interest::WRITABLE,
-            ) {
-                state.conns.remove(id);
-                return Ok((None, Some(format!("cannot register socket: {e}"))));
-            }
-            Ok((Some(id as i64), None))
-        })?,
+                Ok((Some(id as i64), None))
+            },
+        )?,
     )?;
 
     let sh = shared.clone();

@@ -36,7 +36,10 @@ pub enum CodecError {
 }
 
 /// Encodes `values` (appending to `out`).
-pub fn encode<'a>(values: impl ExactSizeIterator<Item = &'a Value>, out: &mut Vec<u8>) -> Result<(), CodecError> {
+pub fn encode<'a>(
+    values: impl ExactSizeIterator<Item = &'a Value>,
+    out: &mut Vec<u8>,
+) -> Result<(), CodecError> {
     out.extend_from_slice(&(values.len() as u32).to_le_bytes());
     let mut path = Vec::new();
     for value in values {
@@ -45,7 +48,11 @@ pub fn encode<'a>(values: impl ExactSizeIterator<Item = &'a Value>, out: &mut Ve
     Ok(())
 }
 
-fn encode_value(value: &Value, out: &mut Vec<u8>, path: &mut Vec<*const c_void>) -> Result<(), CodecError> {
+fn encode_value(
+    value: &Value,
+    out: &mut Vec<u8>,
+    path: &mut Vec<*const c_void>,
+) -> Result<(), CodecError> {
     match value {
         Value::Nil => out.push(NIL),
         Value::Boolean(false) => out.push(FALSE),
@@ -74,7 +81,11 @@ fn encode_value(value: &Value, out: &mut Vec<u8>, path: &mut Vec<*const c_void>)
     Ok(())
 }
 
-fn encode_table(table: &Table, out: &mut Vec<u8>, path: &mut Vec<*const c_void>) -> Result<(), CodecError> {
+fn encode_table(
+    table: &Table,
+    out: &mut Vec<u8>,
+    path: &mut Vec<*const c_void>,
+) -> Result<(), CodecError> {
     let pointer = table.to_pointer();
     if path.contains(&pointer) {
         return Err(CodecError::Cycle);
@@ -134,7 +145,9 @@ impl Reader<'_> {
         Ok(self.take(1)?[0])
     }
     fn u32(&mut self) -> Result<u32, CodecError> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().map_err(|_| CodecError::Corrupt)?))
+        Ok(u32::from_le_bytes(
+            self.take(4)?.try_into().map_err(|_| CodecError::Corrupt)?,
+        ))
     }
     fn u64(&mut self) -> Result<[u8; 8], CodecError> {
         self.take(8)?.try_into().map_err(|_| CodecError::Corrupt)
@@ -238,13 +251,22 @@ mod tests {
     #[test]
     fn unsendable_values_are_errors() {
         let lua = Lua::new();
-        assert!(matches!(round_trip(&lua, "return function() end"), Err(CodecError::Type("function"))));
-        assert!(matches!(round_trip(&lua, "local t = {} t.self = t return t"), Err(CodecError::Cycle)));
+        assert!(matches!(
+            round_trip(&lua, "return function() end"),
+            Err(CodecError::Type("function"))
+        ));
+        assert!(matches!(
+            round_trip(&lua, "local t = {} t.self = t return t"),
+            Err(CodecError::Cycle)
+        ));
         assert!(matches!(
             round_trip(&lua, "local t = {} for i = 1, 40 do t = {t} end return t"),
             Err(CodecError::TooDeep)
         ));
-        assert!(matches!(round_trip(&lua, "return coroutine.create(print)"), Err(CodecError::Type("coroutine"))));
+        assert!(matches!(
+            round_trip(&lua, "return coroutine.create(print)"),
+            Err(CodecError::Type("coroutine"))
+        ));
     }
 
     #[test]

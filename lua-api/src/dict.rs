@@ -55,7 +55,13 @@ fn error_word(e: DictError) -> &'static str {
     }
 }
 
-type Store = fn(&SharedDict, &[u8], DictValue, Option<u64>, u64) -> Result<shared_dict::SetOutcome, DictError>;
+type Store = fn(
+    &SharedDict,
+    &[u8],
+    DictValue,
+    Option<u64>,
+    u64,
+) -> Result<shared_dict::SetOutcome, DictError>;
 
 fn store(
     dict: &Dict,
@@ -84,16 +90,29 @@ impl UserData for Dict {
                 None => Ok(Value::Nil),
             }
         });
-        methods.add_method("set", |_, this, (key, value, ttl_ms): (mlua::LuaString, Value, Option<f64>)| {
-            store(this, SharedDict::set, "dict:set", key, value, ttl_ms)
-        });
-        methods.add_method("add", |_, this, (key, value, ttl_ms): (mlua::LuaString, Value, Option<f64>)| {
-            store(this, SharedDict::add, "dict:add", key, value, ttl_ms)
-        });
+        methods.add_method(
+            "set",
+            |_, this, (key, value, ttl_ms): (mlua::LuaString, Value, Option<f64>)| {
+                store(this, SharedDict::set, "dict:set", key, value, ttl_ms)
+            },
+        );
+        methods.add_method(
+            "add",
+            |_, this, (key, value, ttl_ms): (mlua::LuaString, Value, Option<f64>)| {
+                store(this, SharedDict::add, "dict:add", key, value, ttl_ms)
+            },
+        );
         methods.add_method(
             "replace",
             |_, this, (key, value, ttl_ms): (mlua::LuaString, Value, Option<f64>)| {
-                store(this, SharedDict::replace, "dict:replace", key, value, ttl_ms)
+                store(
+                    this,
+                    SharedDict::replace,
+                    "dict:replace",
+                    key,
+                    value,
+                    ttl_ms,
+                )
             },
         );
         methods.add_method(
@@ -128,12 +147,17 @@ impl UserData for Dict {
             this.inner.delete(&key.as_bytes(), now_ms());
             Ok(true)
         });
-        methods.add_method("expire", |_, this, (key, ttl_ms): (mlua::LuaString, Option<f64>)| {
-            match this.inner.expire(&key.as_bytes(), ttl(ttl_ms), now_ms()) {
+        methods.add_method(
+            "expire",
+            |_, this, (key, ttl_ms): (mlua::LuaString, Option<f64>)| match this.inner.expire(
+                &key.as_bytes(),
+                ttl(ttl_ms),
+                now_ms(),
+            ) {
                 Ok(()) => Ok((Some(true), None)),
                 Err(e) => Ok((None, Some(error_word(e)))),
-            }
-        });
+            },
+        );
         methods.add_method("ttl", |_, this, key: mlua::LuaString| {
             match this.inner.ttl(&key.as_bytes(), now_ms()) {
                 Ok(Some(ms)) => Ok((Some(ms as i64), None)),
@@ -156,14 +180,20 @@ impl UserData for Dict {
             this.inner.flush();
             Ok(true)
         });
-        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| Ok(format!("lunet.shared.dict({})", this.name)));
+        methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
+            Ok(format!("lunet.shared.dict({})", this.name))
+        });
     }
 }
 
 /// `lunet.shared.dict(name [, capacity_bytes])`.
 pub fn open(_: &Lua, (name, capacity): (String, Option<i64>)) -> mlua::Result<Dict> {
     let capacity = match capacity {
-        Some(c) if c <= 0 => return Err(mlua::Error::runtime("lunet.shared.dict: capacity must be positive")),
+        Some(c) if c <= 0 => {
+            return Err(mlua::Error::runtime(
+                "lunet.shared.dict: capacity must be positive",
+            ))
+        }
         Some(c) => Some(c as usize),
         None => None,
     };

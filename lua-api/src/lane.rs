@@ -46,7 +46,12 @@ impl Plain {
             Value::Integer(i) => Plain::Int(*i),
             Value::Number(f) => Plain::Float(*f),
             Value::String(s) => Plain::Str(s.as_bytes().to_vec()),
-            other => return Err(format!("cannot bind a {} (nil, boolean, number or string)", other.type_name())),
+            other => {
+                return Err(format!(
+                    "cannot bind a {} (nil, boolean, number or string)",
+                    other.type_name()
+                ))
+            }
         })
     }
 
@@ -119,7 +124,8 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
             Box::new(move || {
                 match with_db(&path, |conn| {
                     let mut statement = conn.prepare_cached(&sql)?;
-                    let changes = statement.execute(rusqlite::params_from_iter(params.iter().map(to_sql)))?;
+                    let changes =
+                        statement.execute(rusqlite::params_from_iter(params.iter().map(to_sql)))?;
                     Ok((changes as i64, conn.last_insert_rowid()))
                 }) {
                     Ok((changes, last)) => reply(vec![Plain::Int(changes), Plain::Int(last)]),
@@ -131,10 +137,12 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
             let path = string_arg(values, 2, "db")?;
             let sql = string_arg(values, 3, "db:query: sql")?;
             let params = binds(values, 4).map_err(|e| format!("db:query: {e}"))?;
-            Box::new(move || match with_db(&path, |conn| query(conn, &sql, &params)) {
-                Ok(rows) => reply(vec![Plain::List(rows)]),
-                Err(e) => failure(e),
-            })
+            Box::new(
+                move || match with_db(&path, |conn| query(conn, &sql, &params)) {
+                    Ok(rows) => reply(vec![Plain::List(rows)]),
+                    Err(e) => failure(e),
+                },
+            )
         }
         LANE_DB_ATOMIC => {
             let path = string_arg(values, 2, "db")?;
@@ -143,7 +151,10 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                     let mut statements = Vec::new();
                     for (n, item) in list.clone().sequence_values::<Value>().enumerate() {
                         let Ok(Value::Table(item)) = item else {
-                            return Err(format!("db:atomic: statement #{} must be a table {{sql, ...}}", n + 1));
+                            return Err(format!(
+                                "db:atomic: statement #{} must be a table {{sql, ...}}",
+                                n + 1
+                            ));
                         };
                         let mut sql = None;
                         let mut params = Vec::new();
@@ -152,13 +163,21 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                             if i == 0 {
                                 match value {
                                     Value::String(s) => sql = Some(s.to_string_lossy()),
-                                    _ => return Err(format!("db:atomic: statement #{} has no sql string", n + 1)),
+                                    _ => {
+                                        return Err(format!(
+                                            "db:atomic: statement #{} has no sql string",
+                                            n + 1
+                                        ))
+                                    }
                                 }
                             } else {
-                                params.push(Plain::scalar(&value).map_err(|e| format!("db:atomic: {e}"))?);
+                                params.push(
+                                    Plain::scalar(&value).map_err(|e| format!("db:atomic: {e}"))?,
+                                );
                             }
                         }
-                        let sql = sql.ok_or_else(|| format!("db:atomic: statement #{} is empty", n + 1))?;
+                        let sql =
+                            sql.ok_or_else(|| format!("db:atomic: statement #{} is empty", n + 1))?;
                         statements.push((sql, params));
                     }
                     statements
@@ -171,7 +190,9 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                     let mut changes = 0i64;
                     for (sql, params) in &statements {
                         let mut statement = transaction.prepare_cached(sql)?;
-                        changes += statement.execute(rusqlite::params_from_iter(params.iter().map(to_sql)))? as i64;
+                        changes += statement
+                            .execute(rusqlite::params_from_iter(params.iter().map(to_sql)))?
+                            as i64;
                     }
                     transaction.commit()?;
                     Ok(changes)
@@ -250,7 +271,11 @@ fn to_sql(plain: &Plain) -> SqlValue {
 
 fn query(conn: &rusqlite::Connection, sql: &str, params: &[Plain]) -> rusqlite::Result<Vec<Plain>> {
     let mut statement = conn.prepare_cached(sql)?;
-    let names: Vec<String> = statement.column_names().iter().map(|n| n.to_string()).collect();
+    let names: Vec<String> = statement
+        .column_names()
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
     let mut rows = statement.query(rusqlite::params_from_iter(params.iter().map(to_sql)))?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
@@ -275,7 +300,10 @@ thread_local! {
     static DATABASES: RefCell<HashMap<String, rusqlite::Connection>> = RefCell::new(HashMap::new());
 }
 
-fn with_db<R>(path: &str, f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R>) -> Result<R, String> {
+fn with_db<R>(
+    path: &str,
+    f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R>,
+) -> Result<R, String> {
     DATABASES.with(|databases| {
         let mut databases = databases.borrow_mut();
         if !databases.contains_key(path) {

@@ -4,11 +4,11 @@
 
 mod api;
 mod codec;
-mod interrupt;
-mod services;
 mod dict;
-pub mod lane;
 pub mod host;
+mod interrupt;
+pub mod lane;
+mod services;
 mod slab;
 pub mod state;
 

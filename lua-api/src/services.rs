@@ -38,7 +38,12 @@ fn target(shared: &Shared, handle: &Value) -> Result<Arc<Service>, String> {
                 .query_name(&name)
                 .ok_or_else(|| format!("no service is named '{name}'"))?
         }
-        other => return Err(format!("expected a service handle or name, got {}", other.type_name())),
+        other => {
+            return Err(format!(
+                "expected a service handle or name, got {}",
+                other.type_name()
+            ))
+        }
     };
     shared.runtime.service(id).ok_or_else(|| DEAD.to_string())
 }
@@ -84,7 +89,10 @@ pub fn error_payload(message: &str) -> Vec<u8> {
 
 pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
     let sh = shared.clone();
-    core.set("self", lua.create_function(move |_, ()| Ok(self_id(&sh) as i64))?)?;
+    core.set(
+        "self",
+        lua.create_function(move |_, ()| Ok(self_id(&sh) as i64))?,
+    )?;
 
     let sh = shared.clone();
     core.set(
@@ -115,39 +123,57 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
     let sh = shared.clone();
     core.set(
         "call",
-        lua.create_function(move |_, (handle, args): (Value, MultiValue)| -> mlua::Result<(Option<i64>, Option<String>)> {
-            let target = match target(&sh, &handle) {
-                Ok(target) => target,
-                Err(e) if e == DEAD => {
-                    return Ok((None, Some(format!("lunet.call: service {} is dead", describe(&handle)))))
+        lua.create_function(
+            move |_,
+                  (handle, args): (Value, MultiValue)|
+                  -> mlua::Result<(Option<i64>, Option<String>)> {
+                let target = match target(&sh, &handle) {
+                    Ok(target) => target,
+                    Err(e) if e == DEAD => {
+                        return Ok((
+                            None,
+                            Some(format!("lunet.call: service {} is dead", describe(&handle))),
+                        ))
+                    }
+                    Err(e) => return Ok((None, Some(format!("lunet.call: {e}")))),
+                };
+                let mut payload = Vec::new();
+                if let Err(e) = codec::encode(args.iter(), &mut payload) {
+                    return Ok((None, Some(format!("lunet.call: {e}"))));
                 }
-                Err(e) => return Ok((None, Some(format!("lunet.call: {e}")))),
-            };
-            let mut payload = Vec::new();
-            if let Err(e) = codec::encode(args.iter(), &mut payload) {
-                return Ok((None, Some(format!("lunet.call: {e}"))));
-            }
-            let token = call_token(&sh);
-            let message = Message {
-                source: self_id(&sh),
-                session: token,
-                kind: KIND_CALL,
-                payload,
-            };
-            match sh.runtime.post_message(&target, message) {
-                Ok(()) => Ok((Some(token as i64), None)),
-                Err(PostError::Overloaded) => Ok((None, Some(format!("lunet.call: service :{} is overloaded", target.id())))),
-                Err(PostError::Dead) => Ok((None, Some(format!("lunet.call: service :{} is dead", target.id())))),
-            }
-        })?,
+                let token = call_token(&sh);
+                let message = Message {
+                    source: self_id(&sh),
+                    session: token,
+                    kind: KIND_CALL,
+                    payload,
+                };
+                match sh.runtime.post_message(&target, message) {
+                    Ok(()) => Ok((Some(token as i64), None)),
+                    Err(PostError::Overloaded) => Ok((
+                        None,
+                        Some(format!(
+                            "lunet.call: service :{} is overloaded",
+                            target.id()
+                        )),
+                    )),
+                    Err(PostError::Dead) => Ok((
+                        None,
+                        Some(format!("lunet.call: service :{} is dead", target.id())),
+                    )),
+                }
+            },
+        )?,
     )?;
 
     let sh = shared.clone();
     core.set(
         "spawn",
-        lua.create_function(move |lua, (options, args): (Table, MultiValue)| match spawn(&sh, options, args) {
-            Ok((handle, token)) => Ok((Some(handle), Value::Integer(token as i64))),
-            Err(e) => Ok((None, Value::String(lua.create_string(&e)?))),
+        lua.create_function(move |lua, (options, args): (Table, MultiValue)| {
+            match spawn(&sh, options, args) {
+                Ok((handle, token)) => Ok((Some(handle), Value::Integer(token as i64))),
+                Err(e) => Ok((None, Value::String(lua.create_string(&e)?))),
+            }
         })?,
     )?;
 
@@ -189,13 +215,19 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
         "register",
         lua.create_function(move |_, name: String| {
             if name.is_empty() {
-                return Ok((false, Some("lunet.register: the name must not be empty".to_string())));
+                return Ok((
+                    false,
+                    Some("lunet.register: the name must not be empty".to_string()),
+                ));
             }
             match sh.runtime.register_name(&name, self_id(&sh)) {
                 Ok(()) => Ok((true, None)),
-                Err(owner) => Ok((false, Some(format!(
-                    "lunet.register: '{name}' is already the name of service :{owner}"
-                )))),
+                Err(owner) => Ok((
+                    false,
+                    Some(format!(
+                        "lunet.register: '{name}' is already the name of service :{owner}"
+                    )),
+                )),
             }
         })?,
     )?;
@@ -203,7 +235,9 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
     let sh = shared.clone();
     core.set(
         "query",
-        lua.create_function(move |_, name: String| Ok(sh.runtime.query_name(&name).map(|id| id as i64)))?,
+        lua.create_function(move |_, name: String| {
+            Ok(sh.runtime.query_name(&name).map(|id| id as i64))
+        })?,
     )?;
 
     let sh = shared.clone();
@@ -303,8 +337,16 @@ fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Resul
         trusted,
         memory_limit: memory.filter(|m| *m > 0).map(|m| m as usize),
     };
-    let body = LuaService::build(&shared.runtime, &label, settings, &script, None, service_options, &|_| Ok(()))
-        .map_err(|e| runtime_error(format!("lunet.spawn: {e}")))?;
+    let body = LuaService::build(
+        &shared.runtime,
+        &label,
+        settings,
+        &script,
+        None,
+        service_options,
+        &|_| Ok(()),
+    )
+    .map_err(|e| runtime_error(format!("lunet.spawn: {e}")))?;
     let service = shared.runtime.spawn_service(&label, Box::new(body));
     if let Some(cap) = mailbox.filter(|m| *m > 0) {
         service.set_mailbox_cap(cap as usize);
@@ -357,4 +399,3 @@ fn resolve_script(script: &str, dir: Option<&std::path::Path>) -> Option<std::pa
     let in_dir = dir?.join(script);
     in_dir.is_file().then_some(in_dir)
 }
-

@@ -178,7 +178,11 @@ pub fn try_read(entry: &mut ConnEntry, kind: &ReadKind) -> ReadOutcome {
         let limit = match kind {
             ReadKind::Line { max } => {
                 if let Some(at) = memchr::memchr(b'\n', input) {
-                    let end = if at > 0 && input[at - 1] == b'\r' { at - 1 } else { at };
+                    let end = if at > 0 && input[at - 1] == b'\r' {
+                        at - 1
+                    } else {
+                        at
+                    };
                     if end > *max {
                         return ReadOutcome::Failed {
                             err: "too long",
@@ -201,7 +205,10 @@ pub fn try_read(entry: &mut ConnEntry, kind: &ReadKind) -> ReadOutcome {
             }
             ReadKind::Exact { n } => {
                 if input.len() >= *n {
-                    return ReadOutcome::Ready { end: *n, consume: *n };
+                    return ReadOutcome::Ready {
+                        end: *n,
+                        consume: *n,
+                    };
                 }
                 n - input.len()
             }

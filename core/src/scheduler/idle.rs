@@ -52,7 +52,8 @@ impl Idle {
 
     /// Wakes one parked worker unless a worker is already searching.
     pub(crate) fn notify_one(&self) {
-        if self.searching.load(Ordering::SeqCst) > 0 || self.num_sleepers.load(Ordering::SeqCst) == 0
+        if self.searching.load(Ordering::SeqCst) > 0
+            || self.num_sleepers.load(Ordering::SeqCst) == 0
         {
             return;
         }
