@@ -8,9 +8,8 @@
 
 mod common;
 
-use common::{Client, Server};
+use common::{Client, Server, TempDir};
 use std::io::ErrorKind;
-use std::path::PathBuf;
 
 fn lane_server(args: &[&str]) -> Server {
     Server::start(&common::test_script("lane_ops.lua"), args)
@@ -34,32 +33,6 @@ fn nothing_arrived(client: &mut Client) -> bool {
     let result = stream.peek(&mut byte);
     stream.set_nonblocking(false).unwrap();
     matches!(result, Err(ref e) if e.kind() == ErrorKind::WouldBlock)
-}
-
-/// A directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let path =
-            std::env::temp_dir().join(format!("lunet-test-{tag}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.0.join(name).display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]

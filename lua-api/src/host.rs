@@ -138,6 +138,25 @@ impl Sched {
     }
 }
 
+/// Gives a waiting session a deadline `timeout_ms` from now. A timer is
+/// added only if none of the session's timers fires by then (one that fires
+/// early is re-armed by `on_timer`), so a session that waits often keeps at
+/// most a couple of entries in the wheel.
+fn arm_timeout(
+    runtime: &Runtime,
+    service: &Arc<Service>,
+    sid: u64,
+    session: &mut Session,
+    timeout_ms: u64,
+) {
+    let deadline = now_ms().saturating_add(timeout_ms);
+    session.deadline = Some(deadline);
+    if session.timer_armed.is_none_or(|armed| armed > deadline) {
+        session.timer_armed = Some(deadline);
+        runtime.add_timer(service, deadline, sid << 1);
+    }
+}
+
 pub struct LuaService {
     lua: Lua,
     shared: Shared,
@@ -514,12 +533,7 @@ impl LuaService {
                         session.wait = Wait::LaneSlot(task);
                         self.sched.lane_blocked.push_back(sid);
                         if lane_timeout > 0 {
-                            let deadline = now_ms().saturating_add(lane_timeout);
-                            session.deadline = Some(deadline);
-                            if session.timer_armed.is_none_or(|armed| armed > deadline) {
-                                session.timer_armed = Some(deadline);
-                                self.shared.runtime.add_timer(service, deadline, sid << 1);
-                            }
+                            arm_timeout(&self.shared.runtime, service, sid, session, lane_timeout);
                         }
                     }
                 }
@@ -573,12 +587,7 @@ impl LuaService {
         };
         session.wait = wait;
         if timeout_ms > 0 {
-            let deadline = now_ms().saturating_add(timeout_ms);
-            session.deadline = Some(deadline);
-            if session.timer_armed.is_none_or(|armed| armed > deadline) {
-                session.timer_armed = Some(deadline);
-                self.shared.runtime.add_timer(service, deadline, sid << 1);
-            }
+            arm_timeout(&self.shared.runtime, service, sid, session, timeout_ms);
         }
     }
 
