@@ -1,39 +1,127 @@
 #!/usr/bin/env bash
-# bench/run.sh: lunet's first-milestone comparison, in one bounded run.
+# bench/run.sh: lunet's whole comparison table, in one bounded run.
 #
-#   bench/run.sh            # about 1.5 minutes once built; see bench/README.md
+#   bench/run.sh                   # every leg, about 4 minutes once built
+#   bench/run.sh echo http         # a subset (legs below)
+#   BENCH_SMOKE=1 bench/run.sh     # every leg, short, about 1 minute
 #
-# Rows: line echo (lunet vs raw-echo-server), HTTP hello (lunet vs nginx +
-# lua, with wrk), RSS per idle connection (10,000 held). Writes
-# bench/results/YYYY-MM-DD.md (table, machine, exact commands) and prints the
-# table. A leg whose tool or server is missing is reported as skipped, not
-# fatal. Every process started here is stopped on exit.
+# Legs (default: all, in this order):
+#   echo       line echo: lunet vs raw-echo-server (mio), echo-load -c 50
+#   http       HTTP hello: lunet vs nginx + lua, wrk -t2 -c100
+#   mem        RSS per idle connection, 10,000 held (hold-conns)
+#   scale      RSS per idle connection, 19,000 held by `lunet load --hold`
+#   connector  `lunet load` vs wrk and vs echo-load, on one server each
+#   resp       kv.lua vs redis-server (bench/resp.sh)
+#   services   ping-pong calls, sends, idle service vs skynet (bench/services.sh)
+#   lane       head-of-line ratio, SQLite inserts/s (bench/lane.sh)
 #
-# Knobs (environment), for smoke runs; the milestone figures use the defaults:
-#   BENCH_DURATION=5s   measured time of each echo-load and wrk run
-#   BENCH_ROUNDS=2      runs per server, alternating; the best one is kept
-#   BENCH_HOLD=10000    idle connections for the memory row
-#   BENCH_RESULTS=FILE  where to write the results (default bench/results/DATE.md)
-#   LUNET_WORKERS=N     pass --workers N to lunet (default: lunet's own default)
+# Writes bench/results/YYYY-MM-DD.md (a subset run: YYYY-MM-DD-LEG-LEG.md;
+# a smoke run: /tmp/lunet-bench-smoke.md) with the table, each row's goal
+# from the issues and met/missed, the machine, notes on anything skipped, the
+# exact commands and the called scripts' own detail; prints the table. A leg
+# whose tool, script or server is missing is reported as skipped, not fatal.
+# Every process started here is stopped on exit, also on Ctrl-C.
+#
+# Knobs (environment), for smoke runs; the published figures use the defaults:
+#   BENCH_SMOKE=1           short defaults for every knob below (each can still be set)
+#   BENCH_DURATION=5s       measured time of each echo-load, wrk and lunet load run
+#   BENCH_ROUNDS=2          runs per side, alternating; the best one is kept
+#   BENCH_HOLD=10000        idle connections for the mem leg
+#   BENCH_SCALE_HOLD=19000  idle connections for the scale leg
+#   BENCH_SCALE_DURATION=5s how long lunet load --hold holds them
+#   BENCH_RESULTS=FILE      where to write the results
+#   LUNET_WORKERS=N         pass --workers N to lunet
+#   SERVICES_ROUNDS=5       bench/services.sh rounds (its BENCH_ROUNDS)
+#   BENCH_CALLS, BENCH_SECONDS, BENCH_MESSAGES, BENCH_IDLE: passed to services.sh
+#   RESP_BENCH_REQUESTS, RESP_BENCH_CLIENTS, RESP_BENCH_ROUNDS: passed to resp.sh
+#   LANE_BENCH_DURATION=6, LANE_BENCH_ROUNDS=3, LANE_BENCH_RATE: passed to lane.sh
 
 set -u -o pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 
-DURATION=${BENCH_DURATION:-5s}
-ROUNDS=${BENCH_ROUNDS:-2}
-HOLD=${BENCH_HOLD:-10000}
+ALL_LEGS=(echo http mem scale connector resp services lane)
+usage() {
+    sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+LEGS=()
+for arg in "$@"; do
+    case $arg in
+    -h | --help) usage; exit 0 ;;
+    all) LEGS+=("${ALL_LEGS[@]}") ;;
+    memory | rss) LEGS+=(mem) ;;
+    load) LEGS+=(connector) ;;
+    echo | http | mem | scale | connector | resp | services | lane) LEGS+=("$arg") ;;
+    *) printf 'bench/run.sh: unknown leg %q (legs: %s, all)\n' "$arg" "${ALL_LEGS[*]}" >&2; exit 2 ;;
+    esac
+done
+SUBSET=
+if [ ${#LEGS[@]} = 0 ]; then
+    LEGS=("${ALL_LEGS[@]}")
+else
+    # Run in the canonical order, once each.
+    picked=()
+    for leg in "${ALL_LEGS[@]}"; do
+        [[ " ${LEGS[*]} " == *" $leg "* ]] && picked+=("$leg")
+    done
+    [ "${picked[*]}" = "${ALL_LEGS[*]}" ] || SUBSET=$(IFS=-; echo "${picked[*]}")
+    LEGS=("${picked[@]}")
+fi
+want() { [[ " ${LEGS[*]} " == *" $1 "* ]]; }
+
+SMOKE=${BENCH_SMOKE:-0}
+[ "$SMOKE" = 0 ] && SMOKE=
+smoke_default() { # VAR SMOKE-VALUE FULL-VALUE: set VAR unless already set
+    [ -n "${!1:-}" ] && return 0
+    if [ -n "$SMOKE" ]; then printf -v "$1" '%s' "$2"; else printf -v "$1" '%s' "$3"; fi
+    export "${1?}"
+}
+smoke_default BENCH_DURATION 1s 5s
+smoke_default BENCH_ROUNDS 1 2
+smoke_default BENCH_HOLD 1000 10000
+smoke_default BENCH_SCALE_HOLD 2000 19000
+smoke_default BENCH_SCALE_DURATION 3s 5s
+smoke_default SERVICES_ROUNDS 1 5
+smoke_default BENCH_CALLS 100000 1000000
+smoke_default BENCH_MESSAGES 200000 2000000
+smoke_default BENCH_IDLE 1000 10000
+smoke_default RESP_BENCH_REQUESTS 20000 200000
+smoke_default RESP_BENCH_ROUNDS 1 3
+smoke_default LANE_BENCH_DURATION 2 6
+smoke_default LANE_BENCH_ROUNDS 1 3
+
+DURATION=$BENCH_DURATION
+ROUNDS=$BENCH_ROUNDS
+HOLD=$BENCH_HOLD
+SCALE_HOLD=$BENCH_SCALE_HOLD
+SCALE_DURATION=$BENCH_SCALE_DURATION
+SCALE_SOURCE=127.0.0.1-127.0.0.4
 DATE=$(date +%F)
-RESULTS=${BENCH_RESULTS:-bench/results/$DATE.md}
+if [ -n "${BENCH_RESULTS:-}" ]; then
+    RESULTS=$BENCH_RESULTS
+elif [ -n "$SMOKE" ]; then
+    RESULTS=/tmp/lunet-bench-smoke.md
+else
+    RESULTS=bench/results/$DATE${SUBSET:+-$SUBSET}.md
+fi
 BIN=target/release
 BODY="hello world"
 export NO_COLOR=1 # lunet's log lines are parsed below
+
+# Bounds on the called scripts (seconds); each is far above its usual time.
+LIMIT_RESP=300
+LIMIT_SERVICES=180
+LIMIT_LANE=240
 
 WORK=$(mktemp -d /tmp/lunet-bench.XXXXXX)
 PIDS=()     # every process group started here
 COMMANDS=() # what was run, for the results file
 NOTES=()    # skips and failures, for the results file
+ROWS=()     # the table's rows, in order
+DETAIL=()   # files whose text goes in the results file's appendix: "TITLE|FILE"
+STARTED=$(date +%s)
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 note() { NOTES+=("$*"); log "$*"; }
@@ -46,12 +134,12 @@ record() { # CMD...: remember the command, quoted so it can be pasted back
     COMMANDS+=("$line")
 }
 
-stop_group() { # PID: SIGTERM the process group, SIGKILL it if still there after 3 s
-    local pid=$1 kept=() other
+stop_group() { # PID [GRACE]: SIGTERM the process group, SIGKILL it if still there after GRACE s (3)
+    local pid=$1 grace=${2:-3} kept=() other
     for other in "${PIDS[@]}"; do [ "$other" = "$pid" ] || kept+=("$other"); done
     PIDS=("${kept[@]}")
     kill -TERM -- "-$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-    for _ in $(seq 30); do
+    for _ in $(seq $((grace * 10))); do
         kill -0 -- "-$pid" 2>/dev/null || break
         sleep 0.1
     done
@@ -62,7 +150,8 @@ stop_group() { # PID: SIGTERM the process group, SIGKILL it if still there after
 
 cleanup() {
     local pid
-    for pid in "${PIDS[@]}"; do stop_group "$pid"; done
+    # The called scripts get time to stop their own servers.
+    for pid in "${PIDS[@]}"; do stop_group "$pid" 10; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -110,11 +199,30 @@ print(json.loads(lines[-1])[sys.argv[2]] if lines else "")
 EOF
 }
 
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
 fmt_int() { printf '%.0f' "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
 ratio() { python3 -c 'import sys; a, b = map(float, sys.argv[1:]); print(f"{a / b:.2f}" if b else "-")' "$1" "$2"; }
+greater() { python3 -c 'import sys; sys.exit(not float(sys.argv[1]) > float(sys.argv[2]))' "$1" "$2"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+verdict() { # VALUE OP GOAL: met / missed / - (VALUE not a number)
+    python3 - "$@" <<'EOF'
+import sys
+value, op, goal = sys.argv[1:]
+try:
+    v = float(value.rstrip("x").replace(",", ""))
+except ValueError:
+    print("-")
+    sys.exit()
+ok = v >= float(goal) if op == ">=" else v <= float(goal)
+print("met" if ok else "**missed**")
+EOF
+}
+row() { # BENCHMARK LUNET REFERENCE REFERENCE-FIGURE RATIO GOAL VERDICT
+    local cells=("$@") line="|" cell
+    for cell in "${cells[@]}"; do line+=" ${cell//|/\\|} |"; done
+    ROWS+=("$line")
+}
 
 lunet_cmd() { # SCRIPT: the lunet command line for SCRIPT on a free port
     LUNET_CMD=("$BIN/lunet" serve "$1" listen=127.0.0.1:0)
@@ -136,8 +244,62 @@ run_waiting() { # LOG CMD...
     return $status
 }
 
+# run_script OUT ERR LIMIT CMD...: runs a called script in its own process
+# group, stdout to OUT, stderr to ERR and to ours (its progress lines); stops
+# it (its trap then stops its servers) after LIMIT seconds. Returns its status
+# (124 when stopped for time).
+run_script() {
+    local out=$1 err=$2 limit=$3
+    shift 3
+    setsid "$@" >"$out" 2> >(tee "$err" >&2) &
+    local pid=$! status deadline=$((SECONDS + limit))
+    PIDS+=("$pid")
+    while kill -0 "$pid" 2>/dev/null; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            note "$* took longer than $limit s; stopped"
+            stop_group "$pid" 10
+            return 124
+        fi
+        sleep 0.5
+    done
+    wait "$pid"
+    status=$?
+    stop_group "$pid"
+    return $status
+}
+
+# The best run of each side: every run is listed, the fastest is kept.
+declare -A RATE P99 ERRS RUNS BYTES SKIP
+keep() { # KEY RATE P99-US ERRORS [BYTES-PER-RESPONSE]
+    RUNS[$1]="${RUNS[$1]:-}${RUNS[$1]:+, }$(fmt_int "$2")"
+    if greater "$2" "${RATE[$1]:-0}"; then
+        RATE[$1]=$2 P99[$1]=$3 ERRS[$1]=$4 BYTES[$1]=${5:-}
+    fi
+}
+rate_cell() { # KEY UNIT
+    if [ -n "${RATE[$1]:-}" ]; then
+        printf '%s %s, p99 %s us' "$(fmt_int "${RATE[$1]}")" "$2" "${P99[$1]}"
+        [ -n "${BYTES[$1]}" ] && printf ', %s B/resp' "${BYTES[$1]}"
+        [ "${ERRS[$1]}" != 0 ] && printf ', %s errors' "${ERRS[$1]}"
+        printf ' (runs: %s)' "${RUNS[$1]}"
+    elif [ -n "${SKIP[$1]:-}" ]; then
+        printf 'skipped: %s' "${SKIP[$1]}"
+    else
+        printf 'not measured'
+    fi
+}
+rate_ratio() { # KEY REFERENCE-KEY
+    if [ -n "${RATE[$1]:-}" ] && [ -n "${RATE[$2]:-}" ]; then ratio "${RATE[$1]}" "${RATE[$2]}"; else printf -- '-'; fi
+}
+rate_row() { # LABEL KEY UNIT REFERENCE REFERENCE-KEY GOAL-RATIO
+    local r
+    r=$(rate_ratio "$2" "$5")
+    row "$1" "$(rate_cell "$2" "$3")" "$4" "$(rate_cell "$5" "$3")" "$r" "≥ $6x" "$(verdict "$r" ">=" "$6")"
+}
+
 # ---------------------------------------------------------------- build
 LUNET_OK=1
+log "legs: ${LEGS[*]}; results: $RESULTS"
 log "building (cargo build --release -p lunet -p lunet-bench)"
 record cargo build --release -p lunet -p lunet-bench
 if ! run_waiting "$WORK/build.log" cargo build --release -p lunet -p lunet-bench; then
@@ -149,70 +311,108 @@ if ! run_waiting "$WORK/build.log" cargo build --release -p lunet -p lunet-bench
         exit 1
     fi
 fi
-for script in server-scripts/echo.lua server-scripts/http_hello.lua; do
-    [ -f "$script" ] || note "$script is missing; its lunet row is skipped"
-done
-
-# ---------------------------------------------------------------- line echo
-# Each server is started fresh for each run; runs alternate raw, lunet, raw,
-# lunet so that a slow spell on the (shared, virtual) machine hits both.
-declare -A ECHO_RATE ECHO_P99 ECHO_ERRORS ECHO_RUNS
-run_echo() { # NAME ROUND CMD...
-    local name=$1 round=$2
-    shift 2
-    local out="$WORK/echo-$name-$round"
-    start_server "$name" "$out.server" "$@" || return 1
-    local load=("$BIN/echo-load" --addr "$ADDR" -c 50 --size 64 -d "$DURATION" --warmup 1s)
-    record "${load[@]}"
-    "${load[@]}" >"$out.load" 2>&1
-    stop_group "$SERVER_PID"
-    local rate p99 errors
-    rate=$(json_field "$out.load" rate)
-    p99=$(json_field "$out.load" p99_us)
-    errors=$(json_field "$out.load" errors)
-    if [ -z "$rate" ]; then
-        note "echo-load against $name failed: $(tail -c 300 "$out.load" | tr '\n' ' ')"
-        return 1
-    fi
-    log "echo $name round $round: $(head -1 "$out.load")"
-    ECHO_RUNS[$name]="${ECHO_RUNS[$name]:-}${ECHO_RUNS[$name]:+, }$(fmt_int "$rate")"
-    if python3 -c 'import sys; sys.exit(not float(sys.argv[1]) > float(sys.argv[2]))' "$rate" "${ECHO_RATE[$name]:-0}"; then
-        ECHO_RATE[$name]=$rate ECHO_P99[$name]=$p99 ECHO_ERRORS[$name]=$errors
-    fi
+lunet_has() { # SCRIPT: lunet built and SCRIPT present (noted once when missing)
+    [ "$LUNET_OK" = 1 ] || return 1
+    [ -f "$1" ] && return 0
+    [[ " ${MISSING_NOTED:-} " == *" $1 "* ]] || note "$1 is missing; its lunet rows are skipped"
+    MISSING_NOTED="${MISSING_NOTED:-} $1"
+    return 1
 }
 
-for round in $(seq "$ROUNDS"); do
-    run_echo raw "$round" "$BIN/raw-echo-server" --listen 127.0.0.1:0
-    if [ "$LUNET_OK" = 1 ] && [ -f server-scripts/echo.lua ]; then
-        lunet_cmd server-scripts/echo.lua
-        run_echo lunet "$round" "${LUNET_CMD[@]}"
+# ---------------------------------------------------------------- line echo
+echo_load() { # KEY ROUND ADDR: one echo-load run, kept under KEY
+    local key=$1 out="$WORK/echo-load-${1//:/-}-$2"
+    local load=("$BIN/echo-load" --addr "$3" -c 50 --size 64 -d "$DURATION" --warmup 1s)
+    record "${load[@]}"
+    "${load[@]}" >"$out" 2>&1
+    local rate
+    rate=$(json_field "$out" rate)
+    if [ -z "$rate" ]; then
+        note "echo-load ($key) failed: $(tail -c 300 "$out" | tr '\n' ' ')"
+        return 1
     fi
-done
+    log "$key round $2: $(head -1 "$out")"
+    keep "$key" "$rate" "$(json_field "$out" p99_us)" "$(json_field "$out" errors)"
+}
+
+lunet_load() { # KEY ROUND ADDR ARGS...: one `lunet load ARGS` run, kept under KEY
+    local key=$1 round=$2 addr=$3 out="$WORK/lunet-load-${1//:/-}-$2"
+    shift 3
+    local load=("$BIN/lunet" load "$@" -d "$DURATION" --warmup 1s -q --json "$out.json" "$addr")
+    record "${load[@]}"
+    "${load[@]}" >"$out" 2>&1
+    local parsed
+    parsed=$(python3 - "$out.json" <<'EOF' 2>/dev/null
+import json, sys
+d = json.load(open(sys.argv[1]))
+bad = sum(n for status, n in d.get("statuses", {}).items() if not status.startswith("2"))
+if d["requests"]:
+    print(d["requests_per_s"], f'{d["latency_us"]["p99"]:.1f}', d["errors"]["total"] + bad)
+EOF
+    )
+    if [ -z "$parsed" ]; then
+        note "lunet load ($key) failed: $(tail -c 300 "$out" | tr '\n' ' ')"
+        return 1
+    fi
+    local rate p99 errors
+    read -r rate p99 errors <<<"$parsed"
+    log "$key round $round: $(fmt_int "$rate") req/s, p99 $p99 us, $errors errors"
+    keep "$key" "$rate" "$p99" "$errors"
+}
+
+run_echo() { # KEY ROUND CMD...: a fresh server, one echo-load run
+    local key=$1 round=$2
+    shift 2
+    start_server "$key" "$WORK/server-${key//:/-}-$round" "$@" || return 1
+    echo_load "$key" "$round" "$ADDR"
+    stop_group "$SERVER_PID"
+}
+
+if want echo; then
+    log "leg echo"
+    # Runs alternate raw, lunet, raw, lunet so that a slow spell on the
+    # (shared, virtual) machine hits both.
+    for round in $(seq "$ROUNDS"); do
+        run_echo echo:raw "$round" "$BIN/raw-echo-server" --listen 127.0.0.1:0
+        if lunet_has server-scripts/echo.lua; then
+            lunet_cmd server-scripts/echo.lua
+            run_echo echo:lunet "$round" "${LUNET_CMD[@]}"
+        fi
+    done
+    rate_row "line echo: echo-load -c 50 --size 64 -d $DURATION, best of $ROUNDS" \
+        echo:lunet "rt/s" "raw-echo-server (mio, 1 thread)" echo:raw 0.9
+fi
 
 # ---------------------------------------------------------------- HTTP hello
-declare -A HTTP_RATE HTTP_P99 HTTP_ERRORS HTTP_RUNS HTTP_BYTES
 HTTP_SKIP=
+PACKAGES_CHECKED=
 
 ensure_packages() { # install wrk, nginx and the lua module if missing (Debian)
+    [ -n "$PACKAGES_CHECKED" ] && { [ -z "$HTTP_SKIP" ]; return; }
+    PACKAGES_CHECKED=1
     local missing=() package
     for package in wrk nginx libnginx-mod-http-lua; do
         dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' ||
             missing+=("$package")
     done
-    [ ${#missing[@]} = 0 ] && return 0
-    if ! command -v apt-get >/dev/null || [ "$(id -u)" != 0 ]; then
-        HTTP_SKIP="missing ${missing[*]} and cannot apt-get install as $(id -un)"
-        return 1
-    fi
-    log "installing ${missing[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${missing[@]}" >"$WORK/apt.log" 2>&1; then
-        apt-get update >>"$WORK/apt.log" 2>&1
-        if ! apt-get install -y --no-install-recommends "${missing[@]}" >>"$WORK/apt.log" 2>&1; then
-            HTTP_SKIP="apt-get install ${missing[*]} failed: $(tail -1 "$WORK/apt.log")"
+    if [ ${#missing[@]} -gt 0 ]; then
+        if ! command -v apt-get >/dev/null || [ "$(id -u)" != 0 ]; then
+            HTTP_SKIP="missing ${missing[*]} and cannot apt-get install as $(id -un)"
             return 1
         fi
+        log "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        if ! apt-get install -y --no-install-recommends "${missing[@]}" >"$WORK/apt.log" 2>&1; then
+            apt-get update >>"$WORK/apt.log" 2>&1
+            if ! apt-get install -y --no-install-recommends "${missing[@]}" >>"$WORK/apt.log" 2>&1; then
+                HTTP_SKIP="apt-get install ${missing[*]} failed: $(tail -1 "$WORK/apt.log")"
+                return 1
+            fi
+        fi
     fi
+    command -v wrk >/dev/null || HTTP_SKIP="wrk not found"
+    command -v nginx >/dev/null || HTTP_SKIP="nginx not found"
+    [ -z "$HTTP_SKIP" ]
 }
 
 module_path() { # PACKAGE NAME.so: where the package installed the module
@@ -262,8 +462,8 @@ http {
 EOF
 }
 
-run_wrk() { # NAME ROUND URL
-    local name=$1 round=$2 url=$3 out="$WORK/wrk-$1-$2"
+run_wrk() { # KEY ROUND URL: a 1 s warmup, then one measured wrk run, kept under KEY
+    local key=$1 round=$2 url=$3 out="$WORK/wrk-${1//:/-}-$2"
     wrk -t2 -c100 -d1s "$url" >/dev/null 2>&1 # warmup, not recorded
     record wrk -t2 -c100 -d"$DURATION" --latency "$url"
     wrk -t2 -c100 -d"$DURATION" --latency "$url" >"$out" 2>&1
@@ -285,25 +485,22 @@ if rate and p99:
 EOF
     )
     if [ -z "$parsed" ]; then
-        note "wrk against $name failed: $(tail -c 300 "$out" | tr '\n' ' ')"
+        note "wrk ($key) failed: $(tail -c 300 "$out" | tr '\n' ' ')"
         return 1
     fi
     local rate p99 errors bytes
     read -r rate p99 errors bytes <<<"$parsed"
-    log "http $name round $round: $(fmt_int "$rate") req/s, p99 ${p99} us, $errors errors, ~$bytes B/response"
-    HTTP_RUNS[$name]="${HTTP_RUNS[$name]:-}${HTTP_RUNS[$name]:+, }$(fmt_int "$rate")"
-    if python3 -c 'import sys; sys.exit(not float(sys.argv[1]) > float(sys.argv[2]))' "$rate" "${HTTP_RATE[$name]:-0}"; then
-        HTTP_RATE[$name]=$rate HTTP_P99[$name]=$p99 HTTP_ERRORS[$name]=$errors HTTP_BYTES[$name]=$bytes
-    fi
+    log "$key round $round: $(fmt_int "$rate") req/s, p99 ${p99} us, $errors errors, ~$bytes B/response"
+    keep "$key" "$rate" "$p99" "$errors" "$bytes"
 }
 
 check_body() { # URL: prints the response body, empty on failure
     curl -s --max-time 2 "$1"
 }
 
-run_http_lunet() { # ROUND
+start_http_lunet() { # LOG: a fresh http_hello.lua; checks its body; sets SERVER_PID, ADDR, LUNET_BODY
     lunet_cmd server-scripts/http_hello.lua
-    start_server lunet-http "$WORK/http-lunet-$1.server" "${LUNET_CMD[@]}" || return 1
+    start_server lunet-http "$1" "${LUNET_CMD[@]}" || return 1
     local body
     body=$(check_body "http://$ADDR/"; printf x) # x keeps a trailing newline
     body=${body%x}
@@ -311,7 +508,11 @@ run_http_lunet() { # ROUND
         note "lunet http_hello answered $(printf '%q' "$body"), not '$BODY'"
     fi
     LUNET_BODY=$body
-    run_wrk lunet "$1" "http://$ADDR/"
+}
+
+run_http_lunet() { # ROUND
+    start_http_lunet "$WORK/server-http-lunet-$1" || return 1
+    run_wrk http:lunet "$1" "http://$ADDR/"
     stop_group "$SERVER_PID"
 }
 
@@ -344,23 +545,26 @@ run_http_nginx() { # ROUND
         stop_group "$pid"
         return 1
     fi
-    run_wrk nginx "$1" "http://127.0.0.1:$port/"
+    run_wrk http:nginx "$1" "http://127.0.0.1:$port/"
     stop_group "$pid"
 }
 
-if ensure_packages; then
-    command -v wrk >/dev/null || HTTP_SKIP="wrk not found"
-    command -v nginx >/dev/null || HTTP_SKIP="nginx not found"
-fi
-if [ -n "$HTTP_SKIP" ]; then
-    note "HTTP row skipped: $HTTP_SKIP"
-else
-    LUNET_HTTP=0
-    [ "$LUNET_OK" = 1 ] && [ -f server-scripts/http_hello.lua ] && LUNET_HTTP=1
-    for round in $(seq "$ROUNDS"); do
-        [ "$LUNET_HTTP" = 1 ] && run_http_lunet "$round"
-        run_http_nginx "$round" || [ -z "$HTTP_SKIP" ] || break
-    done
+if want http; then
+    log "leg http"
+    if ! ensure_packages; then
+        note "HTTP row skipped: $HTTP_SKIP"
+        SKIP[http:lunet]=$HTTP_SKIP SKIP[http:nginx]=$HTTP_SKIP
+    else
+        LUNET_HTTP=0
+        lunet_has server-scripts/http_hello.lua && LUNET_HTTP=1
+        for round in $(seq "$ROUNDS"); do
+            [ "$LUNET_HTTP" = 1 ] && run_http_lunet "$round"
+            run_http_nginx "$round" || [ -z "$HTTP_SKIP" ] || break
+        done
+        [ -n "$HTTP_SKIP" ] && SKIP[http:nginx]=$HTTP_SKIP
+    fi
+    rate_row "HTTP hello, keep-alive: wrk -t2 -c100 -d$DURATION, best of $ROUNDS" \
+        http:lunet "req/s" "nginx + lua, 2 workers" http:nginx 1.1
 fi
 
 # ---------------------------------------------------------------- memory
@@ -410,70 +614,291 @@ measure_memory() { # NAME CMD...: RSS per idle connection, $HOLD connections
     MEM_PER[$name]=$(python3 -c 'import sys; b, h, n = map(int, sys.argv[1:]); print(f"{(h - b) / n:.2f}")' "$base_rss" "$held_rss" "$up")
     log "memory $name: RSS $base_rss KB -> $held_rss KB with $up idle connections: ${MEM_PER[$name]} KB each"
 }
+mem_cell() { # NAME [UNIT]
+    if [ -n "${MEM_PER[$1]:-}" ]; then
+        printf '%s KB/conn (RSS %s -> %s KB, %s conns%s)' "${MEM_PER[$1]}" \
+            "$(fmt_int "${MEM_BASE[$1]}")" "$(fmt_int "${MEM_HELD[$1]}")" "$(fmt_int "${MEM_UP[$1]}")" "${2:-}"
+    else
+        printf 'not measured'
+    fi
+}
 
-if [ "$LUNET_OK" = 1 ] && [ -f server-scripts/echo.lua ]; then
-    lunet_cmd server-scripts/echo.lua
-    measure_memory lunet "${LUNET_CMD[@]}"
+if want mem; then
+    log "leg mem"
+    if lunet_has server-scripts/echo.lua; then
+        lunet_cmd server-scripts/echo.lua
+        measure_memory lunet "${LUNET_CMD[@]}"
+    fi
+    measure_memory raw "$BIN/raw-echo-server" --listen 127.0.0.1:0
+    row "RSS per idle connection, $(fmt_int "$HOLD") held by hold-conns, echo.lua" "$(mem_cell lunet)" \
+        "raw-echo-server (floor)" "$(mem_cell raw)" "-" "≤ 4 KB/conn" "$(verdict "${MEM_PER[lunet]:-}" "<=" 4)"
 fi
-measure_memory raw "$BIN/raw-echo-server" --listen 127.0.0.1:0
+
+# ---------------------------------------------------------------- scale
+# lunet load --hold against echo.lua, from 4 loopback source addresses. The
+# RSS is read once the server has accepted every connection (its fd count),
+# or at the last moment before the holder stops.
+measure_scale() {
+    local out="$WORK/scale" hard
+    hard=$(ulimit -Hn)
+    if [ "$hard" != unlimited ] && [ "$SCALE_HOLD" -gt $((hard - 100)) ]; then
+        note "scale: the fd limit is $hard; holding $((hard - 100)) instead of $SCALE_HOLD"
+        SCALE_HOLD=$((hard - 100))
+    fi
+    lunet_cmd server-scripts/echo.lua
+    start_server lunet-scale "$out.server" "${LUNET_CMD[@]}" || return 1
+    local server=$SERVER_PID
+    sleep 1
+    local base_rss base_fds
+    base_rss=$(rss_kb "$server")
+    base_fds=$(fd_count "$server")
+    local load=("$BIN/lunet" load --hold "$SCALE_HOLD" --source "$SCALE_SOURCE" --connect-rate 20000
+        -d "$SCALE_DURATION" --json "$out.json" "$ADDR")
+    record "${load[@]}"
+    spawn "$out.load" "${load[@]}"
+    local holder=$SPAWNED fds=0 rss=$base_rss now_fds now_rss
+    while kill -0 "$holder" 2>/dev/null; do
+        now_fds=$(fd_count "$server") now_rss=$(rss_kb "$server")
+        kill -0 "$holder" 2>/dev/null || break # its sockets may be closing
+        [ "$now_fds" -ge "$fds" ] && fds=$now_fds rss=$now_rss
+        if [ $((fds - base_fds)) -ge "$SCALE_HOLD" ]; then
+            sleep 1
+            now_fds=$(fd_count "$server") now_rss=$(rss_kb "$server")
+            kill -0 "$holder" 2>/dev/null && fds=$now_fds rss=$now_rss
+            break
+        fi
+        sleep 0.1
+    done
+    wait "$holder"
+    local status=$?
+    stop_group "$holder"
+    stop_group "$server"
+    local accepted=$((fds - base_fds)) parsed
+    parsed=$(python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["up_at_end"], d["peak_up"], d["errors"]["total"])' "$out.json" 2>/dev/null)
+    if [ -z "$parsed" ] || [ "$accepted" -le 0 ]; then
+        note "lunet load --hold failed (status $status): $(tail -c 300 "$out.load" | tr '\n' ' ')"
+        return 1
+    fi
+    local up peak errors
+    read -r up peak errors <<<"$parsed"
+    SCALE_UP=$up SCALE_PEAK=$peak SCALE_ERRORS=$errors
+    MEM_BASE[scale]=$base_rss MEM_HELD[scale]=$rss MEM_UP[scale]=$accepted
+    MEM_PER[scale]=$(python3 -c 'import sys; b, h, n = map(int, sys.argv[1:]); print(f"{(h - b) / n:.2f}")' "$base_rss" "$rss" "$accepted")
+    log "scale: up $up/$SCALE_HOLD at the end (peak $peak, $errors errors); RSS $base_rss KB -> $rss KB with $accepted accepted: ${MEM_PER[scale]} KB each"
+}
+
+if want scale; then
+    log "leg scale"
+    if lunet_has server-scripts/echo.lua; then
+        measure_scale
+        if [ -n "${MEM_PER[scale]:-}" ]; then
+            cell="up $(fmt_int "$SCALE_UP")/$(fmt_int "$SCALE_HOLD") at the end (peak $(fmt_int "$SCALE_PEAK"), $SCALE_ERRORS errors); $(mem_cell scale " accepted")"
+        else
+            cell="not measured"
+        fi
+    else
+        cell="skipped: server-scripts/echo.lua missing or lunet not built"
+    fi
+    row "RSS per idle connection, $(fmt_int "$SCALE_HOLD") held by lunet load --hold --source $SCALE_SOURCE, echo.lua" \
+        "$cell" "-" "-" "-" "≤ 4 KB/conn" "$(verdict "${MEM_PER[scale]:-}" "<=" 4)"
+fi
+
+# ---------------------------------------------------------------- connector
+# The same server serves both load generators, alternately; the best run of
+# each is kept. lunet load gets the same 1 s warmup as the other side.
+if want connector; then
+    log "leg connector"
+    if ! lunet_has server-scripts/http_hello.lua; then
+        SKIP[conn-http:load]="lunet or http_hello.lua missing"
+    elif ! ensure_packages; then
+        SKIP[conn-http:load]=$HTTP_SKIP SKIP[conn-http:wrk]=$HTTP_SKIP
+        note "connector vs wrk skipped: $HTTP_SKIP"
+    elif start_http_lunet "$WORK/server-conn-http"; then
+        for round in $(seq "$ROUNDS"); do
+            lunet_load conn-http:load "$round" "$ADDR" -p http -t 2 -c 100
+            run_wrk conn-http:wrk "$round" "http://$ADDR/"
+        done
+        stop_group "$SERVER_PID"
+    fi
+    rate_row "connector, HTTP: lunet load -p http -t2 -c100 vs wrk -t2 -c100, -d $DURATION, one http_hello.lua server, best of $ROUNDS" \
+        conn-http:load "req/s" "wrk -t2 -c100" conn-http:wrk 1.0
+
+    if [ "$LUNET_OK" != 1 ]; then
+        SKIP[conn-echo:load]="lunet did not build"
+    elif start_server raw-echo "$WORK/server-conn-echo" "$BIN/raw-echo-server" --listen 127.0.0.1:0; then
+        for round in $(seq "$ROUNDS"); do
+            lunet_load conn-echo:load "$round" "$ADDR" -p echo -t 1 -c 50 --size 64
+            echo_load conn-echo:echo-load "$round" "$ADDR"
+        done
+        stop_group "$SERVER_PID"
+    fi
+    rate_row "connector, echo: lunet load -p echo -t1 -c50 --size 64 vs echo-load -c 50 --size 64 (1 thread), -d $DURATION, one raw-echo-server, best of $ROUNDS" \
+        conn-echo:load "rt/s" "echo-load (mio, 1 thread)" conn-echo:echo-load 1.0
+fi
+
+# ---------------------------------------------------------------- RESP
+if want resp; then
+    log "leg resp (bench/resp.sh)"
+    skip=
+    [ -f bench/resp.sh ] || skip="bench/resp.sh missing"
+    [ -z "$skip" ] && [ ! -f server-scripts/kv.lua ] && skip="server-scripts/kv.lua missing"
+    [ -z "$skip" ] && [ "$LUNET_OK" != 1 ] && skip="lunet did not build"
+    if [ -z "$skip" ]; then
+        cmd=(env LUNET_BIN="$BIN/lunet" BENCH_RESULTS="$WORK/resp.md" bash bench/resp.sh)
+        COMMANDS+=("LUNET_BIN=$BIN/lunet RESP_BENCH_REQUESTS=$RESP_BENCH_REQUESTS RESP_BENCH_ROUNDS=$RESP_BENCH_ROUNDS bench/resp.sh   # its commands: see the appendix")
+        if run_script "$WORK/resp.out" "$WORK/resp.err" "$LIMIT_RESP" "${cmd[@]}"; then
+            DETAIL+=("bench/resp.sh|$WORK/resp.md")
+        else
+            skip="bench/resp.sh failed (status $?): $(grep -v '^\s*$' "$WORK/resp.err" | tail -3 | tr '\n' ' ' | tail -c 300)"
+        fi
+    fi
+    if [ -n "$skip" ]; then
+        note "RESP rows skipped: $skip"
+        row "RESP: kv.lua vs redis-server (bench/resp.sh)" "skipped: $skip" "redis-server" "-" "-" "≥ 1.0x" "-"
+    else
+        # "| SET -c 50 | 1 | kv ops/s | redis ops/s | ratio | runs |"
+        while IFS='|' read -r _ test pipeline kv redis r runs _; do
+            test=$(echo $test) pipeline=$(echo $pipeline) r=$(echo $r)
+            [[ $pipeline =~ ^[0-9]+$ ]] || continue
+            row "RESP $test, -P $pipeline: redis-benchmark -n $RESP_BENCH_REQUESTS, median of $RESP_BENCH_ROUNDS" \
+                "kv.lua $(echo $kv) ops/s" "redis-server" "$(echo $redis) ops/s" "$r" "≥ 1.0x" "$(verdict "$r" ">=" 1.0)"
+        done < <(grep '^|' "$WORK/resp.out")
+    fi
+fi
+
+# ---------------------------------------------------------------- services
+if want services; then
+    log "leg services (bench/services.sh)"
+    skip=
+    [ -f bench/services.sh ] || skip="bench/services.sh missing"
+    [ -z "$skip" ] && [ "$LUNET_OK" != 1 ] && skip="lunet did not build"
+    if [ -z "$skip" ]; then
+        # services.sh reads BENCH_ROUNDS and BENCH_RESULTS too: give it its own.
+        cmd=(env BENCH_ROUNDS="$SERVICES_ROUNDS" BENCH_RESULTS= bash bench/services.sh)
+        COMMANDS+=("BENCH_ROUNDS=$SERVICES_ROUNDS BENCH_CALLS=$BENCH_CALLS BENCH_MESSAGES=$BENCH_MESSAGES BENCH_IDLE=$BENCH_IDLE bench/services.sh   # its commands: see the appendix")
+        if run_script "$WORK/services.out" "$WORK/services.err" "$LIMIT_SERVICES" "${cmd[@]}"; then
+            DETAIL+=("bench/services.sh|$WORK/services.out")
+        else
+            skip="bench/services.sh failed (status $?): $(grep -v '^\s*$' "$WORK/services.err" | tail -3 | tr '\n' ' ' | tail -c 300)"
+        fi
+    fi
+    if [ -n "$skip" ]; then
+        note "services rows skipped: $skip"
+        row "services (bench/services.sh)" "skipped: $skip" "skynet" "-" "-" "-" "-"
+    else
+        # "| ping-pong `call`, one pair | 187k calls/s (runs: ...) | ~215k calls/s | 0.87x | >= 2x | missed |"
+        while IFS='|' read -r _ what lunet skynet r _ _ _; do
+            what=$(echo $what) r=$(echo $r)
+            case $what in
+            ping-pong*) goal=2 label="services: $what, median of $SERVICES_ROUNDS" ;;
+            one-way*) goal=2.5 label="services: $what, median of $SERVICES_ROUNDS" ;;
+            idle*) goal= label="services: $what" ;;
+            *) continue ;;
+            esac
+            if [ -n "$goal" ]; then
+                row "$label" "$(echo $lunet)" "skynet (research/anchors.md)" "$(echo $skynet)" "${r%x}" "≥ ${goal}x" "$(verdict "$r" ">=" "$goal")"
+            else
+                kb=$(echo $lunet | awk '{print $1}')
+                row "$label" "$(echo $lunet)" "skynet (research/anchors.md)" "$(echo $skynet)" "${r%x}" "≤ 20 KB" "$(verdict "$kb" "<=" 20)"
+            fi
+        done < <(grep '^|' "$WORK/services.out")
+    fi
+fi
+
+# ---------------------------------------------------------------- lane
+if want lane; then
+    log "leg lane (bench/lane.sh)"
+    skip=
+    [ -f bench/lane.sh ] || skip="bench/lane.sh missing"
+    [ -z "$skip" ] && [ "$LUNET_OK" != 1 ] && skip="lunet did not build"
+    if [ -z "$skip" ]; then
+        cmd=(env LUNET_BIN="$BIN/lunet" BENCH_RESULTS="$WORK/lane.md" bash bench/lane.sh)
+        COMMANDS+=("LUNET_BIN=$BIN/lunet LANE_BENCH_DURATION=$LANE_BENCH_DURATION LANE_BENCH_ROUNDS=$LANE_BENCH_ROUNDS bench/lane.sh   # its commands: see the appendix")
+        run_script "$WORK/lane.out" "$WORK/lane.err" "$LIMIT_LANE" "${cmd[@]}"
+        status=$?
+        # lane_server.lua opens the database from each of lunet's hosts at
+        # once; SQLite may answer "database is locked" to one of them. Once
+        # more, from the start, if so.
+        if [ "$status" = 1 ] && grep -q 'database is locked' "$WORK/lane.err"; then
+            note "bench/lane.sh: a server did not start (SQLite: database is locked, lane_server.lua opening the file from several hosts at once); ran it again"
+            rm -f "$WORK/lane.md"
+            run_script "$WORK/lane.out" "$WORK/lane.err" "$LIMIT_LANE" "${cmd[@]}"
+            status=$?
+        fi
+        if [ "$status" = 0 ]; then
+            DETAIL+=("bench/lane.sh|$WORK/lane.md")
+        else
+            skip="bench/lane.sh failed (status $status): $(grep -v '^\s*$' "$WORK/lane.err" | tail -3 | tr '\n' ' ' | tail -c 300)"
+        fi
+    fi
+    if [ -n "$skip" ]; then
+        note "lane rows skipped: $skip"
+        row "lane (bench/lane.sh)" "skipped: $skip" "-" "-" "-" "-" "-"
+    else
+        python3 - "$WORK/lane.out" "$LANE_BENCH_ROUNDS" "$LANE_BENCH_DURATION" >"$WORK/lane.rows" <<'EOF'
+import re, sys
+cells = {}
+for line in open(sys.argv[1]):
+    if line.startswith("|"):
+        c = [x.strip() for x in line.strip().strip("|").split("|")]
+        cells[c[0]] = c
+rounds, duration = sys.argv[2], sys.argv[3]
+fast = next((c for k, c in cells.items() if k.startswith("head-of-line: fast p99, fast only")), None)
+mixed = next((c for k, c in cells.items() if k.startswith("head-of-line: fast p99, +10% slow")), None)
+ratio = next((c for k, c in cells.items() if k.startswith("head-of-line: ratio")), None)
+if fast and mixed and ratio:
+    print("\t".join([
+        f"lane head-of-line: fast requests' p99 with 10% slow (20 ms lane call) / without, median of {rounds}, {duration} s each",
+        f"ratio {ratio[1]}: p99 {mixed[1]} with slow requests ({ratio[2]})",
+        "same server, fast requests only",
+        f"p99 {fast[1]}",
+        ratio[1],
+        "≤ 2",
+        ratio[1],
+    ]))
+for k, c in cells.items():
+    m = re.match(r"SQLite inserts/s, 50 writers, --lane-threads (\d+)", k)
+    if m:
+        print("\t".join([f"lane: {k}, {duration} s", f"{c[1]} ({c[2]})", "-", "-", "-", "-", "-"]))
+EOF
+        while IFS=$'\t' read -r a b c d e f g; do
+            [ "$f" = "≤ 2" ] && g=$(verdict "$g" "<=" 2)
+            row "$a" "$b" "$c" "$d" "$e" "$f" "$g"
+        done <"$WORK/lane.rows"
+        [ -s "$WORK/lane.rows" ] || note "lane: could not read bench/lane.sh's table"
+    fi
+fi
 
 # ---------------------------------------------------------------- report
+ELAPSED=$(($(date +%s) - STARTED))
 cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 git -C "$ROOT" diff-index --quiet HEAD -- 2>/dev/null || revision="$revision (with uncommitted changes)"
 
-echo_cell() { # NAME
-    if [ -n "${ECHO_RATE[$1]:-}" ]; then
-        printf '%s rt/s, p99 %s us' "$(fmt_int "${ECHO_RATE[$1]}")" "${ECHO_P99[$1]}"
-        [ "${ECHO_ERRORS[$1]}" != 0 ] && printf ', %s errors' "${ECHO_ERRORS[$1]}"
-        printf ' (runs: %s)' "${ECHO_RUNS[$1]}"
-    else
-        printf 'not measured'
-    fi
-}
-http_cell() { # NAME
-    if [ -n "${HTTP_RATE[$1]:-}" ]; then
-        printf '%s req/s, p99 %s us, %s B/resp' "$(fmt_int "${HTTP_RATE[$1]}")" "${HTTP_P99[$1]}" "${HTTP_BYTES[$1]}"
-        [ "${HTTP_ERRORS[$1]}" != 0 ] && printf ', %s errors' "${HTTP_ERRORS[$1]}"
-        printf ' (runs: %s)' "${HTTP_RUNS[$1]}"
-    elif [ -n "$HTTP_SKIP" ]; then
-        printf 'skipped: %s' "$HTTP_SKIP"
-    else
-        printf 'not measured'
-    fi
-}
-mem_cell() { # NAME
-    if [ -n "${MEM_PER[$1]:-}" ]; then
-        printf '%s KB/conn (RSS %s -> %s KB, %s conns)' "${MEM_PER[$1]}" \
-            "$(fmt_int "${MEM_BASE[$1]}")" "$(fmt_int "${MEM_HELD[$1]}")" "$(fmt_int "${MEM_UP[$1]}")"
-    else
-        printf 'not measured'
-    fi
-}
-ratio_cell() { # TABLE-NAME LUNET REFERENCE
-    local -n table=$1
-    if [ -n "${table[$2]:-}" ] && [ -n "${table[$3]:-}" ]; then ratio "${table[$2]}" "${table[$3]}"; else printf -- '-'; fi
-}
-
 TABLE=$(
-    echo "| benchmark | lunet | reference | reference figure | lunet / reference |"
-    echo "| --- | --- | --- | --- | --- |"
-    echo "| line echo: echo-load -c 50 --size 64 -d $DURATION, best of $ROUNDS | $(echo_cell lunet) | raw-echo-server (mio, 1 thread) | $(echo_cell raw) | $(ratio_cell ECHO_RATE lunet raw) |"
-    echo "| HTTP hello, keep-alive: wrk -t2 -c100 -d$DURATION, best of $ROUNDS | $(http_cell lunet) | nginx + lua, 2 workers | $(http_cell nginx) | $(ratio_cell HTTP_RATE lunet nginx) |"
-    echo "| RSS per idle connection, $(fmt_int "$HOLD") held | $(mem_cell lunet) | raw-echo-server | $(mem_cell raw) | - |"
+    echo "| benchmark | lunet | reference | reference figure | lunet / reference | goal | verdict |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
+    printf '%s\n' "${ROWS[@]}"
 )
 
 mkdir -p "$(dirname "$RESULTS")"
 {
-    echo "# lunet milestone benchmarks, $DATE"
+    echo "# lunet benchmarks, $DATE"
     echo
-    echo "Written by \`bench/run.sh\`; see \`bench/README.md\` for what each row means."
+    invocation="bench/run.sh${SUBSET:+ ${LEGS[*]}}"
+    [ -n "$SMOKE" ] && invocation="BENCH_SMOKE=1 $invocation"
+    echo "Written by \`$invocation\` in $((ELAPSED / 60)) min $((ELAPSED % 60)) s$([ -n "$SMOKE" ] && echo ' (smoke run: short, not for publication)');"
+    echo "see \`bench/README.md\` for what each row means."
     echo
     echo "$TABLE"
     echo
-    echo "Each rate is the best of $ROUNDS run(s) per server, run alternately (A, B, A, B),"
-    echo "each against a freshly started server; all runs are listed. p99 is the best run's."
-    echo "The load generator runs on the same cores as the server. Nothing is pinned."
+    echo "Rates from echo-load, wrk and lunet load are the best of $ROUNDS run(s) per side, run"
+    echo "alternately (A, B, A, B); p99 is the best run's and all runs are listed. The echo and"
+    echo "HTTP rows start a fresh server for each run; the connector rows run both load"
+    echo "generators against one server. RESP and services rows are medians, as their scripts"
+    echo "report them (every run is in the appendix). Load generators share the 2 cores with"
+    echo "the server. Nothing is pinned. Goals are those of the issues (2: echo, HTTP, memory;"
+    echo "3: RESP, lane; 4: services; 5: connector, scale)."
     echo
     echo "## Machine"
     echo
@@ -482,7 +907,8 @@ mkdir -p "$(dirname "$RESULTS")"
     echo "- CPU: $cpu_model"
     echo "- kernel: $(uname -sr)"
     echo "- git: $revision"
-    lunet_line=$(sed 's/\x1b\[[0-9;]*m//g' "$WORK"/echo-lunet-1.server 2>/dev/null | grep -m1 -o 'serving .*')
+    echo "- load average (1, 5, 15 min) before the run: $LOAD_START; at the end (this run's own load included): $(cut -d' ' -f1-3 /proc/loadavg)"
+    lunet_line=$(cat "$WORK"/server-* 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | grep -m1 -o 'serving .*')
     [ -n "$lunet_line" ] && echo "- lunet: $lunet_line${LUNET_WORKERS:+ (--workers $LUNET_WORKERS)}"
     if [ ${#NOTES[@]} -gt 0 ]; then
         echo
@@ -508,9 +934,20 @@ mkdir -p "$(dirname "$RESULTS")"
         echo "$NGINX_CONF"
         echo '```'
     fi
+    if [ ${#DETAIL[@]} -gt 0 ]; then
+        echo
+        echo "## Appendix: the called scripts' own reports"
+        for entry in "${DETAIL[@]}"; do
+            echo
+            echo "### ${entry%%|*}"
+            echo
+            # Their own headings become bold lines, to keep this file's outline.
+            sed -e '/./,$!d' -e 's/^## \(.*\)/**\1**/' "${entry#*|}"
+        done
+    fi
 } >"$RESULTS"
 
 echo
 echo "$TABLE"
 echo
-log "results written to $RESULTS"
+log "done in $((ELAPSED / 60)) min $((ELAPSED % 60)) s; results written to $RESULTS"
