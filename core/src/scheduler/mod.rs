@@ -25,6 +25,15 @@ pub(crate) use worker::run_worker;
 thread_local! {
     /// The local deque of the worker running on this thread, if any.
     static LOCAL: RefCell<Option<LocalQueue<Arc<Service>>>> = const { RefCell::new(None) };
+    /// The service a worker scheduled last (tokio's LIFO slot): a service
+    /// that sends to another and waits for the answer hands the worker over
+    /// directly, with no wakeup and no steal by another core. Not stealable;
+    /// see `worker::find_work` for the cap that keeps it fair.
+    static LIFO: RefCell<Option<Arc<Service>>> = const { RefCell::new(None) };
+}
+
+pub(crate) fn take_lifo() -> Option<Arc<Service>> {
+    LIFO.with(|lifo| lifo.borrow_mut().take())
 }
 
 pub(crate) struct Pool {
@@ -48,22 +57,27 @@ impl Pool {
         (pool, locals)
     }
 
-    /// Queues a service that was just moved to SCHEDULED.
+    /// Queues a service that was just moved to SCHEDULED. On a worker it
+    /// takes the LIFO slot (the service it displaces goes to the local deque,
+    /// where siblings may steal it, so they are told); elsewhere (reactor,
+    /// lane, main thread) it goes to the injector.
     pub(crate) fn schedule(&self, service: Arc<Service>) {
-        let leftover = LOCAL.with(|local| match local.try_borrow() {
-            Ok(local) => match local.as_ref() {
-                Some(queue) => {
-                    queue.push(service);
-                    None
-                }
-                None => Some(service),
-            },
-            Err(_) => Some(service),
-        });
-        if let Some(service) = leftover {
+        let on_worker =
+            LOCAL.with(|local| local.try_borrow().map(|l| l.is_some()).unwrap_or(false));
+        if !on_worker {
             self.injector.push(service);
+            self.idle.notify_one();
+            return;
         }
-        self.idle.notify_one();
+        let displaced = LIFO.with(|lifo| lifo.borrow_mut().replace(service));
+        if let Some(displaced) = displaced {
+            LOCAL.with(|local| {
+                if let Some(queue) = local.borrow().as_ref() {
+                    queue.push(displaced);
+                }
+            });
+            self.idle.notify_one();
+        }
     }
 
     pub(crate) fn stop(&self) {

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crossbeam_deque::{Steal, Worker as LocalQueue};
 
-use super::{Pool, LOCAL};
+use super::{take_lifo, Pool, LOCAL};
 use crate::event::Event;
 use crate::runtime::Shared;
 use crate::service::{Service, Status, DEAD, IDLE, NOTIFIED, RUNNING, SCHEDULED};
@@ -51,13 +51,39 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ar
         pool.idle.park(index, &pool.shutdown);
     }
     LOCAL.with(|slot| *slot.borrow_mut() = None);
+    drop(take_lifo());
+}
+
+/// Turns in a row a worker may take from its LIFO slot before it looks at
+/// its deque and the injector: two services that keep messaging each other
+/// must not starve the rest (tokio uses the same cap).
+const LIFO_CAP: u32 = 3;
+
+thread_local! {
+    static LIFO_RUNS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
 }
 
 fn find_work(pool: &Pool, index: usize) -> Option<Arc<Service>> {
+    let runs = LIFO_RUNS.with(|r| r.get());
+    if runs < LIFO_CAP {
+        if let Some(service) = take_lifo() {
+            LIFO_RUNS.with(|r| r.set(runs + 1));
+            return Some(service);
+        }
+    }
+    LIFO_RUNS.with(|r| r.set(0));
     let local_pop = LOCAL.with(|slot| slot.borrow().as_ref().and_then(|queue| queue.pop()));
     if local_pop.is_some() {
         return local_pop;
     }
+    let stolen = steal(pool, index);
+    if stolen.is_some() {
+        return stolen;
+    }
+    take_lifo()
+}
+
+fn steal(pool: &Pool, index: usize) -> Option<Arc<Service>> {
     loop {
         let mut retry = false;
         let stolen = LOCAL.with(|slot| {
