@@ -330,7 +330,8 @@ fn open(path: &str) -> rusqlite::Result<rusqlite::Connection> {
         match conn.pragma_update(None, "journal_mode", "WAL") {
             Ok(()) => break,
             Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy && started.elapsed() < BUSY_TIMEOUT =>
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && started.elapsed() < BUSY_TIMEOUT =>
             {
                 std::thread::sleep(Duration::from_millis(5));
             }
