@@ -151,6 +151,13 @@ impl Reactor {
                 }
                 continue;
             }
+            // Commands again, before dispatching: a service registers its
+            // sockets only after its AddService command was queued, but that
+            // command may have arrived while we were in poll. Dispatching first
+            // would drop the socket's (edge-triggered, never repeated) event.
+            if !events.is_empty() && self.drain_commands() {
+                break;
+            }
             let mut busy = false;
             for event in events.iter() {
                 if event.token() == WAKER_TOKEN {
