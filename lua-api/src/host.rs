@@ -404,11 +404,12 @@ impl LuaService {
                         Err(e) => {
                             args.clear();
                             args.push_back(Value::Nil);
-                            args.push_back(Value::String(
-                                self.lua.create_string(e.to_string()).unwrap_or_else(|_| {
-                                    self.lua.create_string("no memory").expect("tiny string")
-                                }),
-                            ));
+                            // Under a memory limit even the message may not fit.
+                            args.push_back(
+                                self.lua
+                                    .create_string(e.to_string())
+                                    .map_or(Value::Nil, Value::String),
+                            );
                             break;
                         }
                     }
@@ -1114,11 +1115,11 @@ impl LuaService {
                     Ok(values) => values,
                     Err(e) => {
                         let mut values = MultiValue::new();
-                        values.push_back(Value::String(
-                            self.lua.create_string(e.to_string()).unwrap_or_else(|_| {
-                                self.lua.create_string("corrupt answer").expect("tiny")
-                            }),
-                        ));
+                        values.push_back(
+                            self.lua
+                                .create_string(e.to_string())
+                                .map_or(Value::Nil, Value::String),
+                        );
                         values
                     }
                 };
