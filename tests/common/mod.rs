@@ -157,9 +157,15 @@ fn ports_in(lines: &[String]) -> Vec<u16> {
 }
 
 fn spawn(script: &Path, args: &[&str]) -> (Child, Arc<Log>) {
+    spawn_command("serve", script, args)
+}
+
+/// Starts `lunet COMMAND script args` with stdout and stderr collected into
+/// one log (stdout lines prefixed with `stdout: `).
+fn spawn_command(command: &str, script: &Path, args: &[&str]) -> (Child, Arc<Log>) {
     let binary = binary();
     let mut child = Command::new(&binary)
-        .arg("serve")
+        .arg(command)
         .arg(script)
         .args(args)
         .env("NO_COLOR", "1")
@@ -517,21 +523,7 @@ pub fn closed_port() -> u16 {
 
 /// Starts `lunet run script args` with piped output collected into a log.
 fn spawn_run(script: &Path, args: &[&str]) -> (Child, Arc<Log>) {
-    let binary = binary();
-    let mut child = Command::new(&binary)
-        .arg("run")
-        .arg(script)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {binary}: {e}"));
-    let log = Arc::new(Log::default());
-    collect(child.stderr.take().unwrap(), "", log.clone());
-    collect(child.stdout.take().unwrap(), "stdout: ", log.clone());
-    (child, log)
+    spawn_command("run", script, args)
 }
 
 /// A finished `lunet run`: its exit status and everything it wrote
