@@ -302,3 +302,19 @@ fn proxy_through_a_second_listener_with_connect() {
         assert_eq!(client.line(), format!("proxy:backend:second {i}"));
     }
 }
+
+#[test]
+fn coroutines_of_the_script_can_call_lunet() {
+    let ran = common::run_script(
+        &common::test_script("user_coroutines.lua"),
+        &[],
+        std::time::Duration::from_secs(20),
+    );
+    ran.expect("generator", "A,B");
+    ran.expect("nested", "true,2,inner,true,42,done");
+    ran.expect("wakeup", "true");
+    ran.expect("wait", "true,woken");
+    ran.expect("wrap_error", "false,boom");
+    ran.expect("after_bare", "alive");
+    ran.expect_log("yielded outside lunet's API");
+}

@@ -542,9 +542,12 @@ impl LuaService {
             }
             OP_CALL => (Wait::Call(int(1).unwrap_or(0) as u64), 0),
             OP_WAIT => {
-                let pointer = match self.sched.sessions.get(sid) {
-                    Some(session) => session.thread.to_pointer() as usize,
-                    None => return,
+                // The coroutine that waits: the session's own, or a user
+                // coroutine inside it (lunet.wakeup names that one).
+                let pointer = match (arg(1), self.sched.sessions.get(sid)) {
+                    (Value::Thread(co), _) => co.to_pointer() as usize,
+                    (_, Some(session)) => session.thread.to_pointer() as usize,
+                    (_, None) => return,
                 };
                 state.suspended.insert(pointer, sid);
                 (Wait::Suspended(pointer), 0)

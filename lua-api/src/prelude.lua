@@ -6,7 +6,18 @@
 -- See lua-api/src/host.rs for the other half of the protocol.
 
 local core = ...
-local yield, isyieldable = coroutine.yield, coroutine.isyieldable
+local co_create, co_resume, co_yield, co_status, co_running, co_close =
+    coroutine.create, coroutine.resume, coroutine.yield, coroutine.status, coroutine.running, coroutine.close
+local isyieldable = coroutine.isyieldable
+
+-- Every lunet wait yields through here: the flag tells a user coroutine's
+-- resume (below) that this yield is lunet's, to be passed up to the
+-- scheduler, not handed to the user's code.
+local lunet_yield = false
+local function yield(...)
+    lunet_yield = true
+    return co_yield(...)
+end
 local setmetatable, error, type, select = setmetatable, error, type, select
 
 local OP_READ, OP_WRITE, OP_SLEEP, OP_CONNECT, OP_LANE = 1, 2, 3, 4, 5
@@ -295,7 +306,7 @@ end
 
 function lunet.wait()
     if not isyieldable() then cannot_wait("lunet.wait") end
-    return yield(OP_WAIT)
+    return yield(OP_WAIT, co_running())
 end
 
 lunet.wakeup = core.wakeup
@@ -335,6 +346,49 @@ function lunet.queue()
         return release(pcall(fn, ...))
     end
 end
+
+-- Coroutines a script creates itself: a lunet call inside one must still
+-- reach the scheduler (as OpenResty and skynet.coroutine arrange). The
+-- wrapped resume passes lunet's yields up through every user coroutine to
+-- the session and feeds the answer back down; the user's own yields reach
+-- the user as usual.
+local function resume_down(co, ...)
+    lunet_yield = false
+    return co_resume(co, ...)
+end
+
+local function pass_up(co, ok, ...)
+    if ok and lunet_yield and co_status(co) == "suspended" then
+        return pass_up(co, resume_down(co, yield(...)))
+    end
+    return ok, ...
+end
+
+local user_coroutine = {}
+for name, fn in pairs(coroutine) do user_coroutine[name] = fn end
+
+function user_coroutine.resume(co, ...)
+    return pass_up(co, resume_down(co, ...))
+end
+
+local function wrap_result(co, ok, ...)
+    if not ok then
+        local message = ...
+        if co_close then co_close(co) end
+        error(message, 0)
+    end
+    return ...
+end
+
+function user_coroutine.wrap(fn)
+    local co = co_create(fn)
+    return function(...)
+        return wrap_result(co, user_coroutine.resume(co, ...))
+    end
+end
+
+coroutine = user_coroutine
+package.loaded.coroutine = user_coroutine
 
 -- What the scheduler calls to start a connection's handler.
 local function run_handler(listener, id)
