@@ -67,3 +67,32 @@ fn slow_reader_gets_50_mib_intact_with_bounded_server_memory() {
          while the client was not reading"
     );
 }
+
+#[test]
+fn two_sessions_waiting_to_write_to_one_socket_both_finish() {
+    use std::io::Read;
+    let server = Server::start(&test_script("two_writers.lua"), &["--high-water", "262144"]);
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", server.port())).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // Let both writers fill the socket and wait on it before reading.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut received = Vec::new();
+    let mut buffer = vec![0u8; 256 * 1024];
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    while !(text(&received).contains("END-A") && text(&received).contains("END-B")) {
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => received.extend_from_slice(&buffer[..n]),
+            Err(e) => panic!(
+                "read failed after {} bytes ({e}): a writer was never woken",
+                received.len()
+            ),
+        }
+    }
+    let all = text(&received);
+    assert!(all.contains("END-A"), "writer A never finished");
+    assert!(all.contains("END-B"), "writer B never finished");
+    assert_eq!(received.len(), 2 * 64 * 64 * 1024 + "\nEND-A\n".len() * 2);
+}
