@@ -92,14 +92,6 @@ impl Lane {
         self.ready.notify_all();
     }
 
-    pub(crate) fn queued(&self) -> usize {
-        self.queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .jobs
-            .len()
-    }
-
     /// Body of one lane thread.
     pub(crate) fn run(shared: Arc<Shared>) {
         let lane = &shared.lane;

@@ -19,7 +19,7 @@ pub mod shared_dict;
 pub mod timer_wheel;
 
 pub use event::{Event, Message, Readiness};
-pub use runtime::{now_ms, now_ms_f64, Config, Runtime, Threads};
+pub use runtime::{now_ms, Config, Runtime, Threads};
 pub use service::{Interrupt, PostError, Service, ServiceBody, Status};
 
 /// Mailbox length at which the first "mailbox is long" warning is logged;

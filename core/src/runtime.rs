@@ -72,11 +72,6 @@ pub fn now_ms() -> u64 {
     START.get_or_init(Instant::now).elapsed().as_millis() as u64
 }
 
-/// Monotonic time as fractional milliseconds.
-pub fn now_ms_f64() -> f64 {
-    START.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
-}
-
 #[derive(Default)]
 struct ServiceTable {
     by_id: HashMap<u64, Arc<Service>>,
@@ -461,11 +456,6 @@ impl Runtime {
     /// once a slot frees.
     pub fn lane_submit(&self, service: &Arc<Service>, ticket: u64, task: Task) -> Result<(), Task> {
         self.shared.lane.submit(service, ticket, task)
-    }
-
-    /// Tasks waiting in the lane queue.
-    pub fn lane_queued(&self) -> usize {
-        self.shared.lane.queued()
     }
 
     /// Stops the reactor and the workers (they finish the turn they are in).

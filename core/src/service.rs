@@ -73,7 +73,7 @@ pub struct Service {
     id: u64,
     /// Index in the runtime's service table (reused after exit).
     index: u32,
-    name: Mutex<String>,
+    name: String,
     pub(crate) state: AtomicU8,
     pub(crate) mailbox: Mutex<VecDeque<Event>>,
     pub(crate) body: Mutex<Option<Box<dyn ServiceBody>>>,
@@ -94,7 +94,7 @@ impl Service {
         Service {
             id,
             index,
-            name: Mutex::new(name),
+            name,
             state: AtomicU8::new(IDLE),
             mailbox: Mutex::new(VecDeque::new()),
             body: Mutex::new(Some(body)),
@@ -116,12 +116,9 @@ impl Service {
         self.index
     }
 
-    pub fn name(&self) -> String {
-        self.name.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn set_name(&self, name: &str) {
-        *self.name.lock().unwrap_or_else(|e| e.into_inner()) = name.to_string();
+    /// The name given at spawn (for logs).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Sets a hard cap on messages queued by `Runtime::post_message` (0 = none).
@@ -136,15 +133,6 @@ impl Service {
 
     pub(crate) fn interrupt(&self) -> Option<&std::sync::Arc<dyn Interrupt>> {
         self.interrupt.get()
-    }
-
-    /// Events waiting in the mailbox.
-    pub fn queued(&self) -> usize {
-        self.mailbox.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    pub fn is_dead(&self) -> bool {
-        self.state.load(Ordering::Acquire) == DEAD
     }
 
     /// Pushes an event; returns true when the caller must queue the service

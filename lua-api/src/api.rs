@@ -356,7 +356,10 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
                 };
                 let stream = match lunet_core::net::connect_from(parsed, local) {
                     Ok(s) => s,
-                    Err(e) => return Ok((None, Some(connect_error(&e)))),
+                    Err(e) => {
+                        let word = connect_word(&e).map_or_else(|| e.to_string(), String::from);
+                        return Ok((None, Some(word)));
+                    }
                 };
                 let service = sh
                     .service()
@@ -405,12 +408,13 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
     Ok(core)
 }
 
-/// The short error word for a failed connect.
-pub fn connect_error(e: &std::io::Error) -> String {
+/// The error word for a failed connect, when there is one ("refused",
+/// "timeout", "reset"); otherwise the caller shows the system message.
+pub fn connect_word(e: &std::io::Error) -> Option<&'static str> {
     match e.kind() {
-        std::io::ErrorKind::ConnectionRefused => "refused".into(),
-        std::io::ErrorKind::TimedOut => "timeout".into(),
-        std::io::ErrorKind::ConnectionReset => "reset".into(),
-        _ => e.to_string(),
+        std::io::ErrorKind::ConnectionRefused => Some("refused"),
+        std::io::ErrorKind::TimedOut => Some("timeout"),
+        std::io::ErrorKind::ConnectionReset => Some("reset"),
+        _ => None,
     }
 }

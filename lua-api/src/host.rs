@@ -27,7 +27,7 @@ use lunet_core::{now_ms, Event, Readiness, Runtime, Service, ServiceBody, Status
 use mlua::thread::ThreadStatus;
 use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Thread, Value};
 
-use crate::api::{self, connect_error, read_kind, take_read, Shared};
+use crate::api::{self, connect_word, read_kind, take_read, Shared};
 use crate::codec;
 use crate::interrupt::{killed_message, LuaInterrupt};
 use crate::lane::{build_task, LaneReply, Plain};
@@ -878,12 +878,7 @@ impl LuaService {
                     }
                     Err(e) => {
                         entry.conn.failed = true;
-                        let word: &'static str = match connect_error(&e).as_str() {
-                            "refused" => "refused",
-                            "timeout" => "timeout",
-                            "reset" => "reset",
-                            _ => "connect failed",
-                        };
+                        let word = connect_word(&e).unwrap_or("connect failed");
                         for sid in writers {
                             self.sched.wake(&mut state, sid, Reply::Error(word));
                         }
