@@ -383,12 +383,14 @@ impl LuaService {
     }
 
     fn resume(&mut self, service: &Arc<Service>, sid: u64, reply: Reply) {
-        let Some(session) = self.sched.sessions.get_mut(sid) else {
+        let Some(session) = self.sched.sessions.get(sid) else {
             return;
         };
-        let thread = session.thread.clone();
+        // Borrowed, not cloned: a clone of a Lua reference is a push and a pop
+        // on mlua's reference stack, on every resume.
+        let thread = &session.thread;
         self.shared.current.store(sid, Ordering::Relaxed);
-        self.interrupt.enter(&thread);
+        self.interrupt.enter(thread);
         let result = match reply {
             Reply::Nothing => thread.resume::<MultiValue>(()),
             Reply::True => thread.resume::<MultiValue>(true),
@@ -417,6 +419,7 @@ impl LuaService {
                 thread.resume::<MultiValue>(args)
             }
         };
+        let resumable = thread.status() == ThreadStatus::Resumable;
         let killed = self.interrupt.leave();
         // The main chunk has started well once it returns (it may yield on
         // the way, e.g. to open a database): then `lunet serve` goes on and
@@ -426,7 +429,7 @@ impl LuaService {
                 self.finish(service, sid, Some(killed_message()), MultiValue::new());
                 false
             }
-            Ok(values) if thread.status() == ThreadStatus::Resumable => {
+            Ok(values) if resumable => {
                 self.register_wait(service, sid, values);
                 false
             }
