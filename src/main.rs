@@ -324,10 +324,5 @@ fn serve(args: ServeArgs) -> Result<()> {
 }
 
 fn start_message() -> Event {
-    Event::Message(Message {
-        source: 0,
-        session: 0,
-        kind: KIND_START,
-        payload: Vec::new(),
-    })
+    Event::Message(Message::signal(KIND_START))
 }

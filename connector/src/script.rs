@@ -250,15 +250,7 @@ pub fn start(
         };
         first += plan.connections_of(thread);
         let service = runtime.spawn_service(&name, Box::new(body));
-        runtime.post(
-            &service,
-            Event::Message(Message {
-                source: 0,
-                session: 0,
-                kind: KIND_START,
-                payload: Vec::new(),
-            }),
-        );
+        runtime.post(&service, Event::Message(Message::signal(KIND_START)));
     }
     drop(startup_tx);
     for _ in 0..plan.threads {

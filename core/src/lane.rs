@@ -9,7 +9,7 @@
 //! 2. A lane thread runs the task and posts `Event::LaneDone { ticket,
 //!    result }` to the service through the runtime's one scheduling path.
 //! 3. Each time a task leaves the queue, every waiting service is sent
-//!    `Event::Message { kind: KIND_LANE_SLOT }` so it can submit again (one
+//!    `Event::LaneSlot` so it can submit again (one
 //!    that finds the queue full again re-registers). Waking them all, not
 //!    one, matters: a waiter whose parked task timed out meanwhile would
 //!    swallow the only notice and leave the others waiting.
@@ -20,15 +20,12 @@ use std::any::Any;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 
-use crate::event::{Event, Message};
+use crate::event::Event;
 use crate::runtime::Shared;
 use crate::service::Service;
 
 /// A blocking task; its result goes back to the service as `LaneDone`.
 pub type Task = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
-
-/// Message kind telling a service that a lane slot has freed.
-pub const KIND_LANE_SLOT: u8 = 250;
 
 struct Job {
     service: Arc<Service>,
@@ -60,7 +57,7 @@ impl Lane {
     }
 
     /// Queues a task, or gives it back when the queue is full (the service
-    /// then hears `KIND_LANE_SLOT` when a slot frees).
+    /// then gets `Event::LaneSlot` when a slot frees).
     pub(crate) fn submit(
         &self,
         service: &Arc<Service>,
@@ -110,15 +107,7 @@ impl Lane {
                 }
             };
             for waiter in waiters {
-                shared.post(
-                    &waiter,
-                    Event::Message(Message {
-                        source: 0,
-                        session: 0,
-                        kind: KIND_LANE_SLOT,
-                        payload: Vec::new(),
-                    }),
-                );
+                shared.post(&waiter, Event::LaneSlot);
             }
             let Job {
                 service,

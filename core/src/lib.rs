@@ -18,7 +18,7 @@ pub mod service;
 pub mod shared_dict;
 pub mod timer_wheel;
 
-pub use event::{Event, Message, Readiness};
+pub use event::{Accepted, ConnectionCount, Event, Message, Readiness};
 pub use runtime::{now_ms, Config, Runtime, Threads};
 pub use service::{Interrupt, PostError, Service, ServiceBody, Status};
 

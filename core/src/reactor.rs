@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Interest, Poll, Token};
 
-use crate::event::{Event, Readiness};
+use crate::event::{Accepted, ConnectionCount, Event, Readiness};
 use crate::runtime::{now_ms, Shared};
 use crate::service::Service;
 use crate::timer_wheel::TimerWheel;
@@ -340,20 +340,19 @@ impl Reactor {
                         continue;
                     }
                     let _ = stream.set_nodelay(true);
-                    let host = listener
-                        .hosts
-                        .iter()
-                        .min_by_key(|h| h.load.load(Ordering::Relaxed))
-                        .cloned();
+                    let host = listener.hosts.iter().min_by_key(|h| h.load()).cloned();
                     let Some(host) = host else { return };
-                    host.load.fetch_add(1, Ordering::Relaxed);
-                    self.shared.connections.fetch_add(1, Ordering::Relaxed);
+                    let count =
+                        ConnectionCount::new(&self.shared.connections, &host.load_counter());
                     self.shared.post(
                         &host,
                         Event::Accept {
                             listener: id,
-                            stream,
-                            peer,
+                            accepted: Accepted {
+                                stream,
+                                peer,
+                                count,
+                            },
                         },
                     );
                 }

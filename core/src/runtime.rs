@@ -102,8 +102,8 @@ pub(crate) struct Shared {
     /// Signalled whenever a service exits.
     exited: std::sync::Condvar,
     next_service_id: AtomicU64,
-    /// Accepted connections alive.
-    pub(crate) connections: AtomicUsize,
+    /// Accepted connections alive (see `event::ConnectionCount`).
+    pub(crate) connections: Arc<AtomicUsize>,
     listeners: Mutex<HashMap<String, ListenerEntry>>,
     next_listener: AtomicU32,
     accepting: AtomicBool,
@@ -209,7 +209,7 @@ impl Runtime {
             services: Mutex::new(ServiceTable::default()),
             exited: std::sync::Condvar::new(),
             next_service_id: AtomicU64::new(1),
-            connections: AtomicUsize::new(0),
+            connections: Arc::new(AtomicUsize::new(0)),
             listeners: Mutex::new(HashMap::new()),
             next_listener: AtomicU32::new(0),
             accepting: AtomicBool::new(true),
@@ -437,12 +437,6 @@ impl Runtime {
         self.shared.connections.load(Ordering::Relaxed)
     }
 
-    /// Called by a host when an accepted connection closes.
-    pub fn connection_closed(&self, host: &Service) {
-        host.load.fetch_sub(1, Ordering::Relaxed);
-        self.shared.connections.fetch_sub(1, Ordering::Relaxed);
-    }
-
     /// Posts `Event::Shutdown` to every service.
     pub fn broadcast_shutdown(&self) {
         for service in self.services() {
@@ -452,8 +446,8 @@ impl Runtime {
 
     /// Runs `task` on the lane; its result comes back to `service` as
     /// `Event::LaneDone { ticket, .. }`. When the lane queue is full the task
-    /// is handed back and the service gets `Message { kind: KIND_LANE_SLOT }`
-    /// once a slot frees.
+    /// is handed back and the service gets `Event::LaneSlot` once a slot
+    /// frees.
     pub fn lane_submit(&self, service: &Arc<Service>, ticket: u64, task: Task) -> Result<(), Task> {
         self.shared.lane.submit(service, ticket, task)
     }

@@ -81,9 +81,10 @@ pub struct Service {
     pub(crate) warn_at: AtomicUsize,
     /// Slices run so far (read by the monitor).
     pub slices: AtomicU64,
-    /// Connections this service holds (the reactor hands new ones to the
-    /// least-loaded host).
-    pub load: AtomicUsize,
+    /// Accepted connections this service holds (the reactor hands new ones
+    /// to the least-loaded host); kept by each connection's
+    /// [`crate::event::ConnectionCount`].
+    load: std::sync::Arc<AtomicUsize>,
     /// Hard cap on queued messages from other services (0 = none).
     mailbox_cap: AtomicUsize,
     interrupt: std::sync::OnceLock<std::sync::Arc<dyn Interrupt>>,
@@ -100,7 +101,7 @@ impl Service {
             body: Mutex::new(Some(body)),
             warn_at: AtomicUsize::new(crate::MAILBOX_WARN_FIRST),
             slices: AtomicU64::new(0),
-            load: AtomicUsize::new(0),
+            load: std::sync::Arc::new(AtomicUsize::new(0)),
             mailbox_cap: AtomicUsize::new(0),
             interrupt: std::sync::OnceLock::new(),
         }
@@ -119,6 +120,15 @@ impl Service {
     /// The name given at spawn (for logs).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Accepted connections this service holds.
+    pub fn load(&self) -> usize {
+        self.load.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn load_counter(&self) -> std::sync::Arc<AtomicUsize> {
+        self.load.clone()
     }
 
     /// Sets a hard cap on messages queued by `Runtime::post_message` (0 = none).

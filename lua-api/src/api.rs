@@ -369,7 +369,7 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
                     conn: Connection::new(stream),
                     phase: Phase::Connecting,
                     peer: Some(parsed),
-                    accepted: false,
+                    count: None,
                     timeout_ms: timeout.filter(|t| *t > 0.0).map_or(0, |t| t.ceil() as u64),
                     reader: None,
                     writers: Vec::new(),

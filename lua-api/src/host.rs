@@ -34,7 +34,7 @@ use crate::lane::{build_task, LaneReply, Plain};
 use crate::services::{self, KIND_CALL, KIND_ERROR, KIND_KILL, KIND_RESPONSE, KIND_SEND};
 use crate::slab::{index_of, Slab};
 use crate::state::{try_read, ConnEntry, Phase, ReadKind, ReadOutcome, Settings, State};
-use lunet_core::lane::{Task, KIND_LANE_SLOT};
+use lunet_core::lane::Task;
 
 const OP_READ: i64 = 1;
 const OP_WRITE: i64 = 2;
@@ -370,12 +370,7 @@ impl LuaService {
                 // Let other services have the worker; come back for the rest.
                 self.shared.runtime.post(
                     service,
-                    Event::Message(lunet_core::Message {
-                        source: 0,
-                        session: 0,
-                        kind: KIND_CONTINUE,
-                        payload: Vec::new(),
-                    }),
+                    Event::Message(lunet_core::Message::signal(KIND_CONTINUE)),
                 );
                 return;
             }
@@ -500,7 +495,7 @@ impl LuaService {
                             self.sched.ready.push_back((sid, Reply::Error("closed")));
                             return;
                         }
-                        if shutting_down && entry.accepted && entry.conn.input.is_empty() {
+                        if shutting_down && entry.count.is_some() && entry.conn.input.is_empty() {
                             self.sched.ready.push_back((sid, Reply::Error("closed")));
                             return;
                         }
@@ -783,28 +778,24 @@ impl LuaService {
         }
     }
 
-    fn drop_conn(&mut self, service: &Arc<Service>, state: &mut State, cid: u64) {
-        if let Some(entry) = state.conns.remove(cid) {
-            if entry.accepted {
-                self.shared.runtime.connection_closed(service);
-            }
-        }
+    fn drop_conn(&mut self, _service: &Arc<Service>, state: &mut State, cid: u64) {
+        // Dropping the entry closes the socket and counts it down.
+        state.conns.remove(cid);
     }
 
-    fn on_accept(
-        &mut self,
-        service: &Arc<Service>,
-        listener: u32,
-        stream: mio::net::TcpStream,
-        peer: std::net::SocketAddr,
-    ) {
+    fn on_accept(&mut self, service: &Arc<Service>, listener: u32, accepted: lunet_core::Accepted) {
+        let lunet_core::Accepted {
+            stream,
+            peer,
+            count,
+        } = accepted;
         let cid = {
             let mut state = self.lock();
             let cid = state.conns.insert(ConnEntry {
                 conn: Connection::new(stream),
                 phase: Phase::Open,
                 peer: Some(peer),
-                accepted: true,
+                count: Some(count),
                 timeout_ms: 0,
                 reader: None,
                 writers: Vec::new(),
@@ -821,8 +812,6 @@ impl LuaService {
             ) {
                 tracing::error!(service = %self.name, "cannot register connection from {peer}: {e}");
                 state.conns.remove(cid);
-                drop(state);
-                self.shared.runtime.connection_closed(service);
                 return;
             }
             cid
@@ -988,7 +977,7 @@ impl LuaService {
             let Some(entry) = state.conns.get(cid) else {
                 continue;
             };
-            if entry.accepted && entry.conn.input.is_empty() {
+            if entry.count.is_some() && entry.conn.input.is_empty() {
                 if let Some(sid) = entry.reader {
                     self.sched.wake(&mut state, sid, Reply::Error("closed"));
                 }
@@ -1051,7 +1040,6 @@ impl LuaService {
     fn on_message(&mut self, service: &Arc<Service>, message: lunet_core::Message) {
         match message.kind {
             KIND_START => self.start_main(message),
-            KIND_LANE_SLOT => self.on_lane_slot(service),
             KIND_SEND | KIND_CALL => {
                 let is_call = message.kind == KIND_CALL;
                 let answering = is_call.then_some((message.source, message.session));
@@ -1203,11 +1191,8 @@ impl ServiceBody for LuaService {
         for event in events.drain(..) {
             match event {
                 Event::Io { slot, readiness } => self.on_io(service, slot, readiness),
-                Event::Accept {
-                    listener,
-                    stream,
-                    peer,
-                } => self.on_accept(service, listener, stream, peer),
+                Event::Accept { listener, accepted } => self.on_accept(service, listener, accepted),
+                Event::LaneSlot => self.on_lane_slot(service),
                 Event::Timer { id } => self.on_timer(service, id),
                 Event::Message(message) => self.on_message(service, message),
                 Event::LaneDone { ticket, result } => self.on_lane_done(ticket, result),
@@ -1242,7 +1227,6 @@ impl ServiceBody for LuaService {
                         services::error_payload(&text),
                     );
                 }
-                Event::Accept { .. } => self.shared.runtime.connection_closed(service),
                 _ => {}
             }
         }

@@ -69,12 +69,7 @@ pub fn answer(shared: &Shared, to: u64, session: u64, kind: u8, payload: Vec<u8>
     match shared.runtime.service(to) {
         Some(service) => shared.runtime.post(
             &service,
-            lunet_core::Event::Message(Message {
-                source: self_id(shared),
-                session,
-                kind,
-                payload,
-            }),
+            lunet_core::Event::Message(Message::new(self_id(shared), session, kind, payload)),
         ),
         None => false,
     }
@@ -104,12 +99,7 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
             };
             let mut payload = Vec::new();
             codec::encode(args.iter(), &mut payload).map_err(|e| codec_error("lunet.send", e))?;
-            let message = Message {
-                source: self_id(&sh),
-                session: 0,
-                kind: KIND_SEND,
-                payload,
-            };
+            let message = Message::new(self_id(&sh), 0, KIND_SEND, payload);
             match sh.runtime.post_message(&target, message) {
                 Ok(()) => Ok((Some(true), None)),
                 Err(PostError::Overloaded) => Ok((None, Some("overloaded".to_string()))),
@@ -142,12 +132,7 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
                     return Ok((None, Some(format!("lunet.call: {e}"))));
                 }
                 let token = call_token(&sh);
-                let message = Message {
-                    source: self_id(&sh),
-                    session: token,
-                    kind: KIND_CALL,
-                    payload,
-                };
+                let message = Message::new(self_id(&sh), token, KIND_CALL, payload);
                 match sh.runtime.post_message(&target, message) {
                     Ok(()) => Ok((Some(token as i64), None)),
                     Err(PostError::Overloaded) => Ok((
@@ -200,12 +185,7 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
             }
             Ok(sh.runtime.post(
                 &target,
-                lunet_core::Event::Message(Message {
-                    source: self_id(&sh),
-                    session: 0,
-                    kind: KIND_KILL,
-                    payload: Vec::new(),
-                }),
+                lunet_core::Event::Message(Message::new(self_id(&sh), 0, KIND_KILL, Vec::new())),
             ))
         })?,
     )?;
@@ -356,23 +336,18 @@ fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Resul
     let session = call_token(shared);
     shared.runtime.post(
         &service,
-        lunet_core::Event::Message(Message {
-            source: self_id(shared),
+        lunet_core::Event::Message(Message::new(
+            self_id(shared),
             session,
-            kind: crate::host::KIND_START,
+            crate::host::KIND_START,
             payload,
-        }),
+        )),
     );
     if let Some(name) = &name {
         if let Err(owner) = shared.runtime.register_name(name, service.id()) {
             shared.runtime.post(
                 &service,
-                lunet_core::Event::Message(Message {
-                    source: 0,
-                    session: 0,
-                    kind: KIND_KILL,
-                    payload: Vec::new(),
-                }),
+                lunet_core::Event::Message(Message::signal(KIND_KILL)),
             );
             return Err(runtime_error(format!(
                 "lunet.spawn: '{name}' is already the name of service :{owner}"

@@ -94,8 +94,9 @@ pub struct ConnEntry {
     pub conn: Connection,
     pub phase: Phase,
     pub peer: Option<SocketAddr>,
-    /// Counted in the runtime's accepted connections.
-    pub accepted: bool,
+    /// An accepted connection's place in the runtime's counts (counted
+    /// down when the entry is dropped); `None` for outbound connections.
+    pub count: Option<lunet_core::ConnectionCount>,
     /// Per-operation timeout (ms); 0 = none.
     pub timeout_ms: u64,
     /// Sessions waiting on this connection.
