@@ -124,14 +124,14 @@ impl Shared {
         service: &Arc<Service>,
         event: Event,
         bounded: bool,
-    ) -> Result<(), PostError> {
+    ) -> Result<(), (Event, PostError)> {
         match service.push(event, bounded) {
             Ok(true) => {
                 self.pool.schedule(service.clone());
                 Ok(())
             }
             Ok(false) => Ok(()),
-            Err((_, error)) => Err(error),
+            Err(refused) => Err(refused),
         }
     }
 
@@ -304,15 +304,32 @@ impl Runtime {
         self.shared.post(service, event)
     }
 
-    /// Posts a message from another service: fails when the target is dead
-    /// or its mailbox is at its hard cap.
+    /// Posts a message from another service: fails when the target is dead,
+    /// killed, or its mailbox is at its hard cap. A refused message comes
+    /// back whole, so what it carries (an attached connection) is not lost.
     pub fn post_message(
         &self,
         service: &Arc<Service>,
         message: crate::event::Message,
-    ) -> Result<(), PostError> {
-        self.shared
+    ) -> Result<(), (PostError, crate::event::Message)> {
+        match self
+            .shared
             .post_checked(service, Event::Message(message), true)
+        {
+            Ok(()) => Ok(()),
+            Err((Event::Message(message), error)) => Err((error, message)),
+            Err((_, error)) => unreachable!("a message comes back as a message ({error:?})"),
+        }
+    }
+
+    /// Kills a service as skynet and Erlang do: from now on messages from
+    /// other services are refused as `Dead`; `signal` (the layer above's
+    /// "exit now" message, not refused) is queued behind what was already
+    /// in the mailbox, which the body answers or drops as it exits. False
+    /// if the service was already dead.
+    pub fn kill(&self, service: &Arc<Service>, signal: crate::event::Message) -> bool {
+        service.close_mailbox();
+        self.post(service, Event::Message(signal))
     }
 
     /// Gives `id` a name; fails if a live service already has it.

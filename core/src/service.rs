@@ -87,6 +87,9 @@ pub struct Service {
     load: std::sync::Arc<AtomicUsize>,
     /// Hard cap on queued messages from other services (0 = none).
     mailbox_cap: AtomicUsize,
+    /// Killed: messages from other services are refused as dead, while
+    /// the body finishes exiting (see `Runtime::kill`).
+    closed: std::sync::atomic::AtomicBool,
     interrupt: std::sync::OnceLock<std::sync::Arc<dyn Interrupt>>,
 }
 
@@ -103,6 +106,7 @@ impl Service {
             slices: AtomicU64::new(0),
             load: std::sync::Arc::new(AtomicUsize::new(0)),
             mailbox_cap: AtomicUsize::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
             interrupt: std::sync::OnceLock::new(),
         }
     }
@@ -136,6 +140,17 @@ impl Service {
         self.mailbox_cap.store(cap, Ordering::Relaxed);
     }
 
+    /// Refuses further messages from other services (`Runtime::kill`).
+    pub(crate) fn close_mailbox(&self) {
+        let _mailbox = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
+        self.closed.store(true, Ordering::Release);
+    }
+
+    /// Killed or exited: messages from other services are refused.
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire) || self.state.load(Ordering::Acquire) == DEAD
+    }
+
     /// Installs how the monitor interrupts this service (once).
     pub fn set_interrupt(&self, interrupt: std::sync::Arc<dyn Interrupt>) {
         let _ = self.interrupt.set(interrupt);
@@ -152,6 +167,9 @@ impl Service {
         let len = {
             let mut mailbox = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
             if self.state.load(Ordering::Acquire) == DEAD {
+                return Err((event, PostError::Dead));
+            }
+            if bounded && self.closed.load(Ordering::Acquire) {
                 return Err((event, PostError::Dead));
             }
             if bounded {

@@ -102,8 +102,8 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
             let message = Message::new(self_id(&sh), 0, KIND_SEND, payload);
             match sh.runtime.post_message(&target, message) {
                 Ok(()) => Ok((Some(true), None)),
-                Err(PostError::Overloaded) => Ok((None, Some("overloaded".to_string()))),
-                Err(PostError::Dead) => Ok((None, Some("dead".to_string()))),
+                Err((PostError::Overloaded, _)) => Ok((None, Some("overloaded".to_string()))),
+                Err((PostError::Dead, _)) => Ok((None, Some("dead".to_string()))),
             }
         })?,
     )?;
@@ -135,14 +135,14 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
                 let message = Message::new(self_id(&sh), token, KIND_CALL, payload);
                 match sh.runtime.post_message(&target, message) {
                     Ok(()) => Ok((Some(token as i64), None)),
-                    Err(PostError::Overloaded) => Ok((
+                    Err((PostError::Overloaded, _)) => Ok((
                         None,
                         Some(format!(
                             "lunet.call: service :{} is overloaded",
                             target.id()
                         )),
                     )),
-                    Err(PostError::Dead) => Ok((
+                    Err((PostError::Dead, _)) => Ok((
                         None,
                         Some(format!("lunet.call: service :{} is dead", target.id())),
                     )),
@@ -183,9 +183,9 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
                 sh.lock()?.exiting = true;
                 return Ok(true);
             }
-            Ok(sh.runtime.post(
+            Ok(sh.runtime.kill(
                 &target,
-                lunet_core::Event::Message(Message::new(self_id(&sh), 0, KIND_KILL, Vec::new())),
+                Message::new(self_id(&sh), 0, KIND_KILL, Vec::new()),
             ))
         })?,
     )?;
