@@ -1,15 +1,18 @@
 //! `lunet load` (the connector) against the real servers, over loopback:
 //! each profile's results checked, the JSON's counts adding up, errors
 //! counted when the server dies, scripted clients and their errors,
-//! `--source` and `--hold`. No test asserts a speed.
+//! `--source` and `--hold`; and against small misbehaving servers written
+//! here (one that closes at once, one that streams an endless body), with
+//! a signal, or with stdout closed. No test asserts a speed.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -98,12 +101,18 @@ impl Load {
         );
     }
 
-    fn finish(mut self) -> Outcome {
+    fn finish(self) -> Outcome {
+        self.finish_watching(|_| {})
+    }
+
+    /// Like [`Load::finish`], calling `watch` with the pid while it runs.
+    fn finish_watching(mut self, mut watch: impl FnMut(u32)) -> Outcome {
         let deadline = Instant::now() + RUN_LIMIT;
         let status = loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 break status;
             }
+            watch(self.child.id());
             if Instant::now() >= deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
@@ -137,6 +146,77 @@ fn load(args: &[&str]) -> Outcome {
 
 fn address(port: u16) -> String {
     format!("127.0.0.1:{port}")
+}
+
+/// Sends `signal` to the running `lunet load`.
+fn signal(load: &Load, signal: i32) {
+    // SAFETY: kill(2) on our own child, which is not reaped before `finish`.
+    let result = unsafe { libc::kill(load.child.id() as libc::pid_t, signal) };
+    assert_eq!(result, 0, "kill({}, {signal})", load.child.id());
+}
+
+/// The peak resident set (VmHWM) of process `pid` in KiB, if it is alive.
+fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Writes a client script for `--script` and returns its path.
+fn script_file(name: &str, source: &str) -> PathBuf {
+    let path = output_file(name);
+    std::fs::write(&path, source).unwrap();
+    path
+}
+
+/// A loopback server written here: each accepted connection is handed to
+/// `serve` on a thread of its own; stops accepting when dropped.
+struct TestServer {
+    port: u16,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl TestServer {
+    fn start(serve: impl Fn(TcpStream, &AtomicBool) + Send + Sync + 'static) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let serve = Arc::new(serve);
+        let (count, done) = (accepted.clone(), stop.clone());
+        thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        count.fetch_add(1, Ordering::Relaxed);
+                        stream.set_nonblocking(false).unwrap();
+                        let (serve, done) = (serve.clone(), done.clone());
+                        thread::spawn(move || serve(stream, &done));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(1)),
+                }
+            }
+        });
+        TestServer {
+            port,
+            accepted,
+            stop,
+        }
+    }
+
+    fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// A fresh path for an output file of this test.
@@ -379,10 +459,12 @@ fn read_json(path: &Path) -> Json {
 #[track_caller]
 fn check_sums(json: &Json) {
     let errors = json.get("errors");
-    let kinds: u64 = ["connect", "read", "write", "timeout", "closed", "protocol"]
-        .iter()
-        .map(|k| errors.count(k))
-        .sum();
+    let kinds: u64 = [
+        "connect", "read", "write", "timeout", "closed", "protocol", "script",
+    ]
+    .iter()
+    .map(|k| errors.count(k))
+    .sum();
     assert_eq!(
         kinds,
         errors.count("total"),
@@ -817,7 +899,7 @@ fn a_script_error_names_the_script() {
         "-c",
         "2",
         "-d",
-        "5s",
+        "1s",
         &address(server.port()),
     ]);
     assert!(!outcome.status.success(), "{}", outcome.text());
@@ -896,4 +978,308 @@ fn hold_keeps_idle_connections_up() {
     let json = read_json(&json);
     assert_eq!(json.count("up_at_end"), 50);
     assert_eq!(json.get("errors").count("total"), 0);
+}
+
+// ---------------------------------------------------------------- misbehaviour
+
+#[test]
+fn a_script_that_raises_on_every_request_counts_script_errors_and_fails() {
+    let server = Server::start(&server_script("echo.lua"), &[]);
+    let script = script_file(
+        "raises.lua",
+        r#"
+local load = require "load"
+load.run(function(sock)
+    load.request(function()
+        error("boom on request")
+    end)
+end)
+"#,
+    );
+    let json = output_file("raises.json");
+    let outcome = load(&[
+        "--script",
+        script.to_str().unwrap(),
+        "-c",
+        "2",
+        "-d",
+        "1s",
+        "--json",
+        json.to_str().unwrap(),
+        &address(server.port()),
+    ]);
+    // Not a quiet success: a failing exit, the error on stderr...
+    assert!(!outcome.status.success(), "{}", outcome.text());
+    assert!(
+        outcome.stderr.contains("boom on request"),
+        "{}",
+        outcome.text()
+    );
+    // ... counted in the summary and the JSON, and the run went on.
+    assert!(
+        outcome.stdout.contains("first script error: ")
+            && outcome.stdout.contains("boom on request"),
+        "{}",
+        outcome.text()
+    );
+    let json = read_json(&json);
+    check_sums(&json);
+    let errors = json.get("errors");
+    assert!(errors.count("script") >= 2, "{json:?}");
+    assert_eq!(errors.count("total"), errors.count("script"), "{json:?}");
+    assert_eq!(json.count("requests"), 0);
+    assert!(json.count("reconnects") > 0, "{json:?}");
+    match json.get("script_error") {
+        Json::Text(text) => assert!(text.contains("boom on request"), "{text}"),
+        other => panic!("script_error: {other:?}"),
+    }
+}
+
+#[test]
+fn scripted_runs_count_the_bytes_they_move() {
+    let server = Server::start(&server_script("echo.lua"), &[]);
+    let json = output_file("script-bytes.json");
+    let outcome = load(&[
+        "--script",
+        test_script("connector_echo_client.lua").to_str().unwrap(),
+        "--set",
+        "size=40",
+        "-c",
+        "2",
+        "-d",
+        "1s",
+        "--json",
+        json.to_str().unwrap(),
+        &address(server.port()),
+    ]);
+    outcome.assert_success();
+    let json = read_json(&json);
+    let (bytes_in, bytes_out) = (json.count("bytes_in"), json.count("bytes_out"));
+    assert!(bytes_in > 0, "{json:?}");
+    // Echoed lines: every byte read was written first. Each request moves
+    // a 40-byte line and its newline each way.
+    assert!(bytes_out >= bytes_in, "{json:?}");
+    assert_eq!(bytes_in % 41, 0, "{json:?}");
+    assert!(bytes_in >= 41 * json.count("requests"), "{json:?}");
+}
+
+#[test]
+fn a_handler_that_never_yields_does_not_hold_the_run() {
+    let server = Server::start(&server_script("echo.lua"), &[]);
+    let script = script_file(
+        "loops.lua",
+        r#"
+local load = require "load"
+load.run(function(sock)
+    local n = 0
+    while true do n = n + 1 end
+end)
+"#,
+    );
+    let json = output_file("loops.json");
+    // Bounded by RUN_LIMIT: before the fix it never ended.
+    let outcome = load(&[
+        "--script",
+        script.to_str().unwrap(),
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "-d",
+        "1s",
+        "--json",
+        json.to_str().unwrap(),
+        &address(server.port()),
+    ]);
+    assert!(!outcome.status.success(), "{}", outcome.text());
+    assert!(
+        outcome.stdout.contains("never yields"),
+        "{}",
+        outcome.text()
+    );
+    let json = read_json(&json);
+    check_sums(&json);
+    assert!(json.get("errors").count("script") >= 1, "{json:?}");
+    assert_eq!(json.get("stopped_by"), &Json::Null);
+}
+
+#[test]
+fn http_profile_skips_an_endless_body_in_bounded_memory() {
+    // Declares a 40 GB body and streams it until the client goes away.
+    let server = TestServer::start(|mut stream, stop| {
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => request.push(byte[0]),
+                _ => return,
+            }
+        }
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 40000000000\r\n\r\n";
+        if stream.write_all(head).is_err() {
+            return;
+        }
+        let body = vec![b'x'; 64 * 1024];
+        while !stop.load(Ordering::Relaxed) && stream.write_all(&body).is_ok() {}
+    });
+    let json = output_file("endless-body.json");
+    let mut peak_kib = 0;
+    let outcome = Load::start(&[
+        "-p",
+        "http",
+        "-c",
+        "1",
+        "-t",
+        "1",
+        "-d",
+        "2s",
+        "--timeout",
+        "30s",
+        "--json",
+        json.to_str().unwrap(),
+        &address(server.port),
+    ])
+    .finish_watching(|pid| {
+        peak_kib = peak_kib.max(peak_rss_kib(pid).unwrap_or(0));
+        thread::sleep(Duration::from_millis(10));
+    });
+    // The body was read (and counted), not kept: memory stays at the
+    // read buffer's scale while megabytes go by.
+    let json = read_json(&json);
+    let read = json.count("bytes_in");
+    assert!(
+        peak_kib < 100 * 1024,
+        "peak RSS {peak_kib} KiB after reading {read} bytes of body"
+    );
+    assert!(read > 8 << 20, "only {read} bytes read: {json:?}");
+    // The reply never completes: nothing succeeded.
+    assert!(!outcome.status.success(), "{}", outcome.text());
+    check_sums(&json);
+    assert_eq!(json.count("requests"), 0, "{json:?}");
+    assert_eq!(json.get("errors").count("protocol"), 0, "{json:?}");
+}
+
+#[test]
+fn a_server_that_closes_at_once_gets_reconnects_with_backoff() {
+    let server = TestServer::start(|stream, _| drop(stream));
+    let json = output_file("closing.json");
+    let outcome = load(&[
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "-d",
+        "1s",
+        "--json",
+        json.to_str().unwrap(),
+        &address(server.port),
+    ]);
+    // Without a back-off this was thousands of connects per second per
+    // connection; with it, at most a few dozen in a second.
+    assert!(server.accepted() < 100, "{} accepted", server.accepted());
+    assert!(!outcome.status.success(), "{}", outcome.text());
+    let json = read_json(&json);
+    check_sums(&json);
+    let reconnects = json.count("reconnects");
+    assert!(reconnects > 0 && reconnects < 100, "{json:?}");
+    assert!(json.get("errors").count("total") > 0, "{json:?}");
+    assert!(
+        outcome.stdout.contains(&format!("reconnects {reconnects}")),
+        "{}",
+        outcome.text()
+    );
+
+    // Scripted clients back off too.
+    let before = server.accepted();
+    let outcome = load(&[
+        "--script",
+        test_script("connector_echo_client.lua").to_str().unwrap(),
+        "-c",
+        "2",
+        "-t",
+        "1",
+        "-d",
+        "1s",
+        &address(server.port),
+    ]);
+    assert!(!outcome.status.success(), "{}", outcome.text());
+    let accepted = server.accepted() - before;
+    assert!(accepted > 0 && accepted < 100, "{accepted} accepted");
+}
+
+#[test]
+fn sigint_prints_the_partial_report_and_writes_the_json() {
+    let server = Server::start(&server_script("echo.lua"), &[]);
+    let json = output_file("sigint.json");
+    let mut run = Load::start(&[
+        "-c",
+        "2",
+        "-d",
+        "20s",
+        "--json",
+        json.to_str().unwrap(),
+        &address(server.port()),
+    ]);
+    run.wait_stdout("req/s");
+    signal(&run, libc::SIGINT);
+    let outcome = run.finish();
+    assert!(!outcome.status.success(), "{}", outcome.text());
+    assert!(
+        outcome.stdout.contains("stopped by SIGINT") && outcome.stdout.contains(" requests in "),
+        "{}",
+        outcome.text()
+    );
+    assert!(
+        outcome.stderr.contains("stopped by SIGINT"),
+        "{}",
+        outcome.text()
+    );
+    let json = read_json(&json);
+    check_sums(&json);
+    assert_eq!(json.get("stopped_by"), &Json::Text("SIGINT".into()));
+    assert!(json.count("requests") > 0, "{json:?}");
+    assert!(json.get("elapsed_s").number() < 20.0, "{json:?}");
+}
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly() {
+    let server = Server::start(&server_script("echo.lua"), &[]);
+    let json = output_file("epipe.json");
+    let mut child = Command::new(binary())
+        .args(["load", "-c", "2", "-d", "20s", "--json"])
+        .arg(&json)
+        .arg(address(server.port()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start lunet load");
+    // Read the banner, then go away as `head -1` would.
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut banner = String::new();
+    stdout.read_line(&mut banner).unwrap();
+    assert!(banner.starts_with("lunet load echo"), "{banner}");
+    drop(stdout);
+    let mut stderr = child.stderr.take().unwrap();
+    let deadline = Instant::now() + RUN_LIMIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("lunet load did not stop within {RUN_LIMIT:?} after stdout closed");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let mut errors = String::new();
+    stderr.read_to_string(&mut errors).unwrap();
+    assert!(
+        status.success() && !errors.contains("panicked"),
+        "status {status}, stderr:\n{errors}"
+    );
+    let json = read_json(&json);
+    check_sums(&json);
+    assert_eq!(json.get("stopped_by"), &Json::Text("stdout closed".into()));
 }

@@ -20,15 +20,94 @@ local connect, sleep, fork = lunet.connect, lunet.sleep, lunet.fork
 local running_coroutine = coroutine.running
 -- The sandbox has no `debug` library: the message alone names file and line.
 local traceback = debug and debug.traceback or function(message) return message end
-local type, tostring, error, floor = type, tostring, error, math.floor
+local type, tostring, error, floor, select = type, tostring, error, math.floor, select
+local setmetatable, byte, sub = setmetatable, string.byte, string.sub
 
 local interval = core.interval_ns
 local target = core.target
 local timeout_ms = core.timeout_ms
 
--- Open loop: the next intended send time (ns) of each connection session.
-local schedules = setmetatable({}, { __mode = "k" })
+-- What the handlers' sockets moved since the last report to the recorder
+-- (sent with the next result: no extra call per read or write).
+local received, sent_bytes = 0, 0
+
+local function take_transfer()
+    local bytes_in, bytes_out = received, sent_bytes
+    received, sent_bytes = 0, 0
+    return bytes_in, bytes_out
+end
+
+-- The state of each connection session, by its coroutine: the open loop's
+-- next intended send time (ns), and whether a request completed since it
+-- connected (then a lost connection reconnects without back-off).
+local connections = setmetatable({}, { __mode = "k" })
 local handler
+
+-- A handler's socket: the lunet socket's methods, counting the bytes they
+-- move. `sock.socket` is the lunet socket itself.
+local Counted = {}
+Counted.__index = Counted
+Counted.__name = "load.socket"
+
+function Counted.__tostring(self)
+    return tostring(self.socket)
+end
+
+local function counted(socket)
+    return setmetatable({ socket = socket }, Counted)
+end
+
+-- A failed read counts the partial data it returns.
+local function count_failure(err, partial)
+    if partial then received = received + #partial end
+    return nil, err, partial
+end
+
+-- Read as `readuntil("\n")`, so that the count includes a "\r" that
+-- readline would have removed; the line comes back as readline gives it.
+function Counted:readline(max)
+    local line, err, partial = self.socket:readuntil("\n", max)
+    if not line then return count_failure(err, partial) end
+    received = received + #line + 1
+    if byte(line, -1) == 13 then line = sub(line, 1, -2) end
+    return line
+end
+
+function Counted:readn(n)
+    local data, err, partial = self.socket:readn(n)
+    if not data then return count_failure(err, partial) end
+    received = received + #data
+    return data
+end
+
+function Counted:readuntil(delim, max)
+    local data, err, partial = self.socket:readuntil(delim, max)
+    if not data then return count_failure(err, partial) end
+    received = received + #data + #delim
+    return data
+end
+
+function Counted:readsome(max)
+    local data, err, partial = self.socket:readsome(max)
+    if not data then return count_failure(err, partial) end
+    received = received + #data
+    return data
+end
+
+function Counted:write(...)
+    local ok, err = self.socket:write(...)
+    if ok then
+        for i = 1, select("#", ...) do
+            local piece = select(i, ...)
+            sent_bytes = sent_bytes + #(type(piece) == "string" and piece or tostring(piece))
+        end
+    end
+    return ok, err
+end
+
+function Counted:close() return self.socket:close() end
+function Counted:peer() return self.socket:peer() end
+function Counted:settimeout(ms) return self.socket:settimeout(ms) end
 
 local load = {}
 
@@ -45,59 +124,68 @@ load.running = running
 --- Counts an error of `kind` ("connect", "read", "write", "timeout",
 --- "closed", "protocol", or a socket error word such as "reset").
 function load.error(kind, message)
-    fail(tostring(kind), message and tostring(message) or nil)
+    fail(tostring(kind), message and tostring(message) or nil, take_transfer())
 end
 
 --- Times one request: calls fn(...) and returns what it returned (up to
 --- three values). A result of nil or false counts an error whose kind comes
 --- from the second value ("timeout", "closed", ... or anything else:
---- protocol); otherwise the latency is recorded.
+--- protocol); otherwise the latency is recorded. An error raised by fn goes
+--- up to the handler (and is counted as a script error there).
 function load.request(fn, ...)
     local intended
-    if interval > 0 then
-        local schedule = schedules[running_coroutine()]
-        if schedule then
-            intended = schedule[1]
-            schedule[1] = intended + interval
-            local wait = (intended - clock()) / 1e6
-            if wait >= 1 then sleep(floor(wait)) end
-        end
+    local state = connections[running_coroutine()]
+    if interval > 0 and state then
+        intended = state.next_send
+        state.next_send = intended + interval
+        local wait = (intended - clock()) / 1e6
+        if wait >= 1 then sleep(floor(wait)) end
     end
     local sent = clock()
     local a, b, c = fn(...)
     if a == nil or a == false then
         local word = b == nil and "protocol" or tostring(b)
-        fail(word, word)
+        fail(word, word, take_transfer())
         return a, b, c
     end
-    done(intended or sent, sent)
+    if state then state.answered = true end
+    done(intended or sent, sent, take_transfer())
     return a, b, c
 end
 
 local function connection(index)
-    local schedule
+    local state = { answered = false }
+    connections[running_coroutine()] = state
+    -- Failures in a row (a connection lost before a request completed).
+    local failures = 0
+    local attempted = false
     while running() do
         local wait = core.connect_wait()
         if wait > 0 then sleep(wait) end
         if not running() then return end
+        if attempted then core.reconnecting() end
+        attempted = true
+        state.answered = false
         local sock, err = connect(target, timeout_ms)
         if not sock then
-            fail("connect", "connect " .. target .. ": " .. tostring(err))
-            sleep(100)
+            fail("connect", "connect " .. target .. ": " .. tostring(err), take_transfer())
         else
             core.up(1)
             sock:settimeout(timeout_ms)
-            if interval > 0 and not schedule then
-                schedule = { clock() + floor(interval * (index - 1) / core.total) }
-                schedules[running_coroutine()] = schedule
+            if interval > 0 and not state.next_send then
+                state.next_send = clock() + floor(interval * (index - 1) / core.total)
             end
-            local ok, failure = xpcall(handler, traceback, sock, index)
+            local ok, failure = xpcall(handler, traceback, counted(sock), index)
             core.up(-1)
             sock:close()
-            if not ok then
-                core.script_error(tostring(failure))
-                return
-            end
+            core.transfer(take_transfer())
+            if not ok then core.script_error(tostring(failure)) end
+        end
+        if state.answered then
+            failures = 0
+        elseif running() then
+            failures = failures + 1
+            sleep(core.backoff_ms(failures))
         end
     end
 end

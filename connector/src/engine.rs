@@ -16,11 +16,15 @@
 //! 3. Readiness is edge-triggered: each event writes what is pending and
 //!    reads until the socket is empty, parsing every reply in the input.
 //! 4. Any error (connect, read, write, reply timeout, close, bad reply) is
-//!    counted by kind; the connection is closed and queued to connect again,
-//!    after a short back-off if it was the connect that failed.
+//!    counted by kind; the connection is closed and connects again: at once
+//!    if it had completed a request, else after a back-off that doubles with
+//!    each failure in a row (`backoff.rs`).
 //! 5. A timer heap holds schedule and back-off wake-ups; a sweep every
 //!    100 ms finds connects and replies older than `--timeout`.
-//! 6. The thread stops by itself at the end of the run (or when the stop
+//! 6. A connection reads at most [`READ_BUDGET`] chunks per turn; one with
+//!    more to read waits for the next poll round (its edge is remembered),
+//!    so a server that streams without end cannot hold the thread.
+//! 7. The thread stops by itself at the end of the run (or when the stop
 //!    flag is set). It locks its [`Recorder`] once per poll round.
 
 use std::cmp::Reverse;
@@ -33,18 +37,18 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
-use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::args::{Plan, Workload};
-use crate::protocol::{Echo, Exchange, Http, Idle, Parsed, Raw, Resp};
-use crate::stats::{ErrorKind, Recorder};
-use crate::Timeline;
+use crate::backoff::Backoff;
+use crate::protocol::{Echo, Exchange, Http, Idle, Parsed, Raw, Resp, Rng};
+use crate::stats::{lock, ErrorKind, Recorder};
+use crate::{Error, Timeline};
 
 /// Bytes read per syscall; a short read means the socket is empty.
 const READ_CHUNK: usize = 64 * 1024;
-/// Wait before connecting again after a failed connect, so a dead server
-/// costs a few connects per second per connection rather than a busy loop.
-const CONNECT_BACKOFF: Duration = Duration::from_millis(100);
+/// Chunks one connection reads per turn (1 MiB) before the others get
+/// theirs.
+const READ_BUDGET: usize = 16;
 /// How often replies and connects are checked against `--timeout`.
 const SWEEP: Duration = Duration::from_millis(100);
 /// Connect-rate burst: at most this many connects at once after an idle spell.
@@ -83,7 +87,7 @@ impl Alarm {
     }
 
     /// Fires once, `after` from now.
-    fn arm(&self, after: Duration) {
+    fn arm(&self, after: Duration) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let after = after.max(Duration::from_nanos(1));
         let spec = libc::itimerspec {
@@ -98,23 +102,34 @@ impl Alarm {
         };
         // SAFETY: a valid descriptor and pointers to a live itimerspec; the
         // old value is not asked for.
-        unsafe {
-            libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut());
+        let result =
+            unsafe { libc::timerfd_settime(self.fd.as_raw_fd(), 0, &spec, std::ptr::null_mut()) };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
         }
+        Ok(())
     }
 
-    /// Consumes the expiration so the next one is a new edge.
-    fn clear(&self) {
+    /// Consumes the expiration so the next one is a new edge. Nothing to
+    /// read (`WouldBlock`: the edge was stale) is fine.
+    fn clear(&self) -> io::Result<()> {
         use std::os::fd::AsRawFd;
         let mut count = 0u64;
         // SAFETY: reads at most 8 bytes into a live u64.
-        unsafe {
+        let read = unsafe {
             libc::read(
                 self.fd.as_raw_fd(),
                 &mut count as *mut u64 as *mut libc::c_void,
                 8,
-            );
+            )
+        };
+        if read < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() != io::ErrorKind::WouldBlock {
+                return Err(error);
+            }
         }
+        Ok(())
     }
 }
 
@@ -141,8 +156,13 @@ struct Connection<P> {
     /// The wake-up this connection has in the timer heap (entries that do
     /// not match are stale and skipped).
     timer: Option<Instant>,
-    /// When the current connect started.
+    /// When the current connect started; once up, when it came up.
     since: Instant,
+    /// A request completed since the connect: the back-off starts afresh.
+    answered: bool,
+    /// A connect was tried before: the next one counts as a reconnect.
+    attempted: bool,
+    backoff: Backoff,
     source: Option<IpAddr>,
     /// Position among all connections of the run (spreads the schedule).
     global: usize,
@@ -162,44 +182,14 @@ fn fail(kind: ErrorKind, message: String) -> Verdict {
     Err(Stop::Error(kind, message))
 }
 
-/// Opens a non-blocking socket, binds it to `source` if given, and starts
-/// connecting.
+/// Starts a non-blocking connect from `source` if given (core's
+/// `connect_from`: the port is picked at connect time, per source and
+/// target). The error says which source failed.
 fn open(target: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    let socket = Socket::new(
-        Domain::for_address(target),
-        Type::STREAM,
-        Some(Protocol::TCP),
-    )?;
-    socket.set_nonblocking(true)?;
-    socket.set_nodelay(true)?;
-    if let Some(ip) = source {
-        if ip.is_ipv4() {
-            // Choose the port at connect time, per (source, target) pair,
-            // instead of reserving one per source address at bind time.
-            let one: libc::c_int = 1;
-            // SAFETY: setsockopt on a socket we own, with a pointer to a live
-            // c_int and its exact size.
-            unsafe {
-                use std::os::fd::AsRawFd;
-                libc::setsockopt(
-                    socket.as_raw_fd(),
-                    libc::IPPROTO_IP,
-                    libc::IP_BIND_ADDRESS_NO_PORT,
-                    &one as *const libc::c_int as *const libc::c_void,
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
-        }
-        socket
-            .bind(&SocketAddr::new(ip, 0).into())
-            .map_err(|e| io::Error::new(e.kind(), format!("bind {ip}: {e}")))?;
-    }
-    match socket.connect(&target.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-        Err(e) => return Err(e),
-    }
-    Ok(TcpStream::from_std(socket.into()))
+    lunet_core::net::connect_from(target, source).map_err(|e| match source {
+        Some(ip) => io::Error::new(e.kind(), format!("from {ip}: {e}")),
+        None => e,
+    })
 }
 
 /// Starts the client threads of a built-in profile.
@@ -208,7 +198,7 @@ pub fn spawn(
     timeline: &Timeline,
     recorders: &[Arc<Mutex<Recorder>>],
     stop: &Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<()>> {
+) -> Result<Vec<std::thread::JoinHandle<()>>, Error> {
     let mut first = 0;
     (0..plan.threads)
         .map(|thread| {
@@ -249,9 +239,9 @@ pub fn spawn(
                         Workload::Script { .. } => unreachable!("scripts run in Lua services"),
                     }
                 })
-                .expect("cannot start a load thread")
         })
-        .collect()
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(|e| Error::Start(format!("cannot start a load thread: {e}")))
 }
 
 struct Context<'a> {
@@ -280,6 +270,11 @@ struct Driver<'a, P> {
     chunk: Vec<u8>,
     hold: bool,
     alarm: Option<Alarm>,
+    /// Connections that spent their read budget with bytes left to read,
+    /// and whether their peer had closed: driven again next round.
+    unfinished: Vec<(usize, bool)>,
+    /// Jitter of the reconnect back-off.
+    rng: Rng,
 }
 
 impl Context<'_> {
@@ -308,6 +303,9 @@ impl Context<'_> {
                     next_intended: None,
                     timer: None,
                     since: start,
+                    answered: false,
+                    attempted: false,
+                    backoff: Backoff::default(),
                     source: (!plan.sources.is_empty())
                         .then(|| plan.sources[global % plan.sources.len()]),
                     global,
@@ -343,13 +341,11 @@ impl Context<'_> {
             chunk: vec![0; READ_CHUNK],
             hold: plan.hold(),
             alarm,
+            unfinished: Vec::new(),
+            rng: Rng::new(self.first as u64 + 1),
         };
         driver.run(self.timeline.end, self.recorder, self.stop);
     }
-}
-
-fn lock(recorder: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
-    recorder.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl<P: Exchange> Driver<'_, P> {
@@ -369,10 +365,15 @@ impl<P: Exchange> Driver<'_, P> {
                 break;
             }
             let mut recorder = lock(recorder);
+            // Those left over from the last round go after this round's
+            // events; new ones wait for the next round.
+            let unfinished = std::mem::take(&mut self.unfinished);
             for event in events.iter() {
                 if event.token() == ALARM {
                     if let Some(alarm) = &self.alarm {
-                        alarm.clear();
+                        if let Err(e) = alarm.clear() {
+                            recorder.error(ErrorKind::Read, || format!("timerfd read: {e}"));
+                        }
                     }
                     continue;
                 }
@@ -382,6 +383,12 @@ impl<P: Exchange> Driver<'_, P> {
                     event.is_read_closed() || event.is_error(),
                     &mut recorder,
                 );
+            }
+            for (index, closed) in unfinished {
+                if self.connections[index].phase == Phase::Up {
+                    let verdict = self.drive(index, closed, &mut recorder);
+                    self.settle(index, verdict, &mut recorder);
+                }
             }
             now = Instant::now();
             self.connect_due(now, &mut recorder);
@@ -419,12 +426,16 @@ impl<P: Exchange> Driver<'_, P> {
             if !self.connect_queue.is_empty() {
                 wake = wake.min(self.next_connect_slot(now));
             }
+            if !self.unfinished.is_empty() {
+                wake = now;
+            }
             let wait = wake.saturating_duration_since(Instant::now());
             timeout = Some(wait);
             if let Some(alarm) = &self.alarm {
-                if !wait.is_zero() {
-                    alarm.arm(wait);
-                    // The alarm wakes the poll on time; this is a backstop.
+                // The alarm wakes the poll on time and the poll's own
+                // timeout is a backstop; if the alarm cannot be armed, the
+                // poll's millisecond timeout does the job alone.
+                if !wait.is_zero() && alarm.arm(wait).is_ok() {
                     timeout = Some(wait + Duration::from_millis(2));
                 }
             }
@@ -471,6 +482,10 @@ impl<P: Exchange> Driver<'_, P> {
         if connection.phase != Phase::Down {
             return;
         }
+        if connection.attempted {
+            recorder.reconnects += 1;
+        }
+        connection.attempted = true;
         connection.since = now;
         let opened = open(target, connection.source).and_then(|mut stream| {
             self.poll.registry().register(
@@ -487,13 +502,23 @@ impl<P: Exchange> Driver<'_, P> {
             }
             Err(e) => {
                 recorder.error(ErrorKind::Connect, || format!("connect {target}: {e}"));
-                self.back_off(index, now);
+                self.reconnect(index, now);
             }
         }
     }
 
-    fn back_off(&mut self, index: usize, now: Instant) {
-        self.schedule(index, now + CONNECT_BACKOFF);
+    /// Connects a closed connection again: at once if it had done its job
+    /// (`answered`), else after its back-off.
+    fn reconnect(&mut self, index: usize, now: Instant) {
+        let connection = &mut self.connections[index];
+        if connection.answered {
+            connection.answered = false;
+            connection.backoff.reset();
+            self.connect_queue.push_back(index);
+        } else {
+            let wait = connection.backoff.next(&mut self.rng);
+            self.schedule(index, now + wait);
+        }
     }
 
     fn schedule(&mut self, index: usize, at: Instant) {
@@ -530,6 +555,7 @@ impl<P: Exchange> Driver<'_, P> {
                     Ok(true) => {
                         let now = Instant::now();
                         connection.phase = Phase::Up;
+                        connection.since = now;
                         recorder.up += 1;
                         recorder.connects += 1;
                         if let (None, Some(interval)) = (connection.next_intended, self.interval) {
@@ -544,7 +570,7 @@ impl<P: Exchange> Driver<'_, P> {
                         let target = self.plan.target;
                         recorder.error(ErrorKind::Connect, || format!("connect {target}: {e}"));
                         self.close(index, recorder);
-                        self.back_off(index, Instant::now());
+                        self.reconnect(index, Instant::now());
                     }
                 }
             }
@@ -557,18 +583,22 @@ impl<P: Exchange> Driver<'_, P> {
 
     /// Applies the end of a drive: an error or a close reconnects.
     fn settle(&mut self, index: usize, verdict: Verdict, recorder: &mut Recorder) {
-        match verdict {
-            Ok(()) => {}
-            Err(Stop::Graceful) => {
-                self.close(index, recorder);
-                self.connect_queue.push_back(index);
-            }
-            Err(Stop::Error(kind, message)) => {
-                recorder.error(kind, || message);
-                self.close(index, recorder);
-                self.connect_queue.push_back(index);
-            }
+        let stop = match verdict {
+            Ok(()) => return,
+            Err(stop) => stop,
+        };
+        if let Stop::Error(kind, message) = stop {
+            recorder.error(kind, || message);
         }
+        let now = Instant::now();
+        // An idle connection (`--hold`) did its job if it stayed up for
+        // the longest back-off.
+        let connection = &mut self.connections[index];
+        if self.hold && now.saturating_duration_since(connection.since) >= crate::backoff::MAX {
+            connection.answered = true;
+        }
+        self.close(index, recorder);
+        self.reconnect(index, now);
     }
 
     fn close(&mut self, index: usize, recorder: &mut Recorder) {
@@ -581,6 +611,7 @@ impl<P: Exchange> Driver<'_, P> {
         }
         connection.phase = Phase::Down;
         connection.timer = None;
+        // `answered` stays for `reconnect`, which clears it.
         connection.exchange.reset();
         connection.in_flight.clear();
         connection.out.clear();
@@ -623,6 +654,7 @@ impl<P: Exchange> Driver<'_, P> {
     fn drive(&mut self, index: usize, closed: bool, recorder: &mut Recorder) -> Verdict {
         self.fill(index, None);
         let mut drained = false;
+        let mut reads = 0;
         loop {
             let connection = &mut self.connections[index];
             let Some(stream) = connection.stream.as_mut() else {
@@ -647,6 +679,12 @@ impl<P: Exchange> Driver<'_, P> {
             if drained {
                 return Ok(());
             }
+            if reads == READ_BUDGET {
+                // More may be waiting; the edge will not come again.
+                self.unfinished.push((index, closed));
+                return Ok(());
+            }
+            reads += 1;
             let read = match stream.read(&mut self.chunk) {
                 Ok(0) => {
                     let what = if connection.in_flight.is_empty() {
@@ -688,6 +726,7 @@ impl<P: Exchange> Driver<'_, P> {
             exchange,
             input,
             in_flight,
+            answered,
             ..
         } = &mut self.connections[index];
         let from_chunk = input.is_empty();
@@ -704,6 +743,10 @@ impl<P: Exchange> Driver<'_, P> {
         while at < data.len() {
             match exchange.parse(&data[at..]) {
                 Parsed::Incomplete => break,
+                Parsed::Partial { consumed } => {
+                    at += consumed;
+                    break;
+                }
                 Parsed::Done {
                     consumed,
                     outcome,
@@ -715,7 +758,10 @@ impl<P: Exchange> Driver<'_, P> {
                         break;
                     };
                     match outcome {
-                        Ok(note) => recorder.complete(now, intended, sent, note),
+                        Ok(note) => {
+                            *answered = true;
+                            recorder.complete(now, intended, sent, note);
+                        }
                         Err(message) => {
                             verdict = fail(ErrorKind::Protocol, message);
                             break;
@@ -760,15 +806,13 @@ impl<P: Exchange> Driver<'_, P> {
                 recorder.error(ErrorKind::Connect, || {
                     format!("connect {target}: no answer within {timeout:?}")
                 });
-                self.close(index, recorder);
-                self.back_off(index, now);
             } else {
                 recorder.error(ErrorKind::Timeout, || {
                     format!("no reply from {target} within {timeout:?}")
                 });
-                self.close(index, recorder);
-                self.connect_queue.push_back(index);
             }
+            self.close(index, recorder);
+            self.reconnect(index, now);
         }
     }
 }

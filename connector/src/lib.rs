@@ -3,25 +3,31 @@
 //! A run, step by step:
 //! 1. [`LoadArgs`] (the command line) is checked into a [`args::Plan`]; the
 //!    output files are opened so a bad path fails before any load.
-//! 2. A [`Timeline`] fixes the start, the end of the warmup and the end of
+//! 2. SIGINT and SIGTERM are blocked and taken by a thread of their own
+//!    (`signals.rs`) before any client thread starts.
+//! 3. A [`Timeline`] fixes the start, the end of the warmup and the end of
 //!    the run. Everything stops by itself at the end.
-//! 3. Clients start: for a built-in profile, `-t` threads each with its own
+//! 4. Clients start: for a built-in profile, `-t` threads each with its own
 //!    `mio::Poll` and state machines (`engine.rs`, `protocol.rs`); for
 //!    `--script`, `-t` Lua services on a lunet runtime (`script.rs`). Each
 //!    thread or service owns one [`stats::Recorder`].
-//! 4. The main thread reports once a second (`report.rs`), then stops the
-//!    clients, merges the recorders, prints the summary and writes `--json`.
+//! 5. The main thread reports once a second (`report.rs`) until the end, a
+//!    signal, or stdout's reader going away; then it stops the clients
+//!    (a script thread stuck in a slice is left behind and counted), merges
+//!    the recorders, prints the summary and writes `--json`.
 //!
 //! See `docs/connector.md` for the user's side.
 
 mod args;
+mod backoff;
+mod console;
 mod engine;
 mod protocol;
 mod report;
 mod script;
+mod signals;
 mod stats;
 
-use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -29,34 +35,33 @@ use std::time::Instant;
 pub use args::{parse_duration, parse_sources, LoadArgs, Profile};
 
 use args::Workload;
-use report::Report;
-use stats::Recorder;
+use report::{End, Report};
+use signals::Signals;
+use stats::{lock, ErrorKind, Recorder};
 
 /// Why `lunet load` failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad or conflicting options.
+    #[error("{0}")]
     Usage(String),
-    /// The script failed to load, raised, or never called `load.run`.
+    /// The script failed to load, failed at its top level, never called
+    /// `load.run`, or its handlers raised errors (counted in the report).
+    #[error("script error: {0}")]
     Script(String),
     /// An output file could not be written.
+    #[error("{0}")]
     Output(String),
+    /// A thread or the signal watch could not be started.
+    #[error("{0}")]
+    Start(String),
     /// The run finished but nothing succeeded.
+    #[error("{0}")]
     Failed(String),
+    /// SIGINT or SIGTERM ended the run early; the report covers what ran.
+    #[error("stopped by {0}: the report above covers the time that ran")]
+    Interrupted(&'static str),
 }
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::Usage(m) => write!(f, "{m}"),
-            Error::Script(m) => write!(f, "script error: {m}"),
-            Error::Output(m) => write!(f, "{m}"),
-            Error::Failed(m) => write!(f, "{m}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
 
 /// The fixed points in time of a run.
 #[derive(Clone, Copy, Debug)]
@@ -67,11 +72,35 @@ pub struct Timeline {
     pub end: Instant,
 }
 
+/// The clients of a run, whichever kind.
+enum Clients {
+    Threads(Vec<std::thread::JoinHandle<()>>),
+    Script(script::ScriptRun),
+}
+
+impl Clients {
+    /// Stops the clients; false if a script thread did not stop in time.
+    fn stop(self) -> bool {
+        match self {
+            Clients::Threads(handles) => {
+                for handle in handles {
+                    let _ = handle.join();
+                }
+                true
+            }
+            Clients::Script(run) => run.stop(),
+        }
+    }
+}
+
 /// Runs `lunet load`: generates the load, prints progress and the summary,
 /// writes the requested files. Fails when the options are wrong, a script
-/// fails, or no request (no connection, with `--hold`) succeeded.
+/// fails or raises, no request (no connection, with `--hold`) succeeded,
+/// or a signal cut the run short (after reporting what ran).
 pub fn run(args: LoadArgs) -> Result<(), Error> {
     let plan = Arc::new(args.plan()?);
+    let signals = Signals::watch()
+        .map_err(|e| Error::Start(format!("cannot watch SIGINT and SIGTERM: {e}")))?;
     let start = Instant::now();
     let window_start = start + plan.warmup;
     let timeline = Timeline {
@@ -92,45 +121,62 @@ pub fn run(args: LoadArgs) -> Result<(), Error> {
     let stop = Arc::new(AtomicBool::new(false));
     report.banner();
 
-    let mut script_error = None;
-    if let Workload::Script { .. } = plan.workload {
-        let scripted = script::start(&plan, timeline, &recorders, &stop)?;
-        let watched = report.watch(&recorders, &|| {
-            scripted
-                .error()
-                .map(|e| Error::Script(e.trim_end().to_string()))
+    let clients = match plan.workload {
+        Workload::Script { .. } => {
+            Clients::Script(script::start(&plan, timeline, &recorders, &stop)?)
+        }
+        _ => match engine::spawn(&plan, &timeline, &recorders, &stop) {
+            Ok(handles) => Clients::Threads(handles),
+            Err(error) => {
+                // The threads that did start stop at once.
+                stop.store(true, Ordering::Relaxed);
+                return Err(error);
+            }
+        },
+    };
+    let news = || match &clients {
+        Clients::Script(run) => run
+            .new_error()
+            .map(|e| format!("lunet load: script error (counted; the run goes on): {e}")),
+        Clients::Threads(_) => None,
+    };
+    let end = report.watch(&recorders, &|| signals.caught().map(End::Signal), &news);
+    stop.store(true, Ordering::Relaxed);
+    if !clients.stop() {
+        lock(&recorders[0]).error(ErrorKind::Script, || {
+            "a handler was still running when the run ended: it never yields \
+             (a loop without a socket call or lunet.sleep?); see the slice warnings above"
+                .to_string()
         });
-        stop.store(true, Ordering::Relaxed);
-        script_error = scripted.error();
-        scripted.stop();
-        if let Err(error) = watched {
-            let totals = report.totals(&recorders);
-            report.finish(&totals, script_error.as_deref())?;
-            return Err(error);
-        }
-    } else {
-        let handles = engine::spawn(&plan, &timeline, &recorders, &stop);
-        report.watch(&recorders, &|| None)?;
-        stop.store(true, Ordering::Relaxed);
-        for handle in handles {
-            let _ = handle.join();
-        }
     }
 
     let totals = report.totals(&recorders);
-    report.finish(&totals, script_error.as_deref())?;
-    if let Some(error) = script_error {
-        return Err(Error::Script(error));
+    report.finish(&totals)?;
+    drop(signals);
+    if let End::Signal(signal) = end {
+        return Err(Error::Interrupted(signals::name(signal)));
+    }
+    let script_errors = totals.errors.count(ErrorKind::Script);
+    if script_errors > 0 {
+        // Its first line: the traceback was printed when it happened.
+        let first = totals
+            .errors
+            .first(ErrorKind::Script)
+            .and_then(|e| e.lines().next())
+            .unwrap_or_default();
+        return Err(Error::Script(format!(
+            "{script_errors} handler error(s), counted above; the first: {first}"
+        )));
     }
     if plan.hold() {
         if totals.up == 0 {
             return Err(Error::Failed("no connection was up at the end".into()));
         }
-    } else if totals.requests == 0 {
-        let why = stats::ErrorKind::ALL
+    } else if totals.requests == 0 && end == End::Finished {
+        let why = ErrorKind::ALL
             .iter()
-            .find_map(|k| totals.errors.first[*k as usize].clone())
-            .unwrap_or_else(|| "no reply within the run".into());
+            .find_map(|k| totals.errors.first(*k))
+            .unwrap_or("no reply within the run");
         return Err(Error::Failed(format!("no request completed: {why}")));
     }
     Ok(())

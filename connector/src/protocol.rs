@@ -7,7 +7,13 @@
 //! 2. When bytes arrive the engine calls [`Exchange::parse`] with everything
 //!    unparsed so far. The exchange looks for the reply to its oldest request
 //!    in flight at the start of that input, and answers `Incomplete` (wait
-//!    for more bytes) or `Done` with how many bytes the reply took.
+//!    for more bytes), `Partial` (it took the first bytes of a long reply,
+//!    e.g. a body it skips, and waits for the rest) or `Done` with how many
+//!    bytes the reply took.
+//! 4. Memory stays bounded whatever the server sends: an exchange answers
+//!    `Incomplete` only while what it waits for is short (a head, a line,
+//!    at most [`MAX_HEAD`] bytes); longer replies are taken as they come
+//!    with `Partial`, or refused.
 //! 3. A reply that is wrong (malformed, not matching what was sent, an error
 //!    reply) is `Done` with `Err`: the engine counts a protocol error and
 //!    reconnects, since the stream can no longer be trusted.
@@ -22,7 +28,12 @@ use crate::stats::Note;
 const MAX_HEAD: usize = 64 * 1024;
 
 pub enum Parsed {
+    /// Nothing can be taken yet: wait for more bytes.
     Incomplete,
+    /// The first `consumed` bytes belong to the reply in progress (a body
+    /// being skipped); the reply is not finished. The rest stays for the
+    /// next call, which gets it with the bytes that arrive meanwhile.
+    Partial { consumed: usize },
     Done {
         consumed: usize,
         outcome: Result<Note, String>,
@@ -181,80 +192,143 @@ impl Exchange for Echo {
 }
 
 /// HTTP/1.1: the same request each time; the reply's status is counted and
-/// its body skipped by Content-Length or chunked framing.
+/// its body skipped as it arrives (by Content-Length or chunked framing), as
+/// wrk does: a body of any length costs no memory beyond the read chunk.
 pub struct Http {
     spec: Arc<HttpSpec>,
     in_flight: usize,
+    /// The reply whose head has been read and whose body is being skipped.
+    reply: Option<Skipping>,
 }
 
 impl Http {
     pub fn new(spec: Arc<HttpSpec>) -> Http {
-        Http { spec, in_flight: 0 }
+        Http {
+            spec,
+            in_flight: 0,
+            reply: None,
+        }
     }
 }
 
-/// The length of a chunked body at the start of `input` including its
-/// trailer, `Ok(None)` if incomplete.
-fn chunked_length(input: &[u8]) -> Result<Option<usize>, String> {
+/// Longest chunk size line accepted (hex digits and extensions).
+const MAX_CHUNK_LINE: usize = 1024;
+
+/// A reply whose head is read: what it said, and the body left to skip.
+struct Skipping {
+    status: u16,
+    close: bool,
+    body: Body,
+}
+
+/// How the rest of a body is framed.
+enum Body {
+    /// This many bytes are left.
+    Length(u64),
+    Chunked(Chunk),
+}
+
+/// Where a chunked body is. Data is skipped as it arrives; only an
+/// unfinished size or trailer line is left unconsumed (bounded).
+#[derive(Clone, Copy)]
+enum Chunk {
+    Size,
+    /// This many bytes of the current chunk are left.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// Trailer fields, up to the empty line.
+    Trailer,
+}
+
+impl Body {
+    /// Skips what `input` holds of the body: how many bytes it took, and
+    /// whether the body ended.
+    fn skip(&mut self, input: &[u8]) -> Result<(usize, bool), String> {
+        match self {
+            Body::Length(left) => {
+                let taken = (*left).min(input.len() as u64);
+                *left -= taken;
+                Ok((taken as usize, *left == 0))
+            }
+            Body::Chunked(chunk) => skip_chunked(chunk, input),
+        }
+    }
+}
+
+fn skip_chunked(chunk: &mut Chunk, input: &[u8]) -> Result<(usize, bool), String> {
     let mut at = 0;
     loop {
-        let Some(end) = find(&input[at..], b"\r\n") else {
-            return if input.len() - at > 1024 {
-                Err("chunk size line too long".into())
-            } else {
-                Ok(None)
-            };
-        };
-        let line = &input[at..at + end];
-        let hex_end = line
-            .iter()
-            .position(|b| !b.is_ascii_hexdigit())
-            .unwrap_or(line.len());
-        let hex = std::str::from_utf8(&line[..hex_end]).unwrap_or("");
-        let size = usize::from_str_radix(hex, 16)
-            .map_err(|_| format!("bad chunk size line {}", preview(line)))?;
-        at += end + 2;
-        if size == 0 {
-            // Trailer fields, then an empty line.
-            loop {
-                let Some(end) = find(&input[at..], b"\r\n") else {
-                    return Ok(None);
+        let rest = &input[at..];
+        match *chunk {
+            Chunk::Size => {
+                let Some(end) = find(rest, b"\r\n") else {
+                    if rest.len() > MAX_CHUNK_LINE {
+                        return Err("chunk size line too long".into());
+                    }
+                    return Ok((at, false));
+                };
+                let line = &rest[..end];
+                let hex_end = line
+                    .iter()
+                    .position(|b| !b.is_ascii_hexdigit())
+                    .unwrap_or(line.len());
+                let hex = std::str::from_utf8(&line[..hex_end]).unwrap_or("");
+                let size = u64::from_str_radix(hex, 16)
+                    .map_err(|_| format!("bad chunk size line {}", preview(line)))?;
+                at += end + 2;
+                *chunk = if size == 0 {
+                    Chunk::Trailer
+                } else {
+                    Chunk::Data(size)
+                };
+            }
+            Chunk::Data(left) => {
+                let taken = left.min(rest.len() as u64);
+                at += taken as usize;
+                if taken < left {
+                    *chunk = Chunk::Data(left - taken);
+                    return Ok((at, false));
+                }
+                *chunk = Chunk::DataEnd;
+            }
+            Chunk::DataEnd => {
+                if rest.len() < 2 {
+                    return Ok((at, false));
+                }
+                if &rest[..2] != b"\r\n" {
+                    return Err("chunk not followed by CRLF".into());
+                }
+                at += 2;
+                *chunk = Chunk::Size;
+            }
+            Chunk::Trailer => {
+                let Some(end) = find(rest, b"\r\n") else {
+                    if rest.len() > MAX_HEAD {
+                        return Err("chunked trailer longer than 64 KiB".into());
+                    }
+                    return Ok((at, false));
                 };
                 at += end + 2;
                 if end == 0 {
-                    return Ok(Some(at));
+                    return Ok((at, true));
                 }
             }
         }
-        if input.len() < at + size + 2 {
-            return Ok(None);
-        }
-        if &input[at + size..at + size + 2] != b"\r\n" {
-            return Err("chunk not followed by CRLF".into());
-        }
-        at += size + 2;
     }
 }
 
-impl Exchange for Http {
-    fn write_request(&mut self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.spec.request);
-        self.in_flight += 1;
-    }
-
-    fn parse(&mut self, input: &[u8]) -> Parsed {
+impl Http {
+    /// Reads a reply head at the start of `input`: `Ok(None)` if it is not
+    /// all there yet, else the reply and where its body starts. A reply
+    /// with no body comes back with an empty `Length(0)` body.
+    fn head(&self, input: &[u8]) -> Result<Option<(Skipping, usize)>, String> {
         let Some(head_end) = find(input, b"\r\n\r\n") else {
             if input.len() > MAX_HEAD {
-                return done(input.len(), Err("reply head longer than 64 KiB".into()));
+                return Err("reply head longer than 64 KiB".into());
             }
-            return Parsed::Incomplete;
+            return Ok(None);
         };
-        if self.in_flight == 0 {
-            return done(
-                input.len(),
-                Err(format!("unasked-for reply {}", preview(input))),
-            );
-        }
         let head = &input[..head_end];
         let mut lines = head
             .split(|&b| b == b'\n')
@@ -265,11 +339,7 @@ impl Exchange for Http {
             .flatten()
             .and_then(|s| s.parse::<u16>().ok());
         let Some(status) = status else {
-            self.in_flight -= 1;
-            return done(
-                input.len(),
-                Err(format!("bad status line {}", preview(status_line))),
-            );
+            return Err(format!("bad status line {}", preview(status_line)));
         };
         let mut length = None;
         let mut chunked = false;
@@ -285,16 +355,10 @@ impl Exchange for Http {
                 14 if name.eq_ignore_ascii_case(b"content-length") => {
                     let parsed = std::str::from_utf8(value)
                         .ok()
-                        .and_then(|v| v.parse::<usize>().ok());
+                        .and_then(|v| v.parse::<u64>().ok());
                     match parsed {
                         Some(n) => length = Some(n),
-                        None => {
-                            self.in_flight -= 1;
-                            return done(
-                                input.len(),
-                                Err(format!("bad Content-Length {}", preview(value))),
-                            );
-                        }
+                        None => return Err(format!("bad Content-Length {}", preview(value))),
                     }
                 }
                 17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
@@ -310,41 +374,84 @@ impl Exchange for Http {
                 _ => {}
             }
         }
-        let body_start = head_end + 4;
         let no_body = self.spec.head || status / 100 == 1 || status == 204 || status == 304;
         let body = if no_body {
-            0
+            Body::Length(0)
         } else if chunked {
-            match chunked_length(&input[body_start..]) {
-                Ok(Some(n)) => n,
+            Body::Chunked(Chunk::Size)
+        } else if let Some(n) = length {
+            Body::Length(n)
+        } else {
+            return Err(
+                "reply without Content-Length or chunked body (read-until-close is not supported)"
+                    .into(),
+            );
+        };
+        let reply = Skipping {
+            status,
+            close,
+            body,
+        };
+        Ok(Some((reply, head_end + 4)))
+    }
+}
+
+impl Exchange for Http {
+    fn write_request(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.spec.request);
+        self.in_flight += 1;
+    }
+
+    fn parse(&mut self, input: &[u8]) -> Parsed {
+        let mut at = 0;
+        if self.reply.is_none() {
+            match self.head(input) {
                 Ok(None) => return Parsed::Incomplete,
+                Ok(Some(_)) | Err(_) if self.in_flight == 0 => {
+                    return done(
+                        input.len(),
+                        Err(format!("unasked-for reply {}", preview(input))),
+                    );
+                }
+                Ok(Some((reply, body_start))) => {
+                    self.reply = Some(reply);
+                    at = body_start;
+                }
                 Err(e) => {
                     self.in_flight -= 1;
                     return done(input.len(), Err(e));
                 }
             }
-        } else if let Some(n) = length {
-            if input.len() < body_start + n {
-                return Parsed::Incomplete;
-            }
-            n
-        } else {
-            self.in_flight -= 1;
-            return done(
-                input.len(),
-                Err("reply without Content-Length or chunked body (read-until-close is not supported)".into()),
-            );
+        }
+        let Some(reply) = self.reply.as_mut() else {
+            return Parsed::Incomplete;
         };
-        self.in_flight -= 1;
-        Parsed::Done {
-            consumed: body_start + body,
-            outcome: Ok(Note::Status(status)),
-            close,
+        match reply.body.skip(&input[at..]) {
+            Ok((taken, false)) => Parsed::Partial {
+                consumed: at + taken,
+            },
+            Ok((taken, true)) => {
+                self.in_flight -= 1;
+                let status = reply.status;
+                let close = reply.close;
+                self.reply = None;
+                Parsed::Done {
+                    consumed: at + taken,
+                    outcome: Ok(Note::Status(status)),
+                    close,
+                }
+            }
+            Err(e) => {
+                self.in_flight -= 1;
+                self.reply = None;
+                done(input.len(), Err(e))
+            }
         }
     }
 
     fn reset(&mut self) {
         self.in_flight = 0;
+        self.reply = None;
     }
 }
 
@@ -440,16 +547,27 @@ impl Exchange for Resp {
                         Err(format!("bad bulk header {}", preview(line))),
                     );
                 };
+                if size != self.spec.value_size {
+                    // Not the value SET: no need to wait for (and buffer)
+                    // a value of any announced size.
+                    self.in_flight.pop_front();
+                    return done(
+                        input.len(),
+                        Err(format!(
+                            "GET {}{key} returned {size} bytes (not the {} SET)",
+                            self.spec.prefix, self.spec.value_size
+                        )),
+                    );
+                }
                 if input.len() < after + size + 2 {
                     return Parsed::Incomplete;
                 }
                 self.in_flight.pop_front();
                 let value = &input[after..after + size];
-                let expected = size == self.spec.value_size
-                    && value
-                        .iter()
-                        .copied()
-                        .eq(Resp::value_of(key, self.spec.value_size));
+                let expected = value
+                    .iter()
+                    .copied()
+                    .eq(Resp::value_of(key, self.spec.value_size));
                 let outcome = if expected {
                     Ok(Note::Hit)
                 } else {
@@ -480,11 +598,18 @@ impl Exchange for Resp {
 pub struct Raw {
     spec: Arc<RawSpec>,
     in_flight: usize,
+    /// `--reply-bytes`: bytes of the reply in progress still to come (0:
+    /// none started). They are skipped as they arrive.
+    left: usize,
 }
 
 impl Raw {
     pub fn new(spec: Arc<RawSpec>) -> Raw {
-        Raw { spec, in_flight: 0 }
+        Raw {
+            spec,
+            in_flight: 0,
+            left: 0,
+        }
     }
 }
 
@@ -495,9 +620,24 @@ impl Exchange for Raw {
     }
 
     fn parse(&mut self, input: &[u8]) -> Parsed {
+        if self.in_flight == 0 {
+            return done(
+                input.len(),
+                Err(format!("unasked-for reply {}", preview(input))),
+            );
+        }
         let consumed = match &self.spec.end {
-            RawEnd::Bytes(n) if input.len() >= *n => *n,
-            RawEnd::Bytes(_) => return Parsed::Incomplete,
+            RawEnd::Bytes(n) => {
+                if self.left == 0 {
+                    self.left = *n;
+                }
+                let taken = self.left.min(input.len());
+                self.left -= taken;
+                if self.left > 0 {
+                    return Parsed::Partial { consumed: taken };
+                }
+                taken
+            }
             RawEnd::Delimiter(delimiter) => match find(input, delimiter) {
                 Some(at) => at + delimiter.len(),
                 None if input.len() > MAX_HEAD => {
@@ -506,18 +646,13 @@ impl Exchange for Raw {
                 None => return Parsed::Incomplete,
             },
         };
-        if self.in_flight == 0 {
-            return done(
-                input.len(),
-                Err(format!("unasked-for reply {}", preview(input))),
-            );
-        }
         self.in_flight -= 1;
         done(consumed, Ok(Note::None))
     }
 
     fn reset(&mut self) {
         self.in_flight = 0;
+        self.left = 0;
     }
 }
 
@@ -548,7 +683,7 @@ mod tests {
                 outcome,
                 close,
             } => (consumed, outcome, close),
-            Parsed::Incomplete => panic!("incomplete"),
+            Parsed::Incomplete | Parsed::Partial { .. } => panic!("not finished"),
         }
     }
 
@@ -577,19 +712,159 @@ mod tests {
         http.write_request(&mut out);
         http.write_request(&mut out);
         let reply = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        assert!(matches!(http.parse(&reply[..10]), Parsed::Incomplete));
+        // The head and the body so far are taken; the last byte ends it.
+        let last = reply.len() - 1;
         assert!(matches!(
-            http.parse(&reply[..reply.len() - 1]),
-            Parsed::Incomplete
+            http.parse(&reply[..last]),
+            Parsed::Partial { consumed } if consumed == last
         ));
         assert_eq!(
-            full(http.parse(reply)),
-            (reply.len(), Ok(Note::Status(200)), false)
+            full(http.parse(&reply[last..])),
+            (1, Ok(Note::Status(200)), false)
         );
         let chunked = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
         assert_eq!(
             full(http.parse(chunked)),
             (chunked.len(), Ok(Note::Status(404)), true)
         );
+    }
+
+    /// Feeds `bytes` in pieces of `piece` bytes as the engine does (what a
+    /// parse leaves is kept and prefixed to the next piece). Returns the
+    /// outcomes of the finished replies and the most bytes ever kept.
+    fn feed(
+        exchange: &mut dyn Exchange,
+        bytes: &[u8],
+        piece: usize,
+    ) -> (Vec<Result<Note, String>>, usize) {
+        let mut kept: Vec<u8> = Vec::new();
+        let mut outcomes = Vec::new();
+        let mut most_kept = 0;
+        for part in bytes.chunks(piece) {
+            kept.extend_from_slice(part);
+            let mut at = 0;
+            while at < kept.len() {
+                match exchange.parse(&kept[at..]) {
+                    Parsed::Incomplete => break,
+                    Parsed::Partial { consumed } => {
+                        at += consumed;
+                        break;
+                    }
+                    Parsed::Done {
+                        consumed, outcome, ..
+                    } => {
+                        at += consumed;
+                        outcomes.push(outcome);
+                    }
+                }
+            }
+            kept.drain(..at);
+            most_kept = most_kept.max(kept.len());
+        }
+        (outcomes, most_kept)
+    }
+
+    fn http_get() -> Http {
+        Http::new(Arc::new(HttpSpec {
+            request: b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+            head: false,
+        }))
+    }
+
+    #[test]
+    fn http_bodies_are_skipped_as_they_arrive() {
+        let mut http = http_get();
+        for _ in 0..3 {
+            http.write_request(&mut Vec::new());
+        }
+        // A 1 MB body, then a chunked one, then a small one, in 1000-byte
+        // and 1-byte pieces: nothing longer than a line is ever kept.
+        let mut replies = b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n".to_vec();
+        replies.extend_from_slice(&vec![b'x'; 1_000_000]);
+        replies.extend_from_slice(
+            b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n\
+              5;name=value\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        );
+        replies.extend_from_slice(b"HTTP/1.1 204 No Content\r\n\r\n");
+        let (outcomes, most_kept) = feed(&mut http, &replies, 1000);
+        assert_eq!(
+            outcomes,
+            vec![
+                Ok(Note::Status(200)),
+                Ok(Note::Status(201)),
+                Ok(Note::Status(204))
+            ]
+        );
+        assert!(most_kept < 1000, "kept {most_kept} bytes");
+
+        let mut http = http_get();
+        http.write_request(&mut Vec::new());
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+        assert_eq!(feed(&mut http, chunked, 1).0, vec![Ok(Note::Status(200))]);
+    }
+
+    #[test]
+    fn http_declared_huge_body_costs_no_memory() {
+        let mut http = http_get();
+        http.write_request(&mut Vec::new());
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 4000000000\r\n\r\n";
+        assert!(matches!(
+            http.parse(head),
+            Parsed::Partial { consumed } if consumed == head.len()
+        ));
+        let chunk = vec![0u8; 65536];
+        for _ in 0..100 {
+            assert!(matches!(
+                http.parse(&chunk),
+                Parsed::Partial { consumed: 65536 }
+            ));
+        }
+        // Lost connection: the next reply starts afresh.
+        http.reset();
+        http.write_request(&mut Vec::new());
+        let small = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+        assert_eq!(full(http.parse(small)).1, Ok(Note::Status(200)));
+    }
+
+    #[test]
+    fn http_bad_chunked_framing_is_a_protocol_error() {
+        let mut http = http_get();
+        http.write_request(&mut Vec::new());
+        let bad = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXY";
+        assert!(full(http.parse(bad)).1.is_err());
+        let mut http = http_get();
+        http.write_request(&mut Vec::new());
+        let mut long = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+        long.extend_from_slice(&[b'1'; 2000]);
+        assert!(full(http.parse(&long)).1.is_err());
+    }
+
+    #[test]
+    fn raw_reply_bytes_are_skipped_as_they_arrive() {
+        let mut raw = Raw::new(Arc::new(RawSpec {
+            payload: b"x".to_vec(),
+            end: RawEnd::Bytes(100_000),
+        }));
+        raw.write_request(&mut Vec::new());
+        raw.write_request(&mut Vec::new());
+        let (outcomes, most_kept) = feed(&mut raw, &vec![b'r'; 200_000], 4096);
+        assert_eq!(outcomes, vec![Ok(Note::None), Ok(Note::None)]);
+        assert_eq!(most_kept, 0);
+    }
+
+    #[test]
+    fn resp_value_of_the_wrong_size_fails_without_waiting_for_it() {
+        let spec = Arc::new(RespSpec {
+            sets: 0,
+            gets: 1,
+            keys: 1,
+            prefix: "k".into(),
+            value_size: 4,
+        });
+        let mut resp = Resp::new(spec, 0);
+        resp.write_request(&mut Vec::new());
+        assert!(full(resp.parse(b"$4000000000\r\n")).1.is_err());
     }
 
     #[test]

@@ -5,10 +5,15 @@
 //! out of every recorder (a short lock each), prints one line and appends
 //! one histogram to the interval log. The intervals partition the run, so
 //! their request and error counts add up to the totals exactly.
+//!
+//! Every 50 ms it also asks whether the run must end early (a signal,
+//! stdout gone) and whether there is news to print at once (the first
+//! script error). A run that ends early is reported like a whole one, over
+//! the time it really ran.
 
 use std::fmt::Write as _;
 use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
+use std::io::{BufWriter, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,9 +21,34 @@ use hdrhistogram::serialization::interval_log::IntervalLogWriterBuilder;
 use hdrhistogram::serialization::V2DeflateSerializer;
 
 use crate::args::Plan;
-use crate::stats::{ErrorKind, Errors, Interval, Latencies, Notes, Recorder};
+use crate::console::Console;
+use crate::stats::{lock, ErrorKind, Errors, Interval, Latencies, Notes, Recorder};
 use crate::{Error, Timeline};
 
+/// How often the reporter looks for an early end and for news.
+const CHECK: Duration = Duration::from_millis(50);
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// At the end of `--warmup` + `--duration`.
+    Finished,
+    /// SIGINT or SIGTERM.
+    Signal(i32),
+    /// Stdout's reader went away.
+    OutputClosed,
+}
+
+impl End {
+    /// What the report says stopped the run (none for a whole run).
+    pub fn cause(self) -> Option<&'static str> {
+        match self {
+            End::Finished => None,
+            End::Signal(signal) => Some(crate::signals::name(signal)),
+            End::OutputClosed => Some("stdout closed"),
+        }
+    }
+}
 /// One row of the per-second record.
 pub struct Row {
     /// Seconds since the start of the run at the end of the interval.
@@ -36,9 +66,12 @@ pub struct Report {
     plan: Arc<Plan>,
     timeline: Timeline,
     rows: Vec<Row>,
-    terminal: bool,
+    console: Console,
     hdr_log: Option<BufWriter<File>>,
     serializer: V2DeflateSerializer,
+    /// How the run ended and when (set by [`Report::watch`]).
+    end: End,
+    ended_at: Option<Instant>,
 }
 
 /// The merged totals of all recorders.
@@ -50,12 +83,9 @@ pub struct Totals {
     pub notes: Notes,
     pub up: u64,
     pub connects: u64,
+    pub reconnects: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-}
-
-fn lock(recorder: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
-    recorder.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn ms(micros: f64) -> String {
@@ -104,14 +134,16 @@ impl Report {
             plan,
             timeline,
             rows: Vec::new(),
-            terminal: std::io::stdout().is_terminal(),
+            console: Console::new(),
             hdr_log,
             serializer: V2DeflateSerializer::new(),
+            end: End::Finished,
+            ended_at: None,
         })
     }
 
     /// Prints what the run is about to do.
-    pub fn banner(&self) {
+    pub fn banner(&mut self) {
         if self.plan.quiet {
             return;
         }
@@ -123,7 +155,7 @@ impl Report {
         } else {
             "closed loop".to_string()
         };
-        println!(
+        let banner = format!(
             "lunet load {} {}: {} connections, {} threads, {:.1}s{}, {pacing}",
             plan.profile_name,
             plan.target,
@@ -136,43 +168,60 @@ impl Report {
                 format!(" after {:.1}s warmup", plan.warmup.as_secs_f64())
             },
         );
+        self.console.line(&banner);
     }
 
-    /// Reports once a second until the end of the run. `abort` is asked
-    /// every 50 ms; an error from it ends the run early.
+    /// Reports once a second until the end of the run, or until
+    /// `stopped` names a reason to end it early (asked every 50 ms, as is
+    /// `news`, whose text goes to stderr at once).
     pub fn watch(
         &mut self,
         recorders: &[Arc<Mutex<Recorder>>],
-        abort: &dyn Fn() -> Option<Error>,
-    ) -> Result<(), Error> {
+        stopped: &dyn Fn() -> Option<End>,
+        news: &dyn Fn() -> Option<String>,
+    ) -> End {
         let start = self.timeline.start;
         let end = self.timeline.end;
         let mut second = 1u32;
-        loop {
+        let ended = 'run: loop {
             let tick = (start + Duration::from_secs(u64::from(second))).min(end);
             loop {
                 let now = Instant::now();
                 if now >= tick {
                     break;
                 }
-                std::thread::sleep((tick - now).min(Duration::from_millis(50)));
-                if let Some(error) = abort() {
-                    if self.terminal && !self.plan.quiet {
-                        println!();
-                    }
-                    return Err(error);
+                std::thread::sleep((tick - now).min(CHECK));
+                if let Some(text) = news() {
+                    self.end_progress_line();
+                    let _ = writeln!(std::io::stderr(), "{text}");
+                }
+                let early = stopped().or(self.console.closed().then_some(End::OutputClosed));
+                if let Some(early) = early {
+                    break 'run early;
                 }
             }
             self.take(recorders, Instant::now());
             if tick >= end {
-                break;
+                break End::Finished;
             }
             second += 1;
+        };
+        if ended != End::Finished {
+            // The part of a second since the last row is a row too.
+            self.take(recorders, Instant::now());
+            self.ended_at = Some(Instant::now());
         }
-        if self.terminal && !self.plan.quiet {
-            println!();
+        self.end = ended;
+        self.end_progress_line();
+        ended
+    }
+
+    /// On a terminal the progress line is rewritten in place: end it before
+    /// anything else is printed.
+    fn end_progress_line(&mut self) {
+        if self.console.terminal() && !self.plan.quiet && !self.rows.is_empty() {
+            self.console.write("\n");
         }
-        Ok(())
     }
 
     /// Takes one interval out of every recorder and reports it.
@@ -218,7 +267,7 @@ impl Report {
         self.rows.push(row);
     }
 
-    fn progress(&self, row: &Row) {
+    fn progress(&mut self, row: &Row) {
         let plan = &self.plan;
         let mut line = format!("[{:>5.1}s] ", row.at);
         if plan.hold() {
@@ -234,11 +283,10 @@ impl Report {
             let _ = write!(line, "  up {}", row.up);
         }
         let _ = write!(line, "  errors {}", row.errors);
-        if self.terminal {
-            print!("\r{line:<70}");
-            let _ = std::io::stdout().flush();
+        if self.console.terminal() {
+            self.console.write(&format!("\r{line:<70}"));
         } else {
-            println!("{line}");
+            self.console.line(&line);
         }
     }
 
@@ -253,6 +301,7 @@ impl Report {
             notes: Notes::default(),
             up: 0,
             connects: 0,
+            reconnects: 0,
             bytes_in: 0,
             bytes_out: 0,
         };
@@ -267,6 +316,7 @@ impl Report {
             totals.notes.merge(&recorder.notes);
             totals.up += recorder.up;
             totals.connects += recorder.connects;
+            totals.reconnects += recorder.reconnects;
             totals.bytes_in += recorder.bytes_in;
             totals.bytes_out += recorder.bytes_out;
         }
@@ -290,34 +340,70 @@ impl Report {
     }
 
     /// Prints the summary and writes --json.
-    pub fn finish(&self, totals: &Totals, script_error: Option<&str>) -> Result<(), Error> {
-        print!("{}", self.summary(totals));
+    pub fn finish(&mut self, totals: &Totals) -> Result<(), Error> {
+        let summary = self.summary(totals);
+        self.console.write(&summary);
         if let Some(path) = &self.plan.json {
-            let json = self.json(totals, script_error);
+            let json = self.json(totals);
             std::fs::write(path, json)
                 .map_err(|e| Error::Output(format!("--json {}: {e}", path.display())))?;
         }
         Ok(())
     }
 
+    /// Seconds of the measured window that ran: `--duration`, or less if
+    /// the run ended early.
     fn window(&self) -> f64 {
-        self.plan.duration.as_secs_f64()
+        match self.ended_at {
+            Some(at) if at < self.timeline.end => at
+                .saturating_duration_since(self.timeline.window_start)
+                .as_secs_f64(),
+            _ => self.plan.duration.as_secs_f64(),
+        }
+    }
+
+    /// Seconds of the whole run (warmup included) that ran.
+    fn total_seconds(&self) -> f64 {
+        match self.ended_at {
+            Some(at) if at < self.timeline.end => at
+                .saturating_duration_since(self.timeline.start)
+                .as_secs_f64(),
+            _ => (self.plan.warmup + self.plan.duration).as_secs_f64(),
+        }
+    }
+
+    /// A rate per second over `seconds` (0 when no time passed).
+    fn per_second(count: f64, seconds: f64) -> f64 {
+        if seconds > 0.0 {
+            count / seconds
+        } else {
+            0.0
+        }
     }
 
     pub fn summary(&self, totals: &Totals) -> String {
         let plan = &self.plan;
         let mut out = String::new();
+        if let Some(cause) = self.end.cause() {
+            let _ = writeln!(
+                out,
+                "stopped by {cause} after {:.1}s of {:.1}s: the figures below cover the time that ran",
+                self.total_seconds(),
+                (plan.warmup + plan.duration).as_secs_f64()
+            );
+        }
         if plan.hold() {
             let _ = writeln!(
                 out,
-                "held {} of {} connections up at the end (peak {}), {} connects",
+                "held {} of {} connections up at the end (peak {}), {} connects, {} reconnects",
                 totals.up,
                 plan.connections,
                 self.peak_up().max(totals.up),
-                totals.connects
+                totals.connects,
+                totals.reconnects
             );
         } else {
-            let rate = totals.requests as f64 / self.window();
+            let rate = Self::per_second(totals.requests as f64, self.window());
             let _ = writeln!(
                 out,
                 "{} requests in {:.1}s: {rate:.0} req/s, {} errors",
@@ -364,8 +450,13 @@ impl Report {
             let _ = writeln!(
                 out,
                 "transfer {:.1} MB/s in, {:.1} MB/s out (whole run)",
-                totals.bytes_in as f64 / 1e6 / self.total_seconds(),
-                totals.bytes_out as f64 / 1e6 / self.total_seconds()
+                Self::per_second(totals.bytes_in as f64 / 1e6, self.total_seconds()),
+                Self::per_second(totals.bytes_out as f64 / 1e6, self.total_seconds())
+            );
+            let _ = writeln!(
+                out,
+                "connects {}, reconnects {} (whole run)",
+                totals.connects, totals.reconnects
             );
         }
         let kinds: Vec<String> = ErrorKind::ALL
@@ -374,18 +465,17 @@ impl Report {
             .collect();
         let _ = writeln!(out, "errors   {} (whole run)", kinds.join(", "));
         for kind in ErrorKind::ALL {
-            if let Some(first) = &totals.errors.first[kind as usize] {
+            if let Some(first) = totals.errors.first(kind) {
+                // A script error carries a traceback: its first line here,
+                // the whole of it on stderr and in --json.
+                let first = first.lines().next().unwrap_or_default();
                 let _ = writeln!(out, "  first {} error: {first}", kind.name());
             }
         }
         out
     }
 
-    fn total_seconds(&self) -> f64 {
-        (self.plan.warmup + self.plan.duration).as_secs_f64()
-    }
-
-    pub fn json(&self, totals: &Totals, script_error: Option<&str>) -> String {
+    pub fn json(&self, totals: &Totals) -> String {
         let plan = &self.plan;
         let mut out = String::from("{\n");
         let field = |out: &mut String, name: &str, value: String| {
@@ -404,13 +494,20 @@ impl Report {
         field(&mut out, "warmup_s", json_number(plan.warmup.as_secs_f64()));
         field(&mut out, "rate", json_number(plan.rate));
         field(&mut out, "pipeline", plan.pipeline.to_string());
+        field(
+            &mut out,
+            "stopped_by",
+            self.end.cause().map_or("null".to_string(), json_string),
+        );
+        field(&mut out, "elapsed_s", json_number(self.total_seconds()));
         field(&mut out, "requests", totals.requests.to_string());
         field(
             &mut out,
             "requests_per_s",
-            json_number(totals.requests as f64 / self.window()),
+            json_number(Self::per_second(totals.requests as f64, self.window())),
         );
         field(&mut out, "connects", totals.connects.to_string());
+        field(&mut out, "reconnects", totals.reconnects.to_string());
         field(&mut out, "up_at_end", totals.up.to_string());
         field(
             &mut out,
@@ -469,7 +566,10 @@ impl Report {
         field(
             &mut out,
             "script_error",
-            script_error.map_or("null".to_string(), json_string),
+            totals
+                .errors
+                .first(ErrorKind::Script)
+                .map_or("null".to_string(), json_string),
         );
         let rows: Vec<String> = self
             .rows

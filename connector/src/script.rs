@@ -8,13 +8,24 @@
 //!    `load.run(handler)`. That forks one session per connection of the
 //!    service's share; each connects (paced by `--connect-rate`), runs
 //!    `handler(sock, index)`, and connects again if the handler returns or
-//!    the connection fails, until the run ends.
+//!    the connection fails, until the run ends: at once if the connection
+//!    completed a request, else after the back-off of `backoff.rs`.
 //! 3. `load.request(fn, ...)` times one request: in an open loop (`-R`) it
 //!    first waits for the connection's next intended send time (1 ms timer
 //!    resolution) and counts the latency from it.
-//! 4. An error raised in a handler, or at the top level, stops the run: the
-//!    command exits non-zero with the message, which names the script.
+//! 4. The handler's socket counts the bytes its reads and writes move; the
+//!    counts reach the recorder with each request's result.
+//! 5. An error raised at the top level stops the run before any load. An
+//!    error raised in a handler is counted as a `script` error (the first
+//!    one is printed at once), its connection is closed and connects again
+//!    after a back-off, and the run goes on; the command then exits
+//!    non-zero.
+//! 6. At the end the runtime is stopped and its threads get [`STOP_GRACE`]
+//!    to finish. A worker still running then is in a slice that never
+//!    yields (a handler looping without a socket call): it is left behind,
+//!    counted as a `script` error, and the report goes on.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
@@ -25,42 +36,60 @@ use lunet_lua::mlua::{self, Lua};
 use lunet_lua::{LuaService, Script, Settings, KIND_START};
 
 use crate::args::{Plan, Workload};
-use crate::stats::{ErrorKind, Recorder};
+use crate::protocol::Rng;
+use crate::stats::{lock, ErrorKind, Recorder};
 use crate::{Error, Timeline};
 
 const DRIVER: &str = include_str!("driver.lua");
+
+/// How long the runtime's threads get to finish once the run is over. A
+/// slice that is not done by then never yields.
+const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// A scripted run in progress.
 pub struct ScriptRun {
     runtime: Runtime,
     threads: Option<Threads>,
-    /// The first error a handler raised.
-    pub error: Arc<Mutex<Option<String>>>,
+    shared: Arc<Shared>,
 }
 
 impl ScriptRun {
-    /// Stops the runtime and waits for its threads.
-    pub fn stop(mut self) {
+    /// Stops the runtime and waits [`STOP_GRACE`] for its threads. Returns
+    /// false if some did not finish: they are left to the process's exit.
+    pub fn stop(mut self) -> bool {
         self.runtime.stop();
-        if let Some(threads) = self.threads.take() {
-            threads.join();
-        }
+        let Some(threads) = self.threads.take() else {
+            return true;
+        };
+        let (done_tx, done_rx) = mpsc::channel();
+        let joiner = std::thread::Builder::new()
+            .name("load-stop".into())
+            .spawn(move || {
+                threads.join();
+                let _ = done_tx.send(());
+            });
+        joiner.is_ok() && done_rx.recv_timeout(STOP_GRACE).is_ok()
     }
 
-    pub fn error(&self) -> Option<String> {
-        self.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The first error a handler raised, the first time it is asked for
+    /// after it happened (the reporter prints it at once).
+    pub fn new_error(&self) -> Option<String> {
+        let error = self.shared.error.lock().unwrap_or_else(|e| e.into_inner());
+        if error.is_none() || self.shared.error_shown.swap(true, Ordering::Relaxed) {
+            return None;
+        }
+        error.clone()
     }
 }
 
 struct Shared {
     timeline: Timeline,
     stop: Arc<AtomicBool>,
-    error: Arc<Mutex<Option<String>>>,
+    /// The first error a handler raised (all are counted by the recorders).
+    error: Mutex<Option<String>>,
+    /// `error` was handed to the reporter.
+    error_shown: AtomicBool,
     started: AtomicUsize,
-}
-
-fn lock(recorder: &Mutex<Recorder>) -> std::sync::MutexGuard<'_, Recorder> {
-    recorder.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Builds the `load` module of one service.
@@ -95,27 +124,65 @@ fn install(
         lua.create_function(move |_, ()| Ok(nanos(Instant::now())))?,
     )?;
 
+    // The byte counts of the handlers' sockets come with each result.
     let r = recorder.clone();
     core.set(
         "done",
-        lua.create_function(move |_, (intended, sent): (i64, i64)| {
-            let now = Instant::now();
-            lock(&r).complete(
-                now,
-                instant(intended),
-                instant(sent),
-                crate::stats::Note::None,
-            );
+        lua.create_function(
+            move |_, (intended, sent, bytes_in, bytes_out): (i64, i64, u64, u64)| {
+                let now = Instant::now();
+                let mut recorder = lock(&r);
+                recorder.complete(
+                    now,
+                    instant(intended),
+                    instant(sent),
+                    crate::stats::Note::None,
+                );
+                recorder.bytes_in += bytes_in;
+                recorder.bytes_out += bytes_out;
+                Ok(())
+            },
+        )?,
+    )?;
+    let r = recorder.clone();
+    core.set(
+        "fail",
+        lua.create_function(
+            move |_, (word, message, bytes_in, bytes_out): (String, Option<String>, u64, u64)| {
+                let kind =
+                    ErrorKind::from_name(&word).unwrap_or_else(|| ErrorKind::from_lua(&word));
+                let mut recorder = lock(&r);
+                recorder.error(kind, || message.unwrap_or(word));
+                recorder.bytes_in += bytes_in;
+                recorder.bytes_out += bytes_out;
+                Ok(())
+            },
+        )?,
+    )?;
+    let r = recorder.clone();
+    core.set(
+        "transfer",
+        lua.create_function(move |_, (bytes_in, bytes_out): (u64, u64)| {
+            let mut recorder = lock(&r);
+            recorder.bytes_in += bytes_in;
+            recorder.bytes_out += bytes_out;
             Ok(())
         })?,
     )?;
     let r = recorder.clone();
     core.set(
-        "fail",
-        lua.create_function(move |_, (word, message): (String, Option<String>)| {
-            let kind = ErrorKind::from_name(&word).unwrap_or_else(|| ErrorKind::from_lua(&word));
-            lock(&r).error(kind, || message.unwrap_or(word));
+        "reconnecting",
+        lua.create_function(move |_, ()| {
+            lock(&r).reconnects += 1;
             Ok(())
+        })?,
+    )?;
+    let rng = RefCell::new(Rng::new(thread as u64 + 1));
+    core.set(
+        "backoff_ms",
+        lua.create_function(move |_, failures: u32| {
+            let wait = crate::backoff::delay(failures.max(1), &mut rng.borrow_mut());
+            Ok(wait.as_millis().max(1) as i64)
         })?,
     )?;
     let r = recorder.clone();
@@ -140,17 +207,19 @@ fn install(
         })?,
     )?;
     let s = shared.clone();
+    let r = recorder.clone();
     core.set(
         "script_error",
         lua.create_function(move |_, message: String| {
             s.error
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get_or_insert(message);
-            s.stop.store(true, Ordering::Relaxed);
+                .get_or_insert_with(|| message.clone());
+            lock(&r).error(ErrorKind::Script, || message);
             Ok(())
         })?,
     )?;
+
     let s = shared.clone();
     core.set(
         "started",
@@ -219,16 +288,18 @@ pub fn start(
     let shared = Arc::new(Shared {
         timeline,
         stop: stop.clone(),
-        error: Arc::new(Mutex::new(None)),
+        error: Mutex::new(None),
+        error_shown: AtomicBool::new(false),
         started: AtomicUsize::new(0),
     });
     let run = ScriptRun {
         runtime: runtime.clone(),
         threads: Some(threads),
-        error: shared.error.clone(),
+        shared: shared.clone(),
     };
     let fail = |run: ScriptRun, message: String| {
-        run.stop();
+        // Threads that do not stop in time go with the process.
+        let _ = run.stop();
         Err(Error::Script(message))
     };
 
@@ -269,9 +340,6 @@ pub fn start(
     // top level that waits a little first.
     let deadline = Instant::now() + plan.timeout.max(Duration::from_secs(1));
     while shared.started.load(Ordering::Relaxed) < plan.threads {
-        if let Some(error) = run.error() {
-            return fail(run, format!("{shown}: {error}"));
-        }
         if Instant::now() >= deadline {
             return fail(
                 run,

@@ -3,6 +3,7 @@
 //! [`Recorder`] behind a mutex it alone locks on the hot path (once per poll
 //! batch); the reporter takes the per-second interval out of it.
 
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -76,16 +77,22 @@ pub enum ErrorKind {
     Closed,
     /// The reply was malformed, did not match, or was an error reply.
     Protocol,
+    /// A client script raised an error, or a handler never yielded.
+    Script,
 }
 
+/// How many kinds there are: the length of the per-kind arrays.
+const KINDS: usize = ErrorKind::ALL.len();
+
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] = [
+    pub const ALL: [ErrorKind; 7] = [
         ErrorKind::Connect,
         ErrorKind::Read,
         ErrorKind::Write,
         ErrorKind::Timeout,
         ErrorKind::Closed,
         ErrorKind::Protocol,
+        ErrorKind::Script,
     ];
 
     pub fn name(self) -> &'static str {
@@ -96,6 +103,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Closed => "closed",
             ErrorKind::Protocol => "protocol",
+            ErrorKind::Script => "script",
         }
     }
 
@@ -120,8 +128,8 @@ impl ErrorKind {
 /// Errors by kind with the first message of each kind.
 #[derive(Clone, Default, Debug)]
 pub struct Errors {
-    pub counts: [u64; 6],
-    pub first: [Option<String>; 6],
+    pub counts: [u64; KINDS],
+    pub first: [Option<String>; KINDS],
 }
 
 impl Errors {
@@ -137,8 +145,16 @@ impl Errors {
         self.counts.iter().sum()
     }
 
+    pub fn count(&self, kind: ErrorKind) -> u64 {
+        self.counts[kind as usize]
+    }
+
+    pub fn first(&self, kind: ErrorKind) -> Option<&str> {
+        self.first[kind as usize].as_deref()
+    }
+
     pub fn merge(&mut self, other: &Errors) {
-        for index in 0..6 {
+        for index in 0..KINDS {
             self.counts[index] += other.counts[index];
             if self.first[index].is_none() {
                 self.first[index].clone_from(&other.first[index]);
@@ -215,6 +231,12 @@ impl Interval {
     }
 }
 
+/// Locks a recorder. A thread that panicked while holding it left counts
+/// that are still worth reporting, so a poisoned lock is taken as it is.
+pub fn lock(recorder: &Mutex<Recorder>) -> MutexGuard<'_, Recorder> {
+    recorder.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Everything one client thread counts.
 pub struct Recorder {
     open_loop: bool,
@@ -232,6 +254,8 @@ pub struct Recorder {
     pub up: u64,
     /// Successful connects over the run.
     pub connects: u64,
+    /// Connects started again after a connection failed or closed.
+    pub reconnects: u64,
     pub interval: Interval,
     /// Bytes written and read over the run.
     pub bytes_out: u64,
@@ -251,6 +275,7 @@ impl Recorder {
             notes: Notes::default(),
             up: 0,
             connects: 0,
+            reconnects: 0,
             interval: Interval::default(),
             bytes_out: 0,
             bytes_in: 0,
