@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# scripts/test.sh: the test command, for a fresh Debian machine with only
+# Rust on it as for CI (.ci/run runs exactly this).
+#
+#   scripts/test.sh                  # install what is missing, then every gate
+#   scripts/test.sh --install-only   # only install what is missing
+#   scripts/test.sh ARGS...          # ARGS go to `cargo test --workspace`
+#
+# 1. Installs what the tests use and the machine lacks (REQUIREMENTS below):
+#    Debian packages with apt-get (as root, or through sudo), running
+#    `apt-get update` only when something is to be installed; PyPI packages
+#    with pip into a virtual environment under target/ (put first on PATH
+#    for the tests). A second run installs nothing.
+# 2. cargo fmt --all -- --check
+# 3. cargo clippy --workspace --all-targets -- -D warnings
+# 4. cargo test --workspace
+# Stops at the first step that fails, with its status.
+
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# What the tests use, one per line (adding one is adding a line):
+#   debian PACKAGE [COMMAND]  apt-get install PACKAGE unless COMMAND is on
+#                             PATH (without COMMAND: unless dpkg has PACKAGE)
+#   pypi PACKAGE [MODULE]     pip install PACKAGE unless the environment's
+#                             python3 can `import MODULE` (default: PACKAGE)
+REQUIREMENTS='
+debian gcc cc                   # links Rust; builds the vendored Lua and SQLite
+debian redis-server redis-server
+debian redis-tools redis-cli    # redis-cli, redis-benchmark
+debian curl curl
+'
+
+VENV=target/test-venv
+
+log() { printf '[test.sh] %s\n' "$*" >&2; }
+
+# shellcheck source=scripts/debian.sh
+. scripts/debian.sh
+
+# Reads REQUIREMENTS into DEBIAN_MISSING and PYPI_WANTED.
+DEBIAN_MISSING=()
+PYPI_WANTED=()
+while read -r kind name probe _; do
+    case $kind in
+    debian)
+        if [ -n "$probe" ] && [ "${probe:0:1}" != "#" ]; then
+            command -v "$probe" >/dev/null 2>&1 && continue
+        else
+            debian_installed "$name" && continue
+        fi
+        DEBIAN_MISSING+=("$name")
+        ;;
+    pypi)
+        [ -n "$probe" ] && [ "${probe:0:1}" != "#" ] || probe=$name
+        PYPI_WANTED+=("$name:$probe")
+        ;;
+    "" | "#"*) ;;
+    *) log "REQUIREMENTS: unknown kind '$kind'"; exit 2 ;;
+    esac
+done <<<"$REQUIREMENTS"
+
+# PyPI packages live in a virtual environment, which needs python3-venv.
+if [ ${#PYPI_WANTED[@]} -gt 0 ] && [ ! -x "$VENV/bin/python3" ]; then
+    command -v python3 >/dev/null 2>&1 || DEBIAN_MISSING+=(python3)
+    debian_installed python3-venv || DEBIAN_MISSING+=(python3-venv)
+fi
+
+if [ ${#DEBIAN_MISSING[@]} -gt 0 ]; then
+    install_debian_packages "${DEBIAN_MISSING[@]}" || exit 1
+fi
+
+if [ ${#PYPI_WANTED[@]} -gt 0 ]; then
+    if [ ! -x "$VENV/bin/python3" ]; then
+        log "creating $VENV"
+        python3 -m venv "$VENV"
+    fi
+    missing=()
+    for wanted in "${PYPI_WANTED[@]}"; do
+        "$VENV/bin/python3" -c "import ${wanted#*:}" >/dev/null 2>&1 || missing+=("${wanted%%:*}")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "pip install ${missing[*]} (into $VENV)"
+        "$VENV/bin/python3" -m pip install --quiet "${missing[@]}"
+    fi
+    export PATH="$PWD/$VENV/bin:$PATH"
+fi
+
+# A toolchain installed without rustup's default profile lacks these.
+for tool in rustfmt clippy; do
+    if ! cargo "${tool/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null 2>&1 || { log "cargo $tool is missing and rustup is not there to add it"; exit 1; }
+        log "rustup component add $tool"
+        rustup component add "$tool"
+    fi
+done
+
+if [ "${1:-}" = --install-only ]; then
+    log "everything the tests use is installed"
+    exit 0
+fi
+
+log "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+log "cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+log "cargo test --workspace $*"
+cargo test --workspace "$@"
