@@ -27,79 +27,27 @@
 
 set -u -o pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT" || exit 1
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init lane-bench
 
 DURATION=${LANE_BENCH_DURATION:-6}
 ROUNDS=${LANE_BENCH_ROUNDS:-3}
 RATE=${LANE_BENCH_RATE:-1000}
 DATE=$(date +%F)
 RESULTS=${BENCH_RESULTS:-bench/results/lane-$DATE.md}
-export NO_COLOR=1 # lunet's log lines are parsed below
 
-WORK=$(mktemp -d /tmp/lunet-lane-bench.XXXXXX)
-PIDS=()     # every server started here
-COMMANDS=() # what was run, for the results file
-
-log() { printf '[lane-bench] %s\n' "$*" >&2; }
-record() { COMMANDS+=("$*"); }
-
-stop_server() { # PID: SIGTERM its group, SIGKILL if still there after 3 s
-    local pid=$1 kept=() other
-    for other in "${PIDS[@]}"; do [ "$other" = "$pid" ] || kept+=("$other"); done
-    PIDS=("${kept[@]}")
-    kill -TERM -- "-$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-    for _ in $(seq 30); do
-        kill -0 -- "-$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do stop_server "$pid"; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT TERM
-
-# start_server LOG ARGS...: starts lunet serve bench/lane_server.lua ARGS in
-# its own process group; sets SERVER (pid) and ADDR once every host has
-# loaded the script (the "serving" line comes after all main chunks ran).
-start_server() {
+# lane_server LOG ARGS...: a fresh lunet serve bench/lane_server.lua ARGS;
+# sets SERVER and ADDR once every host has loaded the script. The bench
+# cannot go on without it.
+lane_server() {
     local logfile=$1
     shift
-    local cmd=("$BIN" serve bench/lane_server.lua listen=127.0.0.1:0 "$@")
-    setsid "${cmd[@]}" >"$logfile" 2>&1 &
-    SERVER=$!
-    PIDS+=("$SERVER")
-    ADDR=
-    for _ in $(seq 100); do
-        if grep -q 'serving ' "$logfile"; then
-            ADDR=$(grep -o 'listening on [0-9.]*:[0-9]*' "$logfile" | head -1 | sed 's/listening on //')
-            break
-        fi
-        kill -0 "$SERVER" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ -z "$ADDR" ]; then
-        log "the server did not start: ${cmd[*]}"
-        sed 's/^/    /' "$logfile" >&2
-        exit 1
-    fi
-    record "${cmd[*]}   # listening on $ADDR"
+    READY='serving ' start_server lane_server.lua "$logfile" \
+        "$BIN" serve bench/lane_server.lua listen=127.0.0.1:0 "$@" || exit 1
+    SERVER=$SERVER_PID
 }
 
-if [ -n "${LUNET_BIN:-}" ]; then
-    BIN=$LUNET_BIN
-else
-    log "cargo build --release -p lunet"
-    cargo build --release -p lunet >&2 || { log "lunet does not build"; exit 1; }
-    BIN=target/release/lunet
-fi
+lunet_binary || exit 1
 command -v python3 >/dev/null || { log "python3 is required for the client"; exit 1; }
 CLIENT=(python3 bench/lane_client.py)
 
@@ -108,12 +56,12 @@ HOL_JSON=()
 for round in $(seq "$ROUNDS"); do
     for pct in 0 10; do
         log "head-of-line round $round/$ROUNDS, slow share $pct%"
-        start_server "$WORK/hol-$round-$pct.log"
+        lane_server "$WORK/hol-$round-$pct.log"
         cmd=("${CLIENT[@]}" hol --addr "$ADDR" --fast-rate "$RATE" --slow-pct "$pct" -d "$DURATION" --warmup 1)
-        record "${cmd[*]}"
+        record "${cmd[@]}"
         out=$("${cmd[@]}") || { log "client failed: ${cmd[*]}"; exit 1; }
         HOL_JSON+=("$out")
-        stop_server "$SERVER"
+        stop_group "$SERVER"
     done
 done
 
@@ -122,11 +70,11 @@ WRITE_JSON=()
 for threads in 4 1; do
     log "SQLite writes, 50 writers, --lane-threads $threads"
     rm -f "$WORK"/writes.sqlite*
-    start_server "$WORK/writes-$threads.log" db="$WORK/writes.sqlite" --lane-threads "$threads"
+    lane_server "$WORK/writes-$threads.log" db="$WORK/writes.sqlite" --lane-threads "$threads"
     cmd=("${CLIENT[@]}" writes --addr "$ADDR" -c 50 -d "$DURATION" --warmup 1)
-    record "${cmd[*]}"
+    record "${cmd[@]}"
     out=$("${cmd[@]}") || { log "client failed: ${cmd[*]}"; exit 1; }
-    stop_server "$SERVER"
+    stop_group "$SERVER"
     # Every acknowledged insert must be in the file (plus warmup inserts).
     rows=$(python3 -c 'import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute("select count(*) from writes").fetchone()[0])' "$WORK/writes.sqlite")
     WRITE_JSON+=("$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); d["threads"]=int(sys.argv[2]); d["rows"]=int(sys.argv[3]); print(json.dumps(d))' "$out" "$threads" "$rows")")
@@ -177,8 +125,7 @@ mkdir -p "$(dirname "$RESULTS")"
     echo "rounds alternate fast-only and mixed. Writes: closed loop, an INSERT acknowledged after its"
     echo "commit (WAL, synchronous=NORMAL); rows in file counts warmup inserts too."
     echo
-    echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); kernel: $(uname -r)"
-    echo "- git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)'); lunet: $BIN"
+    echo "- $(machine); lunet: $BIN"
     echo
     echo '```'
     printf '%s\n' "${COMMANDS[@]}"

@@ -25,44 +25,14 @@
 
 set -u -o pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT" || exit 1
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init resp-bench
 
 REQUESTS=${RESP_BENCH_REQUESTS:-200000}
 CLIENTS=${RESP_BENCH_CLIENTS:-50}
 ROUNDS=${RESP_BENCH_ROUNDS:-3}
 DATE=$(date +%F)
 RESULTS=${BENCH_RESULTS:-bench/results/resp-$DATE.md}
-export NO_COLOR=1 # lunet's log lines are parsed below
-
-WORK=$(mktemp -d /tmp/lunet-resp-bench.XXXXXX)
-PIDS=()     # every server started here
-COMMANDS=() # what was run, for the results file
-
-log() { printf '[resp-bench] %s\n' "$*" >&2; }
-record() { COMMANDS+=("$*"); }
-
-stop_server() { # PID: SIGTERM its group, SIGKILL if still there after 3 s
-    local pid=$1 kept=() other
-    for other in "${PIDS[@]}"; do [ "$other" = "$pid" ] || kept+=("$other"); done
-    PIDS=("${kept[@]}")
-    kill -TERM -- "-$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-    for _ in $(seq 30); do
-        kill -0 -- "-$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
-cleanup() {
-    local pid
-    for pid in "${PIDS[@]}"; do stop_server "$pid"; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT TERM
 
 # --- tools -------------------------------------------------------------------
 need=()
@@ -70,57 +40,29 @@ command -v redis-benchmark >/dev/null 2>&1 || need+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
-    log "installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >&2 && apt-get install -y -qq "${need[@]}" >&2 \
-        || { log "could not install ${need[*]} (run: apt-get install ${need[*]})"; exit 1; }
+    install_debian_packages "${need[@]}" || exit 1
 fi
 
-if [ -n "${LUNET_BIN:-}" ]; then
-    BIN=$LUNET_BIN
-else
-    log "cargo build --release -p lunet"
-    cargo build --release -p lunet >&2 || { log "lunet does not build"; exit 1; }
-    BIN=target/release/lunet
-fi
-
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+lunet_binary || exit 1
 
 # --- servers -----------------------------------------------------------------
-# Each runs in its own session (setsid) so that stopping its group stops it.
 start_kv() { # sets KV_PID and KV_PORT once every host has loaded kv.lua
-    local logfile=$WORK/kv.log
-    local cmd=("$BIN" serve ${LUNET_WORKERS:+--workers "$LUNET_WORKERS"} server-scripts/kv.lua listen=127.0.0.1:0)
-    setsid "${cmd[@]}" >"$logfile" 2>&1 &
-    KV_PID=$!
-    PIDS+=("$KV_PID")
-    KV_PORT=
-    for _ in $(seq 100); do
-        if grep -q 'serving ' "$logfile"; then
-            KV_PORT=$(grep -o -m1 'listening on [0-9.]*:[0-9]*' "$logfile" | sed 's/.*://')
-            break
-        fi
-        kill -0 "$KV_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    if [ -z "$KV_PORT" ]; then
-        log "kv.lua did not start: ${cmd[*]}"
-        sed 's/^/    /' "$logfile" >&2
-        exit 1
-    fi
-    record "${cmd[*]}   # listening on 127.0.0.1:$KV_PORT"
+    READY='serving ' start_server kv.lua "$WORK/kv.log" \
+        "$BIN" serve ${LUNET_WORKERS:+--workers "$LUNET_WORKERS"} server-scripts/kv.lua listen=127.0.0.1:0 || exit 1
+    KV_PID=$SERVER_PID
+    KV_PORT=${ADDR##*:}
 }
 
 start_redis() { # sets REDIS_PID and REDIS_PORT once it answers PING
     local logfile=$WORK/redis.log
     REDIS_PORT=$(free_port)
     local cmd=(redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$WORK")
-    setsid "${cmd[@]}" >"$logfile" 2>&1 &
-    REDIS_PID=$!
-    PIDS+=("$REDIS_PID")
+    spawn "$logfile" "${cmd[@]}"
+    REDIS_PID=$SPAWNED
     for _ in $(seq 100); do
         [ "$(redis-cli -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ] && {
-            record "redis-server --port $REDIS_PORT --bind 127.0.0.1 --save '' --appendonly no --dir $WORK   # $(redis-server --version | grep -o 'v=[0-9.]*')"
+            record "${cmd[@]}"
+            COMMANDS[-1]+="   # $(redis-server --version | grep -o 'v=[0-9.]*')"
             return 0
         }
         kill -0 "$REDIS_PID" 2>/dev/null || break
@@ -143,7 +85,10 @@ bench() { # NAME PORT PIPELINE
     local name=$1 port=$2 pipeline=$3
     local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -t set,get -n "$REQUESTS" -q --csv)
     [ "$pipeline" -gt 1 ] && cmd+=(-P "$pipeline")
-    [ "$round" = 1 ] && record "${cmd[*]}   # $name"
+    if [ "$round" = 1 ]; then
+        record "${cmd[@]}"
+        COMMANDS[-1]+="   # $name"
+    fi
     local out
     out=$(timeout 600 "${cmd[@]}" 2>"$WORK/bench.err") || {
         log "redis-benchmark failed against $name: ${cmd[*]}"
@@ -211,8 +156,7 @@ mkdir -p "$(dirname "$RESULTS")"
     echo "Median of $ROUNDS runs per cell; servers alternate who runs first in each round. Both"
     echo "servers and redis-benchmark share the machine's cores. Goal: kv/redis >= 1.0."
     echo
-    echo "- nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'); kernel: $(uname -r)"
-    echo "- git: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD 2>/dev/null || echo ' (with uncommitted changes)'); lunet: $BIN"
+    echo "- $(machine); lunet: $BIN"
     echo
     echo '```'
     printf '%s\n' "${COMMANDS[@]}"

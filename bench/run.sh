@@ -38,8 +38,7 @@
 
 set -u -o pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT" || exit 1
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ALL_LEGS=(echo http mem scale connector resp services lane)
 usage() {
@@ -69,6 +68,10 @@ else
     LEGS=("${picked[@]}")
 fi
 want() { [[ " ${LEGS[*]} " == *" $1 "* ]]; }
+
+bench_init bench
+# The called scripts get time to stop their own servers.
+CLEANUP_GRACE=10
 
 SMOKE=${BENCH_SMOKE:-0}
 [ "$SMOKE" = 0 ] && SMOKE=
@@ -107,89 +110,16 @@ else
 fi
 BIN=target/release
 BODY="hello world"
-export NO_COLOR=1 # lunet's log lines are parsed below
 
 # Bounds on the called scripts (seconds); each is far above its usual time.
 LIMIT_RESP=300
 LIMIT_SERVICES=180
 LIMIT_LANE=240
 
-WORK=$(mktemp -d /tmp/lunet-bench.XXXXXX)
-PIDS=()     # every process group started here
-COMMANDS=() # what was run, for the results file
-NOTES=()    # skips and failures, for the results file
 ROWS=()     # the table's rows, in order
 DETAIL=()   # files whose text goes in the results file's appendix: "TITLE|FILE"
 STARTED=$(date +%s)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-
-log() { printf '[bench] %s\n' "$*" >&2; }
-note() { NOTES+=("$*"); log "$*"; }
-record() { # CMD...: remember the command, quoted so it can be pasted back
-    local arg line=
-    for arg in "$@"; do
-        [[ $arg =~ ^[A-Za-z0-9_./:=,@+-]+$ ]] || arg="'${arg//\'/\'\\\'\'}'"
-        line+="${line:+ }$arg"
-    done
-    COMMANDS+=("$line")
-}
-
-stop_group() { # PID [GRACE]: SIGTERM the process group, SIGKILL it if still there after GRACE s (3)
-    local pid=$1 grace=${2:-3} kept=() other
-    for other in "${PIDS[@]}"; do [ "$other" = "$pid" ] || kept+=("$other"); done
-    PIDS=("${kept[@]}")
-    kill -TERM -- "-$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-    for _ in $(seq $((grace * 10))); do
-        kill -0 -- "-$pid" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -KILL -- "-$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-    return 0
-}
-
-cleanup() {
-    local pid
-    # The called scripts get time to stop their own servers.
-    for pid in "${PIDS[@]}"; do stop_group "$pid" 10; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'log interrupted; exit 130' INT TERM
-
-# Processes run in their own session (setsid) so that stopping a group stops
-# nginx's workers too. In a non-interactive shell the background job is not a
-# group leader, so setsid execs in place and $! is the server's own pid.
-spawn() { # LOG CMD...: start CMD in the background; sets SPAWNED
-    local log=$1
-    shift
-    setsid "$@" >"$log" 2>&1 &
-    SPAWNED=$!
-    PIDS+=("$SPAWNED")
-}
-
-start_server() { # NAME LOG CMD...: sets SERVER_PID and ADDR (parsed from "listening on")
-    local name=$1 log=$2
-    shift 2
-    record "$@"
-    spawn "$log" "$@"
-    SERVER_PID=$SPAWNED
-    ADDR=
-    for _ in $(seq 100); do
-        ADDR=$(sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -o -m1 'listening on [0-9.]*:[0-9]*' | awk '{print $3}')
-        [ -n "$ADDR" ] && return 0
-        if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-            wait "$SERVER_PID"
-            note "$name exited (status $?) before printing 'listening on'; output: $(tail -c 300 "$log" | tr '\n' ' ')"
-            stop_group "$SERVER_PID"
-            return 1
-        fi
-        sleep 0.1
-    done
-    note "$name did not print 'listening on' within 10 s"
-    stop_group "$SERVER_PID"
-    return 1
-}
 
 json_field() { # FILE FIELD: FIELD of the last JSON line in FILE
     python3 - "$1" "$2" <<'EOF'
@@ -201,23 +131,7 @@ EOF
 
 rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null; }
 fd_count() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
-fmt_int() { printf '%.0f' "$1" | sed ':a;s/\B[0-9]\{3\}\>/,&/;ta'; }
-ratio() { python3 -c 'import sys; a, b = map(float, sys.argv[1:]); print(f"{a / b:.2f}" if b else "-")' "$1" "$2"; }
-greater() { python3 -c 'import sys; sys.exit(not float(sys.argv[1]) > float(sys.argv[2]))' "$1" "$2"; }
-free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-verdict() { # VALUE OP GOAL: met / missed / - (VALUE not a number)
-    python3 - "$@" <<'EOF'
-import sys
-value, op, goal = sys.argv[1:]
-try:
-    v = float(value.rstrip("x").replace(",", ""))
-except ValueError:
-    print("-")
-    sys.exit()
-ok = v >= float(goal) if op == ">=" else v <= float(goal)
-print("met" if ok else "**missed**")
-EOF
-}
+greater() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 > b + 0) }'; }
 row() { # BENCHMARK LUNET REFERENCE REFERENCE-FIGURE RATIO GOAL VERDICT
     local cells=("$@") line="|" cell
     for cell in "${cells[@]}"; do line+=" ${cell//|/\\|} |"; done
@@ -390,26 +304,8 @@ PACKAGES_CHECKED=
 ensure_packages() { # install wrk, nginx and the lua module if missing (Debian)
     [ -n "$PACKAGES_CHECKED" ] && { [ -z "$HTTP_SKIP" ]; return; }
     PACKAGES_CHECKED=1
-    local missing=() package
-    for package in wrk nginx libnginx-mod-http-lua; do
-        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' ||
-            missing+=("$package")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        if ! command -v apt-get >/dev/null || [ "$(id -u)" != 0 ]; then
-            HTTP_SKIP="missing ${missing[*]} and cannot apt-get install as $(id -un)"
-            return 1
-        fi
-        log "installing ${missing[*]}"
-        export DEBIAN_FRONTEND=noninteractive
-        if ! apt-get install -y --no-install-recommends "${missing[@]}" >"$WORK/apt.log" 2>&1; then
-            apt-get update >>"$WORK/apt.log" 2>&1
-            if ! apt-get install -y --no-install-recommends "${missing[@]}" >>"$WORK/apt.log" 2>&1; then
-                HTTP_SKIP="apt-get install ${missing[*]} failed: $(tail -1 "$WORK/apt.log")"
-                return 1
-            fi
-        fi
-    fi
+    install_debian_packages wrk nginx libnginx-mod-http-lua || HTTP_SKIP=$INSTALL_ERROR
+    [ -n "$HTTP_SKIP" ] && return 1
     command -v wrk >/dev/null || HTTP_SKIP="wrk not found"
     command -v nginx >/dev/null || HTTP_SKIP="nginx not found"
     [ -z "$HTTP_SKIP" ]
@@ -774,8 +670,8 @@ if want services; then
     [ -z "$skip" ] && [ "$LUNET_OK" != 1 ] && skip="lunet did not build"
     if [ -z "$skip" ]; then
         # services.sh reads BENCH_ROUNDS and BENCH_RESULTS too: give it its own.
-        cmd=(env BENCH_ROUNDS="$SERVICES_ROUNDS" BENCH_RESULTS= bash bench/services.sh)
-        COMMANDS+=("BENCH_ROUNDS=$SERVICES_ROUNDS BENCH_CALLS=$BENCH_CALLS BENCH_MESSAGES=$BENCH_MESSAGES BENCH_IDLE=$BENCH_IDLE bench/services.sh   # its commands: see the appendix")
+        cmd=(env LUNET_BIN="$BIN/lunet" BENCH_ROUNDS="$SERVICES_ROUNDS" BENCH_RESULTS= bash bench/services.sh)
+        COMMANDS+=("LUNET_BIN=$BIN/lunet BENCH_ROUNDS=$SERVICES_ROUNDS BENCH_CALLS=$BENCH_CALLS BENCH_MESSAGES=$BENCH_MESSAGES BENCH_IDLE=$BENCH_IDLE bench/services.sh   # its commands: see the appendix")
         if run_script "$WORK/services.out" "$WORK/services.err" "$LIMIT_SERVICES" "${cmd[@]}"; then
             DETAIL+=("bench/services.sh|$WORK/services.out")
         else
@@ -871,9 +767,6 @@ fi
 
 # ---------------------------------------------------------------- report
 ELAPSED=$(($(date +%s) - STARTED))
-cpu_model=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
-revision=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-git -C "$ROOT" diff-index --quiet HEAD -- 2>/dev/null || revision="$revision (with uncommitted changes)"
 
 TABLE=$(
     echo "| benchmark | lunet | reference | reference figure | lunet / reference | goal | verdict |"
@@ -903,10 +796,7 @@ mkdir -p "$(dirname "$RESULTS")"
     echo "## Machine"
     echo
     echo "- date: $(date '+%F %T %Z')"
-    echo "- nproc: $(nproc)"
-    echo "- CPU: $cpu_model"
-    echo "- kernel: $(uname -sr)"
-    echo "- git: $revision"
+    echo "- $(machine)"
     echo "- load average (1, 5, 15 min) before the run: $LOAD_START; at the end (this run's own load included): $(cut -d' ' -f1-3 /proc/loadavg)"
     lunet_line=$(cat "$WORK"/server-* 2>/dev/null | sed 's/\x1b\[[0-9;]*m//g' | grep -m1 -o 'serving .*')
     [ -n "$lunet_line" ] && echo "- lunet: $lunet_line${LUNET_WORKERS:+ (--workers $LUNET_WORKERS)}"

@@ -17,19 +17,19 @@
 # goals of issue 4. BENCH_RESULTS=FILE also writes the table there.
 #
 # Knobs (environment): BENCH_ROUNDS=5, BENCH_CALLS=1000000, BENCH_SECONDS=2,
-# BENCH_MESSAGES=2000000, BENCH_IDLE=10000, LUNET_WORKERS=N (--workers N).
+# BENCH_MESSAGES=2000000, BENCH_IDLE=10000, LUNET_WORKERS=N (--workers N),
+# LUNET_BIN=PATH (use this lunet instead of building one).
 
 set -u -o pipefail
 
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT" || exit 1
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_init services-bench
 
 ROUNDS=${BENCH_ROUNDS:-5}
 CALLS=${BENCH_CALLS:-1000000}
 SECONDS_CAP=${BENCH_SECONDS:-2}
 MESSAGES=${BENCH_MESSAGES:-2000000}
 IDLE=${BENCH_IDLE:-10000}
-LUNET=target/release/lunet
 ENGINE=(--log-level error)
 [ -n "${LUNET_WORKERS:-}" ] && ENGINE+=(--workers "$LUNET_WORKERS")
 
@@ -38,30 +38,22 @@ SKYNET_CALLS=215000
 SKYNET_SENDS=420000
 SKYNET_IDLE_KB=52
 
-log() { printf '[bench] %s\n' "$*" >&2; }
+lunet_binary || exit 1
 
-log "building: cargo build --release -p lunet"
-cargo build --release -p lunet >&2 || { log "lunet does not build"; exit 1; }
-
-COMMANDS=()
-# record SCRIPT ARGS...: remembers the command line of a benchmark (run()
-# runs in a subshell, so it cannot append to COMMANDS itself).
-record() { COMMANDS+=("$LUNET run $1 ${ENGINE[*]} ${*:2}"); }
-# run SCRIPT ARGS...: runs one benchmark (bounded by `timeout`), prints its output.
+# run SCRIPT ARGS...: runs one benchmark (bounded by `timeout`), prints its
+# output. It runs in a subshell ($(...)), so the caller records it.
 run() {
     local script=$1
     shift
-    timeout 120 "$LUNET" run "$script" "${ENGINE[@]}" "$@"
+    timeout 120 "$BIN" run "$script" "${ENGINE[@]}" "$@"
 }
+# record_run SCRIPT ARGS...: records the command line run() runs.
+record_run() { record "$BIN" run "$1" "${ENGINE[@]}" "${@:2}"; }
 
 # value KEY TEXT: the value of the line KEY=value in TEXT.
 value() { printf '%s\n' "$2" | sed -n "s/^$1=//p" | head -n1; }
 
-median() { # values...: the middle one (the lower middle for an even count)
-    printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'
-}
-
-record bench/services/pingpong.lua "calls=$CALLS" "seconds=$SECONDS_CAP"
+record_run bench/services/pingpong.lua "calls=$CALLS" "seconds=$SECONDS_CAP"
 calls_runs=()
 for round in $(seq "$ROUNDS"); do
     log "ping-pong call, round $round"
@@ -69,7 +61,7 @@ for round in $(seq "$ROUNDS"); do
     calls_runs+=("$(value calls_per_s "$out")")
 done
 
-record bench/services/send.lua "messages=$MESSAGES"
+record_run bench/services/send.lua "messages=$MESSAGES"
 sends_runs=()
 for round in $(seq "$ROUNDS"); do
     log "one-way send, round $round"
@@ -78,7 +70,7 @@ for round in $(seq "$ROUNDS"); do
 done
 
 log "idle services: $IDLE"
-record bench/services/idle.lua "count=$IDLE"
+record_run bench/services/idle.lua "count=$IDLE"
 out=$(run bench/services/idle.lua "count=$IDLE") || { log "idle.lua failed"; exit 1; }
 idle_kb=$(value kb_per_service "$out")
 idle_lua_kb=$(value lua_kb_per_service "$out")
@@ -86,24 +78,17 @@ idle_lua_kb=$(value lua_kb_per_service "$out")
 calls=$(median "${calls_runs[@]}")
 sends=$(median "${sends_runs[@]}")
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
-verdict() { # VALUE OP GOAL
-    awk -v v="$1" -v g="$3" -v op="$2" 'BEGIN {
-        ok = (op == ">=") ? (v >= g) : (v <= g)
-        print ok ? "met" : "missed"
-    }'
-}
 thousands() { awk -v n="$1" 'BEGIN { printf "%.0fk", n / 1000 }'; }
 
 table=$(
     cat <<EOF
 | row | lunet (median) | skynet (anchors.md) | lunet / skynet | goal | verdict |
 | --- | --- | --- | --- | --- | --- |
-| ping-pong \`call\`, one pair | $(thousands "$calls") calls/s (runs: $(for r in "${calls_runs[@]}"; do printf '%s ' "$(thousands "$r")"; done | sed 's/ $//')) | ~215k calls/s | $(ratio "$calls" $SKYNET_CALLS) | >= 2x | $(verdict "$(awk -v a="$calls" -v b=$SKYNET_CALLS 'BEGIN{print a/b}')" ">=" 2) |
-| one-way \`send\`, one sender | $(thousands "$sends") msgs/s (runs: $(for r in "${sends_runs[@]}"; do printf '%s ' "$(thousands "$r")"; done | sed 's/ $//')) | ~420k msgs/s | $(ratio "$sends" $SKYNET_SENDS) | >= 2.5x | $(verdict "$(awk -v a="$sends" -v b=$SKYNET_SENDS 'BEGIN{print a/b}')" ">=" 2.5) |
-| idle service, RSS each ($IDLE spawned) | $idle_kb KB (Lua heap $idle_lua_kb KB) | ~52 KB | $(ratio "$idle_kb" $SKYNET_IDLE_KB) | <= 20 KB | $(verdict "$idle_kb" "<=" 20) |
+| ping-pong \`call\`, one pair | $(thousands "$calls") calls/s (runs: $(for r in "${calls_runs[@]}"; do printf '%s ' "$(thousands "$r")"; done | sed 's/ $//')) | ~215k calls/s | $(ratio "$calls" $SKYNET_CALLS)x | >= 2x | $(verdict "$(ratio "$calls" $SKYNET_CALLS)" ">=" 2) |
+| one-way \`send\`, one sender | $(thousands "$sends") msgs/s (runs: $(for r in "${sends_runs[@]}"; do printf '%s ' "$(thousands "$r")"; done | sed 's/ $//')) | ~420k msgs/s | $(ratio "$sends" $SKYNET_SENDS)x | >= 2.5x | $(verdict "$(ratio "$sends" $SKYNET_SENDS)" ">=" 2.5) |
+| idle service, RSS each ($IDLE spawned) | $idle_kb KB (Lua heap $idle_lua_kb KB) | ~52 KB | $(ratio "$idle_kb" $SKYNET_IDLE_KB)x | <= 20 KB | $(verdict "$idle_kb" "<=" 20) |
 
-Machine: $(nproc) CPUs, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1), $(uname -r); git $(git rev-parse --short HEAD 2>/dev/null || echo '?').
+Machine: $(machine).
 
 Commands:
 $(for c in "${COMMANDS[@]}"; do printf -- '- `%s`\n' "$c"; done)
