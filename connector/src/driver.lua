@@ -73,24 +73,25 @@ function Counted:readline(max)
     return line
 end
 
-function Counted:readn(n)
-    local data, err, partial = self.socket:readn(n)
-    if not data then return count_failure(err, partial) end
-    received = received + #data
-    return data
+-- A read method that returns exactly what it took from the socket.
+local function counted_read(name)
+    return function(self, ...)
+        local socket = self.socket
+        local data, err, partial = socket[name](socket, ...)
+        if not data then return count_failure(err, partial) end
+        received = received + #data
+        return data
+    end
 end
 
+Counted.readn = counted_read("readn")
+Counted.readsome = counted_read("readsome")
+
+-- The delimiter is consumed, not returned.
 function Counted:readuntil(delim, max)
     local data, err, partial = self.socket:readuntil(delim, max)
     if not data then return count_failure(err, partial) end
     received = received + #data + #delim
-    return data
-end
-
-function Counted:readsome(max)
-    local data, err, partial = self.socket:readsome(max)
-    if not data then return count_failure(err, partial) end
-    received = received + #data
     return data
 end
 

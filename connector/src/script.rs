@@ -138,8 +138,7 @@ fn install(
                     instant(sent),
                     crate::stats::Note::None,
                 );
-                recorder.bytes_in += bytes_in;
-                recorder.bytes_out += bytes_out;
+                recorder.transfer(bytes_in, bytes_out);
                 Ok(())
             },
         )?,
@@ -153,8 +152,7 @@ fn install(
                     ErrorKind::from_name(&word).unwrap_or_else(|| ErrorKind::from_lua(&word));
                 let mut recorder = lock(&r);
                 recorder.error(kind, || message.unwrap_or(word));
-                recorder.bytes_in += bytes_in;
-                recorder.bytes_out += bytes_out;
+                recorder.transfer(bytes_in, bytes_out);
                 Ok(())
             },
         )?,
@@ -163,9 +161,7 @@ fn install(
     core.set(
         "transfer",
         lua.create_function(move |_, (bytes_in, bytes_out): (u64, u64)| {
-            let mut recorder = lock(&r);
-            recorder.bytes_in += bytes_in;
-            recorder.bytes_out += bytes_out;
+            lock(&r).transfer(bytes_in, bytes_out);
             Ok(())
         })?,
     )?;

@@ -304,6 +304,12 @@ impl Recorder {
         self.notes.add(note, 1);
     }
 
+    /// Bytes read and written, counted over the whole run.
+    pub fn transfer(&mut self, bytes_in: u64, bytes_out: u64) {
+        self.bytes_in += bytes_in;
+        self.bytes_out += bytes_out;
+    }
+
     /// Errors are counted over the whole run, warmup included.
     pub fn error(&mut self, kind: ErrorKind, message: impl FnOnce() -> String) {
         self.errors.add(kind, message);
