@@ -953,6 +953,30 @@ fn source_binds_the_given_local_addresses() {
 }
 
 #[test]
+fn a_script_binds_the_source_addresses() {
+    let server = Server::start(&test_script("connector_peers.lua"), &[]);
+    let outcome = load(&[
+        "--script",
+        test_script("connector_echo_client.lua").to_str().unwrap(),
+        "-c",
+        "4",
+        "-d",
+        "500ms",
+        "--source",
+        "127.0.0.4-127.0.0.5",
+        &address(server.port()),
+    ]);
+    outcome.assert_success();
+    server.wait_log("peer 127.0.0.4:");
+    server.wait_log("peer 127.0.0.5:");
+    assert!(
+        !server.log().contains("peer 127.0.0.1:"),
+        "a scripted connection did not bind its source:\n{}",
+        server.log()
+    );
+}
+
+#[test]
 fn hold_keeps_idle_connections_up() {
     let server = Server::start(&server_script("echo.lua"), &[]);
     let json = output_file("hold.json");

@@ -372,11 +372,6 @@ impl LoadArgs {
             ));
         }
         let (workload, profile_name) = if let Some(path) = &self.script {
-            if !sources.is_empty() {
-                return Err(bad(
-                    "--source does not work with --script yet (lunet.connect cannot bind a local address)",
-                ));
-            }
             let mut env = Vec::new();
             for pair in &self.set {
                 let (key, value) = pair

@@ -26,6 +26,7 @@ local setmetatable, byte, sub = setmetatable, string.byte, string.sub
 local interval = core.interval_ns
 local target = core.target
 local timeout_ms = core.timeout_ms
+local sources = core.sources
 
 -- What the handlers' sockets moved since the last report to the recorder
 -- (sent with the next result: no extra call per read or write).
@@ -155,6 +156,10 @@ function load.request(fn, ...)
 end
 
 local function connection(index)
+    -- lunet.connect's options: the timeout, and the --source address to
+    -- bind, used in turn over the run's connections as the profiles do.
+    local options = { timeout = timeout_ms }
+    if #sources > 0 then options.bind = sources[(index - 1) % #sources + 1] end
     local state = { answered = false }
     connections[running_coroutine()] = state
     -- Failures in a row (a connection lost before a request completed).
@@ -167,7 +172,7 @@ local function connection(index)
         if attempted then core.reconnecting() end
         attempted = true
         state.answered = false
-        local sock, err = connect(target, timeout_ms)
+        local sock, err = connect(target, options)
         if not sock then
             fail("connect", "connect " .. target .. ": " .. tostring(err), take_transfer())
         else

@@ -109,6 +109,9 @@ fn install(
     core.set("total", plan.connections)?;
     core.set("thread", thread + 1)?;
     core.set("timeout_ms", plan.timeout.as_millis().max(1) as i64)?;
+    // --source: connection `index` (from 1) binds source `(index - 1) % n`.
+    let sources: Vec<String> = plan.sources.iter().map(|ip| ip.to_string()).collect();
+    core.set("sources", sources)?;
     let interval_ns = if plan.open_loop() {
         (plan.connections as f64 / plan.rate * 1e9) as i64
     } else {
