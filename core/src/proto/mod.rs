@@ -28,6 +28,16 @@ pub mod nats;
 pub mod resp;
 pub mod websocket;
 
+/// The outcome of a parse that did not fail.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress<T> {
+    /// A whole value and the number of input bytes it took.
+    Done(T, usize),
+    /// The input is a prefix of a value: call again once it is at least
+    /// `at_least` bytes long (a lower bound, always more than now).
+    NeedMore { at_least: usize },
+}
+
 /// Appends the decimal digits of `n`.
 pub(crate) fn write_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];

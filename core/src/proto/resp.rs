@@ -31,6 +31,7 @@
 //! must at least be for the next call to get further, so a large bulk can be
 //! read in one go.
 
+pub use super::Progress;
 use super::{parse_decimal, write_decimal, write_signed};
 
 /// Bounds on what one command or reply may declare.
@@ -88,16 +89,6 @@ pub enum Error {
     /// Client side: arrays nested deeper than `max_depth`.
     #[error("reply nested too deep")]
     TooDeep,
-}
-
-/// The outcome of a parse that did not fail.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Progress<T> {
-    /// A whole value and the number of input bytes it took.
-    Done(T, usize),
-    /// The input is a prefix of a value: call again once it is at least
-    /// `at_least` bytes long (a lower bound, always more than now).
-    NeedMore { at_least: usize },
 }
 
 /// One argument of a command: a span of the input, or the bytes of an inline
