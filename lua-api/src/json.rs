@@ -38,6 +38,7 @@ use std::os::raw::{c_int, c_void};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr;
 
+use lunet_core::proto::write_signed;
 use mlua::{ffi, Function, LightUserData, Lua, Table, Value};
 
 /// Deepest nesting of arrays and objects, both ways (lua-cjson's default).
@@ -275,7 +276,7 @@ impl Encoder<'_> {
             }
             ffi::LUA_TNUMBER => {
                 if ffi::lua_isinteger(state, index) != 0 {
-                    write_integer(self.out, ffi::lua_tointegerx(state, index, ptr::null_mut()));
+                    write_signed(self.out, ffi::lua_tointegerx(state, index, ptr::null_mut()));
                 } else {
                     let x = ffi::lua_tonumberx(state, index, ptr::null_mut());
                     if !x.is_finite() {
@@ -554,24 +555,6 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     }
     out.extend_from_slice(&bytes[run..]);
     out.push(b'"');
-}
-
-fn write_integer(out: &mut Vec<u8>, n: i64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    let mut rest = n.unsigned_abs();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    if n < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// Why decode refused a document, and where (0-based).

@@ -39,7 +39,8 @@ pub enum Progress<T> {
 }
 
 /// Appends the decimal digits of `n`.
-pub(crate) fn write_decimal(out: &mut Vec<u8>, n: u64) {
+#[inline]
+pub fn write_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     let mut rest = n;
@@ -55,7 +56,8 @@ pub(crate) fn write_decimal(out: &mut Vec<u8>, n: u64) {
 }
 
 /// Appends the decimal digits of `n`, with a '-' when negative.
-pub(crate) fn write_signed(out: &mut Vec<u8>, n: i64) {
+#[inline]
+pub fn write_signed(out: &mut Vec<u8>, n: i64) {
     if n < 0 {
         out.push(b'-');
     }

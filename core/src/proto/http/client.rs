@@ -3,8 +3,8 @@
 //! Content-Length; otherwise until the server closes.
 
 use super::{
-    body_fields, from_httparse, has_token, valid_value, Error, Framing, Header, Limits, Method,
-    Progress, Version, STACK_HEADERS,
+    body_fields, has_token, head_length, valid_value, with_header_storage, Error, Framing, Header,
+    Limits, Method, Progress, Version,
 };
 
 /// A parsed response head, borrowing the buffer it was parsed from.
@@ -41,41 +41,46 @@ pub fn parse_response<'a>(
     method: Method,
 ) -> Result<Progress<Response<'a>>, Error> {
     let window = &input[..input.len().min(limits.max_head)];
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut heap;
-    let storage: &mut [Header<'a>] = if limits.max_headers <= STACK_HEADERS {
-        &mut stack[..limits.max_headers]
-    } else {
-        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        &mut heap
-    };
-    let mut parsed = httparse::Response::new(storage);
-    let head_len = match parsed.parse(window) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if window.len() >= limits.max_head => {
-            return Err(Error::HeadersTooLarge(
-                "response head larger than the limit",
-            ))
-        }
-        Ok(httparse::Status::Partial) => {
+    with_header_storage(limits.max_headers, |storage| {
+        let mut parsed = httparse::Response::new(storage);
+        let status = parsed.parse(window);
+        let Some(head_len) = head_length(status, window, limits.max_head, Error::BadResponse)?
+        else {
             return Ok(Progress::NeedMore {
                 at_least: input.len() + 1,
-            })
-        }
-        Err(error) => return Err(from_httparse(error, Error::BadResponse)),
-    };
-    let (Some(minor), Some(status)) = (parsed.version, parsed.code) else {
-        return Err(Error::BadResponse("incomplete status line"));
-    };
-    let version = Version::from_minor(minor);
-    let headers = parsed.headers.to_vec();
+            });
+        };
+        let (Some(minor), Some(code)) = (parsed.version, parsed.code) else {
+            return Err(Error::BadResponse("incomplete status line"));
+        };
+        let response = Response {
+            version: Version::from_minor(minor),
+            status: code,
+            reason: parsed.reason.unwrap_or(""),
+            headers: parsed.headers.to_vec(),
+            framing: Framing::None,
+            keep_alive: false,
+            head_len,
+        };
+        frame(response, limits, method).map(|response| Progress::Done(response, head_len))
+    })
+}
+
+/// Decides how the body of `response` is framed and whether the connection
+/// stays open after it.
+fn frame<'a>(
+    mut response: Response<'a>,
+    limits: &Limits,
+    method: Method,
+) -> Result<Response<'a>, Error> {
+    let (version, status, headers) = (response.version, response.status, &response.headers);
     if headers.iter().any(|header| !valid_value(header.value)) {
         return Err(Error::BadResponse("invalid byte in a header value"));
     }
 
     let no_body =
         method == Method::Head || (100..200).contains(&status) || status == 204 || status == 304;
-    let fields = body_fields(&headers, Error::BadResponse).map_err(|error| match error {
+    let fields = body_fields(headers, Error::BadResponse).map_err(|error| match error {
         Error::NotImplemented(what) => Error::BadResponse(what),
         other => other,
     })?;
@@ -105,18 +110,9 @@ pub fn parse_response<'a>(
             keep_alive = true;
         }
     }
-    Ok(Progress::Done(
-        Response {
-            version,
-            status,
-            reason: parsed.reason.unwrap_or(""),
-            headers,
-            framing,
-            keep_alive: keep_alive && framing != Framing::UntilClose,
-            head_len,
-        },
-        head_len,
-    ))
+    response.framing = framing;
+    response.keep_alive = keep_alive && framing != Framing::UntilClose;
+    Ok(response)
 }
 
 #[cfg(test)]

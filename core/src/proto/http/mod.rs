@@ -297,9 +297,42 @@ pub(crate) fn from_httparse(error: httparse::Error, bad: fn(&'static str) -> Err
     }
 }
 
-/// Header storage for httparse: on the stack for the usual limits, on the
-/// heap past them.
-pub(crate) const STACK_HEADERS: usize = 64;
+/// Header fields parsed into stack storage; more than this many are parsed
+/// into heap storage.
+const STACK_HEADERS: usize = 64;
+
+/// Runs `parse` (httparse on a head) with room for `max_headers` fields:
+/// on the stack for the usual limits, on the heap past them.
+pub(crate) fn with_header_storage<'a, R>(
+    max_headers: usize,
+    parse: impl FnOnce(&mut [Header<'a>]) -> R,
+) -> R {
+    if max_headers <= STACK_HEADERS {
+        let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
+        parse(&mut stack[..max_headers])
+    } else {
+        parse(&mut vec![httparse::EMPTY_HEADER; max_headers])
+    }
+}
+
+/// The length of a complete head from httparse's answer on `window` (the
+/// input cut at `max_head`); None when more input is needed; 431 when no
+/// head ends within `max_head` bytes.
+pub(crate) fn head_length(
+    status: httparse::Result<usize>,
+    window: &[u8],
+    max_head: usize,
+    bad: fn(&'static str) -> Error,
+) -> Result<Option<usize>, Error> {
+    match status {
+        Ok(httparse::Status::Complete(len)) => Ok(Some(len)),
+        Ok(httparse::Status::Partial) if window.len() >= max_head => {
+            Err(Error::HeadersTooLarge("head larger than the limit"))
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(error) => Err(from_httparse(error, bad)),
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -2,8 +2,8 @@
 //! header of `proto::http`).
 
 use super::{
-    body_fields, from_httparse, has_token, valid_value, Error, Framing, Header, Limits, Method,
-    Progress, Version, STACK_HEADERS,
+    body_fields, has_token, head_length, valid_value, with_header_storage, Error, Framing, Header,
+    Limits, Method, Progress, Version,
 };
 
 /// A parsed request head. Every slice borrows the buffer it was parsed
@@ -50,36 +50,32 @@ impl<'a> Request<'a> {
 pub fn parse_request<'a>(input: &'a [u8], limits: &Limits) -> Result<Progress<Request<'a>>, Error> {
     check_request_line(input, limits)?;
     let window = &input[..input.len().min(limits.max_head)];
-    let mut stack = [httparse::EMPTY_HEADER; STACK_HEADERS];
-    let mut heap;
-    let storage: &mut [Header<'a>] = if limits.max_headers <= STACK_HEADERS {
-        &mut stack[..limits.max_headers]
-    } else {
-        heap = vec![httparse::EMPTY_HEADER; limits.max_headers];
-        &mut heap
-    };
-    let mut parsed = httparse::Request::new(storage);
-    let head_len = match parsed.parse(window) {
-        Ok(httparse::Status::Complete(len)) => len,
-        Ok(httparse::Status::Partial) if window.len() >= limits.max_head => {
-            return Err(Error::HeadersTooLarge("request head larger than the limit"))
-        }
-        Ok(httparse::Status::Partial) => {
+    with_header_storage(limits.max_headers, |storage| {
+        let mut parsed = httparse::Request::new(storage);
+        let status = parsed.parse(window);
+        let Some(head_len) = head_length(status, window, limits.max_head, Error::BadRequest)?
+        else {
             return Ok(Progress::NeedMore {
                 at_least: input.len() + 1,
-            })
-        }
-        Err(error) => return Err(from_httparse(error, Error::BadRequest)),
-    };
-    // httparse fills all three once the head is complete.
-    let (Some(method), Some(target), Some(minor)) = (parsed.method, parsed.path, parsed.version)
-    else {
-        return Err(Error::BadRequest("incomplete request line"));
-    };
-    let version = Version::from_minor(minor);
-    let headers = parsed.headers.to_vec();
-    let request = finish(method, target, version, headers, head_len, limits)?;
-    Ok(Progress::Done(request, head_len))
+            });
+        };
+        // httparse fills all three once the head is complete.
+        let (Some(method), Some(target), Some(minor)) =
+            (parsed.method, parsed.path, parsed.version)
+        else {
+            return Err(Error::BadRequest("incomplete request line"));
+        };
+        let headers = parsed.headers.to_vec();
+        let request = finish(
+            method,
+            target,
+            Version::from_minor(minor),
+            headers,
+            head_len,
+            limits,
+        )?;
+        Ok(Progress::Done(request, head_len))
+    })
 }
 
 /// 414 for a request line over the limit, before the whole head is looked
@@ -265,6 +261,17 @@ mod tests {
         }
     }
 
+    fn assert_statuses(cases: &[(&[u8], u16)]) {
+        for (input, status) in cases {
+            assert_eq!(
+                error(input).status(),
+                *status,
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
     #[test]
     fn a_simple_get() {
         let input = b"GET /a/b?x=1&y HTTP/1.1\r\nHost: h\r\nX-Thing:  v  \r\n\r\nrest";
@@ -320,14 +327,7 @@ mod tests {
             (b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n", 400),
             (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000000\r\n\r\n", 413),
         ];
-        for (input, status) in cases {
-            assert_eq!(
-                error(input).status(),
-                *status,
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
-        }
+        assert_statuses(cases);
     }
 
     #[test]
@@ -354,14 +354,7 @@ mod tests {
                 417,
             ),
         ];
-        for (input, status) in cases {
-            assert_eq!(
-                error(input).status(),
-                *status,
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
-        }
+        assert_statuses(cases);
     }
 
     #[test]
