@@ -28,6 +28,9 @@ pub mod nats;
 pub mod resp;
 pub mod websocket;
 
+#[cfg(test)]
+mod peer_tests;
+
 /// The outcome of a parse that did not fail.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Progress<T> {
