@@ -686,17 +686,43 @@ impl Decoder<'_> {
         Ok(())
     }
 
+    /// Makes room on the Lua stack for one more member (and what building
+    /// the table needs).
+    unsafe fn room(&self) -> Result<(), DecodeError> {
+        if ffi::lua_checkstack(self.state, 5) == 0 {
+            return self.fail("document too large for the Lua stack");
+        }
+        Ok(())
+    }
+
+    /// Leaves the array or object just closed.
+    fn leave(&mut self) {
+        self.at += 1;
+        self.depth -= 1;
+    }
+
+    /// An object. Its first [`GATHER`] members wait on the Lua stack and
+    /// the table is made at their number (a table grown one key at a time
+    /// is rehashed at every power of two); members past that are set one
+    /// by one.
     unsafe fn object(&mut self) -> Result<(), DecodeError> {
         let state = self.state;
         self.enter()?;
-        ffi::lua_createtable(state, 0, 0);
+        let base = ffi::lua_gettop(state);
+        let mut gathered = 0;
+        let mut made = false;
         self.skip_space();
         if self.input.get(self.at) == Some(&b'}') {
-            self.at += 1;
-            self.depth -= 1;
+            ffi::lua_createtable(state, 0, 0);
+            self.leave();
             return Ok(());
         }
         loop {
+            if !made && gathered == GATHER {
+                make_object(state, base, gathered);
+                made = true;
+            }
+            self.room()?;
             self.skip_space();
             if self.input.get(self.at) != Some(&b'"') {
                 return self.fail("expected a string key");
@@ -708,13 +734,19 @@ impl Decoder<'_> {
             }
             self.at += 1;
             self.value()?;
-            ffi::lua_rawset(state, -3);
+            if made {
+                ffi::lua_rawset(state, base + 1);
+            } else {
+                gathered += 1;
+            }
             self.skip_space();
             match self.input.get(self.at) {
                 Some(b',') => self.at += 1,
                 Some(b'}') => {
-                    self.at += 1;
-                    self.depth -= 1;
+                    if !made {
+                        make_object(state, base, gathered);
+                    }
+                    self.leave();
                     return Ok(());
                 }
                 _ => return self.fail("expected ',' or '}'"),
@@ -722,29 +754,39 @@ impl Decoder<'_> {
         }
     }
 
+    /// An array, its first [`GATHER`] items gathered as in
+    /// [`Decoder::object`].
     unsafe fn array(&mut self) -> Result<(), DecodeError> {
         let state = self.state;
         self.enter()?;
-        ffi::lua_createtable(state, 0, 0);
-        ffi::lua_pushvalue(state, ARRAY_MT);
-        ffi::lua_setmetatable(state, -2);
+        let base = ffi::lua_gettop(state);
+        let mut count = 0;
+        let mut made = false;
         self.skip_space();
         if self.input.get(self.at) == Some(&b']') {
-            self.at += 1;
-            self.depth -= 1;
+            make_array(state, base, 0);
+            self.leave();
             return Ok(());
         }
-        let mut index: ffi::lua_Integer = 1;
         loop {
+            if !made && count == GATHER {
+                make_array(state, base, count);
+                made = true;
+            }
+            self.room()?;
             self.value()?;
-            ffi::lua_rawseti(state, -2, index);
-            index += 1;
+            count += 1;
+            if made {
+                ffi::lua_rawseti(state, base + 1, count as ffi::lua_Integer);
+            }
             self.skip_space();
             match self.input.get(self.at) {
                 Some(b',') => self.at += 1,
                 Some(b']') => {
-                    self.at += 1;
-                    self.depth -= 1;
+                    if !made {
+                        make_array(state, base, count);
+                    }
+                    self.leave();
                     return Ok(());
                 }
                 _ => return self.fail("expected ',' or ']'"),
@@ -937,6 +979,36 @@ impl Decoder<'_> {
     }
 }
 
+/// Members of an object or items of an array gathered on the Lua stack
+/// before their table is made.
+const GATHER: usize = 256;
+
+/// Replaces the `pairs` key-value pairs above `base` with a table made at
+/// their number, keys set in order (a repeated key keeps its last value).
+unsafe fn make_object(state: *mut ffi::lua_State, base: c_int, pairs: usize) {
+    ffi::lua_createtable(state, 0, pairs as c_int);
+    let table = ffi::lua_gettop(state);
+    for i in 0..pairs as c_int {
+        ffi::lua_pushvalue(state, base + 1 + 2 * i);
+        ffi::lua_pushvalue(state, base + 2 + 2 * i);
+        ffi::lua_rawset(state, table);
+    }
+    ffi::lua_replace(state, base + 1);
+    ffi::lua_settop(state, base + 1);
+}
+
+/// Replaces the `count` items above `base` with an array made at their
+/// number, with `array_mt`.
+unsafe fn make_array(state: *mut ffi::lua_State, base: c_int, count: usize) {
+    ffi::lua_createtable(state, count as c_int, 0);
+    ffi::lua_pushvalue(state, ARRAY_MT);
+    ffi::lua_setmetatable(state, -2);
+    ffi::lua_insert(state, base + 1);
+    for index in (1..=count as ffi::lua_Integer).rev() {
+        ffi::lua_rawseti(state, base + 1, index);
+    }
+}
+
 /// The digits as an i64 with the sign, or None when they do not fit.
 fn integer(digits: &[u8], negative: bool) -> Option<i64> {
     let mut magnitude: u64 = 0;
@@ -1085,6 +1157,33 @@ mod tests {
             );
             assert!(ok, "{input}: {check}");
         }
+    }
+
+    #[test]
+    fn decodes_tables_larger_than_the_gathered_part() {
+        let lua = lua();
+        let ok: bool = eval(
+            &lua,
+            r#"
+            for _, n in ipairs({255, 256, 257, 1000}) do
+                local items, members = {}, {}
+                for i = 1, n do
+                    items[i] = tostring(i)
+                    members[i] = string.format('"k%d": %d', i, i)
+                end
+                local array = json.decode("[" .. table.concat(items, ",") .. "]")
+                assert(#array == n and array[1] == 1 and array[n] == n, "array of " .. n)
+                assert(getmetatable(array) == json.array_mt)
+                local object = json.decode("{" .. table.concat(members, ",") .. ', "k10": "last"}')
+                local count = 0
+                for _ in pairs(object) do count = count + 1 end
+                assert(count == n and object.k1 == 1 and object["k" .. n] == (n == 10 and "last" or n), "object of " .. n)
+                assert(object.k10 == "last", "a repeated key keeps its last value")
+            end
+            return true
+            "#,
+        );
+        assert!(ok);
     }
 
     #[test]
