@@ -87,13 +87,18 @@ fn check_request_line(input: &[u8], limits: &Limits) -> Result<(), Error> {
         .unwrap_or(input.len());
     let rest = &input[start..];
     let window = &rest[..rest.len().min(limits.max_request_line + 2)];
-    let line_len = match memchr::memchr(b'\n', window) {
-        Some(newline) if newline > 0 && window[newline - 1] == b'\r' => newline - 1,
-        Some(newline) => newline,
-        None => window.len(),
+    let (line_len, complete) = match memchr::memchr(b'\n', window) {
+        Some(newline) if newline > 0 && window[newline - 1] == b'\r' => (newline - 1, true),
+        Some(newline) => (newline, true),
+        None => (window.len(), false),
     };
-    // Without its line end yet, one byte may still be a CR.
-    if line_len > limits.max_request_line + usize::from(memchr::memchr(b'\n', window).is_none()) {
+    // A line not yet ended may still end in the CR of its CRLF.
+    let limit = if complete {
+        limits.max_request_line
+    } else {
+        limits.max_request_line + 1
+    };
+    if line_len > limit {
         return Err(Error::UriTooLong);
     }
     Ok(())
