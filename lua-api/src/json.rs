@@ -219,12 +219,14 @@ impl std::fmt::Display for EncodeError {
 /// `json.encode(v)`.
 unsafe extern "C-unwind" fn encode(state: *mut ffi::lua_State) -> c_int {
     ffi::lua_settop(state, 1);
-    // SAFETY: upvalue 2 is the Scratch made in `module`; no other code
-    // holds a reference to it while this C function runs.
-    let scratch = &mut *(ffi::lua_touserdata(state, SCRATCH) as *mut Scratch);
-    scratch.bytes.clear();
-    scratch.path.clear();
+    let scratch = ffi::lua_touserdata(state, SCRATCH) as *mut Scratch;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: upvalue 2 is the Scratch made in `module`. The walk calls
+        // no Lua function that allocates, so no finalizer can run (and
+        // re-enter this codec) while this reference lives.
+        let scratch = &mut *scratch;
+        scratch.bytes.clear();
+        scratch.path.clear();
         let mut encoder = Encoder {
             state,
             out: &mut scratch.bytes,
@@ -235,9 +237,13 @@ unsafe extern "C-unwind" fn encode(state: *mut ffi::lua_State) -> c_int {
     let mut message = Message::new();
     match outcome {
         Ok(Ok(())) => {
-            ffi::lua_pushlstring(state, scratch.bytes.as_ptr().cast(), scratch.bytes.len());
-            if scratch.bytes.capacity() > SHRINK_ABOVE {
-                scratch.bytes = Vec::new();
+            let (text, len) = ((*scratch).bytes.as_ptr(), (*scratch).bytes.len());
+            // Copies the text before its GC step, which may run finalizers
+            // that use the scratch again.
+            ffi::lua_pushlstring(state, text.cast(), len);
+            let bytes = &mut (*scratch).bytes;
+            if bytes.capacity() > SHRINK_ABOVE {
+                *bytes = Vec::new();
             }
             return 1;
         }
@@ -580,8 +586,7 @@ unsafe extern "C-unwind" fn decode(state: *mut ffi::lua_State) -> c_int {
     let data = ffi::lua_tolstring(state, 1, &mut len);
     // SAFETY: the string stays at index 1 until this function returns.
     let input = std::slice::from_raw_parts(data.cast::<u8>(), len);
-    // SAFETY: as in `encode`.
-    let scratch = &mut *(ffi::lua_touserdata(state, SCRATCH) as *mut Scratch);
+    let scratch = ffi::lua_touserdata(state, SCRATCH) as *mut Scratch;
     let outcome = catch_unwind(AssertUnwindSafe(|| {
         if let Err(error) = std::str::from_utf8(input) {
             return Err(DecodeError {
@@ -594,7 +599,9 @@ unsafe extern "C-unwind" fn decode(state: *mut ffi::lua_State) -> c_int {
             input,
             at: 0,
             depth: 0,
-            buffer: &mut scratch.bytes,
+            // SAFETY: upvalue 2 is the Scratch made in `module`; it lives as
+            // long as this function (see `Decoder::buffer`).
+            buffer: ptr::addr_of_mut!((*scratch).bytes),
         };
         decoder.document()
     }));
@@ -621,14 +628,24 @@ unsafe extern "C-unwind" fn decode(state: *mut ffi::lua_State) -> c_int {
 
 struct Decoder<'a> {
     state: *mut ffi::lua_State,
+    /// The string at stack index 1.
     input: &'a [u8],
     at: usize,
     depth: usize,
-    /// For strings with escapes.
-    buffer: &'a mut Vec<u8>,
+    /// For strings with escapes: the scratch's bytes.
+    buffer: *mut Vec<u8>,
 }
 
 impl Decoder<'_> {
+    /// The buffer for strings with escapes. Lua calls that allocate may run
+    /// finalizers, which may call this codec and use the same buffer, so
+    /// the reference is taken afresh and never held across a Lua call.
+    fn buffer(&mut self) -> &mut Vec<u8> {
+        // SAFETY: the scratch lives while its functions run; no other
+        // reference to it is alive between two Lua calls of this decoder.
+        unsafe { &mut *self.buffer }
+    }
+
     fn fail<T>(&self, what: &'static str) -> Result<T, DecodeError> {
         Err(DecodeError { at: self.at, what })
     }
@@ -816,8 +833,9 @@ impl Decoder<'_> {
                 _ => at += 1,
             }
         }
-        self.buffer.clear();
-        self.buffer.extend_from_slice(&input[start..at]);
+        let buffer = self.buffer();
+        buffer.clear();
+        buffer.extend_from_slice(&input[start..at]);
         loop {
             let Some(&byte) = input.get(at) else {
                 self.at = start - 1;
@@ -834,12 +852,13 @@ impl Decoder<'_> {
                     return self.fail("control character in a string");
                 }
                 _ => {
-                    self.buffer.push(byte);
+                    self.buffer().push(byte);
                     at += 1;
                 }
             }
         }
-        ffi::lua_pushlstring(self.state, self.buffer.as_ptr().cast(), self.buffer.len());
+        let (text, len) = (self.buffer().as_ptr(), self.buffer().len());
+        ffi::lua_pushlstring(self.state, text.cast(), len);
         self.at = at + 1;
         Ok(())
     }
@@ -877,13 +896,13 @@ impl Decoder<'_> {
                 // Every value reached here is a scalar value.
                 let character = char::from_u32(code).unwrap_or(char::REPLACEMENT_CHARACTER);
                 let mut utf8 = [0u8; 4];
-                self.buffer
+                self.buffer()
                     .extend_from_slice(character.encode_utf8(&mut utf8).as_bytes());
                 return Ok(next);
             }
             _ => return self.fail("invalid escape"),
         };
-        self.buffer.push(simple);
+        self.buffer().push(simple);
         Ok(at + 2)
     }
 
@@ -1319,6 +1338,46 @@ mod tests {
                 if value == nil and type(err) ~= 'string' then error('no message') end
             end
             return true
+            "#,
+        );
+        assert!(ok);
+    }
+
+    /// Finalizers run in the GC steps of the Lua calls decode makes; one
+    /// that uses the codec must not disturb the call it interrupts.
+    #[test]
+    fn finalizers_that_use_the_codec_during_a_call() {
+        let lua = lua();
+        let ok: bool = eval(
+            &lua,
+            r#"
+            collectgarbage("incremental", 100, 100)
+            local runs = 0
+            local function garbage()
+                for i = 1, 200 do
+                    setmetatable({}, {__gc = function()
+                        runs = runs + 1
+                        assert(json.encode({x = "\n" .. i}) == '{"x":"\\n' .. i .. '"}')
+                        assert(json.decode('["\\u00e9\\n"]')[1] == "é\n")
+                    end})
+                end
+            end
+            local items = {}
+            for i = 1, 500 do items[i] = '"line\\t' .. i .. '\\u00e9"' end
+            local text = "[" .. table.concat(items, ",") .. "]"
+            for _ = 1, 10 do
+                garbage()
+                local values = json.decode(text)
+                for i = 1, 500 do
+                    if values[i] ~= "line\t" .. i .. "é" then error("item " .. i .. ": " .. values[i]) end
+                end
+                local copy = {}
+                for i = 1, 300 do copy[i] = {("x"):rep(i % 50), i} end
+                garbage()
+                assert(json.decode(json.encode(copy))[300][2] == 300)
+            end
+            collectgarbage()
+            return runs > 0
             "#,
         );
         assert!(ok);
