@@ -11,6 +11,7 @@ pub mod event;
 pub mod lane;
 mod monitor;
 pub mod net;
+pub mod proto;
 pub mod reactor;
 pub mod runtime;
 mod scheduler;

@@ -7,6 +7,7 @@ mod codec;
 mod dict;
 pub mod host;
 mod interrupt;
+pub mod json;
 pub mod lane;
 mod services;
 mod slab;
