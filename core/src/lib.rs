@@ -26,6 +26,9 @@ pub mod service;
 pub mod shared_dict;
 pub mod timer_wheel;
 
+#[cfg(all(test, not(loom)))]
+mod tests;
+
 pub use event::{Accepted, ConnectionCount, Event, Message, Readiness};
 pub use runtime::{now_ms, Config, ListenError, NameTaken, Runtime, Threads};
 pub use service::{Interrupt, PostError, Service, ServiceBody, Status};
