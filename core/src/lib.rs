@@ -34,5 +34,6 @@ pub use runtime::{now_ms, Config, ListenError, NameTaken, Runtime, Threads};
 pub use service::{Interrupt, PostError, Service, ServiceBody, Status};
 
 /// Mailbox length at which the first "mailbox is long" warning is logged;
-/// the next one at twice that, and so on.
+/// the next one at twice that, and so on. Four turns' worth at the default
+/// budget (256): a backlog that long is a service not keeping up, not a burst.
 pub const MAILBOX_WARN_FIRST: usize = 1024;

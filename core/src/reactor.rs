@@ -39,9 +39,14 @@ use crate::timer_wheel::TimerWheel;
 
 /// Token of the waker.
 const WAKER_TOKEN: Token = Token(usize::MAX);
+/// Readiness events taken per poll. More stay in epoll's ready list for the
+/// next poll (nothing is lost); 1024 keeps one poll's work bounded.
+const EVENTS_PER_POLL: usize = 1024;
 /// Service index reserved for listener tokens.
 const LISTENER_SERVICE: u32 = u32::MAX;
-/// How long to wait before retrying accept after EMFILE/ENFILE.
+/// How long to wait before retrying accept after EMFILE/ENFILE: soon enough
+/// that a descriptor freed meanwhile is used within a blink, seldom enough
+/// that a process out of descriptors does not spin on a failing accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Builds a socket token from a service index and a connection slot.
@@ -196,7 +201,7 @@ impl Reactor {
     }
 
     pub(crate) fn run(mut self) {
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
         let spin = self.settings.spin;
         let mut last_busy: Option<Instant> = None;
         loop {

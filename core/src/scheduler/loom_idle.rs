@@ -138,7 +138,7 @@ fn loom_two_workers_one_pusher_searching() {
 
 #[test]
 fn loom_two_workers_one_pusher_no_search() {
-    check(2, 1, false, 4);
+    check(2, 1, false, 3);
 }
 
 #[test]

@@ -1,11 +1,12 @@
 //! `Runtime::kill`, names and exits, on a whole runtime.
 
-use std::sync::mpsc;
+use std::collections::VecDeque;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use super::{FakeBody, Gate, HUNG};
+use super::{FakeBody, HUNG};
 use crate::event::{Event, Message};
-use crate::service::{PostError, Status};
+use crate::service::{PostError, Service, Status};
 use crate::{Config, Runtime, Threads};
 
 /// The kind of the fake "exit now" signal.
@@ -29,12 +30,10 @@ pub(crate) fn stop_runtime((runtime, threads): (Runtime, Threads)) {
 }
 
 /// A body that records each message's (kind, session) and exits on `EXIT`.
-fn recorder(record: mpsc::Sender<(u8, u64)>, gate: Option<std::sync::Arc<Gate>>) -> FakeBody {
-    let mut gate = gate;
-    FakeBody::new(move |_, events| {
-        if let Some(gate) = gate.take() {
-            gate.wait();
-        }
+fn recorder(
+    record: mpsc::Sender<(u8, u64)>,
+) -> impl FnMut(&Arc<Service>, &mut VecDeque<Event>) -> Status + Send {
+    move |_, events| {
         for event in events.drain(..) {
             if let Event::Message(message) = event {
                 let _ = record.send((message.kind, message.session));
@@ -44,19 +43,27 @@ fn recorder(record: mpsc::Sender<(u8, u64)>, gate: Option<std::sync::Arc<Gate>>)
             }
         }
         Status::Alive
-    })
+    }
+}
+
+/// A live service that records its messages, and what it recorded.
+fn spawn_recorder(runtime: &Runtime, name: &str) -> (Arc<Service>, mpsc::Receiver<(u8, u64)>) {
+    let (record, recorded) = mpsc::channel();
+    let body = FakeBody::new(recorder(record));
+    (runtime.spawn_service(name, Box::new(body)), recorded)
 }
 
 #[test]
 fn a_killed_service_refuses_later_messages_at_once_and_exits_after_what_it_had() {
     let running = start_runtime();
     let runtime = &running.0;
-    let gate = Gate::new();
     let (record, recorded) = mpsc::channel();
-    let service = runtime.spawn_service("victim", Box::new(recorder(record, Some(gate.clone()))));
+    let (body, held) = FakeBody::held(recorder(record));
+    let service = runtime.spawn_service("victim", Box::new(body));
     runtime
         .post_message(&service, Message::new(0, 1, WORK, Vec::new()))
         .expect("a live service takes a message");
+    held.wait_entered();
     assert!(runtime.kill(&service, Message::signal(EXIT)));
     // The body has not run the kill yet (it waits at the gate): the refusal
     // comes from the kill itself, and the message comes back whole.
@@ -67,7 +74,7 @@ fn a_killed_service_refuses_later_messages_at_once_and_exits_after_what_it_had()
         other => panic!("expected Dead, got {:?}", other.err().map(|e| e.0)),
     }
     assert!(service.is_closed());
-    gate.open();
+    held.release();
     assert!(
         runtime.wait_exit_timeout(service.id(), HUNG),
         "never exited"
@@ -86,9 +93,8 @@ fn a_killed_service_refuses_later_messages_at_once_and_exits_after_what_it_had()
 fn a_name_is_taken_while_its_holder_lives_and_free_once_it_exits() {
     let running = start_runtime();
     let runtime = &running.0;
-    let (record, _recorded) = mpsc::channel();
-    let first = runtime.spawn_service("first", Box::new(recorder(record.clone(), None)));
-    let second = runtime.spawn_service("second", Box::new(recorder(record, None)));
+    let (first, _) = spawn_recorder(runtime, "first");
+    let (second, _) = spawn_recorder(runtime, "second");
     runtime.register_name("db", first.id()).unwrap();
     runtime
         .register_name("db", first.id())
@@ -114,8 +120,7 @@ fn a_name_is_taken_while_its_holder_lives_and_free_once_it_exits() {
 fn listen_errors_say_what_failed() {
     let running = start_runtime();
     let runtime = &running.0;
-    let (record, _recorded) = mpsc::channel();
-    let host = runtime.spawn_service("host", Box::new(recorder(record, None)));
+    let (host, _) = spawn_recorder(runtime, "host");
     let error = runtime.listen("example.com:80", "a", &host).unwrap_err();
     assert!(matches!(error, crate::ListenError::Address(_)), "{error:?}");
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -54,6 +54,25 @@ impl FakeBody {
         self
     }
 
+    /// A body that, in its first turn, tells the test it is there and waits
+    /// until [`Held::release`]; every turn, the first included, then runs
+    /// `run`. Events posted meanwhile queue behind that turn.
+    pub(crate) fn held(
+        mut run: impl FnMut(&Arc<Service>, &mut VecDeque<Event>) -> Status + Send + 'static,
+    ) -> (FakeBody, Held) {
+        let gate = Gate::new();
+        let (entering, entered) = mpsc::channel();
+        let mut first_turn = Some((gate.clone(), entering));
+        let body = FakeBody::new(move |service, events| {
+            if let Some((gate, entering)) = first_turn.take() {
+                let _ = entering.send(());
+                gate.wait();
+            }
+            run(service, events)
+        });
+        (body, Held { gate, entered })
+    }
+
     /// A body that sends every event it gets, with its service's id, to `to`.
     pub(crate) fn forwarding(to: mpsc::Sender<(u64, Event)>) -> FakeBody {
         FakeBody::new(move |service, events| {
@@ -143,14 +162,33 @@ impl Drop for TestPool {
     }
 }
 
-/// A one-shot gate a body blocks on until the test opens it.
-pub(crate) struct Gate {
+/// The test's side of [`FakeBody::held`].
+pub(crate) struct Held {
+    gate: Arc<Gate>,
+    entered: mpsc::Receiver<()>,
+}
+
+impl Held {
+    /// Returns once the body is waiting in its first turn.
+    pub(crate) fn wait_entered(&self) {
+        self.entered
+            .recv_timeout(HUNG)
+            .expect("the first turn never ran");
+    }
+
+    pub(crate) fn release(&self) {
+        self.gate.open();
+    }
+}
+
+/// A one-shot gate a body waits at until the test opens it.
+struct Gate {
     open: mpsc::Sender<()>,
     wait: std::sync::Mutex<mpsc::Receiver<()>>,
 }
 
 impl Gate {
-    pub(crate) fn new() -> Arc<Gate> {
+    fn new() -> Arc<Gate> {
         let (open, wait) = mpsc::channel();
         Arc::new(Gate {
             open,
@@ -158,11 +196,11 @@ impl Gate {
         })
     }
 
-    pub(crate) fn open(&self) {
+    fn open(&self) {
         let _ = self.open.send(());
     }
 
-    pub(crate) fn wait(&self) {
+    fn wait(&self) {
         self.wait
             .lock()
             .unwrap()

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 
-use super::{tag, tagged, FakeBody, Gate, TestPool, HUNG};
+use super::{tag, tagged, FakeBody, TestPool, HUNG};
 use crate::event::Event;
 use crate::service::{PostError, Status, DEAD, NOTIFIED};
 
@@ -101,35 +101,24 @@ fn events_from_many_threads_arrive_once_each_in_order_per_thread_and_never_in_pa
 fn a_turn_takes_at_most_the_budget_and_a_service_with_events_left_runs_again() {
     const BUDGET: usize = 4;
     let pool = TestPool::start(2, BUDGET);
-    let gate = Gate::new();
-    let (entered, first_turn) = mpsc::channel();
     let (report, batches) = mpsc::channel();
-    let service = {
-        let gate = gate.clone();
-        let mut sizes = Vec::new();
-        let mut events_seen = 0;
-        pool.service(FakeBody::new(move |_, events| {
-            if sizes.is_empty() {
-                let _ = entered.send(());
-                gate.wait();
-            }
-            sizes.push(events.len());
-            events_seen += events.drain(..).count();
-            if events_seen == 1 + 3 * BUDGET + 1 {
-                let _ = report.send(sizes.clone());
-            }
-            Status::Alive
-        }))
-    };
+    let mut sizes = Vec::new();
+    let mut events_seen = 0;
+    let (body, held) = FakeBody::held(move |_, events| {
+        sizes.push(events.len());
+        events_seen += events.drain(..).count();
+        if events_seen == 1 + 3 * BUDGET + 1 {
+            let _ = report.send(sizes.clone());
+        }
+        Status::Alive
+    });
+    let service = pool.service(body);
     assert!(pool.pool.post(&service, tagged(0)));
-    first_turn
-        .recv_timeout(HUNG)
-        .expect("the first turn never ran");
-    // The body is blocked in its first turn: these queue behind it.
+    held.wait_entered();
     for id in 1..=(3 * BUDGET as u64 + 1) {
         assert!(pool.pool.post(&service, tagged(id)));
     }
-    gate.open();
+    held.release();
     let sizes = batches
         .recv_timeout(HUNG)
         .expect("events left behind: hung");
@@ -139,31 +128,21 @@ fn a_turn_takes_at_most_the_budget_and_a_service_with_events_left_runs_again() {
 #[test]
 fn an_event_posted_while_running_marks_the_service_notified_and_it_runs_again() {
     let pool = TestPool::start(2, 64);
-    let gate = Gate::new();
-    let (entered, first_turn) = mpsc::channel();
     let (forward, received) = mpsc::channel();
-    let service = {
-        let gate = gate.clone();
-        let mut turns = 0;
-        pool.service(FakeBody::new(move |_, events| {
-            turns += 1;
-            if turns == 1 {
-                let _ = entered.send(());
-                gate.wait();
-            }
-            for event in events.drain(..) {
-                let _ = forward.send((turns, tag(&event)));
-            }
-            Status::Alive
-        }))
-    };
+    let mut turns = 0;
+    let (body, held) = FakeBody::held(move |_, events| {
+        turns += 1;
+        for event in events.drain(..) {
+            let _ = forward.send((turns, tag(&event)));
+        }
+        Status::Alive
+    });
+    let service = pool.service(body);
     assert!(pool.pool.post(&service, tagged(1)));
-    first_turn
-        .recv_timeout(HUNG)
-        .expect("the first turn never ran");
+    held.wait_entered();
     assert!(pool.pool.post(&service, tagged(2)));
     assert_eq!(service.state.load(Ordering::Acquire), NOTIFIED);
-    gate.open();
+    held.release();
     let first = received.recv_timeout(HUNG).unwrap();
     let second = received
         .recv_timeout(HUNG)
@@ -174,29 +153,18 @@ fn an_event_posted_while_running_marks_the_service_notified_and_it_runs_again() 
 #[test]
 fn an_exited_service_is_dead_refuses_posts_and_its_body_gets_the_leftovers() {
     let pool = TestPool::start(2, 64);
-    let gate = Gate::new();
-    let (entered, first_turn) = mpsc::channel();
     let (bounce, bounced) = mpsc::channel();
-    let service = {
-        let gate = gate.clone();
-        pool.service(
-            FakeBody::new(move |_, events| {
-                assert_eq!(events.len(), 1);
-                let _ = entered.send(());
-                gate.wait();
-                Status::Exited
-            })
-            .bouncing_to(bounce),
-        )
-    };
+    let (body, held) = FakeBody::held(|_, events| {
+        assert_eq!(events.len(), 1);
+        Status::Exited
+    });
+    let service = pool.service(body.bouncing_to(bounce));
     assert!(pool.pool.post(&service, tagged(0)));
-    first_turn
-        .recv_timeout(HUNG)
-        .expect("the first turn never ran");
+    held.wait_entered();
     for id in 1..=3 {
         assert!(pool.pool.post(&service, tagged(id)));
     }
-    gate.open();
+    held.release();
     assert_eq!(pool.next_exit(), service.id());
     let leftovers = bounced.recv_timeout(HUNG).expect("bounce never ran");
     assert_eq!(leftovers.iter().map(tag).collect::<Vec<_>>(), vec![1, 2, 3]);
@@ -308,27 +276,19 @@ fn accept_event(service: &crate::Service, total: &Arc<AtomicUsize>) -> Event {
 fn connections_left_to_an_exiting_or_dead_service_are_counted_down() {
     let pool = TestPool::start(2, 64);
     let total = Arc::new(AtomicUsize::new(0));
-    let gate = Gate::new();
-    let (entered, first_turn) = mpsc::channel();
-    let service = {
-        let gate = gate.clone();
-        pool.service(FakeBody::new(move |_, events| {
-            events.clear();
-            let _ = entered.send(());
-            gate.wait();
-            Status::Exited
-        }))
-    };
+    let (body, held) = FakeBody::held(|_, events| {
+        events.clear();
+        Status::Exited
+    });
+    let service = pool.service(body);
     assert!(pool.pool.post(&service, tagged(0)));
-    first_turn
-        .recv_timeout(HUNG)
-        .expect("the first turn never ran");
+    held.wait_entered();
     // Queued behind the turn that exits: they end in the leftovers.
     for _ in 0..2 {
         assert!(pool.pool.post(&service, accept_event(&service, &total)));
     }
     assert_eq!((total.load(Ordering::Relaxed), service.load()), (2, 2));
-    gate.open();
+    held.release();
     assert_eq!(pool.next_exit(), service.id());
     assert_eq!((total.load(Ordering::Relaxed), service.load()), (0, 0));
     // Refused by the dead service: dropped, and counted down, at once.
