@@ -1,6 +1,7 @@
 //! The one event type. Everything that wakes a service is an [`Event`] in its
 //! mailbox: socket readiness, an accepted connection, an expired timer, a
-//! message from another service, a finished lane task.
+//! message from another service, a finished lane task, a freed lane slot,
+//! shutdown.
 
 use std::any::Any;
 use std::net::SocketAddr;

@@ -7,12 +7,16 @@
 //!    as a waiter; the service parks the task on the calling session (so
 //!    memory stays bounded by sessions, and nothing is dropped).
 //! 2. A lane thread runs the task and posts `Event::LaneDone { ticket,
-//!    result }` to the service through the runtime's one scheduling path.
+//!    result }` to the service through the pool's one scheduling path
+//!    (`Pool::post`). A task that panics yields a [`LanePanic`] result; the
+//!    thread goes on.
 //! 3. Each time a task leaves the queue, every waiting service is sent
-//!    `Event::LaneSlot` so it can submit again (one
-//!    that finds the queue full again re-registers). Waking them all, not
-//!    one, matters: a waiter whose parked task timed out meanwhile would
-//!    swallow the only notice and leave the others waiting.
+//!    `Event::LaneSlot` so it can submit again (one that finds the queue
+//!    full again re-registers). Waking them all, not one, matters: a waiter
+//!    whose parked task timed out meanwhile would swallow the only notice
+//!    and leave the others waiting.
+//! 4. [`Lane::stop`] ends every lane thread at its next look at the queue
+//!    (a running task is finished first); tasks still queued are not run.
 //!
 //! Lua never runs here: tasks are plain Rust closures.
 
@@ -21,7 +25,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::event::Event;
-use crate::runtime::Shared;
+use crate::scheduler::Pool;
 use crate::service::Service;
 
 /// A blocking task; its result goes back to the service as `LaneDone`.
@@ -89,9 +93,9 @@ impl Lane {
         self.ready.notify_all();
     }
 
-    /// Body of one lane thread.
-    pub(crate) fn run(shared: Arc<Shared>) {
-        let lane = &shared.lane;
+    /// Body of one lane thread; results and slot notices go through `pool`.
+    pub(crate) fn run(&self, pool: &Pool) {
+        let lane = self;
         loop {
             let (job, waiters) = {
                 let mut queue = lane.queue.lock().unwrap_or_else(|e| e.into_inner());
@@ -107,7 +111,7 @@ impl Lane {
                 }
             };
             for waiter in waiters {
-                shared.post(&waiter, Event::LaneSlot);
+                pool.post(&waiter, Event::LaneSlot);
             }
             let Job {
                 service,
@@ -121,7 +125,7 @@ impl Lane {
                     Box::new(LanePanic) as Box<dyn Any + Send>
                 }
             };
-            shared.post(&service, Event::LaneDone { ticket, result });
+            pool.post(&service, Event::LaneDone { ticket, result });
         }
     }
 }

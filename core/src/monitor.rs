@@ -2,21 +2,32 @@
 //!
 //! Protocol:
 //! 1. Each worker publishes, per turn, the id of the service it runs, a turn
-//!    counter and the turn's start time in its [`WorkerSlot`] (three relaxed
-//!    stores; nothing else on the hot path).
-//! 2. Every `TICK` the monitor reads the slots. A turn that has run past
-//!    `slice_warn` is reported once through the service's [`Interrupt`]
-//!    (which logs where it is, with a traceback); past `slice_kill` it is
-//!    interrupted once (the Lua layer stops that coroutine with an error).
+//!    counter and the turn's start time in its [`WorkerSlot`] of the
+//!    [`Watch`] (three relaxed stores; nothing else on the hot path). The
+//!    start time is the watch's coarse clock, which the monitor sets.
+//! 2. Every `TICK` the monitor sets the coarse clock and reads the slots
+//!    ([`Monitor::check`]). A turn that has run past `slice_warn` is reported
+//!    once through the service's [`Interrupt`] (which logs where it is, with
+//!    a traceback); past `slice_kill` it is interrupted once (the Lua layer
+//!    stops that coroutine with an error). "Once" is per turn: a new turn,
+//!    of the same service or another, starts with a clean record.
 //! 3. No hook is installed in steady state: the interpreter runs at full
 //!    speed until the monitor finds a stuck slice.
+//! 4. [`Watch::stop`] ends the thread at its next tick.
+//!
+//! [`Interrupt`]: crate::service::Interrupt
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::runtime::{now_ms, Shared};
+use crate::clock::now_ms;
+use crate::directory::Directory;
 
+/// How often the monitor looks. A slice is reported at most one tick late,
+/// and turn start times are stamped with a clock this coarse: 100 ms is far
+/// below the 1 s and 5 s defaults of `slice_warn` and `slice_kill`, and ten
+/// wakeups a second cost nothing.
 const TICK: Duration = Duration::from_millis(100);
 
 /// What one worker is running now.
@@ -29,7 +40,7 @@ pub(crate) struct WorkerSlot {
 }
 
 impl WorkerSlot {
-    /// `now` is the monitor's coarse clock: a turn's start needs no better
+    /// `now` is the watch's coarse clock: a turn's start needs no better
     /// than the monitor's tick, and reading the clock per turn is not free.
     #[inline]
     pub(crate) fn enter(&self, service: u64, now: u64) {
@@ -44,6 +55,41 @@ impl WorkerSlot {
     }
 }
 
+/// The monitor's part of the runtime: the workers write their slots and
+/// read the coarse clock; the monitor does the reverse.
+pub(crate) struct Watch {
+    slots: Vec<WorkerSlot>,
+    /// `now_ms()` as of the monitor's last tick.
+    coarse_ms: AtomicU64,
+    stopped: AtomicBool,
+}
+
+impl Watch {
+    pub(crate) fn new(workers: usize) -> Watch {
+        Watch {
+            slots: (0..workers).map(|_| WorkerSlot::default()).collect(),
+            coarse_ms: AtomicU64::new(now_ms()),
+            stopped: AtomicBool::new(false),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn slot(&self, worker: usize) -> &WorkerSlot {
+        &self.slots[worker]
+    }
+
+    #[inline]
+    pub(crate) fn coarse_ms(&self) -> u64 {
+        self.coarse_ms.load(Ordering::Relaxed)
+    }
+
+    /// Step 4.
+    pub(crate) fn stop(&self) {
+        self.stopped.store(true, Ordering::Release);
+    }
+}
+
+/// What the monitor last saw of one slot.
 #[derive(Default, Clone, Copy)]
 struct Seen {
     turn: u64,
@@ -51,15 +97,46 @@ struct Seen {
     killed: bool,
 }
 
-pub(crate) fn run(shared: Arc<Shared>) {
-    let warn_ms = shared.config.slice_warn.as_millis() as u64;
-    let kill_ms = shared.config.slice_kill.as_millis() as u64;
-    let mut seen = vec![Seen::default(); shared.slots.len()];
-    while !shared.pool.shutdown.load(Ordering::Acquire) {
-        std::thread::sleep(TICK);
-        let now = now_ms();
-        shared.coarse_ms.store(now, Ordering::Relaxed);
-        for (index, slot) in shared.slots.iter().enumerate() {
+pub(crate) struct Monitor {
+    watch: Arc<Watch>,
+    /// Where the ids in the slots are looked up.
+    directory: Arc<Directory>,
+    /// `slice_warn` and `slice_kill` in ms (0 = off).
+    warn_ms: u64,
+    kill_ms: u64,
+    seen: Vec<Seen>,
+}
+
+impl Monitor {
+    pub(crate) fn new(
+        watch: Arc<Watch>,
+        directory: Arc<Directory>,
+        slice_warn: Duration,
+        slice_kill: Duration,
+    ) -> Monitor {
+        let seen = vec![Seen::default(); watch.slots.len()];
+        Monitor {
+            watch,
+            directory,
+            warn_ms: slice_warn.as_millis() as u64,
+            kill_ms: slice_kill.as_millis() as u64,
+            seen,
+        }
+    }
+
+    /// Body of the monitor thread.
+    pub(crate) fn run(mut self) {
+        while !self.watch.stopped.load(Ordering::Acquire) {
+            std::thread::sleep(TICK);
+            let now = now_ms();
+            self.watch.coarse_ms.store(now, Ordering::Relaxed);
+            self.check(now);
+        }
+    }
+
+    /// Step 2: warns about and interrupts the turns running at `now`.
+    pub(crate) fn check(&mut self, now: u64) {
+        for (slot, seen) in self.watch.slots.iter().zip(self.seen.iter_mut()) {
             let id = slot.service.load(Ordering::Acquire);
             if id == 0 {
                 continue;
@@ -67,19 +144,18 @@ pub(crate) fn run(shared: Arc<Shared>) {
             let turn = slot.turn.load(Ordering::Relaxed);
             // The start was stamped with the coarse clock: at most one tick early.
             let running = now.saturating_sub(slot.started_ms.load(Ordering::Relaxed));
-            let seen = &mut seen[index];
             if seen.turn != turn {
                 *seen = Seen {
                     turn,
                     ..Seen::default()
                 };
             }
-            let warn_due = warn_ms > 0 && running >= warn_ms && !seen.warned;
-            let kill_due = kill_ms > 0 && running >= kill_ms && !seen.killed;
+            let warn_due = self.warn_ms > 0 && running >= self.warn_ms && !seen.warned;
+            let kill_due = self.kill_ms > 0 && running >= self.kill_ms && !seen.killed;
             if !warn_due && !kill_due {
                 continue;
             }
-            let Some(service) = shared.service_by_id(id) else {
+            let Some(service) = self.directory.get(id) else {
                 continue;
             };
             if warn_due {

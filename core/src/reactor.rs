@@ -1,37 +1,52 @@
-//! The reactor thread: owns the `mio::Poll`, the listeners and the timer
-//! wheel. It never runs Lua and never reads payload.
+//! The reactor thread: owns the `mio::Poll`, the listening sockets and the
+//! timer wheel. It never runs Lua and never reads payload.
 //!
 //! Protocol:
-//! 1. Other threads send [`Command`]s through `Shared::commands` and wake the
-//!    reactor through the `mio::Waker` only when it is (about to be) blocked
-//!    (`reactor_sleeping`), so a busy reactor costs them no syscall.
-//! 2. Each loop: drain commands, poll, turn each readiness into an
-//!    `Event::Io` on the owning service (the token says which: service index
-//!    in the high 32 bits, connection slot in the low 32), accept on ready
-//!    listeners and hand each connection to the least-loaded host, then fire
-//!    expired timers.
-//! 3. After a poll that returned events it keeps polling with a zero timeout,
-//!    yielding the CPU between polls, for `spin` before it blocks: on two
-//!    cores a futex wakeup costs more than a request
+//! 1. Other threads reach it through its [`Handle`]: they queue a
+//!    [`Command`] and wake the reactor through the `mio::Waker` only when it
+//!    is (about to be) blocked in `poll` (`sleeping`), so a busy reactor
+//!    costs them no syscall. Before it blocks the reactor sets `sleeping`,
+//!    then looks at the queue once more; a sender pushes under the queue's
+//!    lock, then reads `sleeping`. The lock orders the two looks: either the
+//!    sender sees the reactor sleeping and wakes it, or the reactor sees the
+//!    command.
+//! 2. Each loop: apply queued commands, poll, apply commands again (see
+//!    `run`), turn each readiness into an `Event::Io` on the owning service
+//!    (the token says which: service index in the high 32 bits, connection
+//!    slot in the low 32), accept on ready listeners and hand each
+//!    connection to the least-loaded host, then fire expired timers. Every
+//!    event goes through the pool's one scheduling path (`Pool::post`).
+//! 3. After a poll that returned events it keeps polling with a zero
+//!    timeout, yielding the CPU between polls, for `spin` before it blocks:
+//!    on two cores a futex wakeup costs more than a request
 //!    (`shared/research/scheduling.md`).
+//! 4. Each accepted connection carries a [`ConnectionCount`], counted down
+//!    wherever the connection ends, so `max_conns` is checked against a
+//!    count that cannot leak.
 
 use std::io;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
+use crate::clock::now_ms;
 use crate::event::{Accepted, ConnectionCount, Event, Readiness};
-use crate::runtime::{now_ms, Shared};
+use crate::scheduler::Pool;
 use crate::service::Service;
 use crate::timer_wheel::TimerWheel;
 
 /// Token of the waker.
-pub(crate) const WAKER_TOKEN: Token = Token(usize::MAX);
+const WAKER_TOKEN: Token = Token(usize::MAX);
+/// Readiness events taken per poll. More stay in epoll's ready list for the
+/// next poll (nothing is lost); 1024 keeps one poll's work bounded.
+const EVENTS_PER_POLL: usize = 1024;
 /// Service index reserved for listener tokens.
 const LISTENER_SERVICE: u32 = u32::MAX;
-/// How long to wait before retrying accept after EMFILE/ENFILE.
+/// How long to wait before retrying accept after EMFILE/ENFILE: soon enough
+/// that a descriptor freed meanwhile is used within a blink, seldom enough
+/// that a process out of descriptors does not spin on a failing accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
 
 /// Builds a socket token from a service index and a connection slot.
@@ -43,26 +58,95 @@ fn split_token(token: Token) -> (u32, u32) {
     ((token.0 >> 32) as u32, token.0 as u32)
 }
 
+/// What other threads ask of the reactor, applied in the order queued.
 pub(crate) enum Command {
+    /// Route socket tokens carrying this service's index to it.
     AddService(Arc<Service>),
-    RemoveService(u32),
+    /// The service exited: forget it, and take it off every listener's
+    /// hosts. It names the service, not only its index: the index may
+    /// already be reused, and the new service's `AddService` queued first.
+    RemoveService { index: u32, id: u64 },
+    /// Post `Event::Timer { id }` to the service at `deadline` (`now_ms`).
     AddTimer {
         deadline: u64,
         service: Arc<Service>,
         id: u64,
     },
+    /// Poll a listener bound by `Listeners::listen`.
     AddListener {
         id: u32,
         listener: mio::net::TcpListener,
     },
-    JoinListener {
-        id: u32,
-        host: Arc<Service>,
-    },
+    /// Add a host to the listener's (it gets a share of the connections).
+    JoinListener { id: u32, host: Arc<Service> },
+    /// Close every listener (shutdown).
     CloseListeners,
-    /// Start accepting (see `Runtime::hold_accepts`).
+    /// Start accepting (see `Config::hold_accepts`).
     ReleaseAccepts,
+    /// End the reactor thread.
     Stop,
+}
+
+/// How other threads reach the reactor (step 1).
+pub(crate) struct Handle {
+    commands: Mutex<Vec<Command>>,
+    waker: Waker,
+    /// The reactor is in, or about to enter, a blocking poll.
+    sleeping: AtomicBool,
+    /// A clone of the poll's registry: workers register connection sockets
+    /// on it directly (`epoll_ctl` is thread-safe; see docs/internals.md).
+    registry: Registry,
+}
+
+impl Handle {
+    pub(crate) fn new(poll: &Poll) -> io::Result<Handle> {
+        Ok(Handle {
+            commands: Mutex::new(Vec::new()),
+            waker: Waker::new(poll.registry(), WAKER_TOKEN)?,
+            sleeping: AtomicBool::new(false),
+            registry: poll.registry().try_clone()?,
+        })
+    }
+
+    pub(crate) fn command(&self, command: Command) {
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(command);
+        if self.sleeping.load(Ordering::SeqCst) {
+            let _ = self.waker.wake();
+        }
+    }
+
+    pub(crate) fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Ends the reactor thread after the commands queued before this one.
+    pub(crate) fn stop(&self) {
+        self.command(Command::Stop);
+        // Also when it is spinning, not sleeping: it stops at once either way.
+        let _ = self.waker.wake();
+    }
+
+    fn has_commands(&self) -> bool {
+        !self
+            .commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
+    }
+}
+
+/// How the reactor runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    /// How long it keeps polling after activity before it blocks (step 3).
+    pub(crate) spin: Duration,
+    /// Accepted connections alive at once; past it new ones are closed.
+    pub(crate) max_conns: usize,
+    /// Start with accepting held until `Command::ReleaseAccepts`.
+    pub(crate) hold_accepts: bool,
 }
 
 struct Listener {
@@ -74,7 +158,11 @@ struct Listener {
 
 pub(crate) struct Reactor {
     poll: Poll,
-    shared: Arc<Shared>,
+    handle: Arc<Handle>,
+    pool: Arc<Pool>,
+    /// Accepted connections alive (see [`ConnectionCount`]).
+    connections: Arc<AtomicUsize>,
+    settings: Settings,
     services: Vec<Option<Arc<Service>>>,
     listeners: Vec<Option<Listener>>,
     timers: TimerWheel<(Arc<Service>, u64)>,
@@ -88,25 +176,33 @@ pub(crate) struct Reactor {
 }
 
 impl Reactor {
-    pub(crate) fn new(poll: Poll, shared: Arc<Shared>) -> Reactor {
-        let holding = shared.hold_accepts.load(Ordering::SeqCst);
+    pub(crate) fn new(
+        poll: Poll,
+        handle: Arc<Handle>,
+        pool: Arc<Pool>,
+        connections: Arc<AtomicUsize>,
+        settings: Settings,
+    ) -> Reactor {
         Reactor {
             poll,
-            shared,
+            handle,
+            pool,
+            connections,
+            settings,
             services: Vec::new(),
             listeners: Vec::new(),
             timers: TimerWheel::new(now_ms()),
             expired: Vec::new(),
             commands: Vec::new(),
-            holding,
+            holding: settings.hold_accepts,
             refused: 0,
             refused_logged_at: None,
         }
     }
 
     pub(crate) fn run(mut self) {
-        let mut events = Events::with_capacity(1024);
-        let spin = self.shared.config.spin;
+        let mut events = Events::with_capacity(EVENTS_PER_POLL);
+        let spin = self.settings.spin;
         let mut last_busy: Option<Instant> = None;
         loop {
             if self.drain_commands() {
@@ -134,15 +230,15 @@ impl Reactor {
             }
             let blocking = timeout != Some(Duration::ZERO);
             if blocking {
-                self.shared.reactor_sleeping.store(true, Ordering::SeqCst);
-                if self.has_commands() {
-                    self.shared.reactor_sleeping.store(false, Ordering::SeqCst);
+                self.handle.sleeping.store(true, Ordering::SeqCst);
+                if self.handle.has_commands() {
+                    self.handle.sleeping.store(false, Ordering::SeqCst);
                     continue;
                 }
             }
             let result = self.poll.poll(&mut events, timeout);
             if blocking {
-                self.shared.reactor_sleeping.store(false, Ordering::SeqCst);
+                self.handle.sleeping.store(false, Ordering::SeqCst);
             }
             if let Err(e) = result {
                 if e.kind() != io::ErrorKind::Interrupted {
@@ -180,7 +276,7 @@ impl Reactor {
                     readiness = readiness | Readiness::HANGUP;
                 }
                 if let Some(Some(service)) = self.services.get(service_index as usize) {
-                    self.shared.post(service, Event::Io { slot, readiness });
+                    self.pool.post(service, Event::Io { slot, readiness });
                 }
             }
             if retrying {
@@ -189,7 +285,7 @@ impl Reactor {
             if !self.timers.is_empty() {
                 self.timers.advance(now_ms(), &mut self.expired);
                 for (service, id) in self.expired.drain(..) {
-                    self.shared.post(&service, Event::Timer { id });
+                    self.pool.post(&service, Event::Timer { id });
                 }
             }
             if busy {
@@ -200,20 +296,11 @@ impl Reactor {
         }
     }
 
-    fn has_commands(&self) -> bool {
-        !self
-            .shared
-            .commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
-    }
-
     /// Applies queued commands; returns true on Stop.
     fn drain_commands(&mut self) -> bool {
         {
             let mut queue = self
-                .shared
+                .handle
                 .commands
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
@@ -233,12 +320,14 @@ impl Reactor {
                     }
                     self.services[index] = Some(service);
                 }
-                Command::RemoveService(index) => {
+                Command::RemoveService { index, id } => {
                     if let Some(entry) = self.services.get_mut(index as usize) {
-                        *entry = None;
+                        if entry.as_ref().is_some_and(|service| service.id() == id) {
+                            *entry = None;
+                        }
                     }
                     for listener in self.listeners.iter_mut().flatten() {
-                        listener.hosts.retain(|h| h.index() != index);
+                        listener.hosts.retain(|host| host.id() != id);
                     }
                 }
                 Command::AddTimer {
@@ -312,7 +401,7 @@ impl Reactor {
     /// Accepts until `WouldBlock`, handing each connection to the host with
     /// the fewest connections.
     fn accept(&mut self, id: u32) {
-        let max_conns = self.shared.config.max_conns;
+        let max_conns = self.settings.max_conns;
         let Some(Some(listener)) = self.listeners.get_mut(id as usize) else {
             return;
         };
@@ -323,7 +412,7 @@ impl Reactor {
         loop {
             match listener.socket.accept() {
                 Ok((stream, peer)) => {
-                    if self.shared.connections.load(Ordering::Relaxed) >= max_conns {
+                    if self.connections.load(Ordering::Relaxed) >= max_conns {
                         drop(stream);
                         self.refused += 1;
                         let log_due = self
@@ -339,12 +428,12 @@ impl Reactor {
                         }
                         continue;
                     }
+                    // Latency only: a socket that refuses TCP_NODELAY still works.
                     let _ = stream.set_nodelay(true);
                     let host = listener.hosts.iter().min_by_key(|h| h.load()).cloned();
                     let Some(host) = host else { return };
-                    let count =
-                        ConnectionCount::new(&self.shared.connections, &host.load_counter());
-                    self.shared.post(
+                    let count = ConnectionCount::new(&self.connections, &host.load_counter());
+                    self.pool.post(
                         &host,
                         Event::Accept {
                             listener: id,

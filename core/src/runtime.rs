@@ -1,21 +1,45 @@
-//! The runtime: starts the reactor and the workers and is the handle every
-//! other layer uses to reach them (post events, add timers, register
+//! The runtime: starts the threads and is the handle every other layer uses
+//! to reach them (spawn services, post events, add timers, register
 //! sockets, bind listeners).
+//!
+//! It composes parts, each owned by the module of the thread that serves
+//! it, and hands each thread exactly the parts it uses:
+//!
+//! | part | module | used by |
+//! | --- | --- | --- |
+//! | reactor handle (commands, waker, registry) | `reactor` | reactor; callers; workers (through `on_exit`) |
+//! | pool (queues, idle workers, post path) | `scheduler` | workers, reactor, lane, callers |
+//! | directory (services by id, names, exits) | `directory` | callers; monitor; workers (through `on_exit`) |
+//! | listeners (key to listener id) | `listeners` | callers |
+//! | lane (blocking tasks) | `lane` | lane threads, callers |
+//! | watch (worker slots, coarse clock) | `monitor` | workers, monitor |
+//! | connection count | `event::ConnectionCount` | reactor, callers |
+//!
+//! No part refers to the runtime, and only this module refers to all of
+//! them: the pool tells its owner that a service exited through the
+//! `on_exit` hook wired here (remove it from the directory, then from the
+//! reactor).
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mio::{Poll, Registry, Waker};
+use mio::{Poll, Registry};
 
-use crate::event::Event;
+pub use crate::clock::now_ms;
+pub use crate::directory::NameTaken;
+pub use crate::listeners::ListenError;
+
+use crate::directory::Directory;
+use crate::event::{Event, Message};
 use crate::lane::{Lane, Task};
-use crate::reactor::{Command, Reactor, WAKER_TOKEN};
-use crate::scheduler::{run_worker, Pool};
+use crate::listeners::Listeners;
+use crate::monitor::{Monitor, Watch};
+use crate::reactor::{self, Command, Reactor};
+use crate::scheduler::{self, run_worker, Pool};
 use crate::service::{PostError, Service, ServiceBody};
 
 /// Tuning and bounds of a runtime. Every bound is explicit.
@@ -65,108 +89,22 @@ impl Default for Config {
     }
 }
 
-static START: OnceLock<Instant> = OnceLock::new();
-
-/// Monotonic milliseconds since the process started using the runtime.
-pub fn now_ms() -> u64 {
-    START.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
-#[derive(Default)]
-struct ServiceTable {
-    by_id: HashMap<u64, Arc<Service>>,
-    names: HashMap<String, u64>,
-    free_indexes: Vec<u32>,
-    next_index: u32,
-}
-
-struct ListenerEntry {
-    id: u32,
-    local: SocketAddr,
-}
-
-/// State shared by every thread of a runtime.
-pub(crate) struct Shared {
-    pub(crate) config: Config,
-    pub(crate) pool: Pool,
-    pub(crate) lane: Lane,
-    /// One per worker: what it runs now (read by the monitor).
-    pub(crate) slots: Vec<crate::monitor::WorkerSlot>,
-    /// `now_ms()` as of the monitor's last tick.
-    pub(crate) coarse_ms: AtomicU64,
-    pub(crate) registry: Registry,
-    waker: Waker,
-    pub(crate) commands: Mutex<Vec<Command>>,
-    pub(crate) reactor_sleeping: AtomicBool,
-    services: Mutex<ServiceTable>,
-    /// Signalled whenever a service exits.
-    exited: std::sync::Condvar,
-    next_service_id: AtomicU64,
-    /// Accepted connections alive (see `event::ConnectionCount`).
-    pub(crate) connections: Arc<AtomicUsize>,
-    listeners: Mutex<HashMap<String, ListenerEntry>>,
-    next_listener: AtomicU32,
-    accepting: AtomicBool,
-    /// While set, listeners bind and queue connections in the backlog but
-    /// the reactor does not accept (see `Runtime::release_accepts`).
-    pub(crate) hold_accepts: AtomicBool,
-}
-
-impl Shared {
-    /// Pushes an event to a service's mailbox and queues the service if it
-    /// was idle. The one scheduling path of the runtime.
-    pub(crate) fn post(&self, service: &Arc<Service>, event: Event) -> bool {
-        self.post_checked(service, event, false).is_ok()
-    }
-
-    pub(crate) fn post_checked(
-        &self,
-        service: &Arc<Service>,
-        event: Event,
-        bounded: bool,
-    ) -> Result<(), (Event, PostError)> {
-        match service.push(event, bounded) {
-            Ok(true) => {
-                self.pool.schedule(service.clone());
-                Ok(())
-            }
-            Ok(false) => Ok(()),
-            Err(refused) => Err(refused),
-        }
-    }
-
-    pub(crate) fn command(&self, command: Command) {
-        self.commands
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(command);
-        if self.reactor_sleeping.load(Ordering::SeqCst) {
-            let _ = self.waker.wake();
-        }
-    }
-
-    pub(crate) fn service_by_id(&self, id: u64) -> Option<Arc<Service>> {
-        let table = self.services.lock().unwrap_or_else(|e| e.into_inner());
-        table.by_id.get(&id).cloned()
-    }
-
-    pub(crate) fn remove_service(&self, service: &Arc<Service>) {
-        {
-            let mut table = self.services.lock().unwrap_or_else(|e| e.into_inner());
-            table.by_id.remove(&service.id());
-            table.free_indexes.push(service.index());
-            let id = service.id();
-            table.names.retain(|_, owner| *owner != id);
-        }
-        self.exited.notify_all();
-        self.command(Command::RemoveService(service.index()));
-    }
+/// The parts of a runtime (see the module header).
+struct Parts {
+    config: Config,
+    reactor: Arc<reactor::Handle>,
+    pool: Arc<Pool>,
+    directory: Arc<Directory>,
+    listeners: Listeners,
+    lane: Arc<Lane>,
+    watch: Arc<Watch>,
+    connections: Arc<AtomicUsize>,
 }
 
 /// A handle on a running runtime. Cheap to clone.
 #[derive(Clone)]
 pub struct Runtime {
-    shared: Arc<Shared>,
+    parts: Arc<Parts>,
 }
 
 /// Threads of a runtime, to join at exit.
@@ -183,125 +121,109 @@ impl Threads {
 }
 
 impl Runtime {
-    /// Starts the reactor and `config.workers` workers.
+    /// Starts the reactor, `config.workers` workers, the monitor and the
+    /// lane threads.
     pub fn start(config: Config) -> io::Result<(Runtime, Threads)> {
         now_ms();
         let workers = config.workers.max(1);
         let poll = Poll::new()?;
-        let registry = poll.registry().try_clone()?;
-        let waker = Waker::new(poll.registry(), WAKER_TOKEN)?;
-        let (pool, locals) = Pool::new(workers);
-        let hold_accepts = config.hold_accepts;
-        let lane = Lane::new(config.lane_queue);
-        let lane_threads = config.lane_threads.max(1);
-        let shared = Arc::new(Shared {
-            config,
-            pool,
-            lane,
-            slots: (0..workers)
-                .map(|_| crate::monitor::WorkerSlot::default())
-                .collect(),
-            coarse_ms: AtomicU64::new(now_ms()),
-            registry,
-            waker,
-            commands: Mutex::new(Vec::new()),
-            reactor_sleeping: AtomicBool::new(false),
-            services: Mutex::new(ServiceTable::default()),
-            exited: std::sync::Condvar::new(),
-            next_service_id: AtomicU64::new(1),
+        let reactor = Arc::new(reactor::Handle::new(&poll)?);
+        let directory = Arc::new(Directory::new());
+        let on_exit: scheduler::OnExit = {
+            let directory = directory.clone();
+            let reactor = reactor.clone();
+            Box::new(move |service: &Arc<Service>| {
+                directory.remove(service);
+                reactor.command(Command::RemoveService {
+                    index: service.index(),
+                    id: service.id(),
+                });
+            })
+        };
+        let settings = scheduler::Settings {
+            budget: config.budget,
+            spin: config.spin,
+        };
+        let (pool, locals) = Pool::new(workers, settings, on_exit);
+        let parts = Arc::new(Parts {
+            reactor,
+            pool: Arc::new(pool),
+            directory,
+            listeners: Listeners::new(config.backlog),
+            lane: Arc::new(Lane::new(config.lane_queue)),
+            watch: Arc::new(Watch::new(workers)),
             connections: Arc::new(AtomicUsize::new(0)),
-            listeners: Mutex::new(HashMap::new()),
-            next_listener: AtomicU32::new(0),
-            accepting: AtomicBool::new(true),
-            hold_accepts: AtomicBool::new(hold_accepts),
+            config,
         });
         let mut handles = Vec::new();
-        let reactor = Reactor::new(poll, shared.clone());
-        handles.push(
-            std::thread::Builder::new()
-                .name("lunet-reactor".into())
-                .spawn(move || reactor.run())?,
+        let mut spawn = |name: String, body: Box<dyn FnOnce() + Send>| -> io::Result<()> {
+            handles.push(std::thread::Builder::new().name(name).spawn(body)?);
+            Ok(())
+        };
+        let reactor = Reactor::new(
+            poll,
+            parts.reactor.clone(),
+            parts.pool.clone(),
+            parts.connections.clone(),
+            reactor::Settings {
+                spin: parts.config.spin,
+                max_conns: parts.config.max_conns,
+                hold_accepts: parts.config.hold_accepts,
+            },
         );
-        let mut threads = Vec::new();
+        spawn("lunet-reactor".into(), Box::new(move || reactor.run()))?;
         for (index, local) in locals.into_iter().enumerate() {
-            let shared = shared.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("lunet-worker-{index}"))
-                .spawn(move || run_worker(shared, index, local))?;
-            threads.push(handle.thread().clone());
-            handles.push(handle);
+            let pool = parts.pool.clone();
+            let watch = parts.watch.clone();
+            spawn(
+                format!("lunet-worker-{index}"),
+                Box::new(move || run_worker(pool, watch, index, local)),
+            )?;
         }
-        shared.pool.idle.set_threads(threads);
-        {
-            let shared = shared.clone();
-            handles.push(
-                std::thread::Builder::new()
-                    .name("lunet-monitor".into())
-                    .spawn(move || crate::monitor::run(shared))?,
-            );
+        let monitor = Monitor::new(
+            parts.watch.clone(),
+            parts.directory.clone(),
+            parts.config.slice_warn,
+            parts.config.slice_kill,
+        );
+        spawn("lunet-monitor".into(), Box::new(move || monitor.run()))?;
+        for index in 0..parts.config.lane_threads.max(1) {
+            let lane = parts.lane.clone();
+            let pool = parts.pool.clone();
+            spawn(
+                format!("lunet-lane-{index}"),
+                Box::new(move || lane.run(&pool)),
+            )?;
         }
-        for index in 0..lane_threads {
-            let shared = shared.clone();
-            handles.push(
-                std::thread::Builder::new()
-                    .name(format!("lunet-lane-{index}"))
-                    .spawn(move || Lane::run(shared))?,
-            );
-        }
-        Ok((Runtime { shared }, Threads { handles }))
+        Ok((Runtime { parts }, Threads { handles }))
     }
 
     pub fn config(&self) -> &Config {
-        &self.shared.config
+        &self.parts.config
     }
 
     /// Creates a service around `body`; it runs when its first event comes.
     pub fn spawn_service(&self, name: &str, body: Box<dyn ServiceBody>) -> Arc<Service> {
-        let id = self.shared.next_service_id.fetch_add(1, Ordering::Relaxed);
-        let service = {
-            let mut table = self
-                .shared
-                .services
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let index = match table.free_indexes.pop() {
-                Some(index) => index,
-                None => {
-                    table.next_index += 1;
-                    table.next_index - 1
-                }
-            };
-            let service = Arc::new(Service::new(id, index, name.to_string(), body));
-            table.by_id.insert(id, service.clone());
-            service
-        };
-        self.shared.command(Command::AddService(service.clone()));
+        let service = self.parts.directory.insert(name, body);
+        self.parts
+            .reactor
+            .command(Command::AddService(service.clone()));
         service
     }
 
     /// A live service by id.
     pub fn service(&self, id: u64) -> Option<Arc<Service>> {
-        let table = self
-            .shared
-            .services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        table.by_id.get(&id).cloned()
+        self.parts.directory.get(id)
     }
 
     /// Every live service.
     pub fn services(&self) -> Vec<Arc<Service>> {
-        let table = self
-            .shared
-            .services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        table.by_id.values().cloned().collect()
+        self.parts.directory.all()
     }
 
     /// Posts an event; false if the service is dead (the event is dropped).
     pub fn post(&self, service: &Arc<Service>, event: Event) -> bool {
-        self.shared.post(service, event)
+        self.parts.pool.post(service, event)
     }
 
     /// Posts a message from another service: fails when the target is dead,
@@ -310,10 +232,11 @@ impl Runtime {
     pub fn post_message(
         &self,
         service: &Arc<Service>,
-        message: crate::event::Message,
-    ) -> Result<(), (PostError, crate::event::Message)> {
+        message: Message,
+    ) -> Result<(), (PostError, Message)> {
         match self
-            .shared
+            .parts
+            .pool
             .post_checked(service, Event::Message(message), true)
         {
             Ok(()) => Ok(()),
@@ -327,61 +250,35 @@ impl Runtime {
     /// "exit now" message, not refused) is queued behind what was already
     /// in the mailbox, which the body answers or drops as it exits. False
     /// if the service was already dead.
-    pub fn kill(&self, service: &Arc<Service>, signal: crate::event::Message) -> bool {
+    pub fn kill(&self, service: &Arc<Service>, signal: Message) -> bool {
         service.close_mailbox();
         self.post(service, Event::Message(signal))
     }
 
-    /// Gives `id` a name; fails if a live service already has it.
-    pub fn register_name(&self, name: &str, id: u64) -> Result<(), u64> {
-        let mut table = self
-            .shared
-            .services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(&owner) = table.names.get(name) {
-            if owner != id && table.by_id.contains_key(&owner) {
-                return Err(owner);
-            }
-        }
-        table.names.insert(name.to_string(), id);
-        Ok(())
+    /// Gives service `id` a name; fails if another live service has it.
+    pub fn register_name(&self, name: &str, id: u64) -> Result<(), NameTaken> {
+        self.parts.directory.register_name(name, id)
     }
 
     /// The live service with this name.
     pub fn query_name(&self, name: &str) -> Option<u64> {
-        let table = self
-            .shared
-            .services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        table
-            .names
-            .get(name)
-            .copied()
-            .filter(|id| table.by_id.contains_key(id))
+        self.parts.directory.query_name(name)
     }
 
     /// Blocks the calling (non-worker) thread until service `id` has exited.
     pub fn wait_exit(&self, id: u64) {
-        let mut table = self
-            .shared
-            .services
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        while table.by_id.contains_key(&id) {
-            table = self
-                .shared
-                .exited
-                .wait(table)
-                .unwrap_or_else(|e| e.into_inner());
-        }
+        self.parts.directory.wait_exit(id, None);
+    }
+
+    /// [`Runtime::wait_exit`] for at most `timeout`; true if it has exited.
+    pub fn wait_exit_timeout(&self, id: u64, timeout: Duration) -> bool {
+        self.parts.directory.wait_exit(id, Some(timeout))
     }
 
     /// Asks the reactor to post `Event::Timer { id }` to `service` at
     /// `deadline_ms` (see [`now_ms`]).
     pub fn add_timer(&self, service: &Arc<Service>, deadline_ms: u64, id: u64) {
-        self.shared.command(Command::AddTimer {
+        self.parts.reactor.command(Command::AddTimer {
             deadline: deadline_ms,
             service: service.clone(),
             id,
@@ -391,7 +288,7 @@ impl Runtime {
     /// The registry to register connection sockets with, using
     /// [`crate::reactor::token`] tokens.
     pub fn registry(&self) -> &Registry {
-        &self.shared.registry
+        self.parts.reactor.registry()
     }
 
     /// Binds (or joins) a listener on `addr` for `host`. All hosts that
@@ -405,53 +302,25 @@ impl Runtime {
         addr: &str,
         key: &str,
         host: &Arc<Service>,
-    ) -> io::Result<(u32, SocketAddr)> {
-        if !self.shared.accepting.load(Ordering::SeqCst) {
-            return Err(io::Error::other("the server is shutting down"));
-        }
-        let mut listeners = self
-            .shared
+    ) -> Result<(u32, SocketAddr), ListenError> {
+        self.parts
             .listeners
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = listeners.get(key) {
-            let id = entry.id;
-            let local = entry.local;
-            self.shared.command(Command::JoinListener {
-                id,
-                host: host.clone(),
-            });
-            return Ok((id, local));
-        }
-        let socket_addr: SocketAddr = crate::net::parse_addr(addr)?;
-        let listener = crate::net::bind_listener(socket_addr, self.shared.config.backlog)?;
-        let local = listener.local_addr()?;
-        let id = self.shared.next_listener.fetch_add(1, Ordering::Relaxed);
-        listeners.insert(key.to_string(), ListenerEntry { id, local });
-        tracing::info!("listening on {local}");
-        self.shared.command(Command::AddListener { id, listener });
-        self.shared.command(Command::JoinListener {
-            id,
-            host: host.clone(),
-        });
-        Ok((id, local))
+            .listen(&self.parts.reactor, addr, key, host)
     }
 
     /// Starts accepting on listeners bound while accepts were held.
     pub fn release_accepts(&self) {
-        self.shared.hold_accepts.store(false, Ordering::SeqCst);
-        self.shared.command(Command::ReleaseAccepts);
+        self.parts.reactor.command(Command::ReleaseAccepts);
     }
 
     /// Stops accepting: listeners are closed.
     pub fn close_listeners(&self) {
-        self.shared.accepting.store(false, Ordering::SeqCst);
-        self.shared.command(Command::CloseListeners);
+        self.parts.listeners.close(&self.parts.reactor);
     }
 
     /// Accepted connections alive.
     pub fn connections(&self) -> usize {
-        self.shared.connections.load(Ordering::Relaxed)
+        self.parts.connections.load(Ordering::Relaxed)
     }
 
     /// Posts `Event::Shutdown` to every service.
@@ -466,14 +335,15 @@ impl Runtime {
     /// is handed back and the service gets `Event::LaneSlot` once a slot
     /// frees.
     pub fn lane_submit(&self, service: &Arc<Service>, ticket: u64, task: Task) -> Result<(), Task> {
-        self.shared.lane.submit(service, ticket, task)
+        self.parts.lane.submit(service, ticket, task)
     }
 
-    /// Stops the reactor and the workers (they finish the turn they are in).
+    /// Stops every thread of the runtime (workers and lane threads finish
+    /// what they run; the monitor stops at its next tick).
     pub fn stop(&self) {
-        self.shared.lane.stop();
-        self.shared.command(Command::Stop);
-        let _ = self.shared.waker.wake();
-        self.shared.pool.stop();
+        self.parts.lane.stop();
+        self.parts.reactor.stop();
+        self.parts.pool.stop();
+        self.parts.watch.stop();
     }
 }

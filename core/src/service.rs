@@ -12,9 +12,17 @@
 //! 4. When the worker is done it tries `RUNNING -> IDLE`; if that fails the
 //!    state was `NOTIFIED`, so it sets `SCHEDULED` and queues it again. The
 //!    same happens when the budget ran out with events left.
+//! 5. `DEAD`: the body exited (or panicked). The worker sets it under the
+//!    mailbox lock and hands what was left to [`ServiceBody::bounce`]; later
+//!    posts are refused, so nothing is queued behind a dead service.
 //!
 //! An event is always pushed to the mailbox *before* the state is touched, so
 //! a worker that sees `NOTIFIED` (or a non-empty mailbox) never loses it.
+//!
+//! Killing (`Runtime::kill`) is a flag beside the state: a *closed* mailbox
+//! refuses messages from other services as `Dead` at once, while runtime
+//! events and the kill signal itself still arrive, so the body can exit
+//! cleanly.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -34,7 +42,8 @@ pub(crate) const DEAD: u8 = 4;
 pub enum Status {
     /// Keep the service; run it again when events arrive.
     Alive,
-    /// The service is done: drop its body and its mailbox.
+    /// The service is done: the body gets what is left in the mailbox
+    /// ([`ServiceBody::bounce`]), then is dropped.
     Exited,
 }
 
@@ -59,11 +68,13 @@ pub trait Interrupt: Send + Sync {
 }
 
 /// Why a message was not delivered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum PostError {
-    /// The service has exited (or never existed).
+    /// The service has exited, was killed, or never existed.
+    #[error("dead")]
     Dead,
     /// The mailbox is at its hard cap.
+    #[error("overloaded")]
     Overloaded,
 }
 
@@ -160,9 +171,10 @@ impl Service {
         self.interrupt.get()
     }
 
-    /// Pushes an event; returns true when the caller must queue the service
-    /// (it went from IDLE to SCHEDULED). Returns false for a dead service
-    /// (the event is dropped).
+    /// Pushes an event; `Ok(true)` when the caller must queue the service
+    /// (it went from IDLE to SCHEDULED). A dead service refuses the event,
+    /// and so does a killed one or a full mailbox when `bounded` (a message
+    /// from another service): it comes back with the reason.
     pub(crate) fn push(&self, event: Event, bounded: bool) -> Result<bool, (Event, PostError)> {
         let len = {
             let mut mailbox = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());

@@ -202,12 +202,7 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
             }
             match sh.runtime.register_name(&name, self_id(&sh)) {
                 Ok(()) => Ok((true, None)),
-                Err(owner) => Ok((
-                    false,
-                    Some(format!(
-                        "lunet.register: '{name}' is already the name of service :{owner}"
-                    )),
-                )),
+                Err(taken) => Ok((false, Some(format!("lunet.register: {taken}")))),
             }
         })?,
     )?;
@@ -344,14 +339,12 @@ fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Resul
         )),
     );
     if let Some(name) = &name {
-        if let Err(owner) = shared.runtime.register_name(name, service.id()) {
+        if let Err(taken) = shared.runtime.register_name(name, service.id()) {
             shared.runtime.post(
                 &service,
                 lunet_core::Event::Message(Message::signal(KIND_KILL)),
             );
-            return Err(runtime_error(format!(
-                "lunet.spawn: '{name}' is already the name of service :{owner}"
-            )));
+            return Err(runtime_error(format!("lunet.spawn: {taken}")));
         }
     }
     Ok((service.id() as i64, session))

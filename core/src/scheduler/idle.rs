@@ -1,124 +1,162 @@
 //! Parking and unparking of idle workers.
 //!
-//! Protocol (no lost wakeups):
-//! 1. A worker with nothing to do first *searches*: it yield-spins for a
-//!    short window, counted in `searching`, looking for work.
-//! 2. Then it registers as a sleeper, checks every queue once more, and only
-//!    then parks.
-//! 3. Whoever queues work calls [`Idle::notify_one`] *after* the push. It does
-//!    nothing while some worker is searching (that one will find the work);
-//!    otherwise it unparks one sleeper.
+//! A worker with nothing to run must neither spin for long (on two cores it
+//! takes the core its peer needs) nor sleep through work queued for it (a
+//! lost wakeup). Protocol:
 //!
-//! Step 2's re-check after registering pairs with step 3's check after the
-//! push (both SeqCst): either the pusher sees the sleeper, or the sleeper sees
-//! the work.
+//! 1. A worker with nothing to do first *searches*: it counts itself in
+//!    `state` ([`Idle::begin_search`]) and yield-spins for a short window
+//!    looking for work, then leaves the count ([`Idle::end_search`]).
+//! 2. It registers as a sleeper ([`Idle::prepare_sleep`]: its index and
+//!    thread go on the list and `state` counts it), looks at every queue
+//!    once more, and parks ([`Idle::park`]) only if that found nothing;
+//!    otherwise it takes itself off the list ([`Idle::cancel_sleep`]).
+//! 3. Whoever queues work calls [`Idle::notify_one`] *after* the push. It does
+//!    nothing while some worker is searching (that one looks again in step 2
+//!    after it stops) or when no worker sleeps; otherwise it takes one
+//!    sleeper off the list, sets its `notified` flag and unparks it.
+//! 4. Why no wakeup is lost: every change of `state` and the notifier's read
+//!    of it are read-modify-writes of that one word (the read is a
+//!    `fetch_add(0)`, as tokio's `notify_should_wakeup`), so they fall in one
+//!    order. If the notifier comes second, it sees the sleeper (or searcher)
+//!    and wakes one (or leaves the work to it); if it comes first, the
+//!    worker's later read-modify-write synchronizes with it, so the look in
+//!    step 2 sees the push. Plain loads, even SeqCst ones, after a push that
+//!    is a release store (a local deque's) let both sides miss each other:
+//!    the loom model (`loom_idle.rs`) finds that lost wakeup.
+//! 5. A worker's `notified` flag tells a real unpark from a spurious one. It
+//!    lives under the list's lock (parking is the cold path): a worker that
+//!    finds itself already taken off the list when it cancels clears the
+//!    flag and runs the work it found; the notifier's push happened before
+//!    that lock, so the worker's next look finds that work too.
+//! 6. Shutdown: the pool sets its flag, then [`Idle::notify_all`] wakes every
+//!    registered sleeper. A worker reads the flag after registering (step 2)
+//!    and each time it wakes; step 4's argument covers the flag as well.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
-use std::thread::Thread;
+use std::sync::atomic::Ordering;
+
+use super::sync::{thread, AtomicBool, AtomicUsize, Mutex, MutexGuard};
+
+/// One searching worker in `state` (the low half counts them).
+const SEARCHING_ONE: usize = 1;
+/// One registered sleeper in `state` (the high half counts them).
+const SLEEPER_ONE: usize = 1 << (usize::BITS / 2);
+const SEARCHING_MASK: usize = SLEEPER_ONE - 1;
 
 pub(crate) struct Idle {
-    searching: AtomicUsize,
-    num_sleepers: AtomicUsize,
-    sleepers: Mutex<Vec<usize>>,
-    /// Set by an unparker, cleared by the parked worker: tells a real
-    /// unpark from a spurious wakeup.
-    notified: Vec<AtomicBool>,
-    threads: OnceLock<Vec<Thread>>,
+    /// Searching workers (low half) and registered sleepers (high half):
+    /// one word, so a notifier reads both with one read-modify-write.
+    state: AtomicUsize,
+    sleepers: Mutex<Sleepers>,
+}
+
+struct Sleepers {
+    /// Registered sleepers: worker index and the thread to unpark.
+    registered: Vec<(usize, thread::Thread)>,
+    /// Per worker: set by an unparker, cleared by the worker (step 5).
+    notified: Vec<bool>,
 }
 
 impl Idle {
     pub(crate) fn new(workers: usize) -> Idle {
+        assert!(
+            workers < SLEEPER_ONE,
+            "{workers} workers do not fit the count"
+        );
         Idle {
-            searching: AtomicUsize::new(0),
-            num_sleepers: AtomicUsize::new(0),
-            sleepers: Mutex::new(Vec::with_capacity(workers)),
-            notified: (0..workers).map(|_| AtomicBool::new(false)).collect(),
-            threads: OnceLock::new(),
+            state: AtomicUsize::new(0),
+            sleepers: Mutex::new(Sleepers {
+                registered: Vec::with_capacity(workers),
+                notified: vec![false; workers],
+            }),
         }
     }
 
-    pub(crate) fn set_threads(&self, threads: Vec<Thread>) {
-        let _ = self.threads.set(threads);
+    fn sleepers(&self) -> MutexGuard<'_, Sleepers> {
+        self.sleepers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Step 1: counts a searching worker.
     pub(crate) fn begin_search(&self) {
-        self.searching.fetch_add(1, Ordering::SeqCst);
+        self.state.fetch_add(SEARCHING_ONE, Ordering::SeqCst);
     }
 
+    /// Step 1: the worker stopped searching (it found work or will sleep).
     pub(crate) fn end_search(&self) {
-        self.searching.fetch_sub(1, Ordering::SeqCst);
+        self.state.fetch_sub(SEARCHING_ONE, Ordering::SeqCst);
     }
 
-    /// Wakes one parked worker unless a worker is already searching.
+    /// Step 3: wakes one parked worker unless a worker is searching. Call it
+    /// after the push that made the work visible.
     pub(crate) fn notify_one(&self) {
-        if self.searching.load(Ordering::SeqCst) > 0
-            || self.num_sleepers.load(Ordering::SeqCst) == 0
-        {
+        // A read-modify-write, not a load: see step 4.
+        let state = self.state.fetch_add(0, Ordering::SeqCst);
+        if state & SEARCHING_MASK != 0 || state < SLEEPER_ONE {
             return;
         }
         self.wake_one();
     }
 
+    /// Takes one sleeper off the list and unparks it; false if none was left.
     #[inline(never)]
-    fn wake_one(&self) {
-        let index = {
-            let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
-            let Some(index) = sleepers.pop() else { return };
-            self.num_sleepers.fetch_sub(1, Ordering::SeqCst);
-            index
+    fn wake_one(&self) -> bool {
+        let thread = {
+            let mut sleepers = self.sleepers();
+            let Some((index, thread)) = sleepers.registered.pop() else {
+                return false;
+            };
+            self.state.fetch_sub(SLEEPER_ONE, Ordering::SeqCst);
+            sleepers.notified[index] = true;
+            thread
         };
-        self.notified[index].store(true, Ordering::SeqCst);
-        if let Some(threads) = self.threads.get() {
-            threads[index].unpark();
-        }
+        thread.unpark();
+        true
     }
 
-    /// Wakes every parked worker (shutdown).
+    /// Step 6: wakes every registered worker (shutdown). Call it after
+    /// setting the flag that [`Idle::park`] reads.
     pub(crate) fn notify_all(&self) {
-        while self.num_sleepers.load(Ordering::SeqCst) > 0 {
-            self.wake_one();
-        }
-    }
-
-    /// Step 2: registers `index` as a sleeper. The caller re-checks the
-    /// queues, then calls [`Idle::park`] or [`Idle::cancel_sleep`].
-    pub(crate) fn prepare_sleep(&self, index: usize) {
-        let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
-        sleepers.push(index);
-        self.num_sleepers.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Undoes [`Idle::prepare_sleep`] when the re-check found work. Returns
-    /// false if a notifier already took this worker off the list (then the
-    /// notification it meant for a sleeper must be passed on).
-    pub(crate) fn cancel_sleep(&self, index: usize) {
-        let removed = {
-            let mut sleepers = self.sleepers.lock().unwrap_or_else(|e| e.into_inner());
-            match sleepers.iter().position(|&i| i == index) {
-                Some(at) => {
-                    sleepers.swap_remove(at);
-                    self.num_sleepers.fetch_sub(1, Ordering::SeqCst);
-                    true
-                }
-                None => false,
+        while self.state.fetch_add(0, Ordering::SeqCst) >= SLEEPER_ONE {
+            if !self.wake_one() {
+                break;
             }
-        };
-        if !removed {
-            // A notifier picked us; we are awake anyway, so consume the flag.
-            // We are about to run work, and the pusher's item is in a queue
-            // we will drain, so nothing is lost.
-            self.notified[index].store(false, Ordering::SeqCst);
         }
     }
 
-    /// Parks until notified.
+    /// Step 2: registers worker `index`, on its own thread, as a sleeper.
+    /// The caller looks at the queues again, then calls [`Idle::park`] or
+    /// [`Idle::cancel_sleep`].
+    pub(crate) fn prepare_sleep(&self, index: usize) {
+        let mut sleepers = self.sleepers();
+        sleepers.registered.push((index, thread::current()));
+        self.state.fetch_add(SLEEPER_ONE, Ordering::SeqCst);
+    }
+
+    /// Step 2 and 5: undoes [`Idle::prepare_sleep`] when the second look
+    /// found work. If a notifier already took the worker off the list, its
+    /// flag is cleared instead (the worker is awake and about to run work).
+    pub(crate) fn cancel_sleep(&self, index: usize) {
+        let mut sleepers = self.sleepers();
+        let registered = &mut sleepers.registered;
+        match registered.iter().position(|(sleeper, _)| *sleeper == index) {
+            Some(at) => {
+                registered.swap_remove(at);
+                self.state.fetch_sub(SLEEPER_ONE, Ordering::SeqCst);
+            }
+            None => sleepers.notified[index] = false,
+        }
+    }
+
+    /// Parks the calling worker until it is notified or `shutdown` is set.
     pub(crate) fn park(&self, index: usize, shutdown: &AtomicBool) {
-        while !self.notified[index].swap(false, Ordering::SeqCst) {
+        loop {
+            if std::mem::take(&mut self.sleepers().notified[index]) {
+                return;
+            }
             if shutdown.load(Ordering::SeqCst) {
                 return;
             }
-            std::thread::park();
+            thread::park();
         }
     }
 }

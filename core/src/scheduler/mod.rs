@@ -1,24 +1,45 @@
-//! The work-stealing pool that runs services.
+//! The work-stealing pool that runs services, and the one path that
+//! schedules them ([`Pool::post`]).
 //!
-//! One `crossbeam_deque::Injector` for work queued from outside the pool (the
-//! reactor, the lane, the main thread) and one local deque per worker for work
-//! queued by a worker (a service waking another). A worker pops its own deque,
-//! then the injector (in batches), then steals half of a sibling's deque.
+//! Queues: one `crossbeam_deque::Injector` for work queued from outside the
+//! pool (the reactor, the lane, the main thread), one local deque per worker
+//! for work queued by a worker (a service waking another), and a LIFO slot
+//! per worker (below).
 //!
-//! Idle workers yield-spin for `spin` then park (see `idle.rs`); on two cores a
-//! busy-spinning worker takes the core the peer needs, and a futex wakeup costs
-//! more than a request (`shared/research/scheduling.md`).
+//! Protocol:
+//! 1. [`Pool::post`] pushes the event to the service's mailbox, then moves
+//!    the service's state (see `service.rs`); only the poster that moved it
+//!    from IDLE to SCHEDULED queues it ([`Pool::schedule`]), so a service
+//!    is on at most one queue.
+//! 2. On a worker, the service takes the LIFO slot; the one it displaces
+//!    goes to the local deque, where siblings may steal it, so one is
+//!    notified. Off a worker it goes to the injector, and one is notified.
+//! 3. A worker pops its LIFO slot (at most `LIFO_CAP` turns in a row), then
+//!    its deque, then the injector (in batches), then steals half of a
+//!    sibling's deque (`worker.rs`), and runs one turn of what it found.
+//! 4. Idle workers yield-spin for `spin`, then park (`idle.rs`): on two cores
+//!    a busy-spinning worker takes the core the peer needs, and a futex
+//!    wakeup costs more than a request (`shared/research/scheduling.md`).
+//! 5. A service whose body exits is retired by the worker that ran it, which
+//!    then calls the pool's `on_exit` (the runtime removes it from the
+//!    directory and the reactor): the pool knows neither.
 
 mod idle;
+mod sync;
 mod worker;
 
+#[cfg(all(test, loom))]
+mod loom_idle;
+
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crossbeam_deque::{Injector, Stealer, Worker as LocalQueue};
 
-use crate::service::Service;
+use crate::event::Event;
+use crate::service::{PostError, Service};
 
 pub(crate) use worker::run_worker;
 
@@ -36,31 +57,70 @@ pub(crate) fn take_lifo() -> Option<Arc<Service>> {
     LIFO.with(|lifo| lifo.borrow_mut().take())
 }
 
+/// Called on the worker that retired a service, after its body is gone.
+pub(crate) type OnExit = Box<dyn Fn(&Arc<Service>) + Send + Sync>;
+
+/// How the workers run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Settings {
+    /// Events a service handles per turn (see `Config::budget`).
+    pub(crate) budget: usize,
+    /// How long an idle worker searches before it parks.
+    pub(crate) spin: Duration,
+}
+
 pub(crate) struct Pool {
     pub(crate) injector: Injector<Arc<Service>>,
     pub(crate) stealers: Vec<Stealer<Arc<Service>>>,
     pub(crate) idle: idle::Idle,
-    pub(crate) shutdown: AtomicBool,
+    /// Read by parked workers through `idle.rs`, hence its type.
+    pub(crate) shutdown: sync::AtomicBool,
+    pub(crate) settings: Settings,
+    on_exit: OnExit,
 }
 
 impl Pool {
     /// Builds the pool; returns the local deques to hand to the workers.
-    pub(crate) fn new(workers: usize) -> (Pool, Vec<LocalQueue<Arc<Service>>>) {
+    pub(crate) fn new(
+        workers: usize,
+        settings: Settings,
+        on_exit: OnExit,
+    ) -> (Pool, Vec<LocalQueue<Arc<Service>>>) {
         let locals: Vec<_> = (0..workers).map(|_| LocalQueue::new_fifo()).collect();
         let stealers = locals.iter().map(|w| w.stealer()).collect();
         let pool = Pool {
             injector: Injector::new(),
             stealers,
             idle: idle::Idle::new(workers),
-            shutdown: AtomicBool::new(false),
+            shutdown: sync::AtomicBool::new(false),
+            settings,
+            on_exit,
         };
         (pool, locals)
     }
 
-    /// Queues a service that was just moved to SCHEDULED. On a worker it
-    /// takes the LIFO slot (the service it displaces goes to the local deque,
-    /// where siblings may steal it, so they are told); elsewhere (reactor,
-    /// lane, main thread) it goes to the injector.
+    /// Step 1: pushes an event to a service's mailbox and queues the service
+    /// if it was idle. False if the service is dead (the event is dropped).
+    pub(crate) fn post(&self, service: &Arc<Service>, event: Event) -> bool {
+        self.post_checked(service, event, false).is_ok()
+    }
+
+    /// [`Pool::post`] that gives a refused event back. `bounded`: a message
+    /// from another service, refused when the service is killed or its
+    /// mailbox is at its cap.
+    pub(crate) fn post_checked(
+        &self,
+        service: &Arc<Service>,
+        event: Event,
+        bounded: bool,
+    ) -> Result<(), (Event, PostError)> {
+        if service.push(event, bounded)? {
+            self.schedule(service.clone());
+        }
+        Ok(())
+    }
+
+    /// Step 2: queues a service that was just moved to SCHEDULED.
     pub(crate) fn schedule(&self, service: Arc<Service>) {
         let on_worker =
             LOCAL.with(|local| local.try_borrow().map(|l| l.is_some()).unwrap_or(false));
@@ -80,6 +140,12 @@ impl Pool {
         }
     }
 
+    /// Step 5.
+    pub(crate) fn exited(&self, service: &Arc<Service>) {
+        (self.on_exit)(service);
+    }
+
+    /// Stops the workers; each finishes the turn it is in.
     pub(crate) fn stop(&self) {
         self.shutdown.store(true, Ordering::SeqCst);
         self.idle.notify_all();

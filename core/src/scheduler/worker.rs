@@ -1,4 +1,16 @@
 //! One worker thread: find a service, run one turn of it, repeat.
+//!
+//! A turn (`run_turn`), against the state machine of `service.rs`:
+//! 1. SCHEDULED -> RUNNING; a service that is not SCHEDULED is dead and is
+//!    dropped from the queue.
+//! 2. Take at most `budget` events from the mailbox, publish the turn to the
+//!    monitor, run the body on them (a panic stops the service, not the
+//!    worker), clear the slot.
+//! 3. The body exited: retire the service (DEAD, leftovers to `bounce`,
+//!    then the pool's `on_exit`). Events left past the budget: back to
+//!    SCHEDULED, at the back of the injector. Otherwise RUNNING -> IDLE; if
+//!    that fails an event came during the turn (NOTIFIED), so the service
+//!    is queued again.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -10,20 +22,27 @@ use crossbeam_deque::{Steal, Worker as LocalQueue};
 
 use super::{take_lifo, Pool, LOCAL};
 use crate::event::Event;
-use crate::runtime::Shared;
+use crate::monitor::Watch;
 use crate::service::{Service, Status, DEAD, IDLE, NOTIFIED, RUNNING, SCHEDULED};
 
-pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Arc<Service>>) {
+/// Body of worker thread `index`. `watch` is where it publishes its turns
+/// to the monitor.
+pub(crate) fn run_worker(
+    pool: Arc<Pool>,
+    watch: Arc<Watch>,
+    index: usize,
+    local: LocalQueue<Arc<Service>>,
+) {
     LOCAL.with(|slot| *slot.borrow_mut() = Some(local));
-    let pool = &shared.pool;
-    let spin = shared.config.spin;
+    let pool = &*pool;
+    let spin = pool.settings.spin;
     let mut batch: VecDeque<Event> = VecDeque::new();
     'outer: loop {
         if pool.shutdown.load(Ordering::Acquire) {
             break;
         }
         if let Some(service) = find_work(pool, index) {
-            run_turn(&shared, index, service, &mut batch);
+            run_turn(pool, &watch, index, service, &mut batch);
             continue;
         }
         // Search: yield-spin for a short window before parking.
@@ -33,7 +52,7 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ar
             std::thread::yield_now();
             if let Some(service) = find_work(pool, index) {
                 pool.idle.end_search();
-                run_turn(&shared, index, service, &mut batch);
+                run_turn(pool, &watch, index, service, &mut batch);
                 continue 'outer;
             }
         }
@@ -41,7 +60,7 @@ pub(crate) fn run_worker(shared: Arc<Shared>, index: usize, local: LocalQueue<Ar
         pool.idle.prepare_sleep(index);
         if let Some(service) = find_work(pool, index) {
             pool.idle.cancel_sleep(index);
-            run_turn(&shared, index, service, &mut batch);
+            run_turn(pool, &watch, index, service, &mut batch);
             continue;
         }
         if pool.shutdown.load(Ordering::Acquire) {
@@ -114,12 +133,13 @@ fn steal(pool: &Pool, index: usize) -> Option<Arc<Service>> {
 /// One turn: take up to `budget` events, run the body, then decide whether
 /// the service goes idle or back on a queue (see `service.rs`).
 fn run_turn(
-    shared: &Arc<Shared>,
+    pool: &Pool,
+    watch: &Watch,
     worker: usize,
     service: Arc<Service>,
     batch: &mut VecDeque<Event>,
 ) {
-    let budget = shared.config.budget;
+    let budget = pool.settings.budget;
     if service
         .state
         .compare_exchange(SCHEDULED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
@@ -138,8 +158,8 @@ fn run_turn(
         }
     };
     service.slices.fetch_add(1, Ordering::Relaxed);
-    let slot = &shared.slots[worker];
-    slot.enter(service.id(), shared.coarse_ms.load(Ordering::Relaxed));
+    let slot = watch.slot(worker);
+    slot.enter(service.id(), watch.coarse_ms());
     let status = {
         let mut body = service.body.lock().unwrap_or_else(|e| e.into_inner());
         match body.as_mut() {
@@ -165,14 +185,14 @@ fn run_turn(
     slot.leave();
     batch.clear();
     if status == Status::Exited {
-        retire(shared, &service);
+        retire(pool, &service);
         return;
     }
     if more_left {
         service.state.store(SCHEDULED, Ordering::Release);
         // Behind everyone else: a busy service must not starve the others.
-        shared.pool.injector.push(service);
-        shared.pool.idle.notify_one();
+        pool.injector.push(service);
+        pool.idle.notify_one();
         return;
     }
     if service
@@ -182,12 +202,12 @@ fn run_turn(
     {
         debug_assert_eq!(service.state.load(Ordering::Acquire), NOTIFIED);
         service.state.store(SCHEDULED, Ordering::Release);
-        shared.pool.schedule(service);
+        pool.schedule(service);
     }
 }
 
 #[inline(never)]
-fn retire(shared: &Arc<Shared>, service: &Arc<Service>) {
+fn retire(pool: &Pool, service: &Arc<Service>) {
     let leftover = {
         let mut mailbox = service.mailbox.lock().unwrap_or_else(|e| e.into_inner());
         service.state.store(DEAD, Ordering::Release);
@@ -202,5 +222,5 @@ fn retire(shared: &Arc<Shared>, service: &Arc<Service>) {
         let _ = catch_unwind(AssertUnwindSafe(|| body.bounce(service, leftover)));
         drop(body);
     }
-    shared.remove_service(service);
+    pool.exited(service);
 }

@@ -1,0 +1,141 @@
+//! The directory of services: every live service by id, and their names.
+//!
+//! Protocol:
+//! 1. [`Directory::insert`] gives a new service an id (unique for the life
+//!    of the process, never reused: it is the handle the layer above hands
+//!    out) and an index (reused after exit: it is what socket tokens carry,
+//!    so the reactor's table stays as small as the most services alive).
+//! 2. A name points at an id. It is taken only while that service lives:
+//!    [`Directory::register_name`] lets a name whose holder has exited go to
+//!    a new service, and [`Directory::remove`] drops the exited one's names.
+//! 3. [`Directory::remove`] runs on the worker that retired the service,
+//!    after its body is gone, and wakes every thread waiting for an exit.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::service::{Service, ServiceBody};
+
+/// [`crate::Runtime::register_name`] found the name held by a live service.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("'{name}' is already the name of service :{owner}")]
+pub struct NameTaken {
+    pub name: String,
+    /// The id of the live service that holds the name.
+    pub owner: u64,
+}
+
+#[derive(Default)]
+struct Table {
+    by_id: HashMap<u64, Arc<Service>>,
+    names: HashMap<String, u64>,
+    free_indexes: Vec<u32>,
+    next_index: u32,
+}
+
+pub(crate) struct Directory {
+    table: Mutex<Table>,
+    /// Signalled whenever a service exits.
+    exited: Condvar,
+    next_id: AtomicU64,
+}
+
+impl Directory {
+    pub(crate) fn new() -> Directory {
+        Directory {
+            table: Mutex::new(Table::default()),
+            exited: Condvar::new(),
+            next_id: AtomicU64::new(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Step 1: creates and lists a service around `body`.
+    pub(crate) fn insert(&self, name: &str, body: Box<dyn ServiceBody>) -> Arc<Service> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut table = self.lock();
+        let index = table.free_indexes.pop().unwrap_or_else(|| {
+            table.next_index += 1;
+            table.next_index - 1
+        });
+        let service = Arc::new(Service::new(id, index, name.to_string(), body));
+        table.by_id.insert(id, service.clone());
+        service
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<Service>> {
+        self.lock().by_id.get(&id).cloned()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Service>> {
+        self.lock().by_id.values().cloned().collect()
+    }
+
+    /// Step 3.
+    pub(crate) fn remove(&self, service: &Arc<Service>) {
+        {
+            let mut table = self.lock();
+            let id = service.id();
+            table.by_id.remove(&id);
+            table.free_indexes.push(service.index());
+            table.names.retain(|_, owner| *owner != id);
+        }
+        self.exited.notify_all();
+    }
+
+    /// Step 2: gives `id` a name.
+    pub(crate) fn register_name(&self, name: &str, id: u64) -> Result<(), NameTaken> {
+        let mut table = self.lock();
+        if let Some(&owner) = table.names.get(name) {
+            if owner != id && table.by_id.contains_key(&owner) {
+                return Err(NameTaken {
+                    name: name.to_string(),
+                    owner,
+                });
+            }
+        }
+        table.names.insert(name.to_string(), id);
+        Ok(())
+    }
+
+    pub(crate) fn query_name(&self, name: &str) -> Option<u64> {
+        let table = self.lock();
+        table
+            .names
+            .get(name)
+            .copied()
+            .filter(|id| table.by_id.contains_key(id))
+    }
+
+    /// Blocks until service `id` is gone, or `timeout` (if any) has passed;
+    /// true if it is gone.
+    pub(crate) fn wait_exit(&self, id: u64, timeout: Option<Duration>) -> bool {
+        self.wait_until(timeout, |table| !table.by_id.contains_key(&id))
+    }
+
+    fn wait_until(&self, timeout: Option<Duration>, done: impl Fn(&Table) -> bool) -> bool {
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let mut table = self.lock();
+        while !done(&table) {
+            table = match deadline {
+                None => self.exited.wait(table).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    self.exited
+                        .wait_timeout(table, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+            };
+        }
+        true
+    }
+}
