@@ -14,12 +14,14 @@
 # 2. cargo fmt --all -- --check
 # 3. cargo clippy --workspace --all-targets -- -D warnings
 # 4. cargo test --workspace
+# 5. the loom model of the scheduler's parking protocol
 # Stops at the first step that fails, with its status.
 
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# What the tests use, one per line (adding one is adding a line):
+# What the tests use, one per line (adding one is adding a line; no
+# apostrophes in comments: the list is one single-quoted string):
 #   debian PACKAGE [COMMAND]  apt-get install PACKAGE unless COMMAND is on
 #                             PATH (without COMMAND: unless dpkg has PACKAGE)
 #   pypi PACKAGE [MODULE]     pip install PACKAGE unless the environment's
@@ -29,6 +31,8 @@ debian gcc cc                   # links Rust; builds the vendored Lua and SQLite
 debian redis-server redis-server
 debian redis-tools redis-cli    # redis-cli, redis-benchmark
 debian curl curl
+debian nats-server nats-server  # NATS peer: proto tests, the cluster
+pypi websocket-client websocket # WebSocket peer: proto tests
 '
 
 VENV=target/test-venv
@@ -106,3 +110,8 @@ log "cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 log "cargo test --workspace $*"
 cargo test --workspace "$@"
+# The park/unpark protocol of core/src/scheduler/idle.rs, model-checked for
+# lost wakeups (docs/internals.md). Its own target dir: the cfg changes every
+# fingerprint, and sharing target/ would rebuild the workspace each time.
+log "loom: cargo test -p lunet-core --release --lib loom"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p lunet-core --release --lib loom

@@ -1,10 +1,8 @@
 //! The codecs against real peers on loopback: curl as an HTTP client of a
 //! server written with `http`, redis-server answering a client written with
 //! `resp`, and redis-cli talking to a server that parses with `resp`.
-//! Two more need peers CI does not install yet, so they are `#[ignore]`d
-//! (run them with `cargo test -p lunet-core --lib proto -- --ignored`):
 //! Python's `websocket-client` (PyPI) against `websocket`, and Debian's
-//! `nats-server` against `nats`.
+//! `nats-server` against `nats` (scripts/test.sh installs both).
 //! Every socket has a timeout and every child is killed when its test ends,
 //! so a broken codec fails the test instead of hanging it.
 
@@ -436,7 +434,6 @@ fn redis_cli_commands_parse() {
 /// `websocket`: a masked text, a 76,800-byte binary (64-bit length), a
 /// fragmented text with a ping between its fragments, and a close.
 #[test]
-#[ignore = "needs python3 with websocket-client (pip install websocket-client)"]
 fn python_websocket_client() {
     let (listener, port) = listener();
     let script = format!(
@@ -523,7 +520,6 @@ ws.close(status=1000, reason=b"bye")
 /// CONNECT with headers and no_responders, SUB (plain and queue), PUB
 /// with a reply, HPUB, a request nobody serves (the 503 status), PING.
 #[test]
-#[ignore = "needs Debian's nats-server (apt-get install nats-server)"]
 fn nats_server_operations() {
     let (_server, mut stream) = server_on_free_port(
         |port| {
