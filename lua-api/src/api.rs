@@ -8,11 +8,9 @@ use lunet_core::connection::Connection;
 use lunet_core::{now_ms, Runtime, Service};
 use mlua::{Function, Lua, MultiValue, Table, Value, Variadic};
 
+use crate::protocol::ReadKind;
 use crate::slab::index_of;
-use crate::state::{
-    try_read, ConnEntry, Phase, ReadKind, ReadOutcome, Spawn, State, READ_EXACT, READ_LINE,
-    READ_SOME, READ_UNTIL,
-};
+use crate::state::{try_read, ConnEntry, Phase, ReadOutcome, ReadRequest, Spawn, State};
 
 /// What the callbacks share with the scheduler.
 #[derive(Clone)]
@@ -81,13 +79,13 @@ pub fn take_read(
     }
 }
 
-/// Builds a `ReadKind` from the arguments a wrapper passed.
-pub fn read_kind(
+/// Validates the arguments a read wrapper passed.
+pub fn read_request(
     kind: i64,
     arg: Option<i64>,
     delim: Option<mlua::LuaString>,
     max_line: usize,
-) -> mlua::Result<ReadKind> {
+) -> mlua::Result<ReadRequest> {
     let size = |what: &str| -> mlua::Result<usize> {
         match arg {
             None => Ok(max_line),
@@ -97,37 +95,39 @@ pub fn read_kind(
             ))),
         }
     };
+    let Some(kind) = ReadKind::from_code(kind) else {
+        return Err(mlua::Error::runtime("lunet: unknown read kind"));
+    };
     Ok(match kind {
-        READ_LINE => ReadKind::Line {
+        ReadKind::Line => ReadRequest::Line {
             max: size("sock:readline")?,
         },
-        READ_EXACT => match arg {
-            Some(n) if n >= 0 => ReadKind::Exact { n: n as usize },
+        ReadKind::Exact => match arg {
+            Some(n) if n >= 0 => ReadRequest::Exact { n: n as usize },
             _ => {
                 return Err(mlua::Error::runtime(
                     "sock:readn: expected a byte count >= 0",
                 ))
             }
         },
-        READ_UNTIL => {
+        ReadKind::Until => {
             let delim = delim
                 .map(|d| d.as_bytes().to_vec())
                 .filter(|d| !d.is_empty())
                 .ok_or_else(|| {
                     mlua::Error::runtime("sock:readuntil: expected a non-empty delimiter")
                 })?;
-            ReadKind::Until {
+            ReadRequest::Until {
                 delim,
                 max: size("sock:readuntil")?,
             }
         }
-        READ_SOME => ReadKind::Some {
+        ReadKind::Some => ReadRequest::Some {
             max: match arg {
                 None => 64 * 1024,
                 Some(_) => size("sock:readsome")?,
             },
         },
-        _ => return Err(mlua::Error::runtime("lunet: unknown read kind")),
     })
 }
 
@@ -157,6 +157,7 @@ fn format_number(f: f64) -> String {
 /// Builds the table of Rust functions handed to `prelude.lua`.
 pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
     let core = lua.create_table()?;
+    crate::protocol::install(lua, &core)?;
 
     let sh = shared.clone();
     core.set(
@@ -165,7 +166,7 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
             move |lua, (id, kind, arg, delim): (i64, i64, Option<i64>, Option<mlua::LuaString>)| {
                 let mut state = sh.lock()?;
                 let max_line = state.settings.max_line;
-                let kind = read_kind(kind, arg, delim, max_line)?;
+                let request = read_request(kind, arg, delim, max_line)?;
                 let Some(entry) = state.conns.get_mut(id as u64) else {
                     return Ok((Value::Nil, Some("closed"), None));
                 };
@@ -177,7 +178,12 @@ pub fn build(lua: &Lua, shared: &Shared) -> mlua::Result<Table> {
                         "socket busy reading: another session waits on it",
                     ));
                 }
-                let outcome = try_read(entry, &kind);
+                let outcome = try_read(entry, &request);
+                if matches!(outcome, ReadOutcome::Wait) {
+                    // The wrapper yields next; the scheduler takes it from here.
+                    state.pending_read = Some((id as u64, request));
+                    return Ok((Value::Boolean(false), None, None));
+                }
                 take_read(lua, entry, outcome)
             },
         )?,

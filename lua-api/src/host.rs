@@ -4,8 +4,8 @@
 //! Protocol of a blocking call (the other half is in `prelude.lua`):
 //! 1. A wrapper calls a Rust fast path (`api.rs`). If the answer is at hand
 //!    (bytes buffered, socket readable now) it returns at once: no yield.
-//! 2. Otherwise the wrapper yields an operation: `(OP_READ, conn, kind, ..)`,
-//!    `(OP_WRITE, conn)`, `(OP_CONNECT, conn)` or `(OP_SLEEP, ms)`. The
+//! 2. Otherwise the wrapper yields an operation (`protocol::Op`):
+//!    `(OP.READ, conn)`, `(OP.WRITE, conn)`, `(OP.SLEEP, ms)`, ... The
 //!    resume returns those values here; [`LuaService::register_wait`] records
 //!    what the session waits for and arms its timer.
 //! 3. Events (readiness, timers) satisfy waits; a satisfied session goes on
@@ -27,28 +27,15 @@ use lunet_core::{now_ms, Event, Readiness, Runtime, Service, ServiceBody, Status
 use mlua::thread::ThreadStatus;
 use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Thread, Value};
 
-use crate::api::{self, connect_word, read_kind, take_read, Shared};
+use crate::api::{self, connect_word, take_read, Shared};
 use crate::codec;
 use crate::interrupt::{killed_message, LuaInterrupt};
 use crate::lane::{build_task, LaneReply, Plain};
-use crate::services::{self, KIND_CALL, KIND_ERROR, KIND_KILL, KIND_RESPONSE, KIND_SEND};
+use crate::protocol::{MessageKind, Yielded};
+use crate::services;
 use crate::slab::{index_of, Slab};
-use crate::state::{try_read, ConnEntry, Phase, ReadKind, ReadOutcome, Settings, State};
+use crate::state::{try_read, ConnEntry, Phase, ReadOutcome, ReadRequest, Settings, State};
 use lunet_core::lane::Task;
-
-const OP_READ: i64 = 1;
-const OP_WRITE: i64 = 2;
-const OP_SLEEP: i64 = 3;
-const OP_CONNECT: i64 = 4;
-const OP_LANE: i64 = 5;
-const OP_CALL: i64 = 6;
-const OP_WAIT: i64 = 7;
-const OP_EXIT: i64 = 8;
-
-/// Message kinds the runtime sends a Lua service.
-pub const KIND_START: u8 = 1;
-/// "You have ready sessions left over": sent to self to yield the worker.
-pub const KIND_CONTINUE: u8 = 2;
 
 /// Ready sessions resumed per event before the service yields its worker.
 const READY_BUDGET: usize = 4096;
@@ -58,7 +45,7 @@ const THREAD_POOL: usize = 256;
 enum Wait {
     /// Running, or on the ready queue.
     Ready,
-    Read(u64, ReadKind),
+    Read(u64, ReadRequest),
     Write(u64),
     Connect(u64),
     Sleep,
@@ -232,7 +219,7 @@ pub fn check_script(script: &Script) -> Result<(), String> {
 
 impl LuaService {
     /// Builds a VM with the `lunet` module and `script` compiled, ready to run
-    /// it when the service gets `Message { kind: KIND_START }`.
+    /// it when the service gets `MessageKind::Start`.
     pub fn new(
         runtime: &Runtime,
         name: &str,
@@ -370,7 +357,7 @@ impl LuaService {
                 // Let other services have the worker; come back for the rest.
                 self.shared.runtime.post(
                     service,
-                    Event::Message(lunet_core::Message::signal(KIND_CONTINUE)),
+                    Event::Message(lunet_core::Message::signal(MessageKind::Continue.code())),
                 );
                 return;
             }
@@ -451,7 +438,7 @@ impl LuaService {
             if let Some((to, session)) = self.main_reply.take() {
                 let mut payload = Vec::new();
                 let _ = codec::encode([Value::Boolean(true)].iter(), &mut payload);
-                services::answer(&self.shared, to, session, KIND_RESPONSE, payload);
+                services::answer(&self.shared, to, session, MessageKind::Response, payload);
             }
         }
         self.after_slice(service);
@@ -459,62 +446,68 @@ impl LuaService {
 
     /// Step 2 of the protocol: what did the session yield for?
     fn register_wait(&mut self, service: &Arc<Service>, sid: u64, values: MultiValue) {
-        let arg = |i: usize| values.get(i).cloned().unwrap_or(Value::Nil);
-        let int = |i: usize| match arg(i) {
-            Value::Integer(n) => Some(n),
-            Value::Number(f) => Some(f as i64),
-            _ => None,
+        let Some(yielded) = Yielded::decode(values) else {
+            self.finish(
+                service,
+                sid,
+                Some(
+                    "a session yielded outside lunet's API (a bare coroutine.yield in a \
+                     handler?): it was stopped"
+                        .into(),
+                ),
+                MultiValue::new(),
+            );
+            return;
         };
-        let op = int(0).unwrap_or(0);
         let state_cell = self.shared.state.clone();
         let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-        let (wait, timeout_ms) = match op {
-            OP_READ | OP_WRITE | OP_CONNECT => {
-                let cid = int(1).unwrap_or(0) as u64;
-                let max_line = state.settings.max_line;
+        let (wait, timeout_ms) = match yielded {
+            Yielded::Read { conn: cid } => {
+                let pending = state.pending_read.take();
                 let shutting_down = state.shutting_down;
                 let Some(entry) = state.conns.get_mut(cid) else {
                     self.sched.ready.push_back((sid, Reply::Error("closed")));
                     return;
                 };
-                let timeout = entry.timeout_ms;
-                match op {
-                    OP_READ => {
-                        let delim = match arg(4) {
-                            Value::String(s) => Some(s),
-                            _ => None,
-                        };
-                        let kind = match read_kind(int(2).unwrap_or(0), int(3), delim, max_line) {
-                            Ok(kind) => kind,
-                            Err(_) => {
-                                self.sched.ready.push_back((sid, Reply::Error("bad read")));
-                                return;
-                            }
-                        };
-                        if entry.reader.is_some() || entry.phase == Phase::Closing {
-                            self.sched.ready.push_back((sid, Reply::Error("closed")));
-                            return;
-                        }
-                        if shutting_down && entry.count.is_some() && entry.conn.input.is_empty() {
-                            self.sched.ready.push_back((sid, Reply::Error("closed")));
-                            return;
-                        }
-                        entry.reader = Some(sid);
-                        (Wait::Read(cid, kind), timeout)
-                    }
-                    OP_WRITE => {
-                        entry.writers.push(sid);
-                        (Wait::Write(cid), timeout)
-                    }
+                let request = match pending {
+                    Some((pending_cid, request)) if pending_cid == cid => request,
                     _ => {
-                        entry.writers.push(sid);
-                        (Wait::Connect(cid), timeout)
+                        self.sched.ready.push_back((
+                            sid,
+                            Reply::Misuse("lunet: a read yielded without its request".into()),
+                        ));
+                        return;
                     }
+                };
+                if entry.reader.is_some() || entry.phase == Phase::Closing {
+                    self.sched.ready.push_back((sid, Reply::Error("closed")));
+                    return;
                 }
+                if shutting_down && entry.count.is_some() && entry.conn.input.is_empty() {
+                    self.sched.ready.push_back((sid, Reply::Error("closed")));
+                    return;
+                }
+                entry.reader = Some(sid);
+                (Wait::Read(cid, request), entry.timeout_ms)
             }
-            OP_LANE => {
+            Yielded::Write { conn: cid } | Yielded::Connect { conn: cid } => {
+                let connect = matches!(yielded, Yielded::Connect { .. });
+                let Some(entry) = state.conns.get_mut(cid) else {
+                    self.sched.ready.push_back((sid, Reply::Error("closed")));
+                    return;
+                };
+                entry.writers.push(sid);
+                let wait = if connect {
+                    Wait::Connect(cid)
+                } else {
+                    Wait::Write(cid)
+                };
+                (wait, entry.timeout_ms)
+            }
+            Yielded::Lane { op, args } => {
+                let lane_timeout = state.settings.lane_timeout_ms;
                 drop(state);
-                let task = match build_task(&values) {
+                let task = match build_task(op, &args) {
                     Ok(task) => task,
                     Err(e) => {
                         // Misuse (a table as a bind value...): the wrapper raises.
@@ -522,7 +515,6 @@ impl LuaService {
                         return;
                     }
                 };
-                let lane_timeout = self.lock().settings.lane_timeout_ms;
                 let Some(session) = self.sched.sessions.get_mut(sid) else {
                     return;
                 };
@@ -538,49 +530,30 @@ impl LuaService {
                 }
                 return;
             }
-            OP_CALL => (Wait::Call(int(1).unwrap_or(0) as u64), 0),
-            OP_WAIT => {
+            Yielded::Call { token } => (Wait::Call(token), 0),
+            Yielded::Wait { coroutine } => {
                 // The coroutine that waits: the session's own, or a user
                 // coroutine inside it (lunet.wakeup names that one).
-                let pointer = match (arg(1), self.sched.sessions.get(sid)) {
-                    (Value::Thread(co), _) => co.to_pointer() as usize,
-                    (_, Some(session)) => session.thread.to_pointer() as usize,
-                    (_, None) => return,
+                let pointer = match (coroutine, self.sched.sessions.get(sid)) {
+                    (Some(co), _) => co.to_pointer() as usize,
+                    (None, Some(session)) => session.thread.to_pointer() as usize,
+                    (None, None) => return,
                 };
                 state.suspended.insert(pointer, sid);
                 (Wait::Suspended(pointer), 0)
             }
-            OP_EXIT => {
+            Yielded::Exit => {
                 state.exiting = true;
                 drop(state);
                 self.finish(service, sid, None, MultiValue::new());
                 return;
             }
-            OP_SLEEP => {
-                let ms = match arg(1) {
-                    Value::Integer(n) => n as f64,
-                    Value::Number(f) => f,
-                    _ => 0.0,
-                };
+            Yielded::Sleep { ms } => {
                 if ms.is_nan() || ms <= 0.0 {
                     self.sched.ready.push_back((sid, Reply::Nothing));
                     return;
                 }
                 (Wait::Sleep, ms.ceil().min(1e15) as u64)
-            }
-            _ => {
-                drop(state);
-                self.finish(
-                    service,
-                    sid,
-                    Some(
-                        "a session yielded outside lunet's API (a bare coroutine.yield in a \
-                         handler?): it was stopped"
-                            .into(),
-                    ),
-                    MultiValue::new(),
-                );
-                return;
             }
         };
         drop(state);
@@ -607,13 +580,13 @@ impl LuaService {
         let call = self.lock().calls.remove(&sid);
         if let Some((to, caller_session)) = call {
             let (kind, payload) = match &error {
-                Some(error) => (KIND_ERROR, services::error_payload(error)),
+                Some(error) => (MessageKind::Error, services::error_payload(error)),
                 None => {
                     let mut payload = Vec::new();
                     match codec::encode(values.iter(), &mut payload) {
-                        Ok(()) => (KIND_RESPONSE, payload),
+                        Ok(()) => (MessageKind::Response, payload),
                         Err(e) => (
-                            KIND_ERROR,
+                            MessageKind::Error,
                             services::error_payload(&format!("the answer could not be sent: {e}")),
                         ),
                     }
@@ -633,7 +606,7 @@ impl LuaService {
                         &self.shared,
                         to,
                         session,
-                        KIND_ERROR,
+                        MessageKind::Error,
                         services::error_payload(&error),
                     );
                     // A service whose start failed does not live on.
@@ -953,7 +926,7 @@ impl LuaService {
             Wait::Sleep => Reply::Nothing,
             Wait::Ready | Wait::Lane => return,
             // As OpenResty: a read that times out hands back what arrived.
-            Wait::Read(cid, kind) if !matches!(kind, ReadKind::Some { .. }) => {
+            Wait::Read(cid, kind) if !matches!(kind, ReadRequest::Some { .. }) => {
                 match state.conns.get_mut(*cid) {
                     Some(entry) => {
                         let partial = self.lua.create_string(entry.conn.input.as_slice()).ok();
@@ -1038,10 +1011,14 @@ impl LuaService {
 
     /// A message from another service.
     fn on_message(&mut self, service: &Arc<Service>, message: lunet_core::Message) {
-        match message.kind {
-            KIND_START => self.start_main(message),
-            KIND_SEND | KIND_CALL => {
-                let is_call = message.kind == KIND_CALL;
+        let Some(kind) = MessageKind::from_byte(message.kind) else {
+            return;
+        };
+        match kind {
+            MessageKind::Start => self.start_main(message),
+            MessageKind::Continue => {}
+            MessageKind::Send | MessageKind::Call => {
+                let is_call = kind == MessageKind::Call;
                 let answering = is_call.then_some((message.source, message.session));
                 if !self.lock().dispatch {
                     match answering {
@@ -1050,7 +1027,7 @@ impl LuaService {
                                 &self.shared,
                                 to,
                                 session,
-                                KIND_ERROR,
+                                MessageKind::Error,
                                 services::error_payload(&format!(
                                     "service :{} ({}) has no lunet.dispatch function",
                                     service.id(),
@@ -1075,7 +1052,7 @@ impl LuaService {
                                 &self.shared,
                                 to,
                                 session,
-                                KIND_ERROR,
+                                MessageKind::Error,
                                 services::error_payload(&e.to_string()),
                             );
                         }
@@ -1091,7 +1068,7 @@ impl LuaService {
                     self.sched.ready.push_back((sid, Reply::Args(args)));
                 }
             }
-            KIND_RESPONSE | KIND_ERROR => {
+            MessageKind::Response | MessageKind::Error => {
                 let token = message.session;
                 let Some(sid) = self.sched.sessions.id_at(token as u32) else {
                     return;
@@ -1112,13 +1089,12 @@ impl LuaService {
                         values
                     }
                 };
-                values.push_front(Value::Boolean(message.kind == KIND_RESPONSE));
+                values.push_front(Value::Boolean(kind == MessageKind::Response));
                 let state_cell = self.shared.state.clone();
                 let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
                 self.sched.wake(&mut state, sid, Reply::Args(values));
             }
-            KIND_KILL => self.lock().exiting = true,
-            _ => {}
+            MessageKind::Kill => self.lock().exiting = true,
         }
     }
 
@@ -1156,7 +1132,7 @@ impl LuaService {
                 &self.shared,
                 to,
                 session,
-                KIND_ERROR,
+                MessageKind::Error,
                 services::error_payload(&message),
             );
         }
@@ -1165,7 +1141,7 @@ impl LuaService {
                 &self.shared,
                 to,
                 session,
-                KIND_ERROR,
+                MessageKind::Error,
                 services::error_payload(&message),
             );
         }
@@ -1215,15 +1191,15 @@ impl ServiceBody for LuaService {
         for event in events {
             match event {
                 Event::Message(message)
-                    if message.kind == KIND_CALL
-                        || (message.kind == KIND_START && message.session != 0) =>
+                    if message.kind == MessageKind::Call.code()
+                        || (message.kind == MessageKind::Start.code() && message.session != 0) =>
                 {
                     let text = format!("service :{} ({}) has exited", service.id(), self.name);
                     services::answer(
                         &self.shared,
                         message.source,
                         message.session,
-                        KIND_ERROR,
+                        MessageKind::Error,
                         services::error_payload(&text),
                     );
                 }

@@ -1,5 +1,5 @@
 //! Lane calls: blocking work (SQLite, files, DNS, a blocking sleep) that a
-//! session hands to the lane. The session yields `(OP_LANE, op, args...)`;
+//! session hands to the lane. The session yields `(OP.LANE, op, args...)`;
 //! [`build_task`] turns that into a Rust closure of plain values (Lua never
 //! runs on the lane); its [`LaneReply`] comes back as `Event::LaneDone` and
 //! becomes the values the session's `yield` returns.
@@ -10,17 +10,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use lunet_core::lane::Task;
+
+use crate::protocol::LaneOp;
 use mlua::{Lua, MultiValue, Value};
 use rusqlite::types::{Value as SqlValue, ValueRef};
-
-pub const LANE_DB_OPEN: i64 = 1;
-pub const LANE_DB_EXEC: i64 = 2;
-pub const LANE_DB_QUERY: i64 = 3;
-pub const LANE_DB_ATOMIC: i64 = 4;
-pub const LANE_FS_READ: i64 = 5;
-pub const LANE_FS_WRITE: i64 = 6;
-pub const LANE_RESOLVE: i64 = 7;
-pub const LANE_SLEEP: i64 = 8;
 
 /// How long a lane thread waits on a locked database before SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,25 +95,21 @@ fn binds(values: &MultiValue, from: usize) -> Result<Vec<Plain>, String> {
     values.iter().skip(from).map(Plain::scalar).collect()
 }
 
-/// Builds the task for a lane call from what the session yielded
-/// (`values[0]` is OP_LANE, `values[1]` the lane op).
-pub fn build_task(values: &MultiValue) -> Result<Task, String> {
-    let op = match values.get(1) {
-        Some(Value::Integer(op)) => *op,
-        _ => return Err("bad lane call".into()),
-    };
+/// Builds the task for a lane call from the arguments the session
+/// yielded after `(OP.LANE, op)`.
+pub fn build_task(op: LaneOp, values: &MultiValue) -> Result<Task, String> {
     Ok(match op {
-        LANE_DB_OPEN => {
-            let path = string_arg(values, 2, "lunet.db.open: path")?;
+        LaneOp::DbOpen => {
+            let path = string_arg(values, 0, "lunet.db.open: path")?;
             Box::new(move || match with_db(&path, |_| Ok(())) {
                 Ok(()) => reply(vec![Plain::Bool(true)]),
                 Err(e) => failure(e),
             })
         }
-        LANE_DB_EXEC => {
-            let path = string_arg(values, 2, "db")?;
-            let sql = string_arg(values, 3, "db:exec: sql")?;
-            let params = binds(values, 4).map_err(|e| format!("db:exec: {e}"))?;
+        LaneOp::DbExec => {
+            let path = string_arg(values, 0, "db")?;
+            let sql = string_arg(values, 1, "db:exec: sql")?;
+            let params = binds(values, 2).map_err(|e| format!("db:exec: {e}"))?;
             Box::new(move || {
                 match with_db(&path, |conn| {
                     let mut statement = conn.prepare_cached(&sql)?;
@@ -133,10 +122,10 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                 }
             })
         }
-        LANE_DB_QUERY => {
-            let path = string_arg(values, 2, "db")?;
-            let sql = string_arg(values, 3, "db:query: sql")?;
-            let params = binds(values, 4).map_err(|e| format!("db:query: {e}"))?;
+        LaneOp::DbQuery => {
+            let path = string_arg(values, 0, "db")?;
+            let sql = string_arg(values, 1, "db:query: sql")?;
+            let params = binds(values, 2).map_err(|e| format!("db:query: {e}"))?;
             Box::new(
                 move || match with_db(&path, |conn| query(conn, &sql, &params)) {
                     Ok(rows) => reply(vec![Plain::List(rows)]),
@@ -144,9 +133,9 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                 },
             )
         }
-        LANE_DB_ATOMIC => {
-            let path = string_arg(values, 2, "db")?;
-            let statements = match values.get(3) {
+        LaneOp::DbAtomic => {
+            let path = string_arg(values, 0, "db")?;
+            let statements = match values.get(1) {
                 Some(Value::Table(list)) => {
                     let mut statements = Vec::new();
                     for (n, item) in list.clone().sequence_values::<Value>().enumerate() {
@@ -202,16 +191,16 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                 }
             })
         }
-        LANE_FS_READ => {
-            let path = string_arg(values, 2, "lunet.fs.read: path")?;
+        LaneOp::FsRead => {
+            let path = string_arg(values, 0, "lunet.fs.read: path")?;
             Box::new(move || match std::fs::read(&path) {
                 Ok(data) => reply(vec![Plain::Str(data)]),
                 Err(e) => failure(format!("{path}: {e}")),
             })
         }
-        LANE_FS_WRITE => {
-            let path = string_arg(values, 2, "lunet.fs.write: path")?;
-            let data = match values.get(3) {
+        LaneOp::FsWrite => {
+            let path = string_arg(values, 0, "lunet.fs.write: path")?;
+            let data = match values.get(1) {
                 Some(Value::String(s)) => s.as_bytes().to_vec(),
                 _ => return Err("lunet.fs.write: data must be a string".into()),
             };
@@ -220,8 +209,8 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                 Err(e) => failure(format!("{path}: {e}")),
             })
         }
-        LANE_RESOLVE => {
-            let host = string_arg(values, 2, "lunet.resolve: host")?;
+        LaneOp::Resolve => {
+            let host = string_arg(values, 0, "lunet.resolve: host")?;
             Box::new(move || {
                 use std::net::ToSocketAddrs;
                 match (host.as_str(), 0u16).to_socket_addrs() {
@@ -239,8 +228,8 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                 }
             })
         }
-        LANE_SLEEP => {
-            let ms = match values.get(2) {
+        LaneOp::Sleep => {
+            let ms = match values.front() {
                 Some(Value::Integer(n)) => *n as f64,
                 Some(Value::Number(f)) => *f,
                 _ => return Err("lunet.lane.sleep: ms must be a number".into()),
@@ -251,7 +240,6 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                 reply(vec![Plain::Bool(true)])
             })
         }
-        _ => return Err(format!("unknown lane op {op}")),
     })
 }
 

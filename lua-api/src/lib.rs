@@ -8,11 +8,16 @@ mod dict;
 pub mod host;
 mod interrupt;
 pub mod lane;
+pub mod protocol;
 mod services;
 mod slab;
 pub mod state;
 
-pub use host::{check_script, LuaService, Script, ServiceOptions, KIND_START};
+pub use host::{check_script, LuaService, Script, ServiceOptions};
+
+/// The kind byte of the message that starts a service's main chunk
+/// ([`protocol::MessageKind::Start`]), for embedders that post it themselves.
+pub const KIND_START: u8 = protocol::MessageKind::Start as u8;
 pub use state::Settings;
 
 /// The mlua this crate is built on, for embedders that add their own modules.

@@ -1,6 +1,6 @@
 //! The actor half of the `lunet` module: spawn, send, call, names, exit,
 //! delayed answers and wait/wakeup. Messages travel as `Event::Message`
-//! with a payload made by `codec.rs`; kinds are the `KIND_*` constants.
+//! with a payload made by `codec.rs`; kinds are `protocol::MessageKind`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,12 +11,7 @@ use mlua::{Lua, MultiValue, Table, Thread, Value};
 use crate::api::Shared;
 use crate::codec::{self, CodecError};
 use crate::host::{LuaService, Script, ServiceOptions};
-
-pub const KIND_SEND: u8 = 10;
-pub const KIND_CALL: u8 = 11;
-pub const KIND_RESPONSE: u8 = 12;
-pub const KIND_ERROR: u8 = 13;
-pub const KIND_KILL: u8 = 14;
+use crate::protocol::MessageKind;
 
 fn runtime_error(message: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(message.into())
@@ -65,11 +60,16 @@ pub fn self_id(shared: &Shared) -> u64 {
 }
 
 /// Sends an answer (or an error) to a caller.
-pub fn answer(shared: &Shared, to: u64, session: u64, kind: u8, payload: Vec<u8>) -> bool {
+pub fn answer(shared: &Shared, to: u64, session: u64, kind: MessageKind, payload: Vec<u8>) -> bool {
     match shared.runtime.service(to) {
         Some(service) => shared.runtime.post(
             &service,
-            lunet_core::Event::Message(Message::new(self_id(shared), session, kind, payload)),
+            lunet_core::Event::Message(Message::new(
+                self_id(shared),
+                session,
+                kind.code(),
+                payload,
+            )),
         ),
         None => false,
     }
@@ -99,7 +99,7 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
             };
             let mut payload = Vec::new();
             codec::encode(args.iter(), &mut payload).map_err(|e| codec_error("lunet.send", e))?;
-            let message = Message::new(self_id(&sh), 0, KIND_SEND, payload);
+            let message = Message::new(self_id(&sh), 0, MessageKind::Send.code(), payload);
             match sh.runtime.post_message(&target, message) {
                 Ok(()) => Ok((Some(true), None)),
                 Err((PostError::Overloaded, _)) => Ok((None, Some("overloaded".to_string()))),
@@ -132,7 +132,7 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
                     return Ok((None, Some(format!("lunet.call: {e}"))));
                 }
                 let token = call_token(&sh);
-                let message = Message::new(self_id(&sh), token, KIND_CALL, payload);
+                let message = Message::new(self_id(&sh), token, MessageKind::Call.code(), payload);
                 match sh.runtime.post_message(&target, message) {
                     Ok(()) => Ok((Some(token as i64), None)),
                     Err((PostError::Overloaded, _)) => Ok((
@@ -183,10 +183,9 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
                 sh.lock()?.exiting = true;
                 return Ok(true);
             }
-            Ok(sh.runtime.kill(
-                &target,
-                Message::new(self_id(&sh), 0, KIND_KILL, Vec::new()),
-            ))
+            Ok(sh
+                .runtime
+                .kill(&target, Message::signal(MessageKind::Kill.code())))
         })?,
     )?;
 
@@ -252,10 +251,10 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
                 }
                 let mut payload = Vec::new();
                 let kind = match codec::encode(args.iter(), &mut payload) {
-                    Ok(()) => KIND_RESPONSE,
+                    Ok(()) => MessageKind::Response,
                     Err(e) => {
                         payload = error_payload(&format!("the answer could not be sent: {e}"));
-                        KIND_ERROR
+                        MessageKind::Error
                     }
                 };
                 sh.lock()?.delayed.remove(&(to, session));
@@ -339,7 +338,7 @@ fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Resul
         lunet_core::Event::Message(Message::new(
             self_id(shared),
             session,
-            crate::host::KIND_START,
+            MessageKind::Start.code(),
             payload,
         )),
     );
@@ -347,7 +346,7 @@ fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Resul
         if let Err(owner) = shared.runtime.register_name(name, service.id()) {
             shared.runtime.post(
                 &service,
-                lunet_core::Event::Message(Message::signal(KIND_KILL)),
+                lunet_core::Event::Message(Message::signal(MessageKind::Kill.code())),
             );
             return Err(runtime_error(format!(
                 "lunet.spawn: '{name}' is already the name of service :{owner}"

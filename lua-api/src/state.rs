@@ -48,9 +48,9 @@ impl Default for Settings {
     }
 }
 
-/// What a read waits for.
+/// A read, validated: what it waits for and its bounds.
 #[derive(Clone, Debug)]
-pub enum ReadKind {
+pub enum ReadRequest {
     Line { max: usize },
     Exact { n: usize },
     Until { delim: Vec<u8>, max: usize },
@@ -59,11 +59,6 @@ pub enum ReadKind {
 
 /// Smallest read syscall: pipelined requests arrive in one read.
 const MIN_READ: usize = 16 * 1024;
-
-pub const READ_LINE: i64 = 1;
-pub const READ_EXACT: i64 = 2;
-pub const READ_UNTIL: i64 = 3;
-pub const READ_SOME: i64 = 4;
 
 /// How a read attempt ended: the bytes `[start, end)` of the input buffer
 /// make the answer and `consume` bytes are dropped after it is taken.
@@ -141,6 +136,9 @@ pub struct State {
     pub dispatch: bool,
     /// `lunet.exit()` was called (or the service was killed).
     pub exiting: bool,
+    /// The read a fast path could not finish, validated: the session yields
+    /// `(OP.READ, conn)` next and the scheduler takes it from here.
+    pub pending_read: Option<(u64, ReadRequest)>,
 }
 
 impl State {
@@ -158,6 +156,7 @@ impl State {
             wakeups: Vec::new(),
             dispatch: false,
             exiting: false,
+            pending_read: None,
         }
     }
 
@@ -171,13 +170,13 @@ impl State {
     }
 }
 
-/// Tries to satisfy `kind` from the buffer, reading the socket while it is
+/// Tries to satisfy `request` from the buffer, reading the socket while it is
 /// believed readable. Never blocks.
-pub fn try_read(entry: &mut ConnEntry, kind: &ReadKind) -> ReadOutcome {
+pub fn try_read(entry: &mut ConnEntry, request: &ReadRequest) -> ReadOutcome {
     loop {
         let input = entry.conn.input.as_slice();
-        let limit = match kind {
-            ReadKind::Line { max } => {
+        let limit = match request {
+            ReadRequest::Line { max } => {
                 if let Some(at) = memchr::memchr(b'\n', input) {
                     let end = if at > 0 && input[at - 1] == b'\r' {
                         at - 1
@@ -204,7 +203,7 @@ pub fn try_read(entry: &mut ConnEntry, kind: &ReadKind) -> ReadOutcome {
                 }
                 max.saturating_add(2) - input.len()
             }
-            ReadKind::Exact { n } => {
+            ReadRequest::Exact { n } => {
                 if input.len() >= *n {
                     return ReadOutcome::Ready {
                         end: *n,
@@ -213,7 +212,7 @@ pub fn try_read(entry: &mut ConnEntry, kind: &ReadKind) -> ReadOutcome {
                 }
                 n - input.len()
             }
-            ReadKind::Until { delim, max } => {
+            ReadRequest::Until { delim, max } => {
                 if let Some(at) = memmem::find(input, delim) {
                     if at > *max {
                         return ReadOutcome::Failed {
@@ -234,7 +233,7 @@ pub fn try_read(entry: &mut ConnEntry, kind: &ReadKind) -> ReadOutcome {
                 }
                 max.saturating_add(delim.len()) - input.len()
             }
-            ReadKind::Some { max } => {
+            ReadRequest::Some { max } => {
                 if !input.is_empty() {
                     let end = input.len().min(*max);
                     return ReadOutcome::Ready { end, consume: end };
