@@ -19,23 +19,24 @@
 //! wheel however often it waits: a timer that fires early is re-armed.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc};
 
 use lunet_core::connection::{Connection, Fill};
+use lunet_core::lane::Task;
 use lunet_core::{now_ms, Event, Readiness, Runtime, Service, ServiceBody, Status};
 use mlua::thread::ThreadStatus;
 use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Thread, Value};
 
-use crate::api::{self, connect_word, take_read, Shared};
+use crate::api::{self, connect_word};
 use crate::codec;
 use crate::interrupt::{killed_message, LuaInterrupt};
 use crate::lane::{build_task, LaneReply, Plain};
 use crate::protocol::{MessageKind, Yielded};
+use crate::read::{self, ReadOutcome, ReadRequest, Taken};
 use crate::services;
+use crate::settings::Settings;
 use crate::slab::{index_of, Slab};
-use crate::state::{try_read, ConnEntry, Phase, ReadOutcome, ReadRequest, Settings, State};
-use lunet_core::lane::Task;
+use crate::state::{with_state, Caller, ConnEntry, Phase, VmState};
 
 /// Ready sessions resumed per event before the service yields its worker.
 const READY_BUDGET: usize = 4096;
@@ -74,6 +75,7 @@ enum Reply {
     Nothing,
     True,
     Args(MultiValue),
+    /// A read's answer: `data` or `nil, err [, partial]`.
     Read(Value, Option<&'static str>, Option<mlua::LuaString>),
     Error(&'static str),
     Plain(Vec<Plain>),
@@ -95,14 +97,15 @@ struct Sched {
 }
 
 impl Sched {
-    /// Moves a waiting session to the ready queue with `reply`, dropping the
-    /// connection's reference to it. A session already ready is left alone.
-    fn wake(&mut self, state: &mut State, sid: u64, reply: Reply) {
+    /// Marks a waiting session ready, dropping the connection's reference
+    /// to it; false if it was not waiting (already ready, or gone). The
+    /// caller queues it with its reply.
+    fn unlink(&mut self, state: &mut VmState, sid: u64) -> bool {
         let Some(session) = self.sessions.get_mut(sid) else {
-            return;
+            return false;
         };
         match std::mem::replace(&mut session.wait, Wait::Ready) {
-            Wait::Ready => return,
+            Wait::Ready => return false,
             Wait::Read(cid, _) => {
                 if let Some(entry) = state.conns.get_mut(cid) {
                     if entry.reader == Some(sid) {
@@ -121,7 +124,24 @@ impl Sched {
             Wait::Sleep | Wait::Lane | Wait::LaneSlot(_) | Wait::Call(_) => {}
         }
         session.deadline = None;
-        self.ready.push_back((sid, reply));
+        true
+    }
+
+    /// Moves a waiting session to the ready queue with `reply`. A session
+    /// already ready is left alone.
+    fn wake(&mut self, state: &mut VmState, sid: u64, reply: Reply) {
+        if self.unlink(state, sid) {
+            self.ready.push_back((sid, reply));
+        }
+    }
+}
+
+/// The scheduler's access to the VM's state. It cannot be refused: the
+/// scheduler runs between resumes, when no callback holds the state.
+fn vm<R>(lua: &Lua, f: impl FnOnce(&mut VmState) -> R) -> R {
+    match with_state(lua, f) {
+        Ok(result) => result,
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -146,8 +166,11 @@ fn arm_timeout(
 
 pub struct LuaService {
     lua: Lua,
-    shared: Shared,
+    runtime: Runtime,
+    settings: Arc<Settings>,
     name: String,
+    /// This service's handle (0 until it first runs).
+    self_id: u64,
     sched: Sched,
     threads: Vec<Thread>,
     run_handler: Function,
@@ -158,10 +181,12 @@ pub struct LuaService {
     dispatch: Function,
     interrupt: Arc<LuaInterrupt>,
     /// Who spawned us and waits for our main chunk's first slice.
-    main_reply: Option<(u64, u64)>,
+    main_reply: Option<Caller>,
     exited: bool,
-    /// Kept buffer for `after_slice` (swapped with `State::dirty`).
+    /// Kept buffer for `after_slice` (swapped with `VmState::dirty`).
     dirty: Vec<u64>,
+    /// Kept buffer for the answers of reads that waited (see `read.rs`).
+    bytes: Vec<u8>,
 }
 
 /// How a service's VM is set up.
@@ -272,17 +297,9 @@ impl LuaService {
         } else {
             Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(|e| e.to_string())?
         };
-        let shared = Shared {
-            state: Arc::new(Mutex::new(State::new(settings))),
-            runtime: runtime.clone(),
-            service: Arc::new(Mutex::new(None)),
-            collected: Arc::new(Mutex::new(Vec::new())),
-            has_collected: Arc::new(AtomicBool::new(false)),
-            current: Arc::new(AtomicU64::new(0)),
-            next_call: Arc::new(std::sync::atomic::AtomicU32::new(1)),
-        };
+        lua.set_app_data(VmState::new(settings.clone()));
         let setup = || -> mlua::Result<(Function, Function, Function)> {
-            let core = api::build(&lua, &shared)?;
+            let core = api::build(&lua, runtime, &settings)?;
             let (run_handler, dispatch): (Function, Function) = lua
                 .load(prelude_bytecode())
                 .set_name("@lunet/prelude.lua")
@@ -307,25 +324,24 @@ impl LuaService {
                 .map_err(|e| e.to_string())?;
         }
         Ok(LuaService {
-            dispatch,
-            interrupt: Arc::new(LuaInterrupt::new()),
-            main_reply: None,
-            exited: false,
-            dirty: Vec::new(),
             lua,
-            shared,
+            runtime: runtime.clone(),
+            settings,
             name: name.to_string(),
+            self_id: 0,
             sched: Sched::default(),
             threads: Vec::new(),
             run_handler,
             main: Some(main),
             main_session: None,
             startup,
+            dispatch,
+            interrupt: Arc::new(LuaInterrupt::new()),
+            main_reply: None,
+            exited: false,
+            dirty: Vec::new(),
+            bytes: Vec::new(),
         })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn new_session(&mut self, function: &Function, owned_conn: Option<u64>) -> Option<u64> {
@@ -355,7 +371,7 @@ impl LuaService {
             budget -= 1;
             if budget == 0 && !self.sched.ready.is_empty() {
                 // Let other services have the worker; come back for the rest.
-                self.shared.runtime.post(
+                self.runtime.post(
                     service,
                     Event::Message(lunet_core::Message::signal(MessageKind::Continue.code())),
                 );
@@ -368,10 +384,10 @@ impl LuaService {
         let Some(session) = self.sched.sessions.get(sid) else {
             return;
         };
+        vm(&self.lua, |state| state.current = sid);
         // Borrowed, not cloned: a clone of a Lua reference is a push and a pop
         // on mlua's reference stack, on every resume.
         let thread = &session.thread;
-        self.shared.current.store(sid, Ordering::Relaxed);
         self.interrupt.enter(thread);
         let result = match reply {
             Reply::Nothing => thread.resume::<MultiValue>(()),
@@ -435,13 +451,18 @@ impl LuaService {
             if let Some(startup) = self.startup.take() {
                 let _ = startup.send(Ok(()));
             }
-            if let Some((to, session)) = self.main_reply.take() {
+            if let Some(caller) = self.main_reply.take() {
                 let mut payload = Vec::new();
                 let _ = codec::encode([Value::Boolean(true)].iter(), &mut payload);
-                services::answer(&self.shared, to, session, MessageKind::Response, payload);
+                self.answer(caller, MessageKind::Response, payload);
             }
         }
         self.after_slice(service);
+    }
+
+    /// Sends an answer (or an error) to a caller.
+    fn answer(&self, caller: Caller, kind: MessageKind, payload: Vec<u8>) {
+        services::answer(&self.runtime, self.self_id, caller, kind, payload);
     }
 
     /// Step 2 of the protocol: what did the session yield for?
@@ -459,54 +480,46 @@ impl LuaService {
             );
             return;
         };
-        let state_cell = self.shared.state.clone();
-        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-        let (wait, timeout_ms) = match yielded {
-            Yielded::Read { conn: cid } => {
+        let registered = match yielded {
+            Yielded::Read { conn: cid } => vm(&self.lua, |state| {
                 let pending = state.pending_read.take();
                 let shutting_down = state.shutting_down;
                 let Some(entry) = state.conns.get_mut(cid) else {
-                    self.sched.ready.push_back((sid, Reply::Error("closed")));
-                    return;
+                    return Err(Reply::Error("closed"));
                 };
                 let request = match pending {
                     Some((pending_cid, request)) if pending_cid == cid => request,
                     _ => {
-                        self.sched.ready.push_back((
-                            sid,
-                            Reply::Misuse("lunet: a read yielded without its request".into()),
-                        ));
-                        return;
+                        return Err(Reply::Misuse(
+                            "lunet: a read yielded without its request".into(),
+                        ))
                     }
                 };
                 if entry.reader.is_some() || entry.phase == Phase::Closing {
-                    self.sched.ready.push_back((sid, Reply::Error("closed")));
-                    return;
+                    return Err(Reply::Error("closed"));
                 }
                 if shutting_down && entry.count.is_some() && entry.conn.input.is_empty() {
-                    self.sched.ready.push_back((sid, Reply::Error("closed")));
-                    return;
+                    return Err(Reply::Error("closed"));
                 }
                 entry.reader = Some(sid);
-                (Wait::Read(cid, request), entry.timeout_ms)
-            }
+                Ok((Wait::Read(cid, request), entry.timeout_ms))
+            }),
             Yielded::Write { conn: cid } | Yielded::Connect { conn: cid } => {
                 let connect = matches!(yielded, Yielded::Connect { .. });
-                let Some(entry) = state.conns.get_mut(cid) else {
-                    self.sched.ready.push_back((sid, Reply::Error("closed")));
-                    return;
-                };
-                entry.writers.push(sid);
-                let wait = if connect {
-                    Wait::Connect(cid)
-                } else {
-                    Wait::Write(cid)
-                };
-                (wait, entry.timeout_ms)
+                vm(&self.lua, |state| {
+                    let Some(entry) = state.conns.get_mut(cid) else {
+                        return Err(Reply::Error("closed"));
+                    };
+                    entry.writers.push(sid);
+                    let wait = if connect {
+                        Wait::Connect(cid)
+                    } else {
+                        Wait::Write(cid)
+                    };
+                    Ok((wait, entry.timeout_ms))
+                })
             }
             Yielded::Lane { op, args } => {
-                let lane_timeout = state.settings.lane_timeout_ms;
-                drop(state);
                 let task = match build_task(op, &args) {
                     Ok(task) => task,
                     Err(e) => {
@@ -515,22 +528,23 @@ impl LuaService {
                         return;
                     }
                 };
+                let lane_timeout = self.settings.lane_timeout_ms;
                 let Some(session) = self.sched.sessions.get_mut(sid) else {
                     return;
                 };
-                match self.shared.runtime.lane_submit(service, sid, task) {
+                match self.runtime.lane_submit(service, sid, task) {
                     Ok(()) => session.wait = Wait::Lane,
                     Err(task) => {
                         session.wait = Wait::LaneSlot(task);
                         self.sched.lane_blocked.push_back(sid);
                         if lane_timeout > 0 {
-                            arm_timeout(&self.shared.runtime, service, sid, session, lane_timeout);
+                            arm_timeout(&self.runtime, service, sid, session, lane_timeout);
                         }
                     }
                 }
                 return;
             }
-            Yielded::Call { token } => (Wait::Call(token), 0),
+            Yielded::Call { token } => Ok((Wait::Call(token), 0)),
             Yielded::Wait { coroutine } => {
                 // The coroutine that waits: the session's own, or a user
                 // coroutine inside it (lunet.wakeup names that one).
@@ -539,30 +553,35 @@ impl LuaService {
                     (None, Some(session)) => session.thread.to_pointer() as usize,
                     (None, None) => return,
                 };
-                state.suspended.insert(pointer, sid);
-                (Wait::Suspended(pointer), 0)
+                vm(&self.lua, |state| state.suspended.insert(pointer, sid));
+                Ok((Wait::Suspended(pointer), 0))
             }
             Yielded::Exit => {
-                state.exiting = true;
-                drop(state);
+                vm(&self.lua, |state| state.exiting = true);
                 self.finish(service, sid, None, MultiValue::new());
                 return;
             }
             Yielded::Sleep { ms } => {
                 if ms.is_nan() || ms <= 0.0 {
-                    self.sched.ready.push_back((sid, Reply::Nothing));
-                    return;
+                    Err(Reply::Nothing)
+                } else {
+                    Ok((Wait::Sleep, ms.ceil().min(1e15) as u64))
                 }
-                (Wait::Sleep, ms.ceil().min(1e15) as u64)
             }
         };
-        drop(state);
+        let (wait, timeout_ms) = match registered {
+            Ok(wait) => wait,
+            Err(reply) => {
+                self.sched.ready.push_back((sid, reply));
+                return;
+            }
+        };
         let Some(session) = self.sched.sessions.get_mut(sid) else {
             return;
         };
         session.wait = wait;
         if timeout_ms > 0 {
-            arm_timeout(&self.shared.runtime, service, sid, session, timeout_ms);
+            arm_timeout(&self.runtime, service, sid, session, timeout_ms);
         }
     }
 
@@ -577,8 +596,7 @@ impl LuaService {
             return;
         };
         // A call this session was answering gets its return values (or the error).
-        let call = self.lock().calls.remove(&sid);
-        if let Some((to, caller_session)) = call {
+        if let Some(caller) = vm(&self.lua, |state| state.calls.remove(&sid)) {
             let (kind, payload) = match &error {
                 Some(error) => (MessageKind::Error, services::error_payload(error)),
                 None => {
@@ -592,7 +610,7 @@ impl LuaService {
                     }
                 }
             };
-            services::answer(&self.shared, to, caller_session, kind, payload);
+            self.answer(caller, kind, payload);
         }
         if let Some(error) = error {
             if self.main_session == Some(sid)
@@ -601,23 +619,20 @@ impl LuaService {
                 if let Some(startup) = self.startup.take() {
                     let _ = startup.send(Err(error.clone()));
                 }
-                if let Some((to, session)) = self.main_reply.take() {
-                    services::answer(
-                        &self.shared,
-                        to,
-                        session,
-                        MessageKind::Error,
-                        services::error_payload(&error),
-                    );
+                if let Some(caller) = self.main_reply.take() {
+                    self.answer(caller, MessageKind::Error, services::error_payload(&error));
                     // A service whose start failed does not live on.
-                    self.lock().exiting = true;
+                    vm(&self.lua, |state| state.exiting = true);
                 }
             } else {
                 tracing::error!(service = %self.name, handle = service.id(), "session error: {error}");
             }
         }
         if let Some(cid) = session.owned_conn {
-            self.close_conn(service, cid);
+            let (sched, runtime) = (&mut self.sched, &self.runtime);
+            vm(&self.lua, |state| {
+                close_conn(state, sched, runtime, service, cid)
+            });
         }
         if self.threads.len() < THREAD_POOL {
             self.threads.push(session.thread);
@@ -627,133 +642,48 @@ impl LuaService {
     /// Step 4: flush what the slice wrote, close what it closed, start what
     /// it forked.
     fn after_slice(&mut self, service: &Arc<Service>) {
-        let state_cell = self.shared.state.clone();
-        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-        if !state.wakeups.is_empty() {
+        let (sched, runtime, dirty) = (&mut self.sched, &self.runtime, &mut self.dirty);
+        let forks = vm(&self.lua, |state| {
             for sid in std::mem::take(&mut state.wakeups) {
-                self.sched.wake(&mut state, sid, Reply::Nothing);
+                sched.wake(state, sid, Reply::Nothing);
             }
-        }
-        // Flush what the slice wrote: one write syscall per connection.
-        // (The dirty list is swapped with a kept buffer: no allocation.)
-        let mut closing = Vec::new();
-        if !state.dirty.is_empty() {
-            std::mem::swap(&mut state.dirty, &mut self.dirty);
-            for &cid in &self.dirty {
-                let Some(entry) = state.conns.get_mut(cid) else {
-                    continue;
-                };
-                entry.dirty = false;
-                match entry.phase {
-                    Phase::Open => {
-                        let _ = entry.conn.flush();
-                    }
-                    Phase::Closing => closing.push(cid),
-                    Phase::Connecting => {}
-                }
-            }
-            self.dirty.clear();
-        }
-        let spawns = if state.spawns.is_empty() {
-            Vec::new()
-        } else {
-            std::mem::take(&mut state.spawns)
-        };
-        drop(state);
-        if self.shared.has_collected.swap(false, Ordering::AcqRel) {
-            let collected = std::mem::take(
-                &mut *self
-                    .shared
-                    .collected
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner()),
-            );
-            closing.extend(collected);
-        }
-        for cid in closing {
-            self.close_conn(service, cid);
-        }
-        for spawn in spawns {
-            if let Some(sid) = self.new_session(&spawn.function, None) {
-                self.sched.ready.push_back((sid, Reply::Args(spawn.args)));
-            }
-        }
-    }
-
-    /// Closes a connection: wakes whoever waits on it, then flushes and
-    /// drains it (see `advance_close`).
-    fn close_conn(&mut self, service: &Arc<Service>, cid: u64) {
-        let state_cell = self.shared.state.clone();
-        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(entry) = state.conns.get_mut(cid) else {
-            return;
-        };
-        entry.phase = Phase::Closing;
-        let mut waiters = std::mem::take(&mut entry.writers);
-        waiters.extend(entry.reader.take());
-        for sid in waiters {
-            self.sched.wake(&mut state, sid, Reply::Error("closed"));
-        }
-        self.advance_close(service, &mut state, cid);
-    }
-
-    /// A closing connection: flush what is left; if the peer sent data we
-    /// never read, half-close and discard input until it closes too (a plain
-    /// close with unread input sends RST, which can destroy our last answer
-    /// before the peer reads it); drop it at the linger deadline regardless.
-    fn advance_close(&mut self, service: &Arc<Service>, state: &mut State, cid: u64) {
-        let linger_ms = state.settings.linger_ms;
-        let Some(entry) = state.conns.get_mut(cid) else {
-            return;
-        };
-        let mut done = entry.conn.failed;
-        if !done {
-            let _ = entry.conn.flush();
-            done = entry.conn.failed;
-        }
-        if !done && entry.conn.output.is_empty() {
-            if !entry.draining {
-                entry.conn.input.clear();
-                let unread = !entry.conn.eof && matches!(entry.conn.fill(64 * 1024), Fill::Data(_));
-                if unread {
-                    let _ = entry.conn.stream.shutdown(std::net::Shutdown::Write);
-                    entry.draining = true;
-                } else {
-                    done = true;
-                }
-            }
-            if entry.draining {
-                // Bounded per call; the linger deadline bounds the whole.
-                for _ in 0..16 {
-                    entry.conn.input.clear();
-                    match entry.conn.fill(64 * 1024) {
-                        Fill::Data(_) => continue,
-                        Fill::WouldBlock => break,
-                        Fill::Closed | Fill::Reset => {
-                            done = true;
-                            break;
+            // Flush what the slice wrote: one write syscall per connection.
+            // (The dirty list is swapped with a kept buffer: no allocation.)
+            let mut closing = Vec::new();
+            if !state.dirty.is_empty() {
+                std::mem::swap(&mut state.dirty, dirty);
+                for &cid in dirty.iter() {
+                    let Some(entry) = state.conns.get_mut(cid) else {
+                        continue;
+                    };
+                    entry.dirty = false;
+                    match entry.phase {
+                        Phase::Open => {
+                            let _ = entry.conn.flush();
                         }
+                        Phase::Closing => closing.push(cid),
+                        Phase::Connecting => {}
                     }
                 }
-                entry.conn.input.clear();
+                dirty.clear();
+            }
+            if !state.collected.is_empty() {
+                closing.append(&mut state.collected);
+            }
+            for cid in closing {
+                close_conn(state, sched, runtime, service, cid);
+            }
+            if state.forks.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut state.forks)
+            }
+        });
+        for fork in forks {
+            if let Some(sid) = self.new_session(&fork.function, None) {
+                self.sched.ready.push_back((sid, Reply::Args(fork.args)));
             }
         }
-        if done {
-            self.drop_conn(service, state, cid);
-            return;
-        }
-        if entry.linger_deadline.is_none() {
-            let deadline = now_ms() + linger_ms;
-            entry.linger_deadline = Some(deadline);
-            self.shared
-                .runtime
-                .add_timer(service, deadline, (cid << 1) | 1);
-        }
-    }
-
-    fn drop_conn(&mut self, _service: &Arc<Service>, state: &mut State, cid: u64) {
-        // Dropping the entry closes the socket and counts it down.
-        state.conns.remove(cid);
     }
 
     fn on_accept(&mut self, service: &Arc<Service>, listener: u32, accepted: lunet_core::Accepted) {
@@ -762,8 +692,8 @@ impl LuaService {
             peer,
             count,
         } = accepted;
-        let cid = {
-            let mut state = self.lock();
+        let runtime = &self.runtime;
+        let registered = vm(&self.lua, |state| {
             let cid = state.conns.insert(ConnEntry {
                 conn: Connection::new(stream),
                 phase: Phase::Open,
@@ -778,16 +708,24 @@ impl LuaService {
             });
             let token = lunet_core::reactor::token(service.index(), index_of(cid));
             let entry = state.conns.get_mut(cid).expect("just inserted");
-            if let Err(e) = self.shared.runtime.registry().register(
+            match runtime.registry().register(
                 &mut entry.conn.stream,
                 token,
                 mio::Interest::READABLE | mio::Interest::WRITABLE,
             ) {
+                Ok(()) => Ok(cid),
+                Err(e) => {
+                    state.conns.remove(cid);
+                    Err(e)
+                }
+            }
+        });
+        let cid = match registered {
+            Ok(cid) => cid,
+            Err(e) => {
                 tracing::error!(service = %self.name, "cannot register connection from {peer}: {e}");
-                state.conns.remove(cid);
                 return;
             }
-            cid
         };
         let handler = self.run_handler.clone();
         match self.new_session(&handler, Some(cid)) {
@@ -798,98 +736,115 @@ impl LuaService {
                 ]);
                 self.sched.ready.push_back((sid, Reply::Args(args)));
             }
-            None => self.close_conn(service, cid),
+            None => {
+                let (sched, runtime) = (&mut self.sched, &self.runtime);
+                vm(&self.lua, |state| {
+                    close_conn(state, sched, runtime, service, cid)
+                });
+            }
         }
     }
 
     fn on_io(&mut self, service: &Arc<Service>, slot: u32, readiness: Readiness) {
-        let state_cell = self.shared.state.clone();
-        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(cid) = state.conns.id_at(slot) else {
-            return;
-        };
-        let high_water = state.settings.high_water;
-        let entry = state.conns.get_mut(cid).expect("id_at found it");
-        if readiness.is_readable() {
-            entry.conn.readable = true;
-        }
-        if readiness.is_hangup() {
-            entry.conn.hangup = true;
-        }
-        if readiness.is_writable() {
-            entry.conn.writable = true;
-        }
-        match entry.phase {
-            Phase::Closing => self.advance_close(service, &mut state, cid),
-            Phase::Connecting => {
-                if !readiness.is_writable() {
-                    return;
-                }
-                let result = match entry.conn.stream.take_error() {
-                    Ok(Some(e)) | Err(e) => Err(e),
-                    Ok(None) => match entry.conn.stream.peer_addr() {
-                        Ok(_) => Ok(()),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return,
-                        Err(e) => Err(e),
-                    },
-                };
-                let writers = std::mem::take(&mut entry.writers);
-                match result {
-                    Ok(()) => {
-                        entry.phase = Phase::Open;
-                        for sid in writers {
-                            self.sched.wake(&mut state, sid, Reply::True);
-                        }
-                    }
-                    Err(e) => {
-                        entry.conn.failed = true;
-                        let word = connect_word(&e).unwrap_or("connect failed");
-                        for sid in writers {
-                            self.sched.wake(&mut state, sid, Reply::Error(word));
-                        }
-                    }
-                }
+        let (sched, runtime, bytes) = (&mut self.sched, &self.runtime, &mut self.bytes);
+        let read = vm(&self.lua, |state| -> Option<(u64, Taken)> {
+            let cid = state.conns.id_at(slot)?;
+            let high_water = state.settings.high_water;
+            let entry = state.conns.get_mut(cid)?;
+            if readiness.is_readable() {
+                entry.conn.readable = true;
             }
-            Phase::Open => {
-                if !entry.conn.output.is_empty() && entry.conn.writable {
-                    let _ = entry.conn.flush();
+            if readiness.is_hangup() {
+                entry.conn.hangup = true;
+            }
+            if readiness.is_writable() {
+                entry.conn.writable = true;
+            }
+            match entry.phase {
+                Phase::Closing => {
+                    advance_close(state, runtime, service, cid);
+                    None
                 }
-                if !entry.writers.is_empty()
-                    && (entry.conn.failed || entry.conn.output.len() <= high_water / 2)
-                {
-                    let failed = entry.conn.failed;
-                    for sid in std::mem::take(&mut entry.writers) {
-                        let reply = if failed {
-                            Reply::Error("closed")
-                        } else {
-                            Reply::True
-                        };
-                        self.sched.wake(&mut state, sid, reply);
+                Phase::Connecting => {
+                    if !readiness.is_writable() {
+                        return None;
                     }
+                    let result = match entry.conn.stream.take_error() {
+                        Ok(Some(e)) | Err(e) => Err(e),
+                        Ok(None) => match entry.conn.stream.peer_addr() {
+                            Ok(_) => Ok(()),
+                            Err(e) if e.kind() == std::io::ErrorKind::NotConnected => return None,
+                            Err(e) => Err(e),
+                        },
+                    };
+                    let writers = std::mem::take(&mut entry.writers);
+                    let failure = match result {
+                        Ok(()) => {
+                            entry.phase = Phase::Open;
+                            None
+                        }
+                        Err(e) => {
+                            entry.conn.failed = true;
+                            Some(connect_word(&e).unwrap_or("connect failed"))
+                        }
+                    };
+                    for sid in writers {
+                        let reply = failure.map_or(Reply::True, Reply::Error);
+                        sched.wake(state, sid, reply);
+                    }
+                    None
                 }
-                let entry = state.conns.get_mut(cid).expect("still there");
-                if let Some(sid) = entry.reader {
-                    let Some(session) = self.sched.sessions.get(sid) else {
+                Phase::Open => {
+                    if !entry.conn.output.is_empty() && entry.conn.writable {
+                        let _ = entry.conn.flush();
+                    }
+                    if !entry.writers.is_empty()
+                        && (entry.conn.failed || entry.conn.output.len() <= high_water / 2)
+                    {
+                        let failed = entry.conn.failed;
+                        for sid in std::mem::take(&mut entry.writers) {
+                            let reply = if failed {
+                                Reply::Error("closed")
+                            } else {
+                                Reply::True
+                            };
+                            sched.wake(state, sid, reply);
+                        }
+                    }
+                    let entry = state.conns.get_mut(cid)?;
+                    let sid = entry.reader?;
+                    let Some(Session {
+                        wait: Wait::Read(_, request),
+                        ..
+                    }) = sched.sessions.get(sid)
+                    else {
                         entry.reader = None;
-                        return;
+                        return None;
                     };
-                    let Wait::Read(_, kind) = &session.wait else {
-                        entry.reader = None;
-                        return;
-                    };
-                    let outcome = try_read(entry, kind);
+                    let outcome = read::try_read(entry, request);
                     if matches!(outcome, ReadOutcome::Wait) {
-                        return;
+                        return None;
                     }
-                    match take_read(&self.lua, entry, outcome) {
-                        Ok((data, err, partial)) => {
-                            self.sched
-                                .wake(&mut state, sid, Reply::Read(data, err, partial))
-                        }
-                        Err(_) => self.sched.wake(&mut state, sid, Reply::Error("no memory")),
-                    }
+                    let taken = read::take(entry, outcome, bytes);
+                    sched.unlink(state, sid);
+                    Some((sid, taken))
                 }
             }
+        });
+        if let Some((sid, taken)) = read {
+            self.ready_with_read(sid, taken);
+        }
+    }
+
+    /// Queues a session whose read finished, its answer in `self.bytes`.
+    fn ready_with_read(&mut self, sid: u64, taken: Taken) {
+        let reply = match read::answer(&self.lua, taken, &self.bytes) {
+            Ok((data, err, partial)) => Reply::Read(data, err, partial),
+            Err(_) => Reply::Error("no memory"),
+        };
+        self.sched.ready.push_back((sid, reply));
+        if self.bytes.capacity() > read::KEEP_BYTES {
+            self.bytes = Vec::new();
         }
     }
 
@@ -897,14 +852,14 @@ impl LuaService {
         let now = now_ms();
         if id & 1 == 1 {
             let cid = id >> 1;
-            let state_cell = self.shared.state.clone();
-            let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-            let expired = state.conns.get(cid).is_some_and(|e| {
-                e.phase == Phase::Closing && e.linger_deadline.is_some_and(|d| d <= now)
+            vm(&self.lua, |state| {
+                let expired = state.conns.get(cid).is_some_and(|e| {
+                    e.phase == Phase::Closing && e.linger_deadline.is_some_and(|d| d <= now)
+                });
+                if expired {
+                    drop_conn(state, cid);
+                }
             });
-            if expired {
-                self.drop_conn(service, &mut state, cid);
-            }
             return;
         }
         let sid = id >> 1;
@@ -917,45 +872,53 @@ impl LuaService {
         };
         if deadline > now {
             session.timer_armed = Some(deadline);
-            self.shared.runtime.add_timer(service, deadline, sid << 1);
+            self.runtime.add_timer(service, deadline, sid << 1);
             return;
         }
-        let state_cell = self.shared.state.clone();
-        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-        let reply = match &session.wait {
-            Wait::Sleep => Reply::Nothing,
-            Wait::Ready | Wait::Lane => return,
-            // As OpenResty: a read that times out hands back what arrived.
-            Wait::Read(cid, kind) if !matches!(kind, ReadRequest::Some { .. }) => {
-                match state.conns.get_mut(*cid) {
-                    Some(entry) => {
-                        let partial = self.lua.create_string(entry.conn.input.as_slice()).ok();
-                        let len = entry.conn.input.len();
-                        entry.conn.input.consume(len);
-                        Reply::Read(Value::Nil, Some("timeout"), partial)
+        let (sched, bytes) = (&mut self.sched, &mut self.bytes);
+        let timed_out_read = vm(&self.lua, |state| {
+            let reply = match &sched.sessions.get(sid)?.wait {
+                Wait::Sleep => Reply::Nothing,
+                Wait::Ready | Wait::Lane => return None,
+                // As OpenResty: a read that times out hands back what arrived.
+                Wait::Read(cid, request) if request.returns_partial() => {
+                    match state.conns.get_mut(*cid) {
+                        Some(entry) => {
+                            read::take_all(entry, bytes);
+                            sched.unlink(state, sid);
+                            return Some(Taken::Failed {
+                                err: "timeout",
+                                partial: true,
+                            });
+                        }
+                        None => Reply::Error("timeout"),
                     }
-                    None => Reply::Error("timeout"),
                 }
-            }
-            _ => Reply::Error("timeout"),
-        };
-        self.sched.wake(&mut state, sid, reply);
+                _ => Reply::Error("timeout"),
+            };
+            sched.wake(state, sid, reply);
+            None
+        });
+        if let Some(taken) = timed_out_read {
+            self.ready_with_read(sid, taken);
+        }
     }
 
     fn on_shutdown(&mut self) {
-        let state_cell = self.shared.state.clone();
-        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-        state.shutting_down = true;
-        for cid in state.conns.ids() {
-            let Some(entry) = state.conns.get(cid) else {
-                continue;
-            };
-            if entry.count.is_some() && entry.conn.input.is_empty() {
-                if let Some(sid) = entry.reader {
-                    self.sched.wake(&mut state, sid, Reply::Error("closed"));
+        let sched = &mut self.sched;
+        vm(&self.lua, |state| {
+            state.shutting_down = true;
+            for cid in state.conns.ids() {
+                let Some(entry) = state.conns.get(cid) else {
+                    continue;
+                };
+                if entry.count.is_some() && entry.conn.input.is_empty() {
+                    if let Some(sid) = entry.reader {
+                        sched.wake(state, sid, Reply::Error("closed"));
+                    }
                 }
             }
-        }
+        });
     }
 
     fn on_lane_done(&mut self, sid: u64, result: Box<dyn std::any::Any + Send>) {
@@ -969,9 +932,8 @@ impl LuaService {
             Ok(reply) => Reply::Plain(reply.0),
             Err(_) => Reply::Error("lane task failed"),
         };
-        let state_cell = self.shared.state.clone();
-        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-        self.sched.wake(&mut state, sid, reply);
+        let sched = &mut self.sched;
+        vm(&self.lua, |state| sched.wake(state, sid, reply));
     }
 
     /// A lane slot freed: submit parked tasks in arrival order.
@@ -983,7 +945,7 @@ impl LuaService {
             let Wait::LaneSlot(task) = std::mem::replace(&mut session.wait, Wait::Lane) else {
                 continue;
             };
-            match self.shared.runtime.lane_submit(service, sid, task) {
+            match self.runtime.lane_submit(service, sid, task) {
                 Ok(()) => session.deadline = None,
                 Err(task) => {
                     session.wait = Wait::LaneSlot(task);
@@ -1018,22 +980,17 @@ impl LuaService {
             MessageKind::Start => self.start_main(message),
             MessageKind::Continue => {}
             MessageKind::Send | MessageKind::Call => {
-                let is_call = kind == MessageKind::Call;
-                let answering = is_call.then_some((message.source, message.session));
-                if !self.lock().dispatch {
+                let answering =
+                    (kind == MessageKind::Call).then_some((message.source, message.session));
+                if !vm(&self.lua, |state| state.dispatch) {
                     match answering {
-                        Some((to, session)) => {
-                            services::answer(
-                                &self.shared,
-                                to,
-                                session,
-                                MessageKind::Error,
-                                services::error_payload(&format!(
-                                    "service :{} ({}) has no lunet.dispatch function",
-                                    service.id(),
-                                    self.name
-                                )),
+                        Some(caller) => {
+                            let text = format!(
+                                "service :{} ({}) has no lunet.dispatch function",
+                                service.id(),
+                                self.name
                             );
+                            self.answer(caller, MessageKind::Error, services::error_payload(&text));
                         }
                         None => tracing::warn!(
                             service = %self.name,
@@ -1047,11 +1004,9 @@ impl LuaService {
                 let mut args = match codec::decode(&self.lua, &message.payload) {
                     Ok(args) => args,
                     Err(e) => {
-                        if let Some((to, session)) = answering {
-                            services::answer(
-                                &self.shared,
-                                to,
-                                session,
+                        if let Some(caller) = answering {
+                            self.answer(
+                                caller,
                                 MessageKind::Error,
                                 services::error_payload(&e.to_string()),
                             );
@@ -1062,8 +1017,8 @@ impl LuaService {
                 args.push_front(Value::Integer(message.source as i64));
                 let dispatch = self.dispatch.clone();
                 if let Some(sid) = self.new_session(&dispatch, None) {
-                    if let Some(call) = answering {
-                        self.lock().calls.insert(sid, call);
+                    if let Some(caller) = answering {
+                        vm(&self.lua, |state| state.calls.insert(sid, caller));
                     }
                     self.sched.ready.push_back((sid, Reply::Args(args)));
                 }
@@ -1090,22 +1045,28 @@ impl LuaService {
                     }
                 };
                 values.push_front(Value::Boolean(kind == MessageKind::Response));
-                let state_cell = self.shared.state.clone();
-                let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-                self.sched.wake(&mut state, sid, Reply::Args(values));
+                let sched = &mut self.sched;
+                vm(&self.lua, |state| {
+                    sched.wake(state, sid, Reply::Args(values))
+                });
             }
-            MessageKind::Kill => self.lock().exiting = true,
+            MessageKind::Kill => vm(&self.lua, |state| state.exiting = true),
         }
     }
 
-    /// True when nothing can ever wake this service again: no session, no
-    /// dispatch function, no listener, no connection.
-    fn idle_forever(&self) -> bool {
-        if !self.sched.sessions.is_empty() || !self.sched.ready.is_empty() || self.main.is_some() {
-            return false;
-        }
-        let state = self.lock();
-        !state.dispatch && state.listen_calls.is_empty() && state.conns.is_empty()
+    /// True when the service exits now: it was told to, or nothing can ever
+    /// wake it again (no session, no dispatch function, no listener, no
+    /// connection).
+    fn done(&self) -> bool {
+        let quiet =
+            self.sched.sessions.is_empty() && self.sched.ready.is_empty() && self.main.is_none();
+        vm(&self.lua, |state| {
+            state.exiting
+                || (quiet
+                    && !state.dispatch
+                    && state.listen_calls.is_empty()
+                    && state.conns.is_empty())
+        })
     }
 
     /// The service ends: callers waiting on it get errors, its sockets close.
@@ -1114,33 +1075,23 @@ impl LuaService {
             return;
         }
         self.exited = true;
-        let state_cell = self.shared.state.clone();
-        let mut state = state_cell.lock().unwrap_or_else(|e| e.into_inner());
-        let mut owed: Vec<(u64, u64)> = state.calls.drain().map(|(_, call)| call).collect();
-        owed.extend(state.delayed.drain().map(|(call, _)| call));
-        for cid in state.conns.ids() {
-            self.drop_conn(service, &mut state, cid);
-        }
-        drop(state);
+        let mut owed: Vec<Caller> = vm(&self.lua, |state| {
+            let mut owed: Vec<Caller> = state.calls.drain().map(|(_, call)| call).collect();
+            owed.extend(state.delayed.drain());
+            for cid in state.conns.ids() {
+                drop_conn(state, cid);
+            }
+            owed
+        });
+        owed.extend(self.main_reply.take());
         let message = format!(
             "service :{} ({}) exited before answering",
             service.id(),
             self.name
         );
-        for (to, session) in owed {
-            services::answer(
-                &self.shared,
-                to,
-                session,
-                MessageKind::Error,
-                services::error_payload(&message),
-            );
-        }
-        if let Some((to, session)) = self.main_reply.take() {
-            services::answer(
-                &self.shared,
-                to,
-                session,
+        for caller in owed {
+            self.answer(
+                caller,
                 MessageKind::Error,
                 services::error_payload(&message),
             );
@@ -1150,19 +1101,94 @@ impl LuaService {
     }
 }
 
+/// Closes a connection: wakes whoever waits on it, then flushes and drains
+/// it (see `advance_close`).
+fn close_conn(
+    state: &mut VmState,
+    sched: &mut Sched,
+    runtime: &Runtime,
+    service: &Arc<Service>,
+    cid: u64,
+) {
+    let Some(entry) = state.conns.get_mut(cid) else {
+        return;
+    };
+    entry.phase = Phase::Closing;
+    let mut waiters = std::mem::take(&mut entry.writers);
+    waiters.extend(entry.reader.take());
+    for sid in waiters {
+        sched.wake(state, sid, Reply::Error("closed"));
+    }
+    advance_close(state, runtime, service, cid);
+}
+
+/// A closing connection: flush what is left; if the peer sent data we
+/// never read, half-close and discard input until it closes too (a plain
+/// close with unread input sends RST, which can destroy our last answer
+/// before the peer reads it); drop it at the linger deadline regardless.
+fn advance_close(state: &mut VmState, runtime: &Runtime, service: &Arc<Service>, cid: u64) {
+    let linger_ms = state.settings.linger_ms;
+    let Some(entry) = state.conns.get_mut(cid) else {
+        return;
+    };
+    let mut done = entry.conn.failed;
+    if !done {
+        let _ = entry.conn.flush();
+        done = entry.conn.failed;
+    }
+    if !done && entry.conn.output.is_empty() {
+        if !entry.draining {
+            entry.conn.input.clear();
+            let unread = !entry.conn.eof && matches!(entry.conn.fill(64 * 1024), Fill::Data(_));
+            if unread {
+                let _ = entry.conn.stream.shutdown(std::net::Shutdown::Write);
+                entry.draining = true;
+            } else {
+                done = true;
+            }
+        }
+        if entry.draining {
+            // Bounded per call; the linger deadline bounds the whole.
+            for _ in 0..16 {
+                entry.conn.input.clear();
+                match entry.conn.fill(64 * 1024) {
+                    Fill::Data(_) => continue,
+                    Fill::WouldBlock => break,
+                    Fill::Closed | Fill::Reset => {
+                        done = true;
+                        break;
+                    }
+                }
+            }
+            entry.conn.input.clear();
+        }
+    }
+    if done {
+        drop_conn(state, cid);
+        return;
+    }
+    if entry.linger_deadline.is_none() {
+        let deadline = now_ms() + linger_ms;
+        entry.linger_deadline = Some(deadline);
+        runtime.add_timer(service, deadline, (cid << 1) | 1);
+    }
+}
+
+fn drop_conn(state: &mut VmState, cid: u64) {
+    // Dropping the entry closes the socket and counts it down.
+    state.conns.remove(cid);
+}
+
 impl ServiceBody for LuaService {
     fn run(&mut self, service: &Arc<Service>, events: &mut VecDeque<Event>) -> Status {
-        {
-            let mut slot = self
-                .shared
-                .service
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            if slot.is_none() {
-                *slot = Some(Arc::downgrade(service));
-                self.interrupt.set_name(&self.name, service.id());
-                service.set_interrupt(self.interrupt.clone());
-            }
+        if self.self_id == 0 {
+            self.self_id = service.id();
+            vm(&self.lua, |state| {
+                state.service = Arc::downgrade(service);
+                state.self_id = service.id();
+            });
+            self.interrupt.set_name(&self.name, service.id());
+            service.set_interrupt(self.interrupt.clone());
         }
         for event in events.drain(..) {
             match event {
@@ -1178,8 +1204,7 @@ impl ServiceBody for LuaService {
                 self.drain_ready(service);
             }
         }
-        let exiting = self.lock().exiting;
-        if exiting || self.idle_forever() {
+        if self.done() {
             self.exit(service);
             return Status::Exited;
         }
@@ -1195,10 +1220,8 @@ impl ServiceBody for LuaService {
                         || (message.kind == MessageKind::Start.code() && message.session != 0) =>
                 {
                     let text = format!("service :{} ({}) has exited", service.id(), self.name);
-                    services::answer(
-                        &self.shared,
-                        message.source,
-                        message.session,
+                    self.answer(
+                        (message.source, message.session),
                         MessageKind::Error,
                         services::error_payload(&text),
                     );

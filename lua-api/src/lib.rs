@@ -9,16 +9,18 @@ pub mod host;
 mod interrupt;
 pub mod lane;
 pub mod protocol;
+mod read;
 mod services;
+mod settings;
 mod slab;
-pub mod state;
+mod state;
 
 pub use host::{check_script, LuaService, Script, ServiceOptions};
 
 /// The kind byte of the message that starts a service's main chunk
 /// ([`protocol::MessageKind::Start`]), for embedders that post it themselves.
 pub const KIND_START: u8 = protocol::MessageKind::Start as u8;
-pub use state::Settings;
+pub use settings::Settings;
 
 /// The mlua this crate is built on, for embedders that add their own modules.
 pub use mlua;

@@ -5,13 +5,14 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use lunet_core::{Message, PostError, Service};
+use lunet_core::{Message, PostError, Runtime, Service};
 use mlua::{Lua, MultiValue, Table, Thread, Value};
 
-use crate::api::Shared;
 use crate::codec::{self, CodecError};
 use crate::host::{LuaService, Script, ServiceOptions};
 use crate::protocol::MessageKind;
+use crate::settings::Settings;
+use crate::state::{with_state, VmState};
 
 fn runtime_error(message: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(message.into())
@@ -22,14 +23,13 @@ fn codec_error(what: &str, e: CodecError) -> mlua::Error {
 }
 
 /// A handle (integer) or a registered name.
-fn target(shared: &Shared, handle: &Value) -> Result<Arc<Service>, String> {
+fn target(runtime: &Runtime, handle: &Value) -> Result<Arc<Service>, String> {
     let id = match handle {
         Value::Integer(id) => *id as u64,
         Value::Number(f) => *f as u64,
         Value::String(name) => {
             let name = name.to_string_lossy();
-            shared
-                .runtime
+            runtime
                 .query_name(&name)
                 .ok_or_else(|| format!("no service is named '{name}'"))?
         }
@@ -40,7 +40,7 @@ fn target(shared: &Shared, handle: &Value) -> Result<Arc<Service>, String> {
             ))
         }
     };
-    shared.runtime.service(id).ok_or_else(|| DEAD.to_string())
+    runtime.service(id).ok_or_else(|| DEAD.to_string())
 }
 
 /// What `target` says of a handle whose service is gone.
@@ -55,21 +55,18 @@ fn describe(handle: &Value) -> String {
     }
 }
 
-pub fn self_id(shared: &Shared) -> u64 {
-    shared.service().map_or(0, |s| s.id())
-}
-
-/// Sends an answer (or an error) to a caller.
-pub fn answer(shared: &Shared, to: u64, session: u64, kind: MessageKind, payload: Vec<u8>) -> bool {
-    match shared.runtime.service(to) {
-        Some(service) => shared.runtime.post(
+/// Sends an answer (or an error) from service `from` to a caller.
+pub fn answer(
+    runtime: &Runtime,
+    from: u64,
+    (to, session): (u64, u64),
+    kind: MessageKind,
+    payload: Vec<u8>,
+) -> bool {
+    match runtime.service(to) {
+        Some(service) => runtime.post(
             &service,
-            lunet_core::Event::Message(Message::new(
-                self_id(shared),
-                session,
-                kind.code(),
-                payload,
-            )),
+            lunet_core::Event::Message(Message::new(from, session, kind.code(), payload)),
         ),
         None => false,
     }
@@ -82,25 +79,30 @@ pub fn error_payload(message: &str) -> Vec<u8> {
     payload
 }
 
-pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
-    let sh = shared.clone();
+pub fn build(
+    lua: &Lua,
+    runtime: &Runtime,
+    settings: &Arc<Settings>,
+    core: &Table,
+) -> mlua::Result<()> {
     core.set(
         "self",
-        lua.create_function(move |_, ()| Ok(self_id(&sh) as i64))?,
+        lua.create_function(|lua, ()| Ok(with_state(lua, |state| state.self_id as i64)?))?,
     )?;
 
-    let sh = shared.clone();
+    let rt = runtime.clone();
     core.set(
         "send",
-        lua.create_function(move |_, (handle, args): (Value, MultiValue)| {
-            let target = match target(&sh, &handle) {
+        lua.create_function(move |lua, (handle, args): (Value, MultiValue)| {
+            let target = match target(&rt, &handle) {
                 Ok(t) => t,
                 Err(e) => return Ok((None, Some(e))),
             };
             let mut payload = Vec::new();
             codec::encode(args.iter(), &mut payload).map_err(|e| codec_error("lunet.send", e))?;
-            let message = Message::new(self_id(&sh), 0, MessageKind::Send.code(), payload);
-            match sh.runtime.post_message(&target, message) {
+            let from = with_state(lua, |state| state.self_id)?;
+            let message = Message::new(from, 0, MessageKind::Send.code(), payload);
+            match rt.post_message(&target, message) {
                 Ok(()) => Ok((Some(true), None)),
                 Err((PostError::Overloaded, _)) => Ok((None, Some("overloaded".to_string()))),
                 Err((PostError::Dead, _)) => Ok((None, Some("dead".to_string()))),
@@ -110,14 +112,14 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
 
     // Posts the request; the wrapper then yields OP_CALL and gets
     // (true, answer...) or (false, error).
-    let sh = shared.clone();
+    let rt = runtime.clone();
     core.set(
         "call",
         lua.create_function(
-            move |_,
+            move |lua,
                   (handle, args): (Value, MultiValue)|
                   -> mlua::Result<(Option<i64>, Option<String>)> {
-                let target = match target(&sh, &handle) {
+                let target = match target(&rt, &handle) {
                     Ok(target) => target,
                     Err(e) if e == DEAD => {
                         return Ok((
@@ -131,9 +133,9 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
                 if let Err(e) = codec::encode(args.iter(), &mut payload) {
                     return Ok((None, Some(format!("lunet.call: {e}"))));
                 }
-                let token = call_token(&sh);
-                let message = Message::new(self_id(&sh), token, MessageKind::Call.code(), payload);
-                match sh.runtime.post_message(&target, message) {
+                let (from, token) = with_state(lua, |state| (state.self_id, call_token(state)))?;
+                let message = Message::new(from, token, MessageKind::Call.code(), payload);
+                match rt.post_message(&target, message) {
                     Ok(()) => Ok((Some(token as i64), None)),
                     Err((PostError::Overloaded, _)) => Ok((
                         None,
@@ -151,55 +153,54 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
         )?,
     )?;
 
-    let sh = shared.clone();
+    let rt = runtime.clone();
+    let spawn_settings = settings.clone();
     core.set(
         "spawn",
         lua.create_function(move |lua, (options, args): (Table, MultiValue)| {
-            match spawn(&sh, options, args) {
+            match spawn(lua, &rt, &spawn_settings, options, args) {
                 Ok((handle, token)) => Ok((Some(handle), Value::Integer(token as i64))),
                 Err(e) => Ok((None, Value::String(lua.create_string(&e)?))),
             }
         })?,
     )?;
 
-    let sh = shared.clone();
     core.set(
         "exit",
-        lua.create_function(move |_, ()| {
-            sh.lock()?.exiting = true;
-            Ok(())
-        })?,
+        lua.create_function(|lua, ()| Ok(with_state(lua, |state| state.exiting = true)?))?,
     )?;
 
-    let sh = shared.clone();
+    let rt = runtime.clone();
     core.set(
         "kill",
-        lua.create_function(move |_, handle: Value| {
-            let target = match target(&sh, &handle) {
+        lua.create_function(move |lua, handle: Value| {
+            let target = match target(&rt, &handle) {
                 Ok(t) => t,
                 Err(_) => return Ok(false),
             };
-            if target.id() == self_id(&sh) {
-                sh.lock()?.exiting = true;
-                return Ok(true);
-            }
-            Ok(sh
-                .runtime
-                .kill(&target, Message::signal(MessageKind::Kill.code())))
+            let itself = with_state(lua, |state| {
+                let itself = target.id() == state.self_id;
+                if itself {
+                    state.exiting = true;
+                }
+                itself
+            })?;
+            Ok(itself || rt.kill(&target, Message::signal(MessageKind::Kill.code())))
         })?,
     )?;
 
-    let sh = shared.clone();
+    let rt = runtime.clone();
     core.set(
         "register",
-        lua.create_function(move |_, name: String| {
+        lua.create_function(move |lua, name: String| {
             if name.is_empty() {
                 return Ok((
                     false,
                     Some("lunet.register: the name must not be empty".to_string()),
                 ));
             }
-            match sh.runtime.register_name(&name, self_id(&sh)) {
+            let id = with_state(lua, |state| state.self_id)?;
+            match rt.register_name(&name, id) {
                 Ok(()) => Ok((true, None)),
                 Err(owner) => Ok((
                     false,
@@ -211,42 +212,35 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
         })?,
     )?;
 
-    let sh = shared.clone();
+    let rt = runtime.clone();
     core.set(
         "query",
-        lua.create_function(move |_, name: String| {
-            Ok(sh.runtime.query_name(&name).map(|id| id as i64))
-        })?,
+        lua.create_function(move |_, name: String| Ok(rt.query_name(&name).map(|id| id as i64)))?,
     )?;
 
-    let sh = shared.clone();
     core.set(
         "set_dispatch",
-        lua.create_function(move |_, ()| {
-            sh.lock()?.dispatch = true;
-            Ok(())
-        })?,
+        lua.create_function(|lua, ()| Ok(with_state(lua, |state| state.dispatch = true)?))?,
     )?;
 
-    let sh = shared.clone();
+    let rt = runtime.clone();
     core.set(
         "response",
         lua.create_function(move |lua, ()| {
-            let (to, session) = {
-                let mut state = sh.lock()?;
-                let current = sh.current.load(Ordering::Relaxed);
-                let Some(call) = state.calls.remove(&current) else {
-                    return Err(runtime_error(
-                        "lunet.response: this session is not answering a call (or already took its answer)",
-                    ));
-                };
-                state.delayed.insert(call, ());
-                call
+            let taken = with_state(lua, |state| {
+                let call = state.calls.remove(&state.current)?;
+                state.delayed.insert(call);
+                Some((state.self_id, call))
+            })?;
+            let Some((from, caller)) = taken else {
+                return Err(runtime_error(
+                    "lunet.response: this session is not answering a call (or already took its answer)",
+                ));
             };
-            let used = Arc::new(AtomicBool::new(false));
-            let sh = sh.clone();
-            let reply = lua.create_function(move |_, args: MultiValue| {
-                if used.swap(true, Ordering::SeqCst) {
+            let used = AtomicBool::new(false);
+            let rt = rt.clone();
+            let reply = lua.create_function(move |lua, args: MultiValue| {
+                if used.swap(true, Ordering::Relaxed) {
                     return Ok(false);
                 }
                 let mut payload = Vec::new();
@@ -257,39 +251,52 @@ pub fn build(lua: &Lua, shared: &Shared, core: &Table) -> mlua::Result<()> {
                         MessageKind::Error
                     }
                 };
-                sh.lock()?.delayed.remove(&(to, session));
-                Ok(answer(&sh, to, session, kind, payload))
+                with_state(lua, |state| state.delayed.remove(&caller))?;
+                Ok(answer(&rt, from, caller, kind, payload))
             })?;
             Ok(reply)
         })?,
     )?;
 
-    let sh = shared.clone();
     core.set(
         "wakeup",
-        lua.create_function(move |_, co: Thread| {
-            let mut state = sh.lock()?;
-            match state.suspended.remove(&(co.to_pointer() as usize)) {
-                Some(sid) => {
-                    state.wakeups.push(sid);
-                    Ok(true)
+        lua.create_function(|lua, co: Thread| {
+            let pointer = co.to_pointer() as usize;
+            Ok(with_state(lua, |state| {
+                match state.suspended.remove(&pointer) {
+                    Some(sid) => {
+                        state.wakeups.push(sid);
+                        true
+                    }
+                    None => false,
                 }
-                None => Ok(false),
-            }
+            })?)
         })?,
     )?;
 
     Ok(())
 }
 
-fn spawn(shared: &Shared, options: Table, args: MultiValue) -> Result<(i64, u64), String> {
-    spawn_inner(shared, options, args).map_err(|e| match e {
+fn spawn(
+    lua: &Lua,
+    runtime: &Runtime,
+    settings: &Arc<Settings>,
+    options: Table,
+    args: MultiValue,
+) -> Result<(i64, u64), String> {
+    spawn_inner(lua, runtime, settings, options, args).map_err(|e| match e {
         mlua::Error::RuntimeError(message) => message,
         other => other.to_string(),
     })
 }
 
-fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Result<(i64, u64)> {
+fn spawn_inner(
+    lua: &Lua,
+    runtime: &Runtime,
+    settings: &Arc<Settings>,
+    options: Table,
+    args: MultiValue,
+) -> mlua::Result<(i64, u64)> {
     let script: String = options
         .get::<Option<String>>("script")?
         .ok_or_else(|| runtime_error("lunet.spawn: a script path is required"))?;
@@ -297,7 +304,6 @@ fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Resul
     let memory: Option<i64> = options.get("memory")?;
     let mailbox: Option<i64> = options.get("mailbox")?;
     let trusted: bool = options.get::<Option<bool>>("trusted")?.unwrap_or(false);
-    let settings = shared.lock()?.settings.clone();
     let path = resolve_script(&script, settings.script_dir.as_deref())
         .ok_or_else(|| runtime_error(format!("lunet.spawn: cannot find script '{script}'")))?;
     // A script is read here, on the worker: it is small and in the page cache
@@ -317,34 +323,34 @@ fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Resul
         memory_limit: memory.filter(|m| *m > 0).map(|m| m as usize),
     };
     let body = LuaService::build(
-        &shared.runtime,
+        runtime,
         &label,
-        settings,
+        settings.clone(),
         &script,
         None,
         service_options,
         &|_| Ok(()),
     )
     .map_err(|e| runtime_error(format!("lunet.spawn: {e}")))?;
-    let service = shared.runtime.spawn_service(&label, Box::new(body));
+    let service = runtime.spawn_service(&label, Box::new(body));
     if let Some(cap) = mailbox.filter(|m| *m > 0) {
         service.set_mailbox_cap(cap as usize);
     }
     // START goes in first: the mailbox keeps order, so a message sent by
     // someone who finds the name runs after the main chunk has begun.
-    let session = call_token(shared);
-    shared.runtime.post(
+    let (from, session) = with_state(lua, |state| (state.self_id, call_token(state)))?;
+    runtime.post(
         &service,
         lunet_core::Event::Message(Message::new(
-            self_id(shared),
+            from,
             session,
             MessageKind::Start.code(),
             payload,
         )),
     );
     if let Some(name) = &name {
-        if let Err(owner) = shared.runtime.register_name(name, service.id()) {
-            shared.runtime.post(
+        if let Err(owner) = runtime.register_name(name, service.id()) {
+            runtime.post(
                 &service,
                 lunet_core::Event::Message(Message::signal(MessageKind::Kill.code())),
             );
@@ -359,9 +365,10 @@ fn spawn_inner(shared: &Shared, options: Table, args: MultiValue) -> mlua::Resul
 /// The id of a call: the calling session's slot and a sequence number, so
 /// an answer that comes after its caller stopped waiting (an error was
 /// raised, the slot was reused) never wakes the wrong wait.
-fn call_token(shared: &Shared) -> u64 {
-    let slot = crate::slab::index_of(shared.current.load(Ordering::Relaxed)) as u64;
-    let seq = shared.next_call.fetch_add(1, Ordering::Relaxed) as u64 & 0x3FFF_FFFF;
+fn call_token(state: &mut VmState) -> u64 {
+    let slot = crate::slab::index_of(state.current) as u64;
+    let seq = state.next_call as u64 & 0x3FFF_FFFF;
+    state.next_call = state.next_call.wrapping_add(1);
     (seq << 32) | slot
 }
 

@@ -73,11 +73,6 @@ impl<T> Slab<T> {
         entry.value.as_mut()
     }
 
-    /// By index alone (socket tokens carry only the index).
-    pub fn get_index_mut(&mut self, index: u32) -> Option<&mut T> {
-        self.entries.get_mut(index as usize)?.value.as_mut()
-    }
-
     pub fn remove(&mut self, id: u64) -> Option<T> {
         let index = id as u32;
         let entry = self.entries.get_mut(index as usize)?;
@@ -88,10 +83,6 @@ impl<T> Slab<T> {
         self.free.push(index);
         self.len -= 1;
         Some(value)
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -123,6 +114,5 @@ mod tests {
         assert_eq!(index_of(a), index_of(b));
         assert_eq!(slab.get(a), None);
         assert_eq!(slab.get(b), Some(&"b"));
-        assert_eq!(slab.len(), 1);
     }
 }
