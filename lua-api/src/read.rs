@@ -10,7 +10,7 @@ use lunet_core::connection::Fill;
 use memchr::memmem;
 
 use crate::protocol::ReadKind;
-use crate::state::{ConnEntry, Phase};
+use crate::state::{ConnEntry, ConnectionPhase};
 
 /// Size of a `readsome` without a `max`.
 const READSOME_DEFAULT: usize = 64 * 1024;
@@ -251,7 +251,7 @@ pub fn try_read(entry: &mut ConnEntry, request: &ReadRequest) -> ReadOutcome {
                 partial: true,
             };
         }
-        if !entry.conn.readable || entry.phase == Phase::Connecting {
+        if !entry.conn.readable || entry.phase == ConnectionPhase::Connecting {
             return ReadOutcome::Wait;
         }
         // Reading more than the request needs is fine (it stays buffered);

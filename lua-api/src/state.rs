@@ -25,7 +25,7 @@ use crate::slab::Slab;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub enum ConnectionPhase {
     /// Outbound connect in progress.
     Connecting,
     Open,
@@ -35,7 +35,7 @@ pub enum Phase {
 
 pub struct ConnEntry {
     pub conn: Connection,
-    pub phase: Phase,
+    pub phase: ConnectionPhase,
     pub peer: Option<SocketAddr>,
     /// An accepted connection's place in the runtime's counts (counted
     /// down when the entry is dropped); `None` for outbound connections.

@@ -1,6 +1,7 @@
 //! The actor half of the `lunet` module: spawn, send, call, names, exit,
 //! delayed answers and wait/wakeup. Messages travel as `Event::Message`
-//! with a payload made by `codec.rs`; kinds are `protocol::MessageKind`.
+//! with a payload made by `codec.rs`; kinds are `protocol::MessageKind`;
+//! answers go out through `mail.rs`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use mlua::{Lua, MultiValue, Table, Thread, Value};
 
 use crate::codec::{self, CodecError};
 use crate::host::{LuaService, Script, ServiceOptions};
+use crate::mail::{answer, error_payload};
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
 use crate::state::{with_state, VmState};
@@ -53,30 +55,6 @@ fn describe(handle: &Value) -> String {
         Value::String(name) => format!("'{}'", name.to_string_lossy()),
         other => other.type_name().to_string(),
     }
-}
-
-/// Sends an answer (or an error) from service `from` to a caller.
-pub fn answer(
-    runtime: &Runtime,
-    from: u64,
-    (to, session): (u64, u64),
-    kind: MessageKind,
-    payload: Vec<u8>,
-) -> bool {
-    match runtime.service(to) {
-        Some(service) => runtime.post(
-            &service,
-            lunet_core::Event::Message(Message::new(from, session, kind.code(), payload)),
-        ),
-        None => false,
-    }
-}
-
-/// An error answer's payload: one string.
-pub fn error_payload(message: &str) -> Vec<u8> {
-    let mut payload = Vec::new();
-    let _ = codec::encode_str(message, &mut payload);
-    payload
 }
 
 pub fn build(

@@ -1,22 +1,15 @@
-//! The Rust half of the `lunet` module: the fast paths the Lua wrappers in
-//! `prelude.lua` call. None of these yields; a wrapper yields when one says
-//! `false` (must wait).
-//!
-//! Every callback reaches the VM's state once, through
-//! [`with_state`](crate::state::with_state), and makes Lua values only
-//! after that borrow ended.
+//! The socket methods' fast paths: read, write, close, peer, settimeout,
+//! connect, and the note a collected socket object leaves.
 
 use std::cell::Cell;
-use std::sync::Arc;
 
 use lunet_core::connection::Connection;
-use lunet_core::{now_ms, Runtime};
-use mlua::{Function, Lua, MultiValue, Table, Value, Variadic};
+use lunet_core::Runtime;
+use mlua::{Lua, Table, Value, Variadic};
 
 use crate::read::{self, ReadOutcome, ReadRequest, Taken};
-use crate::settings::Settings;
 use crate::slab::index_of;
-use crate::state::{with_state, ConnEntry, Fork, Phase};
+use crate::state::{with_state, ConnEntry, ConnectionPhase};
 
 fn append_value(out: &mut lunet_core::buffer::Buffer, value: &Value, n: usize) -> mlua::Result<()> {
     match value {
@@ -49,11 +42,7 @@ enum ReadStep {
     Closed,
 }
 
-/// Builds the table of Rust functions handed to `prelude.lua`.
-pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Result<Table> {
-    let core = lua.create_table()?;
-    crate::protocol::install(lua, &core)?;
-
+pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     // The bytes of an answer, kept between calls. Taken out of the cell
     // while in use: a finalizer that reads during the string's allocation
     // finds it empty and uses a fresh one.
@@ -71,7 +60,7 @@ pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Re
                     let Some(entry) = state.conns.get_mut(id as u64) else {
                         return Ok(ReadStep::Closed);
                     };
-                    if entry.phase == Phase::Closing {
+                    if entry.phase == ConnectionPhase::Closing {
                         return Ok(ReadStep::Closed);
                     }
                     if entry.reader.is_some() {
@@ -108,14 +97,14 @@ pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Re
                 let Some(entry) = state.conns.get_mut(id) else {
                     return Ok((Value::Nil, Some("closed")));
                 };
-                if entry.phase == Phase::Closing || entry.conn.failed {
+                if entry.phase == ConnectionPhase::Closing || entry.conn.failed {
                     return Ok((Value::Nil, Some("closed")));
                 }
                 append_value(&mut entry.conn.output, &first, 1)?;
                 for (i, value) in rest.iter().enumerate() {
                     append_value(&mut entry.conn.output, value, i + 2)?;
                 }
-                if entry.conn.output.len() > high_water && entry.phase == Phase::Open {
+                if entry.conn.output.len() > high_water && entry.phase == ConnectionPhase::Open {
                     // Try once now; wait only if the peer really is slow.
                     let _ = entry.conn.flush();
                     if entry.conn.failed {
@@ -139,8 +128,8 @@ pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Re
         lua.create_function(|lua, id: i64| {
             Ok(with_state(lua, |state| {
                 match state.conns.get_mut(id as u64) {
-                    Some(entry) if entry.phase != Phase::Closing => {
-                        entry.phase = Phase::Closing;
+                    Some(entry) if entry.phase != ConnectionPhase::Closing => {
+                        entry.phase = ConnectionPhase::Closing;
                         // The scheduler finishes the close after this slice.
                         state.mark_dirty(id as u64);
                         (true, None)
@@ -185,59 +174,6 @@ pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Re
         })?,
     )?;
 
-    let env = settings.clone();
-    core.set(
-        "getenv",
-        lua.create_function(move |lua, (key, default): (String, Value)| {
-            Ok(match env.env.get(&key) {
-                Some(v) => Value::String(lua.create_string(v)?),
-                None => default,
-            })
-        })?,
-    )?;
-
-    core.set("now", lua.create_function(|_, ()| Ok(now_ms() as i64))?)?;
-
-    core.set(
-        "log",
-        lua.create_function(|_, (level, parts): (String, Variadic<Value>)| {
-            let mut message = String::new();
-            for part in parts.iter() {
-                match part {
-                    Value::String(s) => message.push_str(&s.to_string_lossy()),
-                    other => message.push_str(&format!("{other:?}")),
-                }
-            }
-            match level.as_str() {
-                "error" => tracing::error!(target: "lua", "{message}"),
-                "warn" => tracing::warn!(target: "lua", "{message}"),
-                "debug" => tracing::debug!(target: "lua", "{message}"),
-                "trace" => tracing::trace!(target: "lua", "{message}"),
-                _ => tracing::info!(target: "lua", "{message}"),
-            }
-            Ok(())
-        })?,
-    )?;
-
-    let rt = runtime.clone();
-    core.set(
-        "listen",
-        lua.create_function(move |lua, addr: String| {
-            let (service, key) = with_state(lua, |state| {
-                let count = state.listen_calls.entry(addr.clone()).or_insert(0);
-                *count += 1;
-                let key = format!("{addr}#{count}");
-                (state.service(), key)
-            })?;
-            let service =
-                service.ok_or_else(|| mlua::Error::runtime("lunet.listen: no service"))?;
-            match rt.listen(&addr, &key, &service) {
-                Ok((id, bound)) => Ok((id, bound.to_string())),
-                Err(e) => Err(mlua::Error::runtime(format!("lunet.listen {addr}: {e}"))),
-            }
-        })?,
-    )?;
-
     let rt = runtime.clone();
     core.set(
         "connect",
@@ -270,7 +206,7 @@ pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Re
                         .ok_or_else(|| mlua::Error::runtime("lunet.connect: no service"))?;
                     let id = state.conns.insert(ConnEntry {
                         conn: Connection::new(stream),
-                        phase: Phase::Connecting,
+                        phase: ConnectionPhase::Connecting,
                         peer: Some(parsed),
                         count: None,
                         timeout_ms: timeout.filter(|t| *t > 0.0).map_or(0, |t| t.ceil() as u64),
@@ -296,19 +232,7 @@ pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Re
         )?,
     )?;
 
-    core.set(
-        "fork",
-        lua.create_function(|lua, (function, args): (Function, MultiValue)| {
-            Ok(with_state(lua, |state| {
-                state.forks.push(Fork { function, args })
-            })?)
-        })?,
-    )?;
-
-    core.set("shared_dict", lua.create_function(crate::dict::open)?)?;
-    crate::services::build(lua, runtime, settings, &core)?;
-
-    Ok(core)
+    Ok(())
 }
 
 /// The error word for a failed connect, when there is one ("refused",

@@ -1,0 +1,96 @@
+//! The Rust half of the `lunet` module: the fast paths the Lua wrappers in
+//! `prelude.lua` call. None of these yields; a wrapper yields when one says
+//! `false` (must wait).
+//!
+//! Every callback reaches the VM's state once, through
+//! [`with_state`](crate::state::with_state), and makes Lua values only
+//! after that borrow ended. Socket methods are in `socket.rs`, the actor
+//! calls in `services.rs`; the rest is here.
+
+mod services;
+mod socket;
+
+pub use socket::connect_word;
+
+use std::sync::Arc;
+
+use lunet_core::{now_ms, Runtime};
+use mlua::{Function, Lua, MultiValue, Table, Value, Variadic};
+
+use crate::settings::Settings;
+use crate::state::{with_state, Fork};
+
+/// Builds the table of Rust functions handed to `prelude.lua`.
+pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Result<Table> {
+    let core = lua.create_table()?;
+    crate::protocol::install(lua, &core)?;
+
+    socket::build(lua, runtime, &core)?;
+
+    let env = settings.clone();
+    core.set(
+        "getenv",
+        lua.create_function(move |lua, (key, default): (String, Value)| {
+            Ok(match env.env.get(&key) {
+                Some(v) => Value::String(lua.create_string(v)?),
+                None => default,
+            })
+        })?,
+    )?;
+
+    core.set("now", lua.create_function(|_, ()| Ok(now_ms() as i64))?)?;
+
+    core.set(
+        "log",
+        lua.create_function(|_, (level, parts): (String, Variadic<Value>)| {
+            let mut message = String::new();
+            for part in parts.iter() {
+                match part {
+                    Value::String(s) => message.push_str(&s.to_string_lossy()),
+                    other => message.push_str(&format!("{other:?}")),
+                }
+            }
+            match level.as_str() {
+                "error" => tracing::error!(target: "lua", "{message}"),
+                "warn" => tracing::warn!(target: "lua", "{message}"),
+                "debug" => tracing::debug!(target: "lua", "{message}"),
+                "trace" => tracing::trace!(target: "lua", "{message}"),
+                _ => tracing::info!(target: "lua", "{message}"),
+            }
+            Ok(())
+        })?,
+    )?;
+
+    let rt = runtime.clone();
+    core.set(
+        "listen",
+        lua.create_function(move |lua, addr: String| {
+            let (service, key) = with_state(lua, |state| {
+                let count = state.listen_calls.entry(addr.clone()).or_insert(0);
+                *count += 1;
+                let key = format!("{addr}#{count}");
+                (state.service(), key)
+            })?;
+            let service =
+                service.ok_or_else(|| mlua::Error::runtime("lunet.listen: no service"))?;
+            match rt.listen(&addr, &key, &service) {
+                Ok((id, bound)) => Ok((id, bound.to_string())),
+                Err(e) => Err(mlua::Error::runtime(format!("lunet.listen {addr}: {e}"))),
+            }
+        })?,
+    )?;
+
+    core.set(
+        "fork",
+        lua.create_function(|lua, (function, args): (Function, MultiValue)| {
+            Ok(with_state(lua, |state| {
+                state.forks.push(Fork { function, args })
+            })?)
+        })?,
+    )?;
+
+    core.set("shared_dict", lua.create_function(crate::dict::open)?)?;
+    services::build(lua, runtime, settings, &core)?;
+
+    Ok(core)
+}

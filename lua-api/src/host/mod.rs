@@ -1,0 +1,154 @@
+//! The scheduler of one Lua VM: a [`ServiceBody`] whose sessions are Lua
+//! coroutines. Its rooms:
+//!
+//! - `build.rs`: building a VM (the `lunet` module, the prelude, the
+//!   sandbox, the script) and checking a script;
+//! - `sessions.rs`: sessions, what they wait for, the ready queue, resuming
+//!   them and what follows each slice;
+//! - `connections.rs`: the life of a connection: accepted, ready, closing,
+//!   lingering, dropped;
+//! - `inbox.rs`: messages from other services, answers owed, and exit.
+//!
+//! Protocol of a blocking call (the other half is in `prelude.lua`):
+//! 1. A wrapper calls a Rust fast path (`api/`). If the answer is at hand
+//!    (bytes buffered, socket readable now) it returns at once: no yield.
+//! 2. Otherwise the wrapper yields an operation (`protocol::Op`):
+//!    `(OP.READ, conn)`, `(OP.WRITE, conn)`, `(OP.SLEEP, ms)`, ... The
+//!    resume returns those values here; `register_wait` decodes them
+//!    (`protocol::Yielded`), records what the session waits for and arms
+//!    its timer.
+//! 3. Events (readiness, timers) satisfy waits; a satisfied session goes on
+//!    the ready queue with the values to resume it with, and `drain_ready`
+//!    resumes it: they are what its `coroutine.yield` returns.
+//! 4. After every slice the connections it wrote to are flushed (one write
+//!    syscall each), sockets it closed are closed, sessions it forked start.
+//!
+//! Timer ids: a session's is `session_id << 1`, a closing connection's is
+//! `conn_id << 1 | 1`. A session keeps at most a couple of timers in the
+//! wheel however often it waits: a timer that fires early is re-armed.
+
+mod build;
+mod connections;
+mod inbox;
+mod sessions;
+
+use std::collections::VecDeque;
+use std::sync::{mpsc, Arc};
+
+use lunet_core::{Event, Runtime, Service, ServiceBody, Status};
+use mlua::{Function, Lua, Thread};
+
+use crate::interrupt::LuaInterrupt;
+use crate::mail;
+use crate::protocol::MessageKind;
+use crate::settings::Settings;
+use crate::state::{with_state, Caller, VmState};
+
+pub use build::{check_script, Script, ServiceOptions};
+use sessions::Sched;
+
+/// A Lua VM run as a service: the body `lunet serve` hosts and
+/// `lunet.spawn` starts are made of.
+pub struct LuaService {
+    lua: Lua,
+    runtime: Runtime,
+    settings: Arc<Settings>,
+    name: String,
+    /// This service's handle (0 until it first runs).
+    self_id: u64,
+    sched: Sched,
+    threads: Vec<Thread>,
+    run_handler: Function,
+    main: Option<Function>,
+    main_session: Option<u64>,
+    startup: Option<mpsc::Sender<Result<(), String>>>,
+    /// Runs `lunet.dispatch`'s function for a message.
+    dispatch: Function,
+    interrupt: Arc<LuaInterrupt>,
+    /// Who spawned us and waits for our main chunk's first slice.
+    main_reply: Option<Caller>,
+    exited: bool,
+    /// Kept buffer for `after_slice` (swapped with `VmState::dirty`).
+    dirty: Vec<u64>,
+    /// Kept buffer for the answers of reads that waited (see `read.rs`).
+    bytes: Vec<u8>,
+}
+
+/// The scheduler's access to the VM's state. It cannot be refused: the
+/// scheduler runs between resumes, when no callback holds the state.
+fn vm<R>(lua: &Lua, f: impl FnOnce(&mut VmState) -> R) -> R {
+    match with_state(lua, f) {
+        Ok(result) => result,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+impl LuaService {
+    /// True when the service exits now: it was told to, or nothing can ever
+    /// wake it again (no session, no dispatch function, no listener, no
+    /// connection).
+    fn done(&self) -> bool {
+        let quiet =
+            self.sched.sessions.is_empty() && self.sched.ready.is_empty() && self.main.is_none();
+        vm(&self.lua, |state| {
+            state.exiting
+                || (quiet
+                    && !state.dispatch
+                    && state.listen_calls.is_empty()
+                    && state.conns.is_empty())
+        })
+    }
+}
+
+impl ServiceBody for LuaService {
+    fn run(&mut self, service: &Arc<Service>, events: &mut VecDeque<Event>) -> Status {
+        if self.self_id == 0 {
+            self.self_id = service.id();
+            vm(&self.lua, |state| {
+                state.service = Arc::downgrade(service);
+                state.self_id = service.id();
+            });
+            self.interrupt.set_name(&self.name, service.id());
+            service.set_interrupt(self.interrupt.clone());
+        }
+        for event in events.drain(..) {
+            match event {
+                Event::Io { slot, readiness } => self.on_io(service, slot, readiness),
+                Event::Accept { listener, accepted } => self.on_accept(service, listener, accepted),
+                Event::LaneSlot => self.on_lane_slot(service),
+                Event::Timer { id } => self.on_timer(service, id),
+                Event::Message(message) => self.on_message(service, message),
+                Event::LaneDone { ticket, result } => self.on_lane_done(ticket, result),
+                Event::Shutdown => self.on_shutdown(),
+            }
+            if !self.sched.ready.is_empty() {
+                self.drain_ready(service);
+            }
+        }
+        if self.done() {
+            self.exit(service);
+            return Status::Exited;
+        }
+        Status::Alive
+    }
+
+    fn bounce(&mut self, service: &Arc<Service>, events: VecDeque<Event>) {
+        self.exit(service);
+        for event in events {
+            match event {
+                Event::Message(message)
+                    if message.kind == MessageKind::Call.code()
+                        || (message.kind == MessageKind::Start.code() && message.session != 0) =>
+                {
+                    let text = format!("service :{} ({}) has exited", service.id(), self.name);
+                    self.answer(
+                        (message.source, message.session),
+                        MessageKind::Error,
+                        mail::error_payload(&text),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,577 @@
+//! Sessions: the coroutines of a VM, what each waits for, the ready queue,
+//! and resuming them (steps 2 to 4 of the protocol in `mod.rs`).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use lunet_core::lane::Task;
+use lunet_core::{now_ms, Event, Runtime, Service};
+use mlua::thread::ThreadStatus;
+use mlua::{Function, MultiValue, Thread, Value};
+
+use super::connections::{close_conn, drop_conn};
+use super::{vm, LuaService};
+use crate::codec;
+use crate::interrupt::killed_message;
+use crate::lane::{build_task, LaneReply, Plain};
+use crate::mail;
+use crate::protocol::{MessageKind, Yielded};
+use crate::read::{self, ReadRequest, Taken};
+use crate::slab::Slab;
+use crate::state::{ConnectionPhase, VmState};
+
+/// Ready sessions resumed per event before the service yields its worker.
+pub(super) const READY_BUDGET: usize = 4096;
+/// Finished coroutines kept for reuse.
+pub(super) const THREAD_POOL: usize = 256;
+
+pub(super) enum Wait {
+    /// Running, or on the ready queue.
+    Ready,
+    Read(u64, ReadRequest),
+    Write(u64),
+    Connect(u64),
+    Sleep,
+    /// A lane task runs for this session (ticket = session id).
+    Lane,
+    /// The lane queue was full: the task waits here for a slot.
+    LaneSlot(Task),
+    /// Waits for the answer to a call (or a spawn) it made; the token
+    /// names the call (see `services::call_token`).
+    Call(u64),
+    /// In `lunet.wait()` until `lunet.wakeup`.
+    Suspended(usize),
+}
+
+pub(super) struct Session {
+    pub(super) thread: Thread,
+    pub(super) wait: Wait,
+    pub(super) deadline: Option<u64>,
+    /// Earliest deadline of this session's timers in the wheel.
+    pub(super) timer_armed: Option<u64>,
+    /// The connection a handler session serves: closed when it ends.
+    pub(super) owned_conn: Option<u64>,
+}
+
+pub(super) enum ResumeWith {
+    Nothing,
+    True,
+    Args(MultiValue),
+    /// A read's answer: `data` or `nil, err [, partial]`.
+    Read(Value, Option<&'static str>, Option<mlua::LuaString>),
+    Error(&'static str),
+    Plain(Vec<Plain>),
+    /// The call was misused: the Lua wrapper raises this message.
+    Misuse(String),
+}
+
+/// Third value of a reply that the wrapper turns into an error (see
+/// `lane_result` in prelude.lua).
+pub(super) const MISUSE: &str = "lunet:misuse";
+
+/// Sessions and the ready queue: the part of the scheduler Lua never sees.
+#[derive(Default)]
+pub(super) struct Sched {
+    pub(super) sessions: Slab<Session>,
+    pub(super) ready: VecDeque<(u64, ResumeWith)>,
+    /// Sessions whose lane task waits for a queue slot, in arrival order.
+    pub(super) lane_blocked: VecDeque<u64>,
+}
+
+impl Sched {
+    /// Marks a waiting session ready, dropping the connection's reference
+    /// to it; false if it was not waiting (already ready, or gone). The
+    /// caller queues it with its reply.
+    pub(super) fn unlink(&mut self, state: &mut VmState, sid: u64) -> bool {
+        let Some(session) = self.sessions.get_mut(sid) else {
+            return false;
+        };
+        match std::mem::replace(&mut session.wait, Wait::Ready) {
+            Wait::Ready => return false,
+            Wait::Read(cid, _) => {
+                if let Some(entry) = state.conns.get_mut(cid) {
+                    if entry.reader == Some(sid) {
+                        entry.reader = None;
+                    }
+                }
+            }
+            Wait::Write(cid) | Wait::Connect(cid) => {
+                if let Some(entry) = state.conns.get_mut(cid) {
+                    entry.writers.retain(|&w| w != sid);
+                }
+            }
+            Wait::Suspended(pointer) => {
+                state.suspended.remove(&pointer);
+            }
+            Wait::Sleep | Wait::Lane | Wait::LaneSlot(_) | Wait::Call(_) => {}
+        }
+        session.deadline = None;
+        true
+    }
+
+    /// Moves a waiting session to the ready queue with `reply`. A session
+    /// already ready is left alone.
+    pub(super) fn wake(&mut self, state: &mut VmState, sid: u64, reply: ResumeWith) {
+        if self.unlink(state, sid) {
+            self.ready.push_back((sid, reply));
+        }
+    }
+}
+
+/// Gives a waiting session a deadline `timeout_ms` from now. A timer is
+/// added only if none of the session's timers fires by then (one that fires
+/// early is re-armed by `on_timer`), so a session that waits often keeps at
+/// most a couple of entries in the wheel.
+pub(super) fn arm_timeout(
+    runtime: &Runtime,
+    service: &Arc<Service>,
+    sid: u64,
+    session: &mut Session,
+    timeout_ms: u64,
+) {
+    let deadline = now_ms().saturating_add(timeout_ms);
+    session.deadline = Some(deadline);
+    if session.timer_armed.is_none_or(|armed| armed > deadline) {
+        session.timer_armed = Some(deadline);
+        runtime.add_timer(service, deadline, sid << 1);
+    }
+}
+
+impl LuaService {
+    pub(super) fn new_session(
+        &mut self,
+        function: &Function,
+        owned_conn: Option<u64>,
+    ) -> Option<u64> {
+        let thread = match self.threads.pop() {
+            Some(thread) if thread.reset(function.clone()).is_ok() => thread,
+            _ => match self.lua.create_thread(function.clone()) {
+                Ok(thread) => thread,
+                Err(e) => {
+                    tracing::error!(service = %self.name, "cannot create a coroutine: {e}");
+                    return None;
+                }
+            },
+        };
+        Some(self.sched.sessions.insert(Session {
+            thread,
+            wait: Wait::Ready,
+            deadline: None,
+            timer_armed: None,
+            owned_conn,
+        }))
+    }
+
+    pub(super) fn drain_ready(&mut self, service: &Arc<Service>) {
+        let mut budget = READY_BUDGET;
+        while let Some((sid, reply)) = self.sched.ready.pop_front() {
+            self.resume(service, sid, reply);
+            budget -= 1;
+            if budget == 0 && !self.sched.ready.is_empty() {
+                // Let other services have the worker; come back for the rest.
+                self.runtime.post(
+                    service,
+                    Event::Message(lunet_core::Message::signal(MessageKind::Continue.code())),
+                );
+                return;
+            }
+        }
+    }
+
+    pub(super) fn resume(&mut self, service: &Arc<Service>, sid: u64, reply: ResumeWith) {
+        let Some(session) = self.sched.sessions.get(sid) else {
+            return;
+        };
+        vm(&self.lua, |state| state.current = sid);
+        // Borrowed, not cloned: a clone of a Lua reference is a push and a pop
+        // on mlua's reference stack, on every resume.
+        let thread = &session.thread;
+        self.interrupt.enter(thread);
+        let result = match reply {
+            ResumeWith::Nothing => thread.resume::<MultiValue>(()),
+            ResumeWith::True => thread.resume::<MultiValue>(true),
+            ResumeWith::Args(args) => thread.resume::<MultiValue>(args),
+            ResumeWith::Read(data, err, partial) => {
+                thread.resume::<MultiValue>((data, err, partial))
+            }
+            ResumeWith::Error(err) => thread.resume::<MultiValue>((Value::Nil, err)),
+            ResumeWith::Misuse(err) => thread.resume::<MultiValue>((Value::Nil, err, MISUSE)),
+            ResumeWith::Plain(values) => {
+                let mut args = MultiValue::with_capacity(values.len());
+                for value in values {
+                    match value.into_lua(&self.lua) {
+                        Ok(value) => args.push_back(value),
+                        Err(e) => {
+                            args.clear();
+                            args.push_back(Value::Nil);
+                            // Under a memory limit even the message may not fit.
+                            args.push_back(
+                                self.lua
+                                    .create_string(e.to_string())
+                                    .map_or(Value::Nil, Value::String),
+                            );
+                            break;
+                        }
+                    }
+                }
+                thread.resume::<MultiValue>(args)
+            }
+        };
+        let resumable = thread.status() == ThreadStatus::Resumable;
+        let killed = self.interrupt.leave();
+        // The main chunk has started well once it returns (it may yield on
+        // the way, e.g. to open a database): then `lunet serve` goes on and
+        // `lunet.spawn` returns. An error before that fails the start.
+        let main_done = match result {
+            Ok(_) if killed => {
+                self.finish(service, sid, Some(killed_message()), MultiValue::new());
+                false
+            }
+            Ok(values) if resumable => {
+                self.register_wait(service, sid, values);
+                false
+            }
+            Ok(values) => {
+                self.finish(service, sid, None, values);
+                true
+            }
+            Err(e) => {
+                let message = if killed {
+                    killed_message()
+                } else {
+                    e.to_string()
+                };
+                self.finish(service, sid, Some(message), MultiValue::new());
+                false
+            }
+        };
+        if main_done && self.main_session == Some(sid) {
+            // Loading leaves garbage behind; an idle service should not keep it.
+            let _ = self.lua.gc_collect();
+            if let Some(startup) = self.startup.take() {
+                let _ = startup.send(Ok(()));
+            }
+            if let Some(caller) = self.main_reply.take() {
+                let mut payload = Vec::new();
+                let _ = codec::encode([Value::Boolean(true)].iter(), &mut payload);
+                self.answer(caller, MessageKind::Response, payload);
+            }
+        }
+        self.after_slice(service);
+    }
+
+    /// Step 2 of the protocol: what did the session yield for?
+    pub(super) fn register_wait(&mut self, service: &Arc<Service>, sid: u64, values: MultiValue) {
+        let Some(yielded) = Yielded::decode(values) else {
+            self.finish(
+                service,
+                sid,
+                Some(
+                    "a session yielded outside lunet's API (a bare coroutine.yield in a \
+                     handler?): it was stopped"
+                        .into(),
+                ),
+                MultiValue::new(),
+            );
+            return;
+        };
+        let registered = match yielded {
+            Yielded::Read { conn: cid } => vm(&self.lua, |state| {
+                let pending = state.pending_read.take();
+                let shutting_down = state.shutting_down;
+                let Some(entry) = state.conns.get_mut(cid) else {
+                    return Err(ResumeWith::Error("closed"));
+                };
+                let request = match pending {
+                    Some((pending_cid, request)) if pending_cid == cid => request,
+                    _ => {
+                        return Err(ResumeWith::Misuse(
+                            "lunet: a read yielded without its request".into(),
+                        ))
+                    }
+                };
+                if entry.reader.is_some() || entry.phase == ConnectionPhase::Closing {
+                    return Err(ResumeWith::Error("closed"));
+                }
+                if shutting_down && entry.count.is_some() && entry.conn.input.is_empty() {
+                    return Err(ResumeWith::Error("closed"));
+                }
+                entry.reader = Some(sid);
+                Ok((Wait::Read(cid, request), entry.timeout_ms))
+            }),
+            Yielded::Write { conn: cid } | Yielded::Connect { conn: cid } => {
+                let connect = matches!(yielded, Yielded::Connect { .. });
+                vm(&self.lua, |state| {
+                    let Some(entry) = state.conns.get_mut(cid) else {
+                        return Err(ResumeWith::Error("closed"));
+                    };
+                    entry.writers.push(sid);
+                    let wait = if connect {
+                        Wait::Connect(cid)
+                    } else {
+                        Wait::Write(cid)
+                    };
+                    Ok((wait, entry.timeout_ms))
+                })
+            }
+            Yielded::Lane { op, args } => {
+                let task = match build_task(op, &args) {
+                    Ok(task) => task,
+                    Err(e) => {
+                        // Misuse (a table as a bind value...): the wrapper raises.
+                        self.sched.ready.push_back((sid, ResumeWith::Misuse(e)));
+                        return;
+                    }
+                };
+                let lane_timeout = self.settings.lane_timeout_ms;
+                let Some(session) = self.sched.sessions.get_mut(sid) else {
+                    return;
+                };
+                match self.runtime.lane_submit(service, sid, task) {
+                    Ok(()) => session.wait = Wait::Lane,
+                    Err(task) => {
+                        session.wait = Wait::LaneSlot(task);
+                        self.sched.lane_blocked.push_back(sid);
+                        if lane_timeout > 0 {
+                            arm_timeout(&self.runtime, service, sid, session, lane_timeout);
+                        }
+                    }
+                }
+                return;
+            }
+            Yielded::Call { token } => Ok((Wait::Call(token), 0)),
+            Yielded::Wait { coroutine } => {
+                // The coroutine that waits: the session's own, or a user
+                // coroutine inside it (lunet.wakeup names that one).
+                let pointer = match (coroutine, self.sched.sessions.get(sid)) {
+                    (Some(co), _) => co.to_pointer() as usize,
+                    (None, Some(session)) => session.thread.to_pointer() as usize,
+                    (None, None) => return,
+                };
+                vm(&self.lua, |state| state.suspended.insert(pointer, sid));
+                Ok((Wait::Suspended(pointer), 0))
+            }
+            Yielded::Exit => {
+                vm(&self.lua, |state| state.exiting = true);
+                self.finish(service, sid, None, MultiValue::new());
+                return;
+            }
+            Yielded::Sleep { ms } => {
+                if ms.is_nan() || ms <= 0.0 {
+                    Err(ResumeWith::Nothing)
+                } else {
+                    Ok((Wait::Sleep, ms.ceil().min(1e15) as u64))
+                }
+            }
+        };
+        let (wait, timeout_ms) = match registered {
+            Ok(wait) => wait,
+            Err(reply) => {
+                self.sched.ready.push_back((sid, reply));
+                return;
+            }
+        };
+        let Some(session) = self.sched.sessions.get_mut(sid) else {
+            return;
+        };
+        session.wait = wait;
+        if timeout_ms > 0 {
+            arm_timeout(&self.runtime, service, sid, session, timeout_ms);
+        }
+    }
+
+    pub(super) fn finish(
+        &mut self,
+        service: &Arc<Service>,
+        sid: u64,
+        error: Option<String>,
+        values: MultiValue,
+    ) {
+        let Some(session) = self.sched.sessions.remove(sid) else {
+            return;
+        };
+        // A call this session was answering gets its return values (or the error).
+        if let Some(caller) = vm(&self.lua, |state| state.calls.remove(&sid)) {
+            let (kind, payload) = match &error {
+                Some(error) => (MessageKind::Error, mail::error_payload(error)),
+                None => {
+                    let mut payload = Vec::new();
+                    match codec::encode(values.iter(), &mut payload) {
+                        Ok(()) => (MessageKind::Response, payload),
+                        Err(e) => (
+                            MessageKind::Error,
+                            mail::error_payload(&format!("the answer could not be sent: {e}")),
+                        ),
+                    }
+                }
+            };
+            self.answer(caller, kind, payload);
+        }
+        if let Some(error) = error {
+            if self.main_session == Some(sid)
+                && (self.startup.is_some() || self.main_reply.is_some())
+            {
+                if let Some(startup) = self.startup.take() {
+                    let _ = startup.send(Err(error.clone()));
+                }
+                if let Some(caller) = self.main_reply.take() {
+                    self.answer(caller, MessageKind::Error, mail::error_payload(&error));
+                    // A service whose start failed does not live on.
+                    vm(&self.lua, |state| state.exiting = true);
+                }
+            } else {
+                tracing::error!(service = %self.name, handle = service.id(), "session error: {error}");
+            }
+        }
+        if let Some(cid) = session.owned_conn {
+            let (sched, runtime) = (&mut self.sched, &self.runtime);
+            vm(&self.lua, |state| {
+                close_conn(state, sched, runtime, service, cid)
+            });
+        }
+        if self.threads.len() < THREAD_POOL {
+            self.threads.push(session.thread);
+        }
+    }
+
+    /// Step 4: flush what the slice wrote, close what it closed, start what
+    /// it forked.
+    pub(super) fn after_slice(&mut self, service: &Arc<Service>) {
+        let (sched, runtime, dirty) = (&mut self.sched, &self.runtime, &mut self.dirty);
+        let forks = vm(&self.lua, |state| {
+            for sid in std::mem::take(&mut state.wakeups) {
+                sched.wake(state, sid, ResumeWith::Nothing);
+            }
+            // Flush what the slice wrote: one write syscall per connection.
+            // (The dirty list is swapped with a kept buffer: no allocation.)
+            let mut closing = Vec::new();
+            if !state.dirty.is_empty() {
+                std::mem::swap(&mut state.dirty, dirty);
+                for &cid in dirty.iter() {
+                    let Some(entry) = state.conns.get_mut(cid) else {
+                        continue;
+                    };
+                    entry.dirty = false;
+                    match entry.phase {
+                        ConnectionPhase::Open => {
+                            let _ = entry.conn.flush();
+                        }
+                        ConnectionPhase::Closing => closing.push(cid),
+                        ConnectionPhase::Connecting => {}
+                    }
+                }
+                dirty.clear();
+            }
+            if !state.collected.is_empty() {
+                closing.append(&mut state.collected);
+            }
+            for cid in closing {
+                close_conn(state, sched, runtime, service, cid);
+            }
+            if state.forks.is_empty() {
+                Vec::new()
+            } else {
+                std::mem::take(&mut state.forks)
+            }
+        });
+        for fork in forks {
+            if let Some(sid) = self.new_session(&fork.function, None) {
+                self.sched
+                    .ready
+                    .push_back((sid, ResumeWith::Args(fork.args)));
+            }
+        }
+    }
+
+    pub(super) fn on_timer(&mut self, service: &Arc<Service>, id: u64) {
+        let now = now_ms();
+        if id & 1 == 1 {
+            let cid = id >> 1;
+            vm(&self.lua, |state| {
+                let expired = state.conns.get(cid).is_some_and(|e| {
+                    e.phase == ConnectionPhase::Closing
+                        && e.linger_deadline.is_some_and(|d| d <= now)
+                });
+                if expired {
+                    drop_conn(state, cid);
+                }
+            });
+            return;
+        }
+        let sid = id >> 1;
+        let Some(session) = self.sched.sessions.get_mut(sid) else {
+            return;
+        };
+        session.timer_armed = None;
+        let Some(deadline) = session.deadline else {
+            return;
+        };
+        if deadline > now {
+            session.timer_armed = Some(deadline);
+            self.runtime.add_timer(service, deadline, sid << 1);
+            return;
+        }
+        let (sched, bytes) = (&mut self.sched, &mut self.bytes);
+        let timed_out_read = vm(&self.lua, |state| {
+            let reply = match &sched.sessions.get(sid)?.wait {
+                Wait::Sleep => ResumeWith::Nothing,
+                Wait::Ready | Wait::Lane => return None,
+                // As OpenResty: a read that times out hands back what arrived.
+                Wait::Read(cid, request) if request.returns_partial() => {
+                    match state.conns.get_mut(*cid) {
+                        Some(entry) => {
+                            read::take_all(entry, bytes);
+                            sched.unlink(state, sid);
+                            return Some(Taken::Failed {
+                                err: "timeout",
+                                partial: true,
+                            });
+                        }
+                        None => ResumeWith::Error("timeout"),
+                    }
+                }
+                _ => ResumeWith::Error("timeout"),
+            };
+            sched.wake(state, sid, reply);
+            None
+        });
+        if let Some(taken) = timed_out_read {
+            self.ready_with_read(sid, taken);
+        }
+    }
+
+    pub(super) fn on_lane_done(&mut self, sid: u64, result: Box<dyn std::any::Any + Send>) {
+        let Some(session) = self.sched.sessions.get(sid) else {
+            return;
+        };
+        if !matches!(session.wait, Wait::Lane) {
+            return;
+        }
+        let reply = match result.downcast::<LaneReply>() {
+            Ok(reply) => ResumeWith::Plain(reply.0),
+            Err(_) => ResumeWith::Error("lane task failed"),
+        };
+        let sched = &mut self.sched;
+        vm(&self.lua, |state| sched.wake(state, sid, reply));
+    }
+
+    /// A lane slot freed: submit parked tasks in arrival order.
+    pub(super) fn on_lane_slot(&mut self, service: &Arc<Service>) {
+        while let Some(sid) = self.sched.lane_blocked.pop_front() {
+            let Some(session) = self.sched.sessions.get_mut(sid) else {
+                continue;
+            };
+            let Wait::LaneSlot(task) = std::mem::replace(&mut session.wait, Wait::Lane) else {
+                continue;
+            };
+            match self.runtime.lane_submit(service, sid, task) {
+                Ok(()) => session.deadline = None,
+                Err(task) => {
+                    session.wait = Wait::LaneSlot(task);
+                    self.sched.lane_blocked.push_front(sid);
+                    return;
+                }
+            }
+        }
+    }
+}
