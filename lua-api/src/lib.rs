@@ -6,6 +6,7 @@ mod api;
 mod codec;
 mod dict;
 pub mod host;
+mod ids;
 mod interrupt;
 pub mod lane;
 mod mail;

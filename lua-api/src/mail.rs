@@ -7,19 +7,25 @@ use lunet_core::{Message, Runtime};
 
 use crate::codec;
 use crate::protocol::MessageKind;
+use crate::state::Caller;
 
 /// Sends an answer (or an error) from service `from` to a caller.
 pub fn answer(
     runtime: &Runtime,
     from: u64,
-    (to, session): (u64, u64),
+    caller: Caller,
     kind: MessageKind,
     payload: Vec<u8>,
 ) -> bool {
-    match runtime.service(to) {
+    match runtime.service(caller.service) {
         Some(service) => runtime.post(
             &service,
-            lunet_core::Event::Message(Message::new(from, session, kind.code(), payload)),
+            lunet_core::Event::Message(Message::new(
+                from,
+                caller.token.to_raw(),
+                kind.code(),
+                payload,
+            )),
         ),
         None => false,
     }

@@ -15,6 +15,8 @@
 
 use mlua::{Lua, MultiValue, Table, Thread, Value};
 
+use crate::ids::{CallToken, ConnectionId};
+
 /// Declares a set of codes: a `u8` enum, its Lua table name and the name of
 /// each code in that table.
 macro_rules! codes {
@@ -149,13 +151,13 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
 /// What a session yielded, decoded: the values after the op, typed.
 pub enum Yielded {
     Read {
-        conn: u64,
+        conn: ConnectionId,
     },
     Write {
-        conn: u64,
+        conn: ConnectionId,
     },
     Connect {
-        conn: u64,
+        conn: ConnectionId,
     },
     /// Milliseconds; `NaN` or `<= 0` means "just let others run".
     Sleep {
@@ -166,7 +168,7 @@ pub enum Yielded {
         args: MultiValue,
     },
     Call {
-        token: u64,
+        token: CallToken,
     },
     /// The coroutine that waits (a user coroutine inside the session), or
     /// `None` for the session's own.
@@ -189,12 +191,20 @@ impl Yielded {
     /// outside lunet's API (a bare `coroutine.yield`).
     pub fn decode(mut values: MultiValue) -> Option<Yielded> {
         let op = Op::from_code(integer(values.pop_front())?)?;
-        let mut conn = || integer(values.pop_front()).map(|id| id as u64);
+        let mut id = || integer(values.pop_front()).map(|id| id as u64);
         Some(match op {
-            Op::Read => Yielded::Read { conn: conn()? },
-            Op::Write => Yielded::Write { conn: conn()? },
-            Op::Connect => Yielded::Connect { conn: conn()? },
-            Op::Call => Yielded::Call { token: conn()? },
+            Op::Read => Yielded::Read {
+                conn: ConnectionId::from_raw(id()?),
+            },
+            Op::Write => Yielded::Write {
+                conn: ConnectionId::from_raw(id()?),
+            },
+            Op::Connect => Yielded::Connect {
+                conn: ConnectionId::from_raw(id()?),
+            },
+            Op::Call => Yielded::Call {
+                token: CallToken::from_raw(id()?),
+            },
             Op::Sleep => Yielded::Sleep {
                 ms: match values.pop_front() {
                     Some(Value::Integer(n)) => n as f64,

@@ -19,6 +19,7 @@ use lunet_core::connection::Connection;
 use lunet_core::Service;
 use mlua::{Function, Lua, MultiValue};
 
+use crate::ids::{CallToken, ConnectionId, SessionId};
 use crate::read::ReadRequest;
 use crate::settings::Settings;
 use crate::slab::Slab;
@@ -42,10 +43,10 @@ pub struct ConnEntry {
     pub count: Option<lunet_core::ConnectionCount>,
     /// Per-operation timeout (ms); 0 = none.
     pub timeout_ms: u64,
-    /// Sessions waiting on this connection.
-    pub reader: Option<u64>,
+    /// The session waiting to read from this connection.
+    pub reader: Option<SessionId>,
     /// Sessions waiting for the output to drain (or for a connect).
-    pub writers: Vec<u64>,
+    pub writers: Vec<SessionId>,
     /// Queued in `VmState::dirty`.
     pub dirty: bool,
     /// Half-closed by us, now discarding input until EOF.
@@ -60,8 +61,22 @@ pub struct Fork {
     pub args: MultiValue,
 }
 
-/// Who waits for an answer: the caller service and its call token.
-pub type Caller = (u64, u64);
+/// Who waits for an answer: the calling service and its call's token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Caller {
+    pub service: u64,
+    pub token: CallToken,
+}
+
+impl Caller {
+    /// Who sent `message` (a call or a spawn's start) and waits.
+    pub fn of(message: &lunet_core::Message) -> Caller {
+        Caller {
+            service: message.source,
+            token: CallToken::from_raw(message.session),
+        }
+    }
+}
 
 pub struct VmState {
     pub settings: Arc<Settings>,
@@ -71,36 +86,36 @@ pub struct VmState {
     pub self_id: u64,
     /// The session being resumed now: callbacks that need to know who
     /// calls (`lunet.call`, `lunet.response`) read it.
-    pub current: u64,
-    /// Sequence of outgoing calls (see `services::call_token`).
+    pub current: SessionId,
+    /// Sequence of outgoing calls (see [`VmState::next_call_token`]).
     pub next_call: u32,
-    pub conns: Slab<ConnEntry>,
+    pub conns: Slab<ConnectionId, ConnEntry>,
     /// Connections the current slice wrote to: flushed when it yields.
-    pub dirty: Vec<u64>,
+    pub dirty: Vec<ConnectionId>,
     pub forks: Vec<Fork>,
     /// Sockets whose Lua object was collected: closed after the slice.
-    pub collected: Vec<u64>,
+    pub collected: Vec<ConnectionId>,
     /// The server is stopping: reads of accepted connections that would
     /// wait on an empty buffer end with "closed".
     pub shutting_down: bool,
     /// `lunet.listen` calls so far per address (the n-th call of every host
     /// shares the n-th listener).
     pub listen_calls: HashMap<String, usize>,
-    /// Calls being answered: session id -> caller.
-    pub calls: HashMap<u64, Caller>,
+    /// Calls being answered, by the session that answers.
+    pub calls: HashMap<SessionId, Caller>,
     /// Calls whose answer was taken by `lunet.response()` and not yet sent.
     pub delayed: HashSet<Caller>,
     /// Sessions in `lunet.wait()`, by coroutine pointer.
-    pub suspended: HashMap<usize, u64>,
+    pub suspended: HashMap<usize, SessionId>,
     /// Sessions `lunet.wakeup` woke during this slice.
-    pub wakeups: Vec<u64>,
+    pub wakeups: Vec<SessionId>,
     /// `lunet.dispatch` was called: the service serves messages.
     pub dispatch: bool,
     /// `lunet.exit()` was called (or the service was killed).
     pub exiting: bool,
     /// The read a fast path could not finish, validated: the session yields
     /// `(OP.READ, conn)` next and the scheduler takes it from here.
-    pub pending_read: Option<(u64, ReadRequest)>,
+    pub pending_read: Option<(ConnectionId, ReadRequest)>,
 }
 
 impl VmState {
@@ -109,7 +124,7 @@ impl VmState {
             settings,
             service: Weak::new(),
             self_id: 0,
-            current: 0,
+            current: SessionId::from_raw(0),
             next_call: 1,
             conns: Slab::default(),
             dirty: Vec::new(),
@@ -127,13 +142,20 @@ impl VmState {
         }
     }
 
-    pub fn mark_dirty(&mut self, id: u64) {
+    pub fn mark_dirty(&mut self, id: ConnectionId) {
         if let Some(entry) = self.conns.get_mut(id) {
             if !entry.dirty {
                 entry.dirty = true;
                 self.dirty.push(id);
             }
         }
+    }
+
+    /// A token for the next call the current session makes.
+    pub fn next_call_token(&mut self) -> CallToken {
+        let sequence = self.next_call;
+        self.next_call = self.next_call.wrapping_add(1);
+        CallToken::new(self.current, sequence)
     }
 
     /// The service running this VM, while it lives.

@@ -7,14 +7,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use lunet_core::{Message, PostError, Runtime, Service};
-use mlua::{Lua, MultiValue, Table, Thread, Value};
+use mlua::{IntoLua, Lua, MultiValue, Table, Thread, Value};
 
 use crate::codec::{self, CodecError};
 use crate::host::{LuaService, Script, ServiceOptions};
+use crate::ids::CallToken;
 use crate::mail::{answer, error_payload};
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
-use crate::state::{with_state, VmState};
+use crate::state::with_state;
 
 fn runtime_error(message: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(message.into())
@@ -96,7 +97,7 @@ pub fn build(
         lua.create_function(
             move |lua,
                   (handle, args): (Value, MultiValue)|
-                  -> mlua::Result<(Option<i64>, Option<String>)> {
+                  -> mlua::Result<(Option<CallToken>, Option<String>)> {
                 let target = match target(&rt, &handle) {
                     Ok(target) => target,
                     Err(e) if e == DEAD => {
@@ -111,10 +112,11 @@ pub fn build(
                 if let Err(e) = codec::encode(args.iter(), &mut payload) {
                     return Ok((None, Some(format!("lunet.call: {e}"))));
                 }
-                let (from, token) = with_state(lua, |state| (state.self_id, call_token(state)))?;
-                let message = Message::new(from, token, MessageKind::Call.code(), payload);
+                let (from, token) =
+                    with_state(lua, |state| (state.self_id, state.next_call_token()))?;
+                let message = Message::new(from, token.to_raw(), MessageKind::Call.code(), payload);
                 match rt.post_message(&target, message) {
-                    Ok(()) => Ok((Some(token as i64), None)),
+                    Ok(()) => Ok((Some(token), None)),
                     Err((PostError::Overloaded, _)) => Ok((
                         None,
                         Some(format!(
@@ -137,7 +139,7 @@ pub fn build(
         "spawn",
         lua.create_function(move |lua, (options, args): (Table, MultiValue)| {
             match spawn(lua, &rt, &spawn_settings, options, args) {
-                Ok((handle, token)) => Ok((Some(handle), Value::Integer(token as i64))),
+                Ok((handle, token)) => Ok((Some(handle), token.into_lua(lua)?)),
                 Err(e) => Ok((None, Value::String(lua.create_string(&e)?))),
             }
         })?,
@@ -261,7 +263,7 @@ fn spawn(
     settings: &Arc<Settings>,
     options: Table,
     args: MultiValue,
-) -> Result<(i64, u64), String> {
+) -> Result<(i64, CallToken), String> {
     spawn_inner(lua, runtime, settings, options, args).map_err(|e| match e {
         mlua::Error::RuntimeError(message) => message,
         other => other.to_string(),
@@ -274,7 +276,7 @@ fn spawn_inner(
     settings: &Arc<Settings>,
     options: Table,
     args: MultiValue,
-) -> mlua::Result<(i64, u64)> {
+) -> mlua::Result<(i64, CallToken)> {
     let script: String = options
         .get::<Option<String>>("script")?
         .ok_or_else(|| runtime_error("lunet.spawn: a script path is required"))?;
@@ -316,12 +318,12 @@ fn spawn_inner(
     }
     // START goes in first: the mailbox keeps order, so a message sent by
     // someone who finds the name runs after the main chunk has begun.
-    let (from, session) = with_state(lua, |state| (state.self_id, call_token(state)))?;
+    let (from, session) = with_state(lua, |state| (state.self_id, state.next_call_token()))?;
     runtime.post(
         &service,
         lunet_core::Event::Message(Message::new(
             from,
-            session,
+            session.to_raw(),
             MessageKind::Start.code(),
             payload,
         )),
@@ -338,16 +340,6 @@ fn spawn_inner(
         }
     }
     Ok((service.id() as i64, session))
-}
-
-/// The id of a call: the calling session's slot and a sequence number, so
-/// an answer that comes after its caller stopped waiting (an error was
-/// raised, the slot was reused) never wakes the wrong wait.
-fn call_token(state: &mut VmState) -> u64 {
-    let slot = crate::slab::index_of(state.current) as u64;
-    let seq = state.next_call as u64 & 0x3FFF_FFFF;
-    state.next_call = state.next_call.wrapping_add(1);
-    (seq << 32) | slot
 }
 
 fn resolve_script(script: &str, dir: Option<&std::path::Path>) -> Option<std::path::PathBuf> {

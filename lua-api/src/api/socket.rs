@@ -7,8 +7,8 @@ use lunet_core::connection::Connection;
 use lunet_core::Runtime;
 use mlua::{Lua, Table, Value, Variadic};
 
+use crate::ids::ConnectionId;
 use crate::read::{self, ReadOutcome, ReadRequest, Taken};
-use crate::slab::index_of;
 use crate::state::{with_state, ConnEntry, ConnectionPhase};
 
 fn append_value(out: &mut lunet_core::buffer::Buffer, value: &Value, n: usize) -> mlua::Result<()> {
@@ -50,14 +50,20 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     core.set(
         "read",
         lua.create_function(
-            move |lua, (id, kind, size, delim): (i64, i64, Option<i64>, Option<mlua::LuaString>)| {
+            move |lua,
+                  (id, kind, size, delim): (
+                ConnectionId,
+                i64,
+                Option<i64>,
+                Option<mlua::LuaString>,
+            )| {
                 let mut bytes = kept.take();
                 let step = with_state(lua, |state| -> mlua::Result<ReadStep> {
                     let delim = delim.as_ref().map(|d| d.as_bytes());
                     let request =
                         ReadRequest::parse(kind, size, delim.as_deref(), state.settings.max_line)
                             .map_err(|e| mlua::Error::runtime(e.to_string()))?;
-                    let Some(entry) = state.conns.get_mut(id as u64) else {
+                    let Some(entry) = state.conns.get_mut(id) else {
                         return Ok(ReadStep::Closed);
                     };
                     if entry.phase == ConnectionPhase::Closing {
@@ -70,7 +76,7 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
                     }
                     let outcome = read::try_read(entry, &request);
                     if matches!(outcome, ReadOutcome::Wait) {
-                        state.pending_read = Some((id as u64, request));
+                        state.pending_read = Some((id, request));
                         return Ok(ReadStep::Wait);
                     }
                     Ok(ReadStep::Taken(read::take(entry, outcome, &mut bytes)))
@@ -90,48 +96,50 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
 
     core.set(
         "write",
-        lua.create_function(|lua, (id, first, rest): (i64, Value, Variadic<Value>)| {
-            with_state(lua, |state| {
-                let high_water = state.settings.high_water;
-                let id = id as u64;
-                let Some(entry) = state.conns.get_mut(id) else {
-                    return Ok((Value::Nil, Some("closed")));
-                };
-                if entry.phase == ConnectionPhase::Closing || entry.conn.failed {
-                    return Ok((Value::Nil, Some("closed")));
-                }
-                append_value(&mut entry.conn.output, &first, 1)?;
-                for (i, value) in rest.iter().enumerate() {
-                    append_value(&mut entry.conn.output, value, i + 2)?;
-                }
-                if entry.conn.output.len() > high_water && entry.phase == ConnectionPhase::Open {
-                    // Try once now; wait only if the peer really is slow.
-                    let _ = entry.conn.flush();
-                    if entry.conn.failed {
+        lua.create_function(
+            |lua, (id, first, rest): (ConnectionId, Value, Variadic<Value>)| {
+                with_state(lua, |state| {
+                    let high_water = state.settings.high_water;
+                    let Some(entry) = state.conns.get_mut(id) else {
+                        return Ok((Value::Nil, Some("closed")));
+                    };
+                    if entry.phase == ConnectionPhase::Closing || entry.conn.failed {
                         return Ok((Value::Nil, Some("closed")));
                     }
-                    if entry.conn.output.len() > high_water {
-                        state.mark_dirty(id);
-                        return Ok((Value::Boolean(false), None));
+                    append_value(&mut entry.conn.output, &first, 1)?;
+                    for (i, value) in rest.iter().enumerate() {
+                        append_value(&mut entry.conn.output, value, i + 2)?;
                     }
-                }
-                if !entry.conn.output.is_empty() {
-                    state.mark_dirty(id);
-                }
-                Ok((Value::Boolean(true), None))
-            })?
-        })?,
+                    if entry.conn.output.len() > high_water && entry.phase == ConnectionPhase::Open
+                    {
+                        // Try once now; wait only if the peer really is slow.
+                        let _ = entry.conn.flush();
+                        if entry.conn.failed {
+                            return Ok((Value::Nil, Some("closed")));
+                        }
+                        if entry.conn.output.len() > high_water {
+                            state.mark_dirty(id);
+                            return Ok((Value::Boolean(false), None));
+                        }
+                    }
+                    if !entry.conn.output.is_empty() {
+                        state.mark_dirty(id);
+                    }
+                    Ok((Value::Boolean(true), None))
+                })?
+            },
+        )?,
     )?;
 
     core.set(
         "close",
-        lua.create_function(|lua, id: i64| {
+        lua.create_function(|lua, id: ConnectionId| {
             Ok(with_state(lua, |state| {
-                match state.conns.get_mut(id as u64) {
+                match state.conns.get_mut(id) {
                     Some(entry) if entry.phase != ConnectionPhase::Closing => {
                         entry.phase = ConnectionPhase::Closing;
                         // The scheduler finishes the close after this slice.
-                        state.mark_dirty(id as u64);
+                        state.mark_dirty(id);
                         (true, None)
                     }
                     _ => (false, Some("closed")),
@@ -142,16 +150,16 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
 
     core.set(
         "collected",
-        lua.create_function(|lua, id: i64| {
-            Ok(with_state(lua, |state| state.collected.push(id as u64))?)
+        lua.create_function(|lua, id: ConnectionId| {
+            Ok(with_state(lua, |state| state.collected.push(id))?)
         })?,
     )?;
 
     core.set(
         "peer",
-        lua.create_function(|lua, id: i64| {
+        lua.create_function(|lua, id: ConnectionId| {
             let peer = with_state(lua, |state| {
-                state.conns.get(id as u64).and_then(|entry| entry.peer)
+                state.conns.get(id).and_then(|entry| entry.peer)
             })?;
             Ok(match peer {
                 Some(peer) => (Some(peer.to_string()), None),
@@ -162,9 +170,9 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
 
     core.set(
         "settimeout",
-        lua.create_function(|lua, (id, ms): (i64, Option<f64>)| {
+        lua.create_function(|lua, (id, ms): (ConnectionId, Option<f64>)| {
             Ok(with_state(lua, |state| {
-                if let Some(entry) = state.conns.get_mut(id as u64) {
+                if let Some(entry) = state.conns.get_mut(id) {
                     entry.timeout_ms = match ms {
                         Some(ms) if ms > 0.0 => ms.ceil() as u64,
                         _ => 0,
@@ -217,7 +225,7 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
                         linger_deadline: None,
                     });
                     let entry = state.conns.get_mut(id).expect("just inserted");
-                    let token = lunet_core::reactor::token(service.index(), index_of(id));
+                    let token = lunet_core::reactor::token(service.index(), id.index());
                     if let Err(e) = rt.registry().register(
                         &mut entry.conn.stream,
                         token,
@@ -226,7 +234,7 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
                         state.conns.remove(id);
                         return Ok((None, Some(format!("cannot register socket: {e}"))));
                     }
-                    Ok((Some(id as i64), None))
+                    Ok((Some(id), None))
                 })?
             },
         )?,

@@ -10,8 +10,8 @@ use mlua::{MultiValue, Value};
 use super::sessions::{ResumeWith, Sched, Session, Wait};
 use super::{vm, LuaService};
 use crate::api::connect_word;
+use crate::ids::{ConnectionId, SessionId, TimerKey};
 use crate::read::{self, ReadOutcome, Taken};
-use crate::slab::index_of;
 use crate::state::{ConnEntry, ConnectionPhase, VmState};
 
 impl LuaService {
@@ -40,7 +40,7 @@ impl LuaService {
                 draining: false,
                 linger_deadline: None,
             });
-            let token = lunet_core::reactor::token(service.index(), index_of(cid));
+            let token = lunet_core::reactor::token(service.index(), cid.index());
             let entry = state.conns.get_mut(cid).expect("just inserted");
             match runtime.registry().register(
                 &mut entry.conn.stream,
@@ -66,7 +66,7 @@ impl LuaService {
             Some(sid) => {
                 let args = MultiValue::from_vec(vec![
                     Value::Integer(listener as i64),
-                    Value::Integer(cid as i64),
+                    Value::Integer(cid.to_raw() as i64),
                 ]);
                 self.sched.ready.push_back((sid, ResumeWith::Args(args)));
             }
@@ -81,7 +81,7 @@ impl LuaService {
 
     pub(super) fn on_io(&mut self, service: &Arc<Service>, slot: u32, readiness: Readiness) {
         let (sched, runtime, bytes) = (&mut self.sched, &self.runtime, &mut self.bytes);
-        let read = vm(&self.lua, |state| -> Option<(u64, Taken)> {
+        let read = vm(&self.lua, |state| -> Option<(SessionId, Taken)> {
             let cid = state.conns.id_at(slot)?;
             let high_water = state.settings.high_water;
             let entry = state.conns.get_mut(cid)?;
@@ -170,8 +170,20 @@ impl LuaService {
         }
     }
 
+    /// A closing connection's linger deadline: drop it if it is still there.
+    pub(super) fn on_linger_timer(&mut self, cid: ConnectionId, now: u64) {
+        vm(&self.lua, |state| {
+            let expired = state.conns.get(cid).is_some_and(|e| {
+                e.phase == ConnectionPhase::Closing && e.linger_deadline.is_some_and(|d| d <= now)
+            });
+            if expired {
+                drop_conn(state, cid);
+            }
+        });
+    }
+
     /// Queues a session whose read finished, its answer in `self.bytes`.
-    pub(super) fn ready_with_read(&mut self, sid: u64, taken: Taken) {
+    pub(super) fn ready_with_read(&mut self, sid: SessionId, taken: Taken) {
         let reply = match read::answer(&self.lua, taken, &self.bytes) {
             Ok((data, err, partial)) => ResumeWith::Read(data, err, partial),
             Err(_) => ResumeWith::Error("no memory"),
@@ -207,7 +219,7 @@ pub(super) fn close_conn(
     sched: &mut Sched,
     runtime: &Runtime,
     service: &Arc<Service>,
-    cid: u64,
+    cid: ConnectionId,
 ) {
     let Some(entry) = state.conns.get_mut(cid) else {
         return;
@@ -229,7 +241,7 @@ pub(super) fn advance_close(
     state: &mut VmState,
     runtime: &Runtime,
     service: &Arc<Service>,
-    cid: u64,
+    cid: ConnectionId,
 ) {
     let linger_ms = state.settings.linger_ms;
     let Some(entry) = state.conns.get_mut(cid) else {
@@ -274,11 +286,11 @@ pub(super) fn advance_close(
     if entry.linger_deadline.is_none() {
         let deadline = now_ms() + linger_ms;
         entry.linger_deadline = Some(deadline);
-        runtime.add_timer(service, deadline, (cid << 1) | 1);
+        runtime.add_timer(service, deadline, TimerKey::Linger(cid).to_raw());
     }
 }
 
-pub(super) fn drop_conn(state: &mut VmState, cid: u64) {
+pub(super) fn drop_conn(state: &mut VmState, cid: ConnectionId) {
     // Dropping the entry closes the socket and counts it down.
     state.conns.remove(cid);
 }

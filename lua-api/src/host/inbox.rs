@@ -10,6 +10,7 @@ use super::connections::drop_conn;
 use super::sessions::{ResumeWith, Sched, Session, Wait};
 use super::{vm, LuaService};
 use crate::codec;
+use crate::ids::CallToken;
 use crate::mail;
 use crate::protocol::MessageKind;
 use crate::state::Caller;
@@ -27,7 +28,7 @@ impl LuaService {
             Err(_) => MultiValue::new(),
         };
         if message.session != 0 {
-            self.main_reply = Some((message.source, message.session));
+            self.main_reply = Some(Caller::of(&message));
         }
         if let Some(sid) = self.new_session(&main, None) {
             self.main_session = Some(sid);
@@ -44,8 +45,7 @@ impl LuaService {
             MessageKind::Start => self.start_main(message),
             MessageKind::Continue => {}
             MessageKind::Send | MessageKind::Call => {
-                let answering =
-                    (kind == MessageKind::Call).then_some((message.source, message.session));
+                let answering = (kind == MessageKind::Call).then(|| Caller::of(&message));
                 if !vm(&self.lua, |state| state.dispatch) {
                     match answering {
                         Some(caller) => {
@@ -88,8 +88,8 @@ impl LuaService {
                 }
             }
             MessageKind::Response | MessageKind::Error => {
-                let token = message.session;
-                let Some(sid) = self.sched.sessions.id_at(token as u32) else {
+                let token = CallToken::from_raw(message.session);
+                let Some(sid) = self.sched.sessions.id_at(token.session_index()) else {
                     return;
                 };
                 let waiting = matches!(self.sched.sessions.get(sid), Some(Session { wait: Wait::Call(t), .. }) if *t == token);

@@ -23,9 +23,9 @@
 //! 4. After every slice the connections it wrote to are flushed (one write
 //!    syscall each), sockets it closed are closed, sessions it forked start.
 //!
-//! Timer ids: a session's is `session_id << 1`, a closing connection's is
-//! `conn_id << 1 | 1`. A session keeps at most a couple of timers in the
-//! wheel however often it waits: a timer that fires early is re-armed.
+//! Ids (sessions, connections, calls, timers) are typed in `ids.rs`. A
+//! session keeps at most a couple of timers in the wheel however often it
+//! waits: a timer that fires early is re-armed.
 
 mod build;
 mod connections;
@@ -38,6 +38,7 @@ use std::sync::{mpsc, Arc};
 use lunet_core::{Event, Runtime, Service, ServiceBody, Status};
 use mlua::{Function, Lua, Thread};
 
+use crate::ids::{ConnectionId, SessionId, TimerKey};
 use crate::interrupt::LuaInterrupt;
 use crate::mail;
 use crate::protocol::MessageKind;
@@ -60,7 +61,7 @@ pub struct LuaService {
     threads: Vec<Thread>,
     run_handler: Function,
     main: Option<Function>,
-    main_session: Option<u64>,
+    main_session: Option<SessionId>,
     startup: Option<mpsc::Sender<Result<(), String>>>,
     /// Runs `lunet.dispatch`'s function for a message.
     dispatch: Function,
@@ -69,7 +70,7 @@ pub struct LuaService {
     main_reply: Option<Caller>,
     exited: bool,
     /// Kept buffer for `after_slice` (swapped with `VmState::dirty`).
-    dirty: Vec<u64>,
+    dirty: Vec<ConnectionId>,
     /// Kept buffer for the answers of reads that waited (see `read.rs`).
     bytes: Vec<u8>,
 }
@@ -116,9 +117,11 @@ impl ServiceBody for LuaService {
                 Event::Io { slot, readiness } => self.on_io(service, slot, readiness),
                 Event::Accept { listener, accepted } => self.on_accept(service, listener, accepted),
                 Event::LaneSlot => self.on_lane_slot(service),
-                Event::Timer { id } => self.on_timer(service, id),
+                Event::Timer { id } => self.on_timer(service, TimerKey::from_raw(id)),
                 Event::Message(message) => self.on_message(service, message),
-                Event::LaneDone { ticket, result } => self.on_lane_done(ticket, result),
+                Event::LaneDone { ticket, result } => {
+                    self.on_lane_done(SessionId::from_raw(ticket), result)
+                }
                 Event::Shutdown => self.on_shutdown(),
             }
             if !self.sched.ready.is_empty() {
@@ -142,7 +145,7 @@ impl ServiceBody for LuaService {
                 {
                     let text = format!("service :{} ({}) has exited", service.id(), self.name);
                     self.answer(
-                        (message.source, message.session),
+                        Caller::of(&message),
                         MessageKind::Error,
                         mail::error_payload(&text),
                     );

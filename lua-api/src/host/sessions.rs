@@ -9,9 +9,10 @@ use lunet_core::{now_ms, Event, Runtime, Service};
 use mlua::thread::ThreadStatus;
 use mlua::{Function, MultiValue, Thread, Value};
 
-use super::connections::{close_conn, drop_conn};
+use super::connections::close_conn;
 use super::{vm, LuaService};
 use crate::codec;
+use crate::ids::{CallToken, ConnectionId, SessionId, TimerKey};
 use crate::interrupt::killed_message;
 use crate::lane::{build_task, LaneReply, Plain};
 use crate::mail;
@@ -28,9 +29,9 @@ pub(super) const THREAD_POOL: usize = 256;
 pub(super) enum Wait {
     /// Running, or on the ready queue.
     Ready,
-    Read(u64, ReadRequest),
-    Write(u64),
-    Connect(u64),
+    Read(ConnectionId, ReadRequest),
+    Write(ConnectionId),
+    Connect(ConnectionId),
     Sleep,
     /// A lane task runs for this session (ticket = session id).
     Lane,
@@ -38,7 +39,7 @@ pub(super) enum Wait {
     LaneSlot(Task),
     /// Waits for the answer to a call (or a spawn) it made; the token
     /// names the call (see `services::call_token`).
-    Call(u64),
+    Call(CallToken),
     /// In `lunet.wait()` until `lunet.wakeup`.
     Suspended(usize),
 }
@@ -50,7 +51,7 @@ pub(super) struct Session {
     /// Earliest deadline of this session's timers in the wheel.
     pub(super) timer_armed: Option<u64>,
     /// The connection a handler session serves: closed when it ends.
-    pub(super) owned_conn: Option<u64>,
+    pub(super) owned_conn: Option<ConnectionId>,
 }
 
 pub(super) enum ResumeWith {
@@ -72,17 +73,17 @@ pub(super) const MISUSE: &str = "lunet:misuse";
 /// Sessions and the ready queue: the part of the scheduler Lua never sees.
 #[derive(Default)]
 pub(super) struct Sched {
-    pub(super) sessions: Slab<Session>,
-    pub(super) ready: VecDeque<(u64, ResumeWith)>,
+    pub(super) sessions: Slab<SessionId, Session>,
+    pub(super) ready: VecDeque<(SessionId, ResumeWith)>,
     /// Sessions whose lane task waits for a queue slot, in arrival order.
-    pub(super) lane_blocked: VecDeque<u64>,
+    pub(super) lane_blocked: VecDeque<SessionId>,
 }
 
 impl Sched {
     /// Marks a waiting session ready, dropping the connection's reference
     /// to it; false if it was not waiting (already ready, or gone). The
     /// caller queues it with its reply.
-    pub(super) fn unlink(&mut self, state: &mut VmState, sid: u64) -> bool {
+    pub(super) fn unlink(&mut self, state: &mut VmState, sid: SessionId) -> bool {
         let Some(session) = self.sessions.get_mut(sid) else {
             return false;
         };
@@ -111,7 +112,7 @@ impl Sched {
 
     /// Moves a waiting session to the ready queue with `reply`. A session
     /// already ready is left alone.
-    pub(super) fn wake(&mut self, state: &mut VmState, sid: u64, reply: ResumeWith) {
+    pub(super) fn wake(&mut self, state: &mut VmState, sid: SessionId, reply: ResumeWith) {
         if self.unlink(state, sid) {
             self.ready.push_back((sid, reply));
         }
@@ -125,7 +126,7 @@ impl Sched {
 pub(super) fn arm_timeout(
     runtime: &Runtime,
     service: &Arc<Service>,
-    sid: u64,
+    sid: SessionId,
     session: &mut Session,
     timeout_ms: u64,
 ) {
@@ -133,7 +134,7 @@ pub(super) fn arm_timeout(
     session.deadline = Some(deadline);
     if session.timer_armed.is_none_or(|armed| armed > deadline) {
         session.timer_armed = Some(deadline);
-        runtime.add_timer(service, deadline, sid << 1);
+        runtime.add_timer(service, deadline, TimerKey::Session(sid).to_raw());
     }
 }
 
@@ -141,8 +142,8 @@ impl LuaService {
     pub(super) fn new_session(
         &mut self,
         function: &Function,
-        owned_conn: Option<u64>,
-    ) -> Option<u64> {
+        owned_conn: Option<ConnectionId>,
+    ) -> Option<SessionId> {
         let thread = match self.threads.pop() {
             Some(thread) if thread.reset(function.clone()).is_ok() => thread,
             _ => match self.lua.create_thread(function.clone()) {
@@ -178,7 +179,7 @@ impl LuaService {
         }
     }
 
-    pub(super) fn resume(&mut self, service: &Arc<Service>, sid: u64, reply: ResumeWith) {
+    pub(super) fn resume(&mut self, service: &Arc<Service>, sid: SessionId, reply: ResumeWith) {
         let Some(session) = self.sched.sessions.get(sid) else {
             return;
         };
@@ -261,7 +262,12 @@ impl LuaService {
     }
 
     /// Step 2 of the protocol: what did the session yield for?
-    pub(super) fn register_wait(&mut self, service: &Arc<Service>, sid: u64, values: MultiValue) {
+    pub(super) fn register_wait(
+        &mut self,
+        service: &Arc<Service>,
+        sid: SessionId,
+        values: MultiValue,
+    ) {
         let Some(yielded) = Yielded::decode(values) else {
             self.finish(
                 service,
@@ -327,7 +333,7 @@ impl LuaService {
                 let Some(session) = self.sched.sessions.get_mut(sid) else {
                     return;
                 };
-                match self.runtime.lane_submit(service, sid, task) {
+                match self.runtime.lane_submit(service, sid.to_raw(), task) {
                     Ok(()) => session.wait = Wait::Lane,
                     Err(task) => {
                         session.wait = Wait::LaneSlot(task);
@@ -383,7 +389,7 @@ impl LuaService {
     pub(super) fn finish(
         &mut self,
         service: &Arc<Service>,
-        sid: u64,
+        sid: SessionId,
         error: Option<String>,
         values: MultiValue,
     ) {
@@ -483,22 +489,15 @@ impl LuaService {
         }
     }
 
-    pub(super) fn on_timer(&mut self, service: &Arc<Service>, id: u64) {
+    pub(super) fn on_timer(&mut self, service: &Arc<Service>, key: TimerKey) {
         let now = now_ms();
-        if id & 1 == 1 {
-            let cid = id >> 1;
-            vm(&self.lua, |state| {
-                let expired = state.conns.get(cid).is_some_and(|e| {
-                    e.phase == ConnectionPhase::Closing
-                        && e.linger_deadline.is_some_and(|d| d <= now)
-                });
-                if expired {
-                    drop_conn(state, cid);
-                }
-            });
-            return;
-        }
-        let sid = id >> 1;
+        let sid = match key {
+            TimerKey::Session(sid) => sid,
+            TimerKey::Linger(cid) => {
+                self.on_linger_timer(cid, now);
+                return;
+            }
+        };
         let Some(session) = self.sched.sessions.get_mut(sid) else {
             return;
         };
@@ -508,7 +507,8 @@ impl LuaService {
         };
         if deadline > now {
             session.timer_armed = Some(deadline);
-            self.runtime.add_timer(service, deadline, sid << 1);
+            self.runtime
+                .add_timer(service, deadline, TimerKey::Session(sid).to_raw());
             return;
         }
         let (sched, bytes) = (&mut self.sched, &mut self.bytes);
@@ -540,7 +540,7 @@ impl LuaService {
         }
     }
 
-    pub(super) fn on_lane_done(&mut self, sid: u64, result: Box<dyn std::any::Any + Send>) {
+    pub(super) fn on_lane_done(&mut self, sid: SessionId, result: Box<dyn std::any::Any + Send>) {
         let Some(session) = self.sched.sessions.get(sid) else {
             return;
         };
@@ -564,7 +564,7 @@ impl LuaService {
             let Wait::LaneSlot(task) = std::mem::replace(&mut session.wait, Wait::Lane) else {
                 continue;
             };
-            match self.runtime.lane_submit(service, sid, task) {
+            match self.runtime.lane_submit(service, sid.to_raw(), task) {
                 Ok(()) => session.deadline = None,
                 Err(task) => {
                     session.wait = Wait::LaneSlot(task);
