@@ -204,7 +204,7 @@ pub fn start(
         path: shown.clone(),
         source,
     };
-    lunet_lua::check_script(&script).map_err(Error::Script)?;
+    lunet_lua::check_script(&script).map_err(|e| Error::Script(e.to_string()))?;
 
     let config = Config {
         workers: plan.threads,
