@@ -1,14 +1,20 @@
 //! lunet-lua: the Lua side of lunet. A service is one Lua 5.4 VM
-//! ([`host::LuaService`]) whose sessions are coroutines; the `lunet` module
-//! and the socket API are built here on lunet-core.
+//! ([`LuaService`]) whose sessions are coroutines; the `lunet` module and
+//! the socket API are built here on lunet-core.
+//!
+//! Layout (see `docs/internals.md`): `protocol.rs` (the codes both halves
+//! share), `ids.rs` (typed ids), `state.rs` (what a VM owns), `host/` (the
+//! scheduler of a VM), `api/` (the Rust half of the `lunet` module),
+//! `launch.rs` (starting services from a script).
 
 mod api;
 mod codec;
 mod dict;
-pub mod host;
+mod host;
 mod ids;
 mod interrupt;
-pub mod lane;
+mod lane;
+mod launch;
 mod mail;
 pub mod protocol;
 mod read;
@@ -16,12 +22,16 @@ mod settings;
 mod slab;
 mod state;
 
-pub use host::{check_script, LuaService, Script, ServiceOptions};
+pub use host::{
+    check_script, BuildError, LuaService, Script, ScriptError, ServiceOptions, StartError, Startup,
+};
+pub use launch::{launch, Launch, LaunchError, Progress};
+pub use settings::Settings;
 
 /// The kind byte of the message that starts a service's main chunk
-/// ([`protocol::MessageKind::Start`]), for embedders that post it themselves.
+/// ([`protocol::MessageKind::Start`]), for embedders that post it
+/// themselves; [`launch`] does it for them.
 pub const KIND_START: u8 = protocol::MessageKind::Start as u8;
-pub use settings::Settings;
 
 /// The mlua this crate is built on, for embedders that add their own modules.
 pub use mlua;

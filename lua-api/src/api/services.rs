@@ -10,7 +10,7 @@ use lunet_core::{Message, PostError, Runtime, Service};
 use mlua::{IntoLua, Lua, MultiValue, Table, Thread, Value};
 
 use crate::codec::{self, CodecError};
-use crate::host::{LuaService, Script, ServiceOptions};
+use crate::host::{BuildError, LuaService, Script, ServiceOptions};
 use crate::ids::CallToken;
 use crate::mail::{answer, error_payload};
 use crate::protocol::MessageKind;
@@ -25,29 +25,30 @@ fn codec_error(what: &str, e: CodecError) -> mlua::Error {
     runtime_error(format!("{what}: {e}"))
 }
 
-/// A handle (integer) or a registered name.
-fn target(runtime: &Runtime, handle: &Value) -> Result<Arc<Service>, String> {
+/// Why a handle names no live service.
+#[derive(Debug, thiserror::Error)]
+enum TargetError {
+    #[error("dead")]
+    Dead,
+    #[error("no service is named '{0}'")]
+    NoName(String),
+    #[error("expected a service handle or name, got {0}")]
+    NotAHandle(&'static str),
+}
+
+/// The live service a handle (integer) or a registered name names.
+fn target(runtime: &Runtime, handle: &Value) -> Result<Arc<Service>, TargetError> {
     let id = match handle {
         Value::Integer(id) => *id as u64,
         Value::Number(f) => *f as u64,
         Value::String(name) => {
             let name = name.to_string_lossy();
-            runtime
-                .query_name(&name)
-                .ok_or_else(|| format!("no service is named '{name}'"))?
+            runtime.query_name(&name).ok_or(TargetError::NoName(name))?
         }
-        other => {
-            return Err(format!(
-                "expected a service handle or name, got {}",
-                other.type_name()
-            ))
-        }
+        other => return Err(TargetError::NotAHandle(other.type_name())),
     };
-    runtime.service(id).ok_or_else(|| DEAD.to_string())
+    runtime.service(id).ok_or(TargetError::Dead)
 }
-
-/// What `target` says of a handle whose service is gone.
-const DEAD: &str = "dead";
 
 fn describe(handle: &Value) -> String {
     match handle {
@@ -75,7 +76,7 @@ pub fn build(
         lua.create_function(move |lua, (handle, args): (Value, MultiValue)| {
             let target = match target(&rt, &handle) {
                 Ok(t) => t,
-                Err(e) => return Ok((None, Some(e))),
+                Err(e) => return Ok((None, Some(e.to_string()))),
             };
             let mut payload = Vec::new();
             codec::encode(args.iter(), &mut payload).map_err(|e| codec_error("lunet.send", e))?;
@@ -100,7 +101,7 @@ pub fn build(
                   -> mlua::Result<(Option<CallToken>, Option<String>)> {
                 let target = match target(&rt, &handle) {
                     Ok(target) => target,
-                    Err(e) if e == DEAD => {
+                    Err(TargetError::Dead) => {
                         return Ok((
                             None,
                             Some(format!("lunet.call: service {} is dead", describe(&handle))),
@@ -140,7 +141,7 @@ pub fn build(
         lua.create_function(move |lua, (options, args): (Table, MultiValue)| {
             match spawn(lua, &rt, &spawn_settings, options, args) {
                 Ok((handle, token)) => Ok((Some(handle), token.into_lua(lua)?)),
-                Err(e) => Ok((None, Value::String(lua.create_string(&e)?))),
+                Err(e) => Ok((None, Value::String(lua.create_string(e.to_string())?))),
             }
         })?,
     )?;
@@ -257,42 +258,51 @@ pub fn build(
     Ok(())
 }
 
+/// Why `lunet.spawn` failed (raised at the caller).
+#[derive(Debug, thiserror::Error)]
+enum SpawnError {
+    #[error("lunet.spawn: a script path is required")]
+    NoScript,
+    #[error("lunet.spawn: cannot find script '{0}'")]
+    NotFound(String),
+    #[error("lunet.spawn: cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("lunet.spawn: {0}")]
+    Codec(CodecError),
+    #[error("lunet.spawn: {0}")]
+    Build(BuildError),
+    #[error("lunet.spawn: '{name}' is already the name of service :{owner}")]
+    NameTaken { name: String, owner: u64 },
+    /// A bad option (a wrong type).
+    #[error("{0}")]
+    Options(#[from] mlua::Error),
+}
+
 fn spawn(
     lua: &Lua,
     runtime: &Runtime,
     settings: &Arc<Settings>,
     options: Table,
     args: MultiValue,
-) -> Result<(i64, CallToken), String> {
-    spawn_inner(lua, runtime, settings, options, args).map_err(|e| match e {
-        mlua::Error::RuntimeError(message) => message,
-        other => other.to_string(),
-    })
-}
-
-fn spawn_inner(
-    lua: &Lua,
-    runtime: &Runtime,
-    settings: &Arc<Settings>,
-    options: Table,
-    args: MultiValue,
-) -> mlua::Result<(i64, CallToken)> {
+) -> Result<(i64, CallToken), SpawnError> {
     let script: String = options
         .get::<Option<String>>("script")?
-        .ok_or_else(|| runtime_error("lunet.spawn: a script path is required"))?;
+        .ok_or(SpawnError::NoScript)?;
     let name: Option<String> = options.get("name")?;
     let memory: Option<i64> = options.get("memory")?;
     let mailbox: Option<i64> = options.get("mailbox")?;
     let trusted: bool = options.get::<Option<bool>>("trusted")?.unwrap_or(false);
     let path = resolve_script(&script, settings.script_dir.as_deref())
-        .ok_or_else(|| runtime_error(format!("lunet.spawn: cannot find script '{script}'")))?;
+        .ok_or(SpawnError::NotFound(script))?;
     // A script is read here, on the worker: it is small and in the page cache
     // in practice (skynet does the same); a tool that spawns from slow storage
     // should read it with lunet.fs.read first.
-    let source = std::fs::read(&path)
-        .map_err(|e| runtime_error(format!("lunet.spawn: cannot read {}: {e}", path.display())))?;
+    let source = std::fs::read(&path).map_err(|error| SpawnError::Read {
+        path: path.display().to_string(),
+        error,
+    })?;
     let mut payload = Vec::new();
-    codec::encode(args.iter(), &mut payload).map_err(|e| codec_error("lunet.spawn", e))?;
+    codec::encode(args.iter(), &mut payload).map_err(SpawnError::Codec)?;
     let script = Script {
         path: path.display().to_string(),
         source,
@@ -311,14 +321,15 @@ fn spawn_inner(
         service_options,
         &|_| Ok(()),
     )
-    .map_err(|e| runtime_error(format!("lunet.spawn: {e}")))?;
+    .map_err(SpawnError::Build)?;
     let service = runtime.spawn_service(&label, Box::new(body));
     if let Some(cap) = mailbox.filter(|m| *m > 0) {
         service.set_mailbox_cap(cap as usize);
     }
     // START goes in first: the mailbox keeps order, so a message sent by
     // someone who finds the name runs after the main chunk has begun.
-    let (from, session) = with_state(lua, |state| (state.self_id, state.next_call_token()))?;
+    let (from, session) = with_state(lua, |state| (state.self_id, state.next_call_token()))
+        .map_err(mlua::Error::from)?;
     runtime.post(
         &service,
         lunet_core::Event::Message(Message::new(
@@ -328,15 +339,13 @@ fn spawn_inner(
             payload,
         )),
     );
-    if let Some(name) = &name {
-        if let Err(owner) = runtime.register_name(name, service.id()) {
+    if let Some(name) = name {
+        if let Err(owner) = runtime.register_name(&name, service.id()) {
             runtime.post(
                 &service,
                 lunet_core::Event::Message(Message::signal(MessageKind::Kill.code())),
             );
-            return Err(runtime_error(format!(
-                "lunet.spawn: '{name}' is already the name of service :{owner}"
-            )));
+            return Err(SpawnError::NameTaken { name, owner });
         }
     }
     Ok((service.id() as i64, session))

@@ -56,14 +56,47 @@ fn prelude_bytecode() -> &'static [u8] {
     })
 }
 
-/// Compiles a script without running it: syntax errors come back as text.
-pub fn check_script(script: &Script) -> Result<(), String> {
-    let lua = Lua::new();
-    lua.load(&script.source[..])
+/// Why a VM could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot create a Lua VM: {0}")]
+    Vm(mlua::Error),
+    #[error("cannot load lunet's Lua side: {0}")]
+    Lunet(mlua::Error),
+    /// The embedder's setup function failed.
+    #[error("setup failed: {0}")]
+    Setup(mlua::Error),
+    /// The script does not compile (the message names it and the line).
+    #[error(transparent)]
+    Script(mlua::Error),
+    #[error("cannot set the memory limit: {0}")]
+    MemoryLimit(mlua::Error),
+}
+
+/// A script that does not compile; the message names it and the line.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ScriptError(#[from] mlua::Error);
+
+/// Compiles a script without running it.
+pub fn check_script(script: &Script) -> Result<(), ScriptError> {
+    Lua::new()
+        .load(&script.source[..])
         .set_name(format!("@{}", script.path))
-        .into_function()
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .into_function()?;
+    Ok(())
+}
+
+/// How a service's main chunk reports that it has started: `Ok` once it
+/// returned (it may yield on the way), or why it failed.
+pub type Startup = mpsc::Sender<Result<(), StartError>>;
+
+/// The main chunk raised (or was interrupted) before it returned.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    /// Lua's message, naming the script and the line.
+    pub message: String,
 }
 
 impl LuaService {
@@ -74,8 +107,8 @@ impl LuaService {
         name: &str,
         settings: Arc<Settings>,
         script: &Script,
-        startup: Option<mpsc::Sender<Result<(), String>>>,
-    ) -> Result<LuaService, String> {
+        startup: Option<Startup>,
+    ) -> Result<LuaService, BuildError> {
         Self::with_setup(runtime, name, settings, script, startup, &|_| Ok(()))
     }
 
@@ -88,9 +121,9 @@ impl LuaService {
         name: &str,
         settings: Arc<Settings>,
         script: &Script,
-        startup: Option<mpsc::Sender<Result<(), String>>>,
+        startup: Option<Startup>,
         setup: &dyn Fn(&Lua) -> mlua::Result<()>,
-    ) -> Result<LuaService, String> {
+    ) -> Result<LuaService, BuildError> {
         Self::build(
             runtime,
             name,
@@ -109,20 +142,20 @@ impl LuaService {
         name: &str,
         settings: Arc<Settings>,
         script: &Script,
-        startup: Option<mpsc::Sender<Result<(), String>>>,
+        startup: Option<Startup>,
         options: ServiceOptions,
         setup: &dyn Fn(&Lua) -> mlua::Result<()>,
-    ) -> Result<LuaService, String> {
+    ) -> Result<LuaService, BuildError> {
         let lua = if options.trusted {
             // SAFETY: a trusted script is the operator's own code (as in
             // OpenResty): it gets the whole standard library, `debug`
             // included; what it loads is its business.
             unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default()) }
         } else {
-            Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(|e| e.to_string())?
+            Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(BuildError::Vm)?
         };
         lua.set_app_data(VmState::new(settings.clone()));
-        let setup = || -> mlua::Result<(Function, Function, Function)> {
+        let lunet = || -> mlua::Result<(Function, Function)> {
             let core = api::build(&lua, runtime, &settings)?;
             let (run_handler, dispatch): (Function, Function) = lua
                 .load(prelude_bytecode())
@@ -134,18 +167,19 @@ impl LuaService {
                     .set_name("@lunet/sandbox.lua")
                     .exec()?;
             }
-            setup(&lua)?;
-            let main = lua
-                .load(&script.source[..])
-                .set_name(format!("@{}", script.path))
-                .into_function()?;
-            Ok((run_handler, dispatch, main))
+            Ok((run_handler, dispatch))
         };
-        let (run_handler, dispatch, main) = setup().map_err(|e| e.to_string())?;
+        let (run_handler, dispatch) = lunet().map_err(BuildError::Lunet)?;
+        setup(&lua).map_err(BuildError::Setup)?;
+        let main = lua
+            .load(&script.source[..])
+            .set_name(format!("@{}", script.path))
+            .into_function()
+            .map_err(BuildError::Script)?;
         if let Some(limit) = options.memory_limit {
             let used = lua.used_memory();
             lua.set_memory_limit(used + limit)
-                .map_err(|e| e.to_string())?;
+                .map_err(BuildError::MemoryLimit)?;
         }
         Ok(LuaService {
             lua,

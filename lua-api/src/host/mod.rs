@@ -33,7 +33,7 @@ mod inbox;
 mod sessions;
 
 use std::collections::VecDeque;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use lunet_core::{Event, Runtime, Service, ServiceBody, Status};
 use mlua::{Function, Lua, Thread};
@@ -45,7 +45,9 @@ use crate::protocol::MessageKind;
 use crate::settings::Settings;
 use crate::state::{with_state, Caller, VmState};
 
-pub use build::{check_script, Script, ServiceOptions};
+pub use build::{
+    check_script, BuildError, Script, ScriptError, ServiceOptions, StartError, Startup,
+};
 use sessions::Sched;
 
 /// A Lua VM run as a service: the body `lunet serve` hosts and
@@ -62,7 +64,7 @@ pub struct LuaService {
     run_handler: Function,
     main: Option<Function>,
     main_session: Option<SessionId>,
-    startup: Option<mpsc::Sender<Result<(), String>>>,
+    startup: Option<Startup>,
     /// Runs `lunet.dispatch`'s function for a message.
     dispatch: Function,
     interrupt: Arc<LuaInterrupt>,

@@ -10,7 +10,7 @@ use mlua::thread::ThreadStatus;
 use mlua::{Function, MultiValue, Thread, Value};
 
 use super::connections::close_conn;
-use super::{vm, LuaService};
+use super::{vm, LuaService, StartError};
 use crate::codec;
 use crate::ids::{CallToken, ConnectionId, SessionId, TimerKey};
 use crate::interrupt::killed_message;
@@ -325,7 +325,9 @@ impl LuaService {
                     Ok(task) => task,
                     Err(e) => {
                         // Misuse (a table as a bind value...): the wrapper raises.
-                        self.sched.ready.push_back((sid, ResumeWith::Misuse(e)));
+                        self.sched
+                            .ready
+                            .push_back((sid, ResumeWith::Misuse(e.to_string())));
                         return;
                     }
                 };
@@ -418,7 +420,9 @@ impl LuaService {
                 && (self.startup.is_some() || self.main_reply.is_some())
             {
                 if let Some(startup) = self.startup.take() {
-                    let _ = startup.send(Err(error.clone()));
+                    let _ = startup.send(Err(StartError {
+                        message: error.clone(),
+                    }));
                 }
                 if let Some(caller) = self.main_reply.take() {
                     self.answer(caller, MessageKind::Error, mail::error_payload(&error));
