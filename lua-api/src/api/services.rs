@@ -70,22 +70,23 @@ pub fn build(
         lua.create_function(|lua, ()| Ok(with_state(lua, |state| state.self_id as i64)?))?,
     )?;
 
+    // `true` when the message is queued, or `nil, err`.
     let rt = runtime.clone();
     core.set(
         "send",
         lua.create_function(move |lua, (handle, args): (Value, MultiValue)| {
             let target = match target(&rt, &handle) {
                 Ok(t) => t,
-                Err(e) => return Ok((None, Some(e.to_string()))),
+                Err(e) => return Ok(Err(e.to_string())),
             };
             let mut payload = Vec::new();
             codec::encode(args.iter(), &mut payload).map_err(|e| codec_error("lunet.send", e))?;
             let from = with_state(lua, |state| state.self_id)?;
             let message = Message::new(from, 0, MessageKind::Send.code(), payload);
             match rt.post_message(&target, message) {
-                Ok(()) => Ok((Some(true), None)),
-                Err((PostError::Overloaded, _)) => Ok((None, Some("overloaded".to_string()))),
-                Err((PostError::Dead, _)) => Ok((None, Some("dead".to_string()))),
+                Ok(()) => Ok(Ok(true)),
+                Err((PostError::Overloaded, _)) => Ok(Err("overloaded".to_string())),
+                Err((PostError::Dead, _)) => Ok(Err("dead".to_string())),
             }
         })?,
     )?;

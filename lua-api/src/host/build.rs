@@ -196,6 +196,7 @@ impl LuaService {
             dispatch,
             interrupt: Arc::new(LuaInterrupt::new()),
             main_reply: None,
+            exiting: false,
             exited: false,
             dirty: Vec::new(),
             bytes: Vec::new(),

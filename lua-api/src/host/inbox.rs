@@ -114,7 +114,7 @@ impl LuaService {
                     sched.wake(state, sid, ResumeWith::Args(values))
                 });
             }
-            MessageKind::Kill => vm(&self.lua, |state| state.exiting = true),
+            MessageKind::Kill => self.exiting = true,
         }
     }
 

@@ -70,6 +70,9 @@ pub struct LuaService {
     interrupt: Arc<LuaInterrupt>,
     /// Who spawned us and waits for our main chunk's first slice.
     main_reply: Option<Caller>,
+    /// Told to exit (`lunet.exit()`, a kill, a failed start): nothing more
+    /// runs; the turn ends and the service exits.
+    exiting: bool,
     exited: bool,
     /// Kept buffer for `after_slice` (swapped with `VmState::dirty`).
     dirty: Vec<ConnectionId>,
@@ -93,13 +96,14 @@ impl LuaService {
     fn done(&self) -> bool {
         let quiet =
             self.sched.sessions.is_empty() && self.sched.ready.is_empty() && self.main.is_none();
-        vm(&self.lua, |state| {
-            state.exiting
-                || (quiet
-                    && !state.dispatch
-                    && state.listen_calls.is_empty()
-                    && state.conns.is_empty())
-        })
+        self.exiting
+            || vm(&self.lua, |state| {
+                state.exiting
+                    || (quiet
+                        && !state.dispatch
+                        && state.listen_calls.is_empty()
+                        && state.conns.is_empty())
+            })
     }
 }
 
@@ -114,7 +118,7 @@ impl ServiceBody for LuaService {
             self.interrupt.set_name(&self.name, service.id());
             service.set_interrupt(self.interrupt.clone());
         }
-        for event in events.drain(..) {
+        while let Some(event) = events.pop_front() {
             match event {
                 Event::Io { slot, readiness } => self.on_io(service, slot, readiness),
                 Event::Accept { listener, accepted } => self.on_accept(service, listener, accepted),
@@ -126,12 +130,17 @@ impl ServiceBody for LuaService {
                 }
                 Event::Shutdown => self.on_shutdown(),
             }
-            if !self.sched.ready.is_empty() {
+            if !self.sched.ready.is_empty() && !self.exiting {
                 self.drain_ready(service);
+            }
+            if self.exiting {
+                break;
             }
         }
         if self.done() {
-            self.exit(service);
+            // What is left of the batch is not dispatched: callers get errors.
+            let rest = std::mem::take(events);
+            self.bounce(service, rest);
             return Status::Exited;
         }
         Status::Alive

@@ -66,6 +66,16 @@ pub(super) enum ResumeWith {
     Misuse(String),
 }
 
+/// How a session ended.
+pub(super) enum Ending {
+    /// It returned these values.
+    Returned(MultiValue),
+    /// It raised (or was interrupted, or broke the protocol).
+    Failed(String),
+    /// It called `lunet.exit()`: the service exits after this slice.
+    Exited,
+}
+
 /// Third value of a reply that the wrapper turns into an error (see
 /// `lane_result` in prelude.lua).
 pub(super) const MISUSE: &str = "lunet:misuse";
@@ -167,6 +177,10 @@ impl LuaService {
         let mut budget = READY_BUDGET;
         while let Some((sid, reply)) = self.sched.ready.pop_front() {
             self.resume(service, sid, reply);
+            if self.exiting {
+                // Nothing more runs: `exit` answers what is owed.
+                return;
+            }
             budget -= 1;
             if budget == 0 && !self.sched.ready.is_empty() {
                 // Let other services have the worker; come back for the rest.
@@ -225,7 +239,7 @@ impl LuaService {
         // `lunet.spawn` returns. An error before that fails the start.
         let main_done = match result {
             Ok(_) if killed => {
-                self.finish(service, sid, Some(killed_message()), MultiValue::new());
+                self.finish(service, sid, Ending::Failed(killed_message()));
                 false
             }
             Ok(values) if resumable => {
@@ -233,7 +247,7 @@ impl LuaService {
                 false
             }
             Ok(values) => {
-                self.finish(service, sid, None, values);
+                self.finish(service, sid, Ending::Returned(values));
                 true
             }
             Err(e) => {
@@ -242,7 +256,7 @@ impl LuaService {
                 } else {
                     e.to_string()
                 };
-                self.finish(service, sid, Some(message), MultiValue::new());
+                self.finish(service, sid, Ending::Failed(message));
                 false
             }
         };
@@ -269,16 +283,9 @@ impl LuaService {
         values: MultiValue,
     ) {
         let Some(yielded) = Yielded::decode(values) else {
-            self.finish(
-                service,
-                sid,
-                Some(
-                    "a session yielded outside lunet's API (a bare coroutine.yield in a \
-                     handler?): it was stopped"
-                        .into(),
-                ),
-                MultiValue::new(),
-            );
+            let message = "a session yielded outside lunet's API (a bare coroutine.yield in a \
+                           handler?): it was stopped";
+            self.finish(service, sid, Ending::Failed(message.into()));
             return;
         };
         let registered = match yielded {
@@ -360,8 +367,8 @@ impl LuaService {
                 Ok((Wait::Suspended(pointer), 0))
             }
             Yielded::Exit => {
-                vm(&self.lua, |state| state.exiting = true);
-                self.finish(service, sid, None, MultiValue::new());
+                self.exiting = true;
+                self.finish(service, sid, Ending::Exited);
                 return;
             }
             Yielded::Sleep { ms } => {
@@ -388,21 +395,22 @@ impl LuaService {
         }
     }
 
-    pub(super) fn finish(
-        &mut self,
-        service: &Arc<Service>,
-        sid: SessionId,
-        error: Option<String>,
-        values: MultiValue,
-    ) {
+    /// A session has ended: answer the call it was answering, report a
+    /// failed start, close the connection it served, pool its coroutine.
+    pub(super) fn finish(&mut self, service: &Arc<Service>, sid: SessionId, ending: Ending) {
         let Some(session) = self.sched.sessions.remove(sid) else {
             return;
         };
-        // A call this session was answering gets its return values (or the error).
-        if let Some(caller) = vm(&self.lua, |state| state.calls.remove(&sid)) {
-            let (kind, payload) = match &error {
-                Some(error) => (MessageKind::Error, mail::error_payload(error)),
-                None => {
+        // A call this session was answering gets its return values (or the
+        // error). After lunet.exit() it stays owed: `exit` answers it with
+        // an error, as every call the service leaves unanswered.
+        let answering = match ending {
+            Ending::Exited => None,
+            _ => vm(&self.lua, |state| state.calls.remove(&sid)),
+        };
+        if let Some(caller) = answering {
+            let (kind, payload) = match &ending {
+                Ending::Returned(values) => {
                     let mut payload = Vec::new();
                     match codec::encode(values.iter(), &mut payload) {
                         Ok(()) => (MessageKind::Response, payload),
@@ -412,10 +420,12 @@ impl LuaService {
                         ),
                     }
                 }
+                Ending::Failed(error) => (MessageKind::Error, mail::error_payload(error)),
+                Ending::Exited => unreachable!("an exiting session answers nothing"),
             };
             self.answer(caller, kind, payload);
         }
-        if let Some(error) = error {
+        if let Ending::Failed(error) = ending {
             if self.main_session == Some(sid)
                 && (self.startup.is_some() || self.main_reply.is_some())
             {
@@ -427,7 +437,7 @@ impl LuaService {
                 if let Some(caller) = self.main_reply.take() {
                     self.answer(caller, MessageKind::Error, mail::error_payload(&error));
                     // A service whose start failed does not live on.
-                    vm(&self.lua, |state| state.exiting = true);
+                    self.exiting = true;
                 }
             } else {
                 tracing::error!(service = %self.name, handle = service.id(), "session error: {error}");
@@ -448,7 +458,7 @@ impl LuaService {
     /// it forked.
     pub(super) fn after_slice(&mut self, service: &Arc<Service>) {
         let (sched, runtime, dirty) = (&mut self.sched, &self.runtime, &mut self.dirty);
-        let forks = vm(&self.lua, |state| {
+        let (forks, exiting) = vm(&self.lua, |state| {
             for sid in std::mem::take(&mut state.wakeups) {
                 sched.wake(state, sid, ResumeWith::Nothing);
             }
@@ -478,12 +488,15 @@ impl LuaService {
             for cid in closing {
                 close_conn(state, sched, runtime, service, cid);
             }
-            if state.forks.is_empty() {
+            let forks = if state.forks.is_empty() {
                 Vec::new()
             } else {
                 std::mem::take(&mut state.forks)
-            }
+            };
+            // lunet.exit() where it cannot yield, or lunet.kill(lunet.self()).
+            (forks, state.exiting)
         });
+        self.exiting |= exiting;
         for fork in forks {
             if let Some(sid) = self.new_session(&fork.function, None) {
                 self.sched
