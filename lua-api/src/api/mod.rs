@@ -15,10 +15,19 @@ pub use socket::connect_word;
 use std::sync::Arc;
 
 use lunet_core::{now_ms, Runtime};
-use mlua::{Function, Lua, MultiValue, Table, Value, Variadic};
+use mlua::{Function, Lua, MultiValue, Table, Value};
 
 use crate::settings::Settings;
 use crate::state::{with_state, Fork};
+
+/// The levels of `lunet.log`, most severe first.
+const LOG_LEVELS: [(&str, tracing::Level); 5] = [
+    ("error", tracing::Level::ERROR),
+    ("warn", tracing::Level::WARN),
+    ("info", tracing::Level::INFO),
+    ("debug", tracing::Level::DEBUG),
+    ("trace", tracing::Level::TRACE),
+];
 
 /// Builds the table of Rust functions handed to `prelude.lua`.
 pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Result<Table> {
@@ -40,22 +49,30 @@ pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Re
 
     core.set("now", lua.create_function(|_, ()| Ok(now_ms() as i64))?)?;
 
+    // The wrapper in prelude.lua checks the level against `core.LOG_LEVELS`
+    // and joins the values as `print` does; this only writes the line.
+    let levels = lua.create_table_with_capacity(0, LOG_LEVELS.len())?;
+    for (name, _) in &LOG_LEVELS {
+        levels.raw_set(*name, true)?;
+    }
+    core.set("LOG_LEVELS", levels)?;
+    let names: Vec<&str> = LOG_LEVELS.iter().map(|(name, _)| *name).collect();
+    core.set("LOG_LEVEL_NAMES", names.join(", "))?;
     core.set(
         "log",
-        lua.create_function(|_, (level, parts): (String, Variadic<Value>)| {
-            let mut message = String::new();
-            for part in parts.iter() {
-                match part {
-                    Value::String(s) => message.push_str(&s.to_string_lossy()),
-                    other => message.push_str(&format!("{other:?}")),
-                }
-            }
-            match level.as_str() {
-                "error" => tracing::error!(target: "lua", "{message}"),
-                "warn" => tracing::warn!(target: "lua", "{message}"),
-                "debug" => tracing::debug!(target: "lua", "{message}"),
-                "trace" => tracing::trace!(target: "lua", "{message}"),
-                _ => tracing::info!(target: "lua", "{message}"),
+        lua.create_function(|_, (level, message): (mlua::LuaString, mlua::LuaString)| {
+            let level = LOG_LEVELS
+                .iter()
+                .find(|(name, _)| level.as_bytes() == name.as_bytes())
+                .map(|(_, level)| *level)
+                .ok_or_else(|| mlua::Error::runtime("lunet.log: unknown level"))?;
+            let message = message.to_string_lossy();
+            match level {
+                tracing::Level::ERROR => tracing::error!(target: "lua", "{message}"),
+                tracing::Level::WARN => tracing::warn!(target: "lua", "{message}"),
+                tracing::Level::INFO => tracing::info!(target: "lua", "{message}"),
+                tracing::Level::DEBUG => tracing::debug!(target: "lua", "{message}"),
+                _ => tracing::trace!(target: "lua", "{message}"),
             }
             Ok(())
         })?,
