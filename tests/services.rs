@@ -110,6 +110,14 @@ fn messages_after_a_kill_or_an_exit_fail() {
 }
 
 #[test]
+fn finalizers_that_run_while_a_vm_closes_do_not_reach_it() {
+    let ran = run("svc_close_finalizer.lua", &[]);
+    ran.expect("closed_false", "true");
+    ran.expect("closed_true", "true");
+    ran.expect("alive", "true");
+}
+
+#[test]
 fn delayed_responses() {
     let ran = run("svc_response.lua", &[]);
     ran.expect("held_before_release", "nil nil nil");

@@ -10,6 +10,7 @@
 mod api;
 mod codec;
 mod dict;
+mod handoff;
 mod host;
 mod ids;
 mod interrupt;

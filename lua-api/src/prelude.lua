@@ -37,7 +37,9 @@ local function cannot_wait(what, level)
         .. "Move the call out of that callback.", level or 3)
 end
 
-local Socket = {}
+-- The metatable of socket objects comes from Rust: the codec knows a socket
+-- by it (lunet.send/call hand the connection over, see handoff.rs).
+local Socket = core.Socket
 Socket.__index = Socket
 Socket.__name = "lunet.socket"
 

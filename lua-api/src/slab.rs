@@ -50,6 +50,24 @@ impl<K: SlabKey, T> Slab<K, T> {
         K::from_slot(SlotId::new(index, generation))
     }
 
+    /// Puts `value` back under `key`, which was just removed (nothing was
+    /// inserted since): the id holders keep working. False (and `value`
+    /// dropped) if that slot is taken or was never freed.
+    pub fn restore(&mut self, key: K, value: T) -> bool {
+        let slot = key.slot();
+        let Some(at) = self.free.iter().rposition(|&i| i == slot.index()) else {
+            return false;
+        };
+        let entry = &mut self.entries[slot.index() as usize];
+        if entry.generation != slot.generation() || entry.value.is_some() {
+            return false;
+        }
+        self.free.swap_remove(at);
+        entry.value = Some(value);
+        self.len += 1;
+        true
+    }
+
     /// The id of what is at `index` now, if anything.
     pub fn id_at(&self, index: u32) -> Option<K> {
         let entry = self.entries.get(index as usize)?;
@@ -118,5 +136,20 @@ mod tests {
         assert_eq!(a.index(), b.index());
         assert_eq!(slab.get(a), None);
         assert_eq!(slab.get(b), Some(&"b"));
+    }
+
+    #[test]
+    fn a_removed_entry_can_be_restored_under_its_id() {
+        let mut slab: Slab<ConnectionId, &str> = Slab::default();
+        let a = slab.insert("a");
+        let b = slab.insert("b");
+        assert_eq!(slab.remove(a), Some("a"));
+        assert!(slab.restore(a, "a again"));
+        assert_eq!(slab.get(a), Some(&"a again"));
+        // The slot is taken now, and a live id cannot be restored over.
+        assert!(!slab.restore(a, "twice"));
+        assert!(!slab.restore(b, "b twice"));
+        let c = slab.insert("c");
+        assert_ne!(c.index(), a.index());
     }
 }

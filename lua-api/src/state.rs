@@ -10,7 +10,14 @@
 //! answer is first copied out of the buffer, see `read.rs`). A `__gc`
 //! finalizer runs only inside a Lua allocation, so it can never find the
 //! state borrowed, whatever socket method it calls.
+//!
+//! Closing rule: while a VM closes ([`close_vm`]) its finalizers run one
+//! last time, and mlua's app data must not be touched then (the access
+//! takes a new reference to the `Lua` being dropped). [`with_state`]
+//! refuses during that window, so a finalizer's socket call gets an error
+//! instead of reaching a VM that is going away.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -53,6 +60,30 @@ pub struct ConnEntry {
     pub draining: bool,
     /// A closing connection is dropped at this time whatever is left.
     pub linger_deadline: Option<u64>,
+}
+
+impl ConnEntry {
+    /// A connection nobody waits on yet.
+    pub fn new(
+        conn: Connection,
+        phase: ConnectionPhase,
+        peer: Option<SocketAddr>,
+        count: Option<lunet_core::ConnectionCount>,
+        timeout_ms: u64,
+    ) -> ConnEntry {
+        ConnEntry {
+            conn,
+            phase,
+            peer,
+            count,
+            timeout_ms,
+            reader: None,
+            writers: Vec::new(),
+            dirty: false,
+            draining: false,
+            linger_deadline: None,
+        }
+    }
 }
 
 /// A session the running Lua code asked for (`lunet.fork`).
@@ -177,11 +208,27 @@ impl From<StateUnavailable> for mlua::Error {
     }
 }
 
+thread_local! {
+    /// A VM is closing on this thread (see the closing rule above).
+    static CLOSING: Cell<bool> = const { Cell::new(false) };
+}
+
 /// The one way to reach a VM's state (see the borrow rule above).
 #[inline]
 pub fn with_state<R>(lua: &Lua, f: impl FnOnce(&mut VmState) -> R) -> Result<R, StateUnavailable> {
+    if CLOSING.get() {
+        return Err(StateUnavailable);
+    }
     match lua.try_app_data_mut::<VmState>() {
         Ok(Some(mut state)) => Ok(f(&mut state)),
         _ => Err(StateUnavailable),
     }
+}
+
+/// Drops a VM (its last `Lua` handle), with [`with_state`] refusing while
+/// its finalizers run.
+pub fn close_vm(lua: Lua) {
+    CLOSING.set(true);
+    drop(lua);
+    CLOSING.set(false);
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use lunet_core::{now_ms, Runtime};
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
+use crate::codec::SocketMeta;
 use crate::settings::Settings;
 use crate::state::{with_state, Fork};
 
@@ -29,10 +30,18 @@ const LOG_LEVELS: [(&str, tracing::Level); 5] = [
     ("trace", tracing::Level::TRACE),
 ];
 
-/// Builds the table of Rust functions handed to `prelude.lua`.
-pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Result<Table> {
+/// Builds the table of Rust functions handed to `prelude.lua`, with
+/// `socket_meta`, the metatable of socket objects (the prelude fills in
+/// the methods), as `core.Socket`.
+pub fn build(
+    lua: &Lua,
+    runtime: &Runtime,
+    settings: &Arc<Settings>,
+    socket_meta: &Table,
+) -> mlua::Result<Table> {
     let core = lua.create_table()?;
     crate::protocol::install(lua, &core)?;
+    core.set("Socket", socket_meta)?;
 
     socket::build(lua, runtime, &core)?;
 
@@ -107,7 +116,7 @@ pub fn build(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>) -> mlua::Re
     )?;
 
     core.set("shared_dict", lua.create_function(crate::dict::open)?)?;
-    services::build(lua, runtime, settings, &core)?;
+    services::build(lua, runtime, settings, SocketMeta::of(socket_meta), &core)?;
 
     Ok(core)
 }

@@ -9,20 +9,17 @@ use std::sync::Arc;
 use lunet_core::{Message, PostError, Runtime, Service};
 use mlua::{IntoLua, Lua, MultiValue, Table, Thread, Value};
 
-use crate::codec::{self, CodecError};
+use crate::codec::{self, CodecError, Handing, SocketMeta};
+use crate::handoff::{self, HandOffError};
 use crate::host::{BuildError, LuaService, Script, ServiceOptions};
 use crate::ids::CallToken;
 use crate::mail::{answer, error_payload};
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
-use crate::state::with_state;
+use crate::state::{with_state, StateUnavailable};
 
 fn runtime_error(message: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(message.into())
-}
-
-fn codec_error(what: &str, e: CodecError) -> mlua::Error {
-    runtime_error(format!("{what}: {e}"))
 }
 
 /// Why a handle names no live service.
@@ -59,10 +56,71 @@ fn describe(handle: &Value) -> String {
     }
 }
 
+/// Why a send or a call was not posted.
+#[derive(Debug, thiserror::Error)]
+enum PostFailure {
+    #[error("overloaded")]
+    Overloaded,
+    #[error("dead")]
+    Dead,
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    HandOff(#[from] HandOffError),
+    #[error(transparent)]
+    State(#[from] StateUnavailable),
+}
+
+/// Posts a send or a call to `target`. Socket objects among the arguments
+/// are handed over (`handoff.rs`); if the post fails they come back to this
+/// VM. A call gets its token.
+fn post(
+    lua: &Lua,
+    runtime: &Runtime,
+    meta: SocketMeta,
+    target: &Arc<Service>,
+    kind: MessageKind,
+    args: &MultiValue,
+) -> Result<Option<CallToken>, PostFailure> {
+    let mut payload = Vec::new();
+    let mut handing = Handing::new(meta);
+    codec::encode_handing(args.iter(), &mut payload, &mut handing)?;
+    let call = kind == MessageKind::Call;
+    let (from, token, attachments) = with_state(lua, |state| {
+        let attachments = if handing.sockets.is_empty() {
+            Vec::new()
+        } else {
+            handoff::detach(state, &handing.sockets)?
+        };
+        let token = call.then(|| state.next_call_token());
+        Ok::<_, HandOffError>((state.self_id, token, attachments))
+    })??;
+    let session = token.map_or(0, CallToken::to_raw);
+    let mut message = Message::new(from, session, kind.code(), payload);
+    message.attachments = attachments;
+    match runtime.post_message(target, message) {
+        Ok(()) => Ok(token),
+        Err((error, message)) => {
+            if !handing.sockets.is_empty() {
+                with_state(lua, |state| {
+                    handoff::reattach(state, &handing.sockets, message.attachments)
+                })?;
+            }
+            Err(match error {
+                PostError::Overloaded => PostFailure::Overloaded,
+                PostError::Dead => PostFailure::Dead,
+            })
+        }
+    }
+}
+
+/// Adds the actor calls to `core`; `meta` tells socket objects apart (they
+/// are handed over by send and call, refused elsewhere).
 pub fn build(
     lua: &Lua,
     runtime: &Runtime,
     settings: &Arc<Settings>,
+    meta: SocketMeta,
     core: &Table,
 ) -> mlua::Result<()> {
     core.set(
@@ -79,14 +137,11 @@ pub fn build(
                 Ok(t) => t,
                 Err(e) => return Ok(Err(e.to_string())),
             };
-            let mut payload = Vec::new();
-            codec::encode(args.iter(), &mut payload).map_err(|e| codec_error("lunet.send", e))?;
-            let from = with_state(lua, |state| state.self_id)?;
-            let message = Message::new(from, 0, MessageKind::Send.code(), payload);
-            match rt.post_message(&target, message) {
-                Ok(()) => Ok(Ok(true)),
-                Err((PostError::Overloaded, _)) => Ok(Err("overloaded".to_string())),
-                Err((PostError::Dead, _)) => Ok(Err("dead".to_string())),
+            match post(lua, &rt, meta, &target, MessageKind::Send, &args) {
+                Ok(_) => Ok(Ok(true)),
+                Err(PostFailure::Overloaded) => Ok(Err("overloaded".to_string())),
+                Err(PostFailure::Dead) => Ok(Err("dead".to_string())),
+                Err(e) => Err(runtime_error(format!("lunet.send: {e}"))),
             }
         })?,
     )?;
@@ -110,27 +165,17 @@ pub fn build(
                     }
                     Err(e) => return Ok((None, Some(format!("lunet.call: {e}")))),
                 };
-                let mut payload = Vec::new();
-                if let Err(e) = codec::encode(args.iter(), &mut payload) {
-                    return Ok((None, Some(format!("lunet.call: {e}"))));
-                }
-                let (from, token) =
-                    with_state(lua, |state| (state.self_id, state.next_call_token()))?;
-                let message = Message::new(from, token.to_raw(), MessageKind::Call.code(), payload);
-                match rt.post_message(&target, message) {
-                    Ok(()) => Ok((Some(token), None)),
-                    Err((PostError::Overloaded, _)) => Ok((
-                        None,
-                        Some(format!(
-                            "lunet.call: service :{} is overloaded",
-                            target.id()
-                        )),
-                    )),
-                    Err((PostError::Dead, _)) => Ok((
-                        None,
-                        Some(format!("lunet.call: service :{} is dead", target.id())),
-                    )),
-                }
+                let failure = match post(lua, &rt, meta, &target, MessageKind::Call, &args) {
+                    Ok(token) => return Ok((token, None)),
+                    Err(PostFailure::Overloaded) => {
+                        format!("lunet.call: service :{} is overloaded", target.id())
+                    }
+                    Err(PostFailure::Dead) => {
+                        format!("lunet.call: service :{} is dead", target.id())
+                    }
+                    Err(e) => format!("lunet.call: {e}"),
+                };
+                Ok((None, Some(failure)))
             },
         )?,
     )?;
@@ -140,7 +185,7 @@ pub fn build(
     core.set(
         "spawn",
         lua.create_function(move |lua, (options, args): (Table, MultiValue)| {
-            match spawn(lua, &rt, &spawn_settings, options, args) {
+            match spawn(lua, &rt, &spawn_settings, meta, options, args) {
                 Ok((handle, token)) => Ok((Some(handle), token.into_lua(lua)?)),
                 Err(e) => Ok((None, Value::String(lua.create_string(e.to_string())?))),
             }
@@ -226,7 +271,7 @@ pub fn build(
                     return Ok(false);
                 }
                 let mut payload = Vec::new();
-                let kind = match codec::encode(args.iter(), &mut payload) {
+                let kind = match codec::encode(args.iter(), &mut payload, meta) {
                     Ok(()) => MessageKind::Response,
                     Err(e) => {
                         payload = error_payload(&format!("the answer could not be sent: {e}"));
@@ -283,6 +328,7 @@ fn spawn(
     lua: &Lua,
     runtime: &Runtime,
     settings: &Arc<Settings>,
+    meta: SocketMeta,
     options: Table,
     args: MultiValue,
 ) -> Result<(i64, CallToken), SpawnError> {
@@ -303,7 +349,7 @@ fn spawn(
         error,
     })?;
     let mut payload = Vec::new();
-    codec::encode(args.iter(), &mut payload).map_err(SpawnError::Codec)?;
+    codec::encode(args.iter(), &mut payload, meta).map_err(SpawnError::Codec)?;
     let script = Script {
         path: path.display().to_string(),
         source,

@@ -151,7 +151,9 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     core.set(
         "collected",
         lua.create_function(|lua, id: ConnectionId| {
-            Ok(with_state(lua, |state| state.collected.push(id))?)
+            // Refused only while the VM closes, which drops every connection.
+            let _ = with_state(lua, |state| state.collected.push(id));
+            Ok(())
         })?,
     )?;
 
@@ -212,18 +214,14 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
                     let service = state
                         .service()
                         .ok_or_else(|| mlua::Error::runtime("lunet.connect: no service"))?;
-                    let id = state.conns.insert(ConnEntry {
-                        conn: Connection::new(stream),
-                        phase: ConnectionPhase::Connecting,
-                        peer: Some(parsed),
-                        count: None,
-                        timeout_ms: timeout.filter(|t| *t > 0.0).map_or(0, |t| t.ceil() as u64),
-                        reader: None,
-                        writers: Vec::new(),
-                        dirty: false,
-                        draining: false,
-                        linger_deadline: None,
-                    });
+                    let timeout_ms = timeout.filter(|t| *t > 0.0).map_or(0, |t| t.ceil() as u64);
+                    let id = state.conns.insert(ConnEntry::new(
+                        Connection::new(stream),
+                        ConnectionPhase::Connecting,
+                        Some(parsed),
+                        None,
+                        timeout_ms,
+                    ));
                     let entry = state.conns.get_mut(id).expect("just inserted");
                     let token = lunet_core::reactor::token(service.index(), id.index());
                     if let Err(e) = rt.registry().register(

@@ -1,6 +1,7 @@
 //! Building a service's VM: the standard library it gets (trusted or
 //! sandboxed), its state, the `lunet` module, the prelude, the script.
 
+use std::mem::ManuallyDrop;
 use std::sync::{mpsc, Arc};
 
 use lunet_core::Runtime;
@@ -9,6 +10,7 @@ use mlua::{Function, Lua, LuaOptions, StdLib};
 use super::sessions::Sched;
 use super::LuaService;
 use crate::api;
+use crate::codec::SocketMeta;
 use crate::interrupt::LuaInterrupt;
 use crate::settings::Settings;
 use crate::state::VmState;
@@ -155,8 +157,9 @@ impl LuaService {
             Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(BuildError::Vm)?
         };
         lua.set_app_data(VmState::new(settings.clone()));
+        let socket_meta = lua.create_table().map_err(BuildError::Lunet)?;
         let lunet = || -> mlua::Result<(Function, Function)> {
-            let core = api::build(&lua, runtime, &settings)?;
+            let core = api::build(&lua, runtime, &settings, &socket_meta)?;
             let (run_handler, dispatch): (Function, Function) = lua
                 .load(prelude_bytecode())
                 .set_name("@lunet/prelude.lua")
@@ -182,7 +185,7 @@ impl LuaService {
                 .map_err(BuildError::MemoryLimit)?;
         }
         Ok(LuaService {
-            lua,
+            lua: ManuallyDrop::new(lua),
             runtime: runtime.clone(),
             settings,
             name: name.to_string(),
@@ -194,6 +197,8 @@ impl LuaService {
             main_session: None,
             startup,
             dispatch,
+            socket_key: SocketMeta::of(&socket_meta),
+            socket_meta,
             interrupt: Arc::new(LuaInterrupt::new()),
             main_reply: None,
             exiting: false,

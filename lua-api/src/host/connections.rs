@@ -28,18 +28,13 @@ impl LuaService {
         } = accepted;
         let runtime = &self.runtime;
         let registered = vm(&self.lua, |state| {
-            let cid = state.conns.insert(ConnEntry {
-                conn: Connection::new(stream),
-                phase: ConnectionPhase::Open,
-                peer: Some(peer),
-                count: Some(count),
-                timeout_ms: 0,
-                reader: None,
-                writers: Vec::new(),
-                dirty: false,
-                draining: false,
-                linger_deadline: None,
-            });
+            let cid = state.conns.insert(ConnEntry::new(
+                Connection::new(stream),
+                ConnectionPhase::Open,
+                Some(peer),
+                Some(count),
+                0,
+            ));
             let token = lunet_core::reactor::token(service.index(), cid.index());
             let entry = state.conns.get_mut(cid).expect("just inserted");
             match runtime.registry().register(

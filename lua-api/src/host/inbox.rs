@@ -6,10 +6,11 @@ use std::sync::Arc;
 use lunet_core::Service;
 use mlua::{MultiValue, Value};
 
-use super::connections::drop_conn;
+use super::connections::{close_conn, drop_conn};
 use super::sessions::{ResumeWith, Sched, Session, Wait};
 use super::{vm, LuaService};
-use crate::codec;
+use crate::codec::{self, CodecError, Receiving};
+use crate::handoff;
 use crate::ids::CallToken;
 use crate::mail;
 use crate::protocol::MessageKind;
@@ -36,8 +37,37 @@ impl LuaService {
         }
     }
 
+    /// The values of a send or a call, with the sockets it hands over
+    /// attached to this VM first (`handoff.rs`, step 4). If the payload is
+    /// corrupt, those sockets are closed.
+    fn decode_arguments(
+        &mut self,
+        service: &Arc<Service>,
+        message: &mut lunet_core::Message,
+    ) -> Result<MultiValue, CodecError> {
+        if message.attachments.is_empty() {
+            return codec::decode(&self.lua, &message.payload);
+        }
+        let attachments = std::mem::take(&mut message.attachments);
+        let runtime = &self.runtime;
+        let sockets = vm(&self.lua, |state| {
+            handoff::attach(state, runtime, service, attachments)
+        });
+        let mut receiving = Receiving::new(self.socket_meta.clone(), sockets.clone());
+        let decoded = codec::decode_receiving(&self.lua, &message.payload, &mut receiving);
+        if decoded.is_err() {
+            let (sched, runtime) = (&mut self.sched, &self.runtime);
+            vm(&self.lua, |state| {
+                for cid in sockets.into_iter().flatten() {
+                    close_conn(state, sched, runtime, service, cid);
+                }
+            });
+        }
+        decoded
+    }
+
     /// A message from another service.
-    pub(super) fn on_message(&mut self, service: &Arc<Service>, message: lunet_core::Message) {
+    pub(super) fn on_message(&mut self, service: &Arc<Service>, mut message: lunet_core::Message) {
         let Some(kind) = MessageKind::from_byte(message.kind) else {
             return;
         };
@@ -65,7 +95,7 @@ impl LuaService {
                     }
                     return;
                 }
-                let mut args = match codec::decode(&self.lua, &message.payload) {
+                let mut args = match self.decode_arguments(service, &mut message) {
                     Ok(args) => args,
                     Err(e) => {
                         if let Some(caller) = answering {

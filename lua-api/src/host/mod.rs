@@ -33,17 +33,19 @@ mod inbox;
 mod sessions;
 
 use std::collections::VecDeque;
+use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use lunet_core::{Event, Runtime, Service, ServiceBody, Status};
-use mlua::{Function, Lua, Thread};
+use mlua::{Function, Lua, Table, Thread};
 
+use crate::codec::SocketMeta;
 use crate::ids::{ConnectionId, SessionId, TimerKey};
 use crate::interrupt::LuaInterrupt;
 use crate::mail;
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
-use crate::state::{with_state, Caller, VmState};
+use crate::state::{close_vm, with_state, Caller, VmState};
 
 pub use build::{
     check_script, BuildError, Script, ScriptError, ServiceOptions, StartError, Startup,
@@ -53,7 +55,8 @@ use sessions::Sched;
 /// A Lua VM run as a service: the body `lunet serve` hosts and
 /// `lunet.spawn` starts are made of.
 pub struct LuaService {
-    lua: Lua,
+    /// Dropped by `close_vm` only (see `Drop`).
+    lua: ManuallyDrop<Lua>,
     runtime: Runtime,
     settings: Arc<Settings>,
     name: String,
@@ -67,6 +70,10 @@ pub struct LuaService {
     startup: Option<Startup>,
     /// Runs `lunet.dispatch`'s function for a message.
     dispatch: Function,
+    /// The metatable of socket objects, to make those a message hands over,
+    /// and its address, to tell them apart when encoding.
+    socket_meta: Table,
+    socket_key: SocketMeta,
     interrupt: Arc<LuaInterrupt>,
     /// Who spawned us and waits for our main chunk's first slice.
     main_reply: Option<Caller>,
@@ -104,6 +111,16 @@ impl LuaService {
                         && state.listen_calls.is_empty()
                         && state.conns.is_empty())
             })
+    }
+}
+
+impl Drop for LuaService {
+    fn drop(&mut self) {
+        // SAFETY: `lua` is not used again: this is the service's drop, and
+        // the other fields only hold references that outlive the state
+        // harmlessly (mlua values refer to it weakly).
+        let lua = unsafe { ManuallyDrop::take(&mut self.lua) };
+        close_vm(lua);
     }
 }
 

@@ -268,7 +268,7 @@ impl LuaService {
             }
             if let Some(caller) = self.main_reply.take() {
                 let mut payload = Vec::new();
-                let _ = codec::encode([Value::Boolean(true)].iter(), &mut payload);
+                let _ = codec::encode([Value::Boolean(true)].iter(), &mut payload, self.socket_key);
                 self.answer(caller, MessageKind::Response, payload);
             }
         }
@@ -412,7 +412,7 @@ impl LuaService {
             let (kind, payload) = match &ending {
                 Ending::Returned(values) => {
                     let mut payload = Vec::new();
-                    match codec::encode(values.iter(), &mut payload) {
+                    match codec::encode(values.iter(), &mut payload, self.socket_key) {
                         Ok(()) => (MessageKind::Response, payload),
                         Err(e) => (
                             MessageKind::Error,
