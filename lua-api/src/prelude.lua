@@ -5,7 +5,8 @@
 -- the scheduler, which resumes the session with the answer. A read's
 -- arguments are checked once, by the fast path, which keeps the request for
 -- the scheduler: the wrapper then yields only (OP_READ, id).
--- See lua-api/src/host.rs for the other half of the protocol.
+-- The codes come from lua-api/src/protocol.rs; the other half of the
+-- protocol is lua-api/src/host/ (docs/internals.md has the map).
 
 local core = ...
 local co_create, co_resume, co_yield, co_status, co_running, co_close =

@@ -146,7 +146,7 @@ pub fn build(
         })?,
     )?;
 
-    // Posts the request; the wrapper then yields OP_CALL and gets
+    // Posts the request; the wrapper then yields OP.CALL and gets
     // (true, answer...) or (false, error).
     let rt = runtime.clone();
     core.set(

@@ -38,7 +38,7 @@ pub(super) enum Wait {
     /// The lane queue was full: the task waits here for a slot.
     LaneSlot(Task),
     /// Waits for the answer to a call (or a spawn) it made; the token
-    /// names the call (see `services::call_token`).
+    /// names the call (see `ids::CallToken`).
     Call(CallToken),
     /// In `lunet.wait()` until `lunet.wakeup`.
     Suspended(usize),
