@@ -19,11 +19,11 @@ use lunet_lua::{check_script, launch, Progress, Script, Settings};
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: LunetCommand,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum LunetCommand {
     /// Runs SCRIPT in every host VM and serves the listeners it opens.
     Serve(ServeArgs),
     /// Runs SCRIPT as one service with no listener; exits when it exits.
@@ -108,13 +108,13 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Run(args) => run(args),
-        Command::Load(args) => {
+        LunetCommand::Serve(args) => serve(args),
+        LunetCommand::Run(args) => run(args),
+        LunetCommand::Load(args) => {
             // Errors inside a client script's own sessions are logged.
             init_logging("warn").and_then(|()| lunet_connector::run(*args).map_err(Into::into))
         }
-        Command::Check { script } => check(&script),
+        LunetCommand::Check { script } => check(&script),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

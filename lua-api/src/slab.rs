@@ -6,13 +6,13 @@ use std::marker::PhantomData;
 use crate::ids::{SlabKey, SlotId};
 
 pub struct Slab<K, T> {
-    entries: Vec<Entry<T>>,
+    entries: Vec<SlabEntry<T>>,
     free: Vec<u32>,
     len: usize,
     key: PhantomData<K>,
 }
 
-struct Entry<T> {
+struct SlabEntry<T> {
     generation: u32,
     value: Option<T>,
 }
@@ -40,7 +40,7 @@ impl<K: SlabKey, T> Slab<K, T> {
             }
             None => {
                 let index = self.entries.len() as u32;
-                self.entries.push(Entry {
+                self.entries.push(SlabEntry {
                     generation: 1,
                     value: Some(value),
                 });
@@ -75,7 +75,7 @@ impl<K: SlabKey, T> Slab<K, T> {
         Some(K::from_slot(SlotId::new(index, entry.generation)))
     }
 
-    fn entry(&self, key: K) -> Option<&Entry<T>> {
+    fn entry(&self, key: K) -> Option<&SlabEntry<T>> {
         let slot = key.slot();
         let entry = self.entries.get(slot.index() as usize)?;
         (entry.generation == slot.generation()).then_some(entry)
