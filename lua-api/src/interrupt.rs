@@ -4,7 +4,10 @@
 //!
 //! Protocol (the trick `lua.c` uses for Ctrl-C):
 //! 1. Around every resume the worker publishes the running coroutine's
-//!    `lua_State` in `running` (`enter`) and takes it back (`leave`).
+//!    `lua_State` in `running` (`enter`) and takes it back (`leave`). It
+//!    also notes which session runs: the `lunet` callbacks that need to
+//!    know who calls (`lunet.call`, `lunet.response`) read it here, with
+//!    no extra access to the VM's state per resume.
 //! 2. The monitor thread, finding the slice stuck, claims the slot
 //!    (`state` RUNNING -> BUSY, so the worker cannot leave meanwhile and the
 //!    pointer stays valid), sets `action` and installs a count hook with
@@ -23,12 +26,14 @@
 
 use std::cell::Cell;
 use std::ffi::CStr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lunet_core::{Interrupt, Service};
 use mlua::ffi;
 use mlua::Thread;
+
+use crate::ids::SessionId;
 
 const IDLE: u8 = 0;
 const RUNNING: u8 = 1;
@@ -54,6 +59,8 @@ pub struct LuaInterrupt {
     killed: AtomicBool,
     /// The monitor installed the hook during this slice (step 4).
     hooked: AtomicBool,
+    /// The session being resumed, or the last one (step 1).
+    session: AtomicU64,
     label: Mutex<String>,
 }
 
@@ -65,6 +72,7 @@ impl LuaInterrupt {
             action: AtomicU8::new(ACTION_NONE),
             killed: AtomicBool::new(false),
             hooked: AtomicBool::new(false),
+            session: AtomicU64::new(0),
             label: Mutex::new(String::new()),
         }
     }
@@ -73,10 +81,12 @@ impl LuaInterrupt {
         *self.label.lock().unwrap_or_else(|e| e.into_inner()) = format!("{name} (:{handle})");
     }
 
-    /// Step 1: the worker is about to resume `thread`.
+    /// Step 1: the worker is about to resume `thread`, session `session`.
     #[inline]
-    pub fn enter(self: &Arc<Self>, thread: &Thread) {
+    pub fn enter(self: &Arc<Self>, thread: &Thread, session: SessionId) {
         CURRENT.with(|current| current.set(Arc::as_ptr(self)));
+        // Only the worker running this VM writes or reads it.
+        self.session.store(session.to_raw(), Ordering::Relaxed);
         self.running.store(thread.state(), Ordering::Relaxed);
         self.state.store(RUNNING, Ordering::Release);
     }
@@ -101,6 +111,12 @@ impl LuaInterrupt {
             return true;
         }
         false
+    }
+
+    /// The session being resumed now (or the last one resumed).
+    #[inline]
+    pub fn session(&self) -> SessionId {
+        SessionId::from_raw(self.session.load(Ordering::Relaxed))
     }
 
     /// Step 4: the slice is over and the monitor can no longer install
@@ -213,7 +229,7 @@ mod tests {
 
     /// Runs one slice of `thread` as the scheduler does; true if killed.
     fn slice(interrupt: &Arc<LuaInterrupt>, thread: &Thread) -> (bool, mlua::Result<i64>) {
-        interrupt.enter(thread);
+        interrupt.enter(thread, SessionId::from_raw(1));
         let result = thread.resume::<i64>(());
         (interrupt.leave(), result)
     }
@@ -227,7 +243,7 @@ mod tests {
             let pooled = lua.create_thread(body.clone()).unwrap();
             // The monitor finds a slice stuck and installs its hook, and the
             // slice ends before the hook runs.
-            interrupt.enter(&pooled);
+            interrupt.enter(&pooled, SessionId::from_raw(1));
             interrupt.install(action);
             assert!(!interrupt.leave(), "the slice never ran: it was not killed");
             assert_eq!(interrupt.action.load(Ordering::SeqCst), ACTION_NONE);
@@ -250,7 +266,7 @@ mod tests {
             .into_function()
             .unwrap();
         let thread = lua.create_thread(spin).unwrap();
-        interrupt.enter(&thread);
+        interrupt.enter(&thread, SessionId::from_raw(1));
         interrupt.install(ACTION_KILL);
         // What the worker does next: run the slice, which the hook stops.
         let result = thread.resume::<()>(());

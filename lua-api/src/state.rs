@@ -27,6 +27,7 @@ use lunet_core::Service;
 use mlua::{Function, Lua, MultiValue};
 
 use crate::ids::{CallToken, ConnectionId, SessionId};
+use crate::interrupt::LuaInterrupt;
 use crate::read::ReadRequest;
 use crate::settings::Settings;
 use crate::slab::Slab;
@@ -115,9 +116,9 @@ pub struct VmState {
     pub service: Weak<Service>,
     /// Its handle (0 until it first runs).
     pub self_id: u64,
-    /// The session being resumed now: callbacks that need to know who
-    /// calls (`lunet.call`, `lunet.response`) read it.
-    pub current: SessionId,
+    /// What this VM runs now (set around every resume): callbacks that need
+    /// to know which session calls (`lunet.call`, `lunet.response`) ask it.
+    pub running: Arc<LuaInterrupt>,
     /// Sequence of outgoing calls (see [`VmState::next_call_token`]).
     pub next_call: u32,
     pub conns: Slab<ConnectionId, ConnEntry>,
@@ -132,7 +133,8 @@ pub struct VmState {
     /// `lunet.listen` calls so far per address (the n-th call of every host
     /// shares the n-th listener).
     pub listen_calls: HashMap<String, usize>,
-    /// Calls being answered, by the session that answers.
+    /// Calls being answered, by the session that answers
+    /// (`lunet.response()` takes the running session's).
     pub calls: HashMap<SessionId, Caller>,
     /// Calls whose answer was taken by `lunet.response()` and not yet sent.
     pub delayed: HashSet<Caller>,
@@ -150,12 +152,12 @@ pub struct VmState {
 }
 
 impl VmState {
-    pub fn new(settings: Arc<Settings>) -> VmState {
+    pub fn new(settings: Arc<Settings>, running: Arc<LuaInterrupt>) -> VmState {
         VmState {
             settings,
+            running,
             service: Weak::new(),
             self_id: 0,
-            current: SessionId::from_raw(0),
             next_call: 1,
             conns: Slab::default(),
             dirty: Vec::new(),
@@ -186,7 +188,7 @@ impl VmState {
     pub fn next_call_token(&mut self) -> CallToken {
         let sequence = self.next_call;
         self.next_call = self.next_call.wrapping_add(1);
-        CallToken::new(self.current, sequence)
+        CallToken::new(self.running.session(), sequence)
     }
 
     /// The service running this VM, while it lives.

@@ -255,7 +255,7 @@ pub fn build(
         "response",
         lua.create_function(move |lua, ()| {
             let taken = with_state(lua, |state| {
-                let call = state.calls.remove(&state.current)?;
+                let call = state.calls.remove(&state.running.session())?;
                 state.delayed.insert(call);
                 Some((state.self_id, call))
             })?;

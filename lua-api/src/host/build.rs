@@ -156,7 +156,8 @@ impl LuaService {
         } else {
             Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(BuildError::Vm)?
         };
-        lua.set_app_data(VmState::new(settings.clone()));
+        let interrupt = Arc::new(LuaInterrupt::new());
+        lua.set_app_data(VmState::new(settings.clone(), interrupt.clone()));
         let socket_meta = lua.create_table().map_err(BuildError::Lunet)?;
         let lunet = || -> mlua::Result<(Function, Function)> {
             let core = api::build(&lua, runtime, &settings, &socket_meta)?;
@@ -199,9 +200,10 @@ impl LuaService {
             dispatch,
             socket_key: SocketMeta::of(&socket_meta),
             socket_meta,
-            interrupt: Arc::new(LuaInterrupt::new()),
+            interrupt,
             main_reply: None,
             exiting: false,
+            dispatching: false,
             exited: false,
             dirty: Vec::new(),
             bytes: Vec::new(),

@@ -76,7 +76,7 @@ impl LuaService {
             MessageKind::Continue => {}
             MessageKind::Send | MessageKind::Call => {
                 let answering = (kind == MessageKind::Call).then(|| Caller::of(&message));
-                if !vm(&self.lua, |state| state.dispatch) {
+                if !self.dispatching && !vm(&self.lua, |state| state.dispatch) {
                     match answering {
                         Some(caller) => {
                             let text = format!(
@@ -113,6 +113,9 @@ impl LuaService {
                 if let Some(sid) = self.new_session(&dispatch, None) {
                     if let Some(caller) = answering {
                         vm(&self.lua, |state| state.calls.insert(sid, caller));
+                        if let Some(session) = self.sched.sessions.get_mut(sid) {
+                            session.answering = true;
+                        }
                     }
                     self.sched.ready.push_back((sid, ResumeWith::Args(args)));
                 }
@@ -155,7 +158,7 @@ impl LuaService {
         }
         self.exited = true;
         let mut owed: Vec<Caller> = vm(&self.lua, |state| {
-            let mut owed: Vec<Caller> = state.calls.drain().map(|(_, call)| call).collect();
+            let mut owed: Vec<Caller> = state.calls.drain().map(|(_, caller)| caller).collect();
             owed.extend(state.delayed.drain());
             for cid in state.conns.ids() {
                 drop_conn(state, cid);

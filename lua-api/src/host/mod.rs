@@ -80,6 +80,8 @@ pub struct LuaService {
     /// Told to exit (`lunet.exit()`, a kill, a failed start): nothing more
     /// runs; the turn ends and the service exits.
     exiting: bool,
+    /// `lunet.dispatch` was called (as of the last slice).
+    dispatching: bool,
     exited: bool,
     /// Kept buffer for `after_slice` (swapped with `VmState::dirty`).
     dirty: Vec<ConnectionId>,

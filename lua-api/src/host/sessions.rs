@@ -19,7 +19,7 @@ use crate::mail;
 use crate::protocol::{MessageKind, Yielded};
 use crate::read::{self, ReadRequest, Taken};
 use crate::slab::Slab;
-use crate::state::{ConnectionPhase, VmState};
+use crate::state::{Caller, ConnectionPhase, Fork, VmState};
 
 /// Ready sessions resumed per event before the service yields its worker.
 pub(super) const READY_BUDGET: usize = 4096;
@@ -52,6 +52,9 @@ pub(super) struct Session {
     pub(super) timer_armed: Option<u64>,
     /// The connection a handler session serves: closed when it ends.
     pub(super) owned_conn: Option<ConnectionId>,
+    /// It runs a dispatch for a call: `VmState::calls` has its caller
+    /// (until `lunet.response()` takes it over).
+    pub(super) answering: bool,
 }
 
 pub(super) enum ResumeWith {
@@ -64,6 +67,100 @@ pub(super) enum ResumeWith {
     Plain(Vec<Plain>),
     /// The call was misused: the Lua wrapper raises this message.
     Misuse(String),
+}
+
+/// A bare `coroutine.yield` reached the scheduler.
+const FOREIGN_YIELD: &str =
+    "a session yielded outside lunet's API (a bare coroutine.yield in a handler?): it was stopped";
+
+/// How a slice ended.
+enum SliceEnd {
+    Yielded(Yielded),
+    Ended(Ending),
+}
+
+/// A wait recorded in the state (on a connection, or in `lunet.wait`).
+enum StateWait {
+    Read(ConnectionId),
+    Write(ConnectionId),
+    Connect(ConnectionId),
+    Suspended(usize),
+}
+
+/// What the slice left behind, for after the state's borrow.
+struct SliceLeft {
+    caller: Option<Caller>,
+    forks: Vec<Fork>,
+    exiting: bool,
+    dispatching: bool,
+}
+
+/// Records a wait on a connection (or in `lunet.wait`); a wait that cannot
+/// be (the connection is gone) resumes the session at once with the error.
+fn wait_on_state(
+    state: &mut VmState,
+    sched: &mut Sched,
+    runtime: &Runtime,
+    service: &Arc<Service>,
+    sid: SessionId,
+    wait: StateWait,
+) {
+    let registered = match wait {
+        StateWait::Read(cid) => {
+            let pending = state.pending_read.take();
+            let shutting_down = state.shutting_down;
+            match state.conns.get_mut(cid) {
+                None => Err(ResumeWith::Error("closed")),
+                Some(entry) => match pending {
+                    Some((pending_cid, request)) if pending_cid == cid => {
+                        // Another reader, a socket Lua closed, or (while the
+                        // server stops) an accepted one with nothing left.
+                        let closed = entry.reader.is_some()
+                            || entry.phase == ConnectionPhase::Closing
+                            || (shutting_down
+                                && entry.count.is_some()
+                                && entry.conn.input.is_empty());
+                        if closed {
+                            Err(ResumeWith::Error("closed"))
+                        } else {
+                            entry.reader = Some(sid);
+                            Ok((Wait::Read(cid, request), entry.timeout_ms))
+                        }
+                    }
+                    _ => Err(ResumeWith::Misuse(
+                        "lunet: a read yielded without its request".into(),
+                    )),
+                },
+            }
+        }
+        StateWait::Write(cid) | StateWait::Connect(cid) => match state.conns.get_mut(cid) {
+            None => Err(ResumeWith::Error("closed")),
+            Some(entry) => {
+                entry.writers.push(sid);
+                let wait = match wait {
+                    StateWait::Connect(_) => Wait::Connect(cid),
+                    _ => Wait::Write(cid),
+                };
+                Ok((wait, entry.timeout_ms))
+            }
+        },
+        StateWait::Suspended(pointer) => {
+            state.suspended.insert(pointer, sid);
+            Ok((Wait::Suspended(pointer), 0))
+        }
+    };
+    match registered {
+        Err(reply) => sched.ready.push_back((sid, reply)),
+        Ok((wait, timeout_ms)) => {
+            let Some(session) = sched.sessions.get_mut(sid) else {
+                return;
+            };
+            session.wait = wait;
+            if timeout_ms > 0 {
+                arm_timeout(runtime, service, sid, session, timeout_ms);
+            }
+        }
+    }
 }
 
 /// How a session ended.
@@ -170,6 +267,7 @@ impl LuaService {
             deadline: None,
             timer_armed: None,
             owned_conn,
+            answering: false,
         }))
     }
 
@@ -197,11 +295,10 @@ impl LuaService {
         let Some(session) = self.sched.sessions.get(sid) else {
             return;
         };
-        vm(&self.lua, |state| state.current = sid);
         // Borrowed, not cloned: a clone of a Lua reference is a push and a pop
         // on mlua's reference stack, on every resume.
         let thread = &session.thread;
-        self.interrupt.enter(thread);
+        self.interrupt.enter(thread, sid);
         let result = match reply {
             ResumeWith::Nothing => thread.resume::<MultiValue>(()),
             ResumeWith::True => thread.resume::<MultiValue>(true),
@@ -234,128 +331,31 @@ impl LuaService {
         };
         let resumable = thread.status() == ThreadStatus::Resumable;
         let killed = self.interrupt.leave();
-        // The main chunk has started well once it returns (it may yield on
-        // the way, e.g. to open a database): then `lunet serve` goes on and
-        // `lunet.spawn` returns. An error before that fails the start.
-        let main_done = match result {
-            Ok(_) if killed => {
-                self.finish(service, sid, Ending::Failed(killed_message()));
-                false
-            }
-            Ok(values) if resumable => {
-                self.register_wait(service, sid, values);
-                false
-            }
-            Ok(values) => {
-                self.finish(service, sid, Ending::Returned(values));
-                true
-            }
-            Err(e) => {
-                let message = if killed {
-                    killed_message()
-                } else {
-                    e.to_string()
-                };
-                self.finish(service, sid, Ending::Failed(message));
-                false
-            }
+        let end = match result {
+            _ if killed => SliceEnd::Ended(Ending::Failed(killed_message())),
+            Ok(values) if resumable => match Yielded::decode(values) {
+                Some(yielded) => SliceEnd::Yielded(yielded),
+                None => SliceEnd::Ended(Ending::Failed(FOREIGN_YIELD.into())),
+            },
+            Ok(values) => SliceEnd::Ended(Ending::Returned(values)),
+            Err(e) => SliceEnd::Ended(Ending::Failed(e.to_string())),
         };
-        if main_done && self.main_session == Some(sid) {
-            // Loading leaves garbage behind; an idle service should not keep it.
-            let _ = self.lua.gc_collect();
-            if let Some(startup) = self.startup.take() {
-                let _ = startup.send(Ok(()));
-            }
-            if let Some(caller) = self.main_reply.take() {
-                let mut payload = Vec::new();
-                let _ = codec::encode([Value::Boolean(true)].iter(), &mut payload, self.socket_key);
-                self.answer(caller, MessageKind::Response, payload);
-            }
-        }
-        self.after_slice(service);
+        self.end_slice(service, sid, end);
     }
 
-    /// Step 2 of the protocol: what did the session yield for?
-    pub(super) fn register_wait(
-        &mut self,
-        service: &Arc<Service>,
-        sid: SessionId,
-        values: MultiValue,
-    ) {
-        let Some(yielded) = Yielded::decode(values) else {
-            let message = "a session yielded outside lunet's API (a bare coroutine.yield in a \
-                           handler?): it was stopped";
-            self.finish(service, sid, Ending::Failed(message.into()));
-            return;
-        };
-        let registered = match yielded {
-            Yielded::Read { conn: cid } => vm(&self.lua, |state| {
-                let pending = state.pending_read.take();
-                let shutting_down = state.shutting_down;
-                let Some(entry) = state.conns.get_mut(cid) else {
-                    return Err(ResumeWith::Error("closed"));
-                };
-                let request = match pending {
-                    Some((pending_cid, request)) if pending_cid == cid => request,
-                    _ => {
-                        return Err(ResumeWith::Misuse(
-                            "lunet: a read yielded without its request".into(),
-                        ))
-                    }
-                };
-                if entry.reader.is_some() || entry.phase == ConnectionPhase::Closing {
-                    return Err(ResumeWith::Error("closed"));
-                }
-                if shutting_down && entry.count.is_some() && entry.conn.input.is_empty() {
-                    return Err(ResumeWith::Error("closed"));
-                }
-                entry.reader = Some(sid);
-                Ok((Wait::Read(cid, request), entry.timeout_ms))
-            }),
-            Yielded::Write { conn: cid } | Yielded::Connect { conn: cid } => {
-                let connect = matches!(yielded, Yielded::Connect { .. });
-                vm(&self.lua, |state| {
-                    let Some(entry) = state.conns.get_mut(cid) else {
-                        return Err(ResumeWith::Error("closed"));
-                    };
-                    entry.writers.push(sid);
-                    let wait = if connect {
-                        Wait::Connect(cid)
-                    } else {
-                        Wait::Write(cid)
-                    };
-                    Ok((wait, entry.timeout_ms))
-                })
+    /// Steps 2 and 4 of the protocol: what the session waits for (or how
+    /// it ended), then what the slice left behind (wakeups, writes to
+    /// flush, sockets to close, forks), with one access to the state.
+    fn end_slice(&mut self, service: &Arc<Service>, sid: SessionId, end: SliceEnd) {
+        let mut ending = None;
+        let mut waits_on_state = None;
+        match end {
+            SliceEnd::Ended(how) => ending = Some(how),
+            SliceEnd::Yielded(Yielded::Exit) => {
+                self.exiting = true;
+                ending = Some(Ending::Exited);
             }
-            Yielded::Lane { op, args } => {
-                let task = match build_task(op, &args) {
-                    Ok(task) => task,
-                    Err(e) => {
-                        // Misuse (a table as a bind value...): the wrapper raises.
-                        self.sched
-                            .ready
-                            .push_back((sid, ResumeWith::Misuse(e.to_string())));
-                        return;
-                    }
-                };
-                let lane_timeout = self.settings.lane_timeout_ms;
-                let Some(session) = self.sched.sessions.get_mut(sid) else {
-                    return;
-                };
-                match self.runtime.lane_submit(service, sid.to_raw(), task) {
-                    Ok(()) => session.wait = Wait::Lane,
-                    Err(task) => {
-                        session.wait = Wait::LaneSlot(task);
-                        self.sched.lane_blocked.push_back(sid);
-                        if lane_timeout > 0 {
-                            arm_timeout(&self.runtime, service, sid, session, lane_timeout);
-                        }
-                    }
-                }
-                return;
-            }
-            Yielded::Call { token } => Ok((Wait::Call(token), 0)),
-            Yielded::Wait { coroutine } => {
+            SliceEnd::Yielded(Yielded::Wait { coroutine }) => {
                 // The coroutine that waits: the session's own, or a user
                 // coroutine inside it (lunet.wakeup names that one).
                 let pointer = match (coroutine, self.sched.sessions.get(sid)) {
@@ -363,104 +363,45 @@ impl LuaService {
                     (None, Some(session)) => session.thread.to_pointer() as usize,
                     (None, None) => return,
                 };
-                vm(&self.lua, |state| state.suspended.insert(pointer, sid));
-                Ok((Wait::Suspended(pointer), 0))
+                waits_on_state = Some(StateWait::Suspended(pointer));
             }
-            Yielded::Exit => {
-                self.exiting = true;
-                self.finish(service, sid, Ending::Exited);
-                return;
+            SliceEnd::Yielded(Yielded::Read { conn }) => {
+                waits_on_state = Some(StateWait::Read(conn))
             }
-            Yielded::Sleep { ms } => {
-                if ms.is_nan() || ms <= 0.0 {
-                    Err(ResumeWith::Nothing)
-                } else {
-                    Ok((Wait::Sleep, ms.ceil().min(1e15) as u64))
-                }
+            SliceEnd::Yielded(Yielded::Write { conn }) => {
+                waits_on_state = Some(StateWait::Write(conn))
             }
-        };
-        let (wait, timeout_ms) = match registered {
-            Ok(wait) => wait,
-            Err(reply) => {
-                self.sched.ready.push_back((sid, reply));
-                return;
+            SliceEnd::Yielded(Yielded::Connect { conn }) => {
+                waits_on_state = Some(StateWait::Connect(conn))
             }
+            // A lane task is built from Lua values, which may run Lua code
+            // (__index): never inside the state's borrow.
+            SliceEnd::Yielded(yielded) => self.wait_without_state(service, sid, yielded),
+        }
+        let (owned_conn, answering) = match (&ending, self.sched.sessions.get(sid)) {
+            (Some(_), Some(session)) => (session.owned_conn, session.answering),
+            _ => (None, false),
         };
-        let Some(session) = self.sched.sessions.get_mut(sid) else {
-            return;
-        };
-        session.wait = wait;
-        if timeout_ms > 0 {
-            arm_timeout(&self.runtime, service, sid, session, timeout_ms);
-        }
-    }
-
-    /// A session has ended: answer the call it was answering, report a
-    /// failed start, close the connection it served, pool its coroutine.
-    pub(super) fn finish(&mut self, service: &Arc<Service>, sid: SessionId, ending: Ending) {
-        let Some(session) = self.sched.sessions.remove(sid) else {
-            return;
-        };
-        // A call this session was answering gets its return values (or the
-        // error). After lunet.exit() it stays owed: `exit` answers it with
-        // an error, as every call the service leaves unanswered.
-        let answering = match ending {
-            Ending::Exited => None,
-            _ => vm(&self.lua, |state| state.calls.remove(&sid)),
-        };
-        if let Some(caller) = answering {
-            let (kind, payload) = match &ending {
-                Ending::Returned(values) => {
-                    let mut payload = Vec::new();
-                    match codec::encode(values.iter(), &mut payload, self.socket_key) {
-                        Ok(()) => (MessageKind::Response, payload),
-                        Err(e) => (
-                            MessageKind::Error,
-                            mail::error_payload(&format!("the answer could not be sent: {e}")),
-                        ),
-                    }
-                }
-                Ending::Failed(error) => (MessageKind::Error, mail::error_payload(error)),
-                Ending::Exited => unreachable!("an exiting session answers nothing"),
-            };
-            self.answer(caller, kind, payload);
-        }
-        if let Ending::Failed(error) = ending {
-            if self.main_session == Some(sid)
-                && (self.startup.is_some() || self.main_reply.is_some())
-            {
-                if let Some(startup) = self.startup.take() {
-                    let _ = startup.send(Err(StartError {
-                        message: error.clone(),
-                    }));
-                }
-                if let Some(caller) = self.main_reply.take() {
-                    self.answer(caller, MessageKind::Error, mail::error_payload(&error));
-                    // A service whose start failed does not live on.
-                    self.exiting = true;
-                }
-            } else {
-                tracing::error!(service = %self.name, handle = service.id(), "session error: {error}");
-            }
-        }
-        if let Some(cid) = session.owned_conn {
-            let (sched, runtime) = (&mut self.sched, &self.runtime);
-            vm(&self.lua, |state| {
-                close_conn(state, sched, runtime, service, cid)
-            });
-        }
-        if self.threads.len() < THREAD_POOL {
-            self.threads.push(session.thread);
-        }
-    }
-
-    /// Step 4: flush what the slice wrote, close what it closed, start what
-    /// it forked.
-    pub(super) fn after_slice(&mut self, service: &Arc<Service>) {
+        // After lunet.exit() the call stays owed: `exit` answers it with an
+        // error, as every call the service leaves unanswered.
+        let answers = answering && !matches!(ending, Some(Ending::Exited));
         let (sched, runtime, dirty) = (&mut self.sched, &self.runtime, &mut self.dirty);
-        let (forks, exiting) = vm(&self.lua, |state| {
-            for sid in std::mem::take(&mut state.wakeups) {
-                sched.wake(state, sid, ResumeWith::Nothing);
+        let left = vm(&self.lua, |state| {
+            // The call the ending session answers (unless `lunet.response()`
+            // took it over).
+            let caller = if answers {
+                state.calls.remove(&sid)
+            } else {
+                None
+            };
+            if let Some(wait) = waits_on_state {
+                wait_on_state(state, sched, runtime, service, sid, wait);
+            }
+            if let Some(cid) = owned_conn {
+                close_conn(state, sched, runtime, service, cid);
+            }
+            for woken in std::mem::take(&mut state.wakeups) {
+                sched.wake(state, woken, ResumeWith::Nothing);
             }
             // Flush what the slice wrote: one write syscall per connection.
             // (The dirty list is swapped with a kept buffer: no allocation.)
@@ -488,21 +429,154 @@ impl LuaService {
             for cid in closing {
                 close_conn(state, sched, runtime, service, cid);
             }
-            let forks = if state.forks.is_empty() {
-                Vec::new()
-            } else {
-                std::mem::take(&mut state.forks)
-            };
-            // lunet.exit() where it cannot yield, or lunet.kill(lunet.self()).
-            (forks, state.exiting)
+            SliceLeft {
+                caller,
+                forks: if state.forks.is_empty() {
+                    Vec::new()
+                } else {
+                    std::mem::take(&mut state.forks)
+                },
+                // lunet.exit() where it cannot yield, lunet.kill(lunet.self()).
+                exiting: state.exiting,
+                dispatching: state.dispatch,
+            }
         });
-        self.exiting |= exiting;
-        for fork in forks {
-            if let Some(sid) = self.new_session(&fork.function, None) {
+        self.exiting |= left.exiting;
+        self.dispatching |= left.dispatching;
+        if let Some(how) = ending {
+            self.finish(service, sid, how, left.caller);
+        }
+        for fork in left.forks {
+            if let Some(forked) = self.new_session(&fork.function, None) {
                 self.sched
                     .ready
-                    .push_back((sid, ResumeWith::Args(fork.args)));
+                    .push_back((forked, ResumeWith::Args(fork.args)));
             }
+        }
+    }
+
+    /// Waits that do not involve the state: a lane task, a call's answer,
+    /// a sleep.
+    fn wait_without_state(&mut self, service: &Arc<Service>, sid: SessionId, yielded: Yielded) {
+        let (wait, timeout_ms) = match yielded {
+            Yielded::Lane { op, args } => {
+                let task = match build_task(op, &args) {
+                    Ok(task) => task,
+                    Err(e) => {
+                        // Misuse (a table as a bind value...): the wrapper raises.
+                        self.sched
+                            .ready
+                            .push_back((sid, ResumeWith::Misuse(e.to_string())));
+                        return;
+                    }
+                };
+                let lane_timeout = self.settings.lane_timeout_ms;
+                let Some(session) = self.sched.sessions.get_mut(sid) else {
+                    return;
+                };
+                match self.runtime.lane_submit(service, sid.to_raw(), task) {
+                    Ok(()) => session.wait = Wait::Lane,
+                    Err(task) => {
+                        session.wait = Wait::LaneSlot(task);
+                        self.sched.lane_blocked.push_back(sid);
+                        if lane_timeout > 0 {
+                            arm_timeout(&self.runtime, service, sid, session, lane_timeout);
+                        }
+                    }
+                }
+                return;
+            }
+            Yielded::Call { token } => (Wait::Call(token), 0),
+            Yielded::Sleep { ms } if ms.is_nan() || ms <= 0.0 => {
+                self.sched.ready.push_back((sid, ResumeWith::Nothing));
+                return;
+            }
+            Yielded::Sleep { ms } => (Wait::Sleep, ms.ceil().min(1e15) as u64),
+            _ => unreachable!("waits on the state are registered by wait_on_state"),
+        };
+        let Some(session) = self.sched.sessions.get_mut(sid) else {
+            return;
+        };
+        session.wait = wait;
+        if timeout_ms > 0 {
+            arm_timeout(&self.runtime, service, sid, session, timeout_ms);
+        }
+    }
+
+    /// A session has ended: answer the call it was answering (`caller`),
+    /// report a failed start or log the error, pool its coroutine. (The
+    /// connection it served was closed by `end_slice`.)
+    fn finish(
+        &mut self,
+        service: &Arc<Service>,
+        sid: SessionId,
+        ending: Ending,
+        caller: Option<Caller>,
+    ) {
+        let Some(session) = self.sched.sessions.remove(sid) else {
+            return;
+        };
+        // The call gets the session's return values (or its error).
+        if let Some(caller) = caller {
+            let answer = match &ending {
+                Ending::Returned(values) => {
+                    let mut payload = Vec::new();
+                    Some(
+                        match codec::encode(values.iter(), &mut payload, self.socket_key) {
+                            Ok(()) => (MessageKind::Response, payload),
+                            Err(e) => (
+                                MessageKind::Error,
+                                mail::error_payload(&format!("the answer could not be sent: {e}")),
+                            ),
+                        },
+                    )
+                }
+                Ending::Failed(error) => Some((MessageKind::Error, mail::error_payload(error))),
+                Ending::Exited => None,
+            };
+            if let Some((kind, payload)) = answer {
+                self.answer(caller, kind, payload);
+            }
+        }
+        match ending {
+            Ending::Failed(error) => {
+                if self.main_session == Some(sid)
+                    && (self.startup.is_some() || self.main_reply.is_some())
+                {
+                    if let Some(startup) = self.startup.take() {
+                        let _ = startup.send(Err(StartError {
+                            message: error.clone(),
+                        }));
+                    }
+                    if let Some(caller) = self.main_reply.take() {
+                        self.answer(caller, MessageKind::Error, mail::error_payload(&error));
+                        // A service whose start failed does not live on.
+                        self.exiting = true;
+                    }
+                } else {
+                    tracing::error!(service = %self.name, handle = service.id(), "session error: {error}");
+                }
+            }
+            // The main chunk has started well once it returns (it may yield
+            // on the way, e.g. to open a database): then `lunet serve` goes
+            // on and `lunet.spawn` returns.
+            Ending::Returned(_) if self.main_session == Some(sid) => {
+                // Loading leaves garbage behind; an idle service should not keep it.
+                let _ = self.lua.gc_collect();
+                if let Some(startup) = self.startup.take() {
+                    let _ = startup.send(Ok(()));
+                }
+                if let Some(caller) = self.main_reply.take() {
+                    let mut payload = Vec::new();
+                    let _ =
+                        codec::encode([Value::Boolean(true)].iter(), &mut payload, self.socket_key);
+                    self.answer(caller, MessageKind::Response, payload);
+                }
+            }
+            Ending::Returned(_) | Ending::Exited => {}
+        }
+        if self.threads.len() < THREAD_POOL {
+            self.threads.push(session.thread);
         }
     }
 
