@@ -176,7 +176,7 @@ impl Encoder<'_> {
         let Some(handing) = self.handing.as_deref_mut() else {
             return Err(CodecError::Socket);
         };
-        let id: ConnectionId = table.raw_get(1)?;
+        let id = ConnectionId::from_lua_integer(table.raw_get(1)?);
         let index = match handing.sockets.iter().position(|&known| known == id) {
             Some(index) => index,
             None => {

@@ -76,11 +76,11 @@ macro_rules! slab_id {
             pub fn from_raw(raw: u64) -> $name {
                 $name(SlotId(raw))
             }
-        }
 
-        impl mlua::FromLua for $name {
-            fn from_lua(value: mlua::Value, lua: &mlua::Lua) -> mlua::Result<Self> {
-                Ok($name::from_raw(i64::from_lua(value, lua)? as u64))
+            /// The id a Lua integer holds (callbacks take `i64`: mlua
+            /// reads it straight off the stack).
+            pub fn from_lua_integer(id: i64) -> $name {
+                $name::from_raw(id as u64)
             }
         }
 

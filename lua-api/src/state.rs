@@ -1,25 +1,33 @@
 //! The Rust-side state of one service VM: its connections, what the
 //! current slice wrote, the sessions it forked, the calls it owes answers
-//! to. The VM owns it: it lives in the VM's app data (`Lua::set_app_data`)
-//! and goes with the VM.
+//! to. The VM owns it ([`OwnedState`], a field of the `LuaService`) and
+//! lends it to its callbacks for the length of its turn on a worker.
 //!
-//! Borrow rule, which makes re-entrance impossible by construction: the
-//! state is reached only through [`with_state`], whose closure gets
-//! `&mut VmState` and no `Lua`. Nothing inside it runs Lua code or
-//! allocates Lua memory (Lua values are made after it returns: a read's
-//! answer is first copied out of the buffer, see `read.rs`). A `__gc`
-//! finalizer runs only inside a Lua allocation, so it can never find the
-//! state borrowed, whatever socket method it calls.
-//!
-//! Closing rule: while a VM closes ([`close_vm`]) its finalizers run one
-//! last time, and mlua's app data must not be touched then (the access
-//! takes a new reference to the `Lua` being dropped). [`with_state`]
-//! refuses during that window, so a finalizer's socket call gets an error
-//! instead of reaching a VM that is going away.
+//! Protocol:
+//! 1. A VM's turn (`LuaService::run`, `bounce`) begins with
+//!    [`OwnedState::begin_turn`]: the state is published in this thread's
+//!    slot until the [`Turn`] ends. A VM runs on one thread at a time and
+//!    its Lua code runs only inside its turn, so its callbacks find their
+//!    own state there; they check it is theirs (the `Lua` they get is the
+//!    VM's identity).
+//! 2. Callbacks and the scheduler reach the state only through
+//!    [`with_state`] (or the scheduler's `vm`), which takes it out of the
+//!    slot for the closure and puts it back: a nested access finds the slot
+//!    empty and gets an error, never a second `&mut`.
+//! 3. Borrow rule, which makes that nesting impossible by construction:
+//!    the closure gets `&mut VmState` and no `Lua`, and nothing inside it
+//!    runs Lua code or allocates Lua memory (Lua values are made after it
+//!    returns: a read's answer is first copied out of the buffer, see
+//!    `read.rs`). A `__gc` finalizer runs only inside a Lua allocation, so
+//!    it can never find the state taken, whatever socket method it calls.
+//! 4. Outside a turn (a VM being built or dropped: its last finalizers run
+//!    then) the slot holds no state of that VM, and a callback gets an
+//!    error.
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::ptr;
 use std::sync::{Arc, Weak};
 
 use lunet_core::connection::Connection;
@@ -111,6 +119,8 @@ impl Caller {
 }
 
 pub struct VmState {
+    /// The VM's identity: the address of the `Lua` its callbacks get.
+    vm: usize,
     pub settings: Arc<Settings>,
     /// The service running this VM (set when it first runs).
     pub service: Weak<Service>,
@@ -152,8 +162,10 @@ pub struct VmState {
 }
 
 impl VmState {
-    pub fn new(settings: Arc<Settings>, running: Arc<LuaInterrupt>) -> VmState {
+    /// The state of the VM `lua` (see [`vm_identity`]).
+    pub fn new(vm: usize, settings: Arc<Settings>, running: Arc<LuaInterrupt>) -> VmState {
         VmState {
+            vm,
             settings,
             running,
             service: Weak::new(),
@@ -197,11 +209,10 @@ impl VmState {
     }
 }
 
-/// Why the state could not be reached: only a bug gets here (the state is
-/// installed with the VM, and the borrow rule keeps it free whenever Lua
-/// runs).
+/// Why the state could not be reached: only a bug gets here (see the
+/// protocol above).
 #[derive(Debug, thiserror::Error)]
-#[error("lunet: internal error: the VM's state is missing or in use")]
+#[error("lunet: internal error: the VM's state is not available here")]
 pub struct StateUnavailable;
 
 impl From<StateUnavailable> for mlua::Error {
@@ -210,27 +221,130 @@ impl From<StateUnavailable> for mlua::Error {
     }
 }
 
-thread_local! {
-    /// A VM is closing on this thread (see the closing rule above).
-    static CLOSING: Cell<bool> = const { Cell::new(false) };
+/// The identity of a VM as its callbacks see it: the address of the `Lua`
+/// they are given (mlua keeps one per VM for them).
+pub fn vm_identity(lua: &Lua) -> mlua::Result<usize> {
+    lua.create_function(|lua, ()| Ok(lua as *const Lua as usize))?
+        .call(())
 }
 
-/// The one way to reach a VM's state (see the borrow rule above).
+thread_local! {
+    /// The state of the VM whose turn runs on this thread (step 1), or null.
+    static TURN: Cell<*mut VmState> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// A VM's state, owned by the VM; reachable only during its turns.
+pub struct OwnedState(Box<VmState>);
+
+impl OwnedState {
+    pub fn new(state: VmState) -> OwnedState {
+        OwnedState(Box::new(state))
+    }
+
+    /// Step 1: publishes the state on this thread until the turn ends.
+    pub fn begin_turn(&mut self) -> Turn {
+        let state: *mut VmState = &mut *self.0;
+        Turn {
+            previous: TURN.replace(state),
+        }
+    }
+}
+
+/// A VM's turn on this thread; the state is withdrawn when it ends (also
+/// on unwind).
+pub struct Turn {
+    previous: *mut VmState,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        TURN.set(self.previous);
+    }
+}
+
+/// Puts the state back in the slot after a borrow (also on unwind).
+struct Lent(*mut VmState);
+
+impl Drop for Lent {
+    fn drop(&mut self) {
+        TURN.set(self.0);
+    }
+}
+
+/// Step 2: lends the published state to `f` if `mine` accepts it.
 #[inline]
-pub fn with_state<R>(lua: &Lua, f: impl FnOnce(&mut VmState) -> R) -> Result<R, StateUnavailable> {
-    if CLOSING.get() {
+fn lend<R>(
+    mine: impl FnOnce(&VmState) -> bool,
+    f: impl FnOnce(&mut VmState) -> R,
+) -> Result<R, StateUnavailable> {
+    let state = TURN.replace(ptr::null_mut());
+    if state.is_null() {
         return Err(StateUnavailable);
     }
-    match lua.try_app_data_mut::<VmState>() {
-        Ok(Some(mut state)) => Ok(f(&mut state)),
-        _ => Err(StateUnavailable),
+    let _lent = Lent(state);
+    // SAFETY: a non-null slot holds the state of the VM whose turn runs on
+    // this thread: `begin_turn` published it from the `Box` the VM owns, and
+    // the `Turn` withdraws it before the VM can be dropped or moved to
+    // another thread (its turn is a call of `run`/`bounce` on `&mut self`,
+    // and the turn guard lives inside that call). Taking the pointer out of
+    // the slot makes this the only `&mut` to it until `_lent` puts it back;
+    // the VM touches its state through this function only.
+    let state = unsafe { &mut *state };
+    if !mine(state) {
+        return Err(StateUnavailable);
     }
+    Ok(f(state))
 }
 
-/// Drops a VM (its last `Lua` handle), with [`with_state`] refusing while
-/// its finalizers run.
-pub fn close_vm(lua: Lua) {
-    CLOSING.set(true);
-    drop(lua);
-    CLOSING.set(false);
+/// The one way a callback reaches its VM's state (see the protocol above).
+#[inline]
+pub fn with_state<R>(lua: &Lua, f: impl FnOnce(&mut VmState) -> R) -> Result<R, StateUnavailable> {
+    let vm = lua as *const Lua as usize;
+    lend(|state| state.vm == vm, f)
+}
+
+/// The scheduler's way, during its own turn.
+#[inline]
+pub fn with_own_state<R>(f: impl FnOnce(&mut VmState) -> R) -> Result<R, StateUnavailable> {
+    lend(|_| true, f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state_of(lua: &Lua) -> OwnedState {
+        let identity = vm_identity(lua).unwrap();
+        OwnedState::new(VmState::new(
+            identity,
+            Arc::new(Settings::default()),
+            Arc::new(LuaInterrupt::new()),
+        ))
+    }
+
+    #[test]
+    fn a_vm_reaches_its_state_only_during_its_turn_and_only_once_at_a_time() {
+        let lua = Lua::new();
+        let other = Lua::new();
+        let mut state = state_of(&lua);
+        let get = lua
+            .create_function(|lua, ()| Ok(with_state(lua, |state| state.next_call).is_ok()))
+            .unwrap();
+        let foreign = other
+            .create_function(|lua, ()| Ok(with_state(lua, |state| state.next_call).is_ok()))
+            .unwrap();
+        assert!(!get.call::<bool>(()).unwrap(), "outside a turn");
+        {
+            let _turn = state.begin_turn();
+            assert!(
+                get.call::<bool>(()).unwrap(),
+                "its own callback, in its turn"
+            );
+            assert!(!foreign.call::<bool>(()).unwrap(), "another VM's callback");
+            let nested = with_own_state(|_| get.call::<bool>(()).unwrap()).unwrap();
+            assert!(!nested, "a second borrow while the state is lent");
+            assert!(get.call::<bool>(()).unwrap(), "lent back after the borrow");
+        }
+        assert!(!get.call::<bool>(()).unwrap(), "after the turn");
+    }
 }

@@ -50,13 +50,8 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     core.set(
         "read",
         lua.create_function(
-            move |lua,
-                  (id, kind, size, delim): (
-                ConnectionId,
-                i64,
-                Option<i64>,
-                Option<mlua::LuaString>,
-            )| {
+            move |lua, (id, kind, size, delim): (i64, i64, Option<i64>, Option<mlua::LuaString>)| {
+                let id = ConnectionId::from_lua_integer(id);
                 let mut bytes = kept.take();
                 let step = with_state(lua, |state| -> mlua::Result<ReadStep> {
                     let delim = delim.as_ref().map(|d| d.as_bytes());
@@ -96,44 +91,43 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
 
     core.set(
         "write",
-        lua.create_function(
-            |lua, (id, first, rest): (ConnectionId, Value, Variadic<Value>)| {
-                with_state(lua, |state| {
-                    let high_water = state.settings.high_water;
-                    let Some(entry) = state.conns.get_mut(id) else {
+        lua.create_function(|lua, (id, first, rest): (i64, Value, Variadic<Value>)| {
+            let id = ConnectionId::from_lua_integer(id);
+            with_state(lua, |state| {
+                let high_water = state.settings.high_water;
+                let Some(entry) = state.conns.get_mut(id) else {
+                    return Ok((Value::Nil, Some("closed")));
+                };
+                if entry.phase == ConnectionPhase::Closing || entry.conn.failed {
+                    return Ok((Value::Nil, Some("closed")));
+                }
+                append_value(&mut entry.conn.output, &first, 1)?;
+                for (i, value) in rest.iter().enumerate() {
+                    append_value(&mut entry.conn.output, value, i + 2)?;
+                }
+                if entry.conn.output.len() > high_water && entry.phase == ConnectionPhase::Open {
+                    // Try once now; wait only if the peer really is slow.
+                    let _ = entry.conn.flush();
+                    if entry.conn.failed {
                         return Ok((Value::Nil, Some("closed")));
-                    };
-                    if entry.phase == ConnectionPhase::Closing || entry.conn.failed {
-                        return Ok((Value::Nil, Some("closed")));
                     }
-                    append_value(&mut entry.conn.output, &first, 1)?;
-                    for (i, value) in rest.iter().enumerate() {
-                        append_value(&mut entry.conn.output, value, i + 2)?;
-                    }
-                    if entry.conn.output.len() > high_water && entry.phase == ConnectionPhase::Open
-                    {
-                        // Try once now; wait only if the peer really is slow.
-                        let _ = entry.conn.flush();
-                        if entry.conn.failed {
-                            return Ok((Value::Nil, Some("closed")));
-                        }
-                        if entry.conn.output.len() > high_water {
-                            state.mark_dirty(id);
-                            return Ok((Value::Boolean(false), None));
-                        }
-                    }
-                    if !entry.conn.output.is_empty() {
+                    if entry.conn.output.len() > high_water {
                         state.mark_dirty(id);
+                        return Ok((Value::Boolean(false), None));
                     }
-                    Ok((Value::Boolean(true), None))
-                })?
-            },
-        )?,
+                }
+                if !entry.conn.output.is_empty() {
+                    state.mark_dirty(id);
+                }
+                Ok((Value::Boolean(true), None))
+            })?
+        })?,
     )?;
 
     core.set(
         "close",
-        lua.create_function(|lua, id: ConnectionId| {
+        lua.create_function(|lua, id: i64| {
+            let id = ConnectionId::from_lua_integer(id);
             Ok(with_state(lua, |state| {
                 match state.conns.get_mut(id) {
                     Some(entry) if entry.phase != ConnectionPhase::Closing => {
@@ -150,8 +144,10 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
 
     core.set(
         "collected",
-        lua.create_function(|lua, id: ConnectionId| {
-            // Refused only while the VM closes, which drops every connection.
+        lua.create_function(|lua, id: i64| {
+            let id = ConnectionId::from_lua_integer(id);
+            // Refused only outside the VM's turn (it is being dropped, with
+            // every connection).
             let _ = with_state(lua, |state| state.collected.push(id));
             Ok(())
         })?,
@@ -159,7 +155,8 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
 
     core.set(
         "peer",
-        lua.create_function(|lua, id: ConnectionId| {
+        lua.create_function(|lua, id: i64| {
+            let id = ConnectionId::from_lua_integer(id);
             let peer = with_state(lua, |state| {
                 state.conns.get(id).and_then(|entry| entry.peer)
             })?;
@@ -172,7 +169,8 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
 
     core.set(
         "settimeout",
-        lua.create_function(|lua, (id, ms): (ConnectionId, Option<f64>)| {
+        lua.create_function(|lua, (id, ms): (i64, Option<f64>)| {
+            let id = ConnectionId::from_lua_integer(id);
             Ok(with_state(lua, |state| {
                 if let Some(entry) = state.conns.get_mut(id) {
                     entry.timeout_ms = match ms {

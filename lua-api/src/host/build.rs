@@ -1,7 +1,6 @@
 //! Building a service's VM: the standard library it gets (trusted or
 //! sandboxed), its state, the `lunet` module, the prelude, the script.
 
-use std::mem::ManuallyDrop;
 use std::sync::{mpsc, Arc};
 
 use lunet_core::Runtime;
@@ -13,7 +12,7 @@ use crate::api;
 use crate::codec::SocketMeta;
 use crate::interrupt::LuaInterrupt;
 use crate::settings::Settings;
-use crate::state::VmState;
+use crate::state::{vm_identity, OwnedState, VmState};
 
 /// How a service's VM is set up.
 #[derive(Clone, Copy, Debug)]
@@ -157,7 +156,8 @@ impl LuaService {
             Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(BuildError::Vm)?
         };
         let interrupt = Arc::new(LuaInterrupt::new());
-        lua.set_app_data(VmState::new(settings.clone(), interrupt.clone()));
+        let identity = vm_identity(&lua).map_err(BuildError::Vm)?;
+        let state = OwnedState::new(VmState::new(identity, settings.clone(), interrupt.clone()));
         let socket_meta = lua.create_table().map_err(BuildError::Lunet)?;
         let lunet = || -> mlua::Result<(Function, Function)> {
             let core = api::build(&lua, runtime, &settings, &socket_meta)?;
@@ -186,7 +186,8 @@ impl LuaService {
                 .map_err(BuildError::MemoryLimit)?;
         }
         Ok(LuaService {
-            lua: ManuallyDrop::new(lua),
+            lua,
+            state,
             runtime: runtime.clone(),
             settings,
             name: name.to_string(),

@@ -27,7 +27,7 @@ impl LuaService {
             count,
         } = accepted;
         let runtime = &self.runtime;
-        let registered = vm(&self.lua, |state| {
+        let registered = vm(|state| {
             let cid = state.conns.insert(ConnEntry::new(
                 Connection::new(stream),
                 ConnectionPhase::Open,
@@ -67,16 +67,14 @@ impl LuaService {
             }
             None => {
                 let (sched, runtime) = (&mut self.sched, &self.runtime);
-                vm(&self.lua, |state| {
-                    close_conn(state, sched, runtime, service, cid)
-                });
+                vm(|state| close_conn(state, sched, runtime, service, cid));
             }
         }
     }
 
     pub(super) fn on_io(&mut self, service: &Arc<Service>, slot: u32, readiness: Readiness) {
         let (sched, runtime, bytes) = (&mut self.sched, &self.runtime, &mut self.bytes);
-        let read = vm(&self.lua, |state| -> Option<(SessionId, Taken)> {
+        let read = vm(|state| -> Option<(SessionId, Taken)> {
             let cid = state.conns.id_at(slot)?;
             let high_water = state.settings.high_water;
             let entry = state.conns.get_mut(cid)?;
@@ -167,7 +165,7 @@ impl LuaService {
 
     /// A closing connection's linger deadline: drop it if it is still there.
     pub(super) fn on_linger_timer(&mut self, cid: ConnectionId, now: u64) {
-        vm(&self.lua, |state| {
+        vm(|state| {
             let expired = state.conns.get(cid).is_some_and(|e| {
                 e.phase == ConnectionPhase::Closing && e.linger_deadline.is_some_and(|d| d <= now)
             });
@@ -191,7 +189,7 @@ impl LuaService {
 
     pub(super) fn on_shutdown(&mut self) {
         let sched = &mut self.sched;
-        vm(&self.lua, |state| {
+        vm(|state| {
             state.shutting_down = true;
             for cid in state.conns.ids() {
                 let Some(entry) = state.conns.get(cid) else {

@@ -50,14 +50,12 @@ impl LuaService {
         }
         let attachments = std::mem::take(&mut message.attachments);
         let runtime = &self.runtime;
-        let sockets = vm(&self.lua, |state| {
-            handoff::attach(state, runtime, service, attachments)
-        });
+        let sockets = vm(|state| handoff::attach(state, runtime, service, attachments));
         let mut receiving = Receiving::new(self.socket_meta.clone(), sockets.clone());
         let decoded = codec::decode_receiving(&self.lua, &message.payload, &mut receiving);
         if decoded.is_err() {
             let (sched, runtime) = (&mut self.sched, &self.runtime);
-            vm(&self.lua, |state| {
+            vm(|state| {
                 for cid in sockets.into_iter().flatten() {
                     close_conn(state, sched, runtime, service, cid);
                 }
@@ -76,7 +74,7 @@ impl LuaService {
             MessageKind::Continue => {}
             MessageKind::Send | MessageKind::Call => {
                 let answering = (kind == MessageKind::Call).then(|| Caller::of(&message));
-                if !self.dispatching && !vm(&self.lua, |state| state.dispatch) {
+                if !self.dispatching && !vm(|state| state.dispatch) {
                     match answering {
                         Some(caller) => {
                             let text = format!(
@@ -112,7 +110,7 @@ impl LuaService {
                 let dispatch = self.dispatch.clone();
                 if let Some(sid) = self.new_session(&dispatch, None) {
                     if let Some(caller) = answering {
-                        vm(&self.lua, |state| state.calls.insert(sid, caller));
+                        vm(|state| state.calls.insert(sid, caller));
                         if let Some(session) = self.sched.sessions.get_mut(sid) {
                             session.answering = true;
                         }
@@ -143,9 +141,7 @@ impl LuaService {
                 };
                 values.push_front(Value::Boolean(kind == MessageKind::Response));
                 let sched = &mut self.sched;
-                vm(&self.lua, |state| {
-                    sched.wake(state, sid, ResumeWith::Args(values))
-                });
+                vm(|state| sched.wake(state, sid, ResumeWith::Args(values)));
             }
             MessageKind::Kill => self.exiting = true,
         }
@@ -157,7 +153,7 @@ impl LuaService {
             return;
         }
         self.exited = true;
-        let mut owed: Vec<Caller> = vm(&self.lua, |state| {
+        let mut owed: Vec<Caller> = vm(|state| {
             let mut owed: Vec<Caller> = state.calls.drain().map(|(_, caller)| caller).collect();
             owed.extend(state.delayed.drain());
             for cid in state.conns.ids() {

@@ -33,7 +33,6 @@ mod inbox;
 mod sessions;
 
 use std::collections::VecDeque;
-use std::mem::ManuallyDrop;
 use std::sync::Arc;
 
 use lunet_core::{Event, Runtime, Service, ServiceBody, Status};
@@ -45,7 +44,7 @@ use crate::interrupt::LuaInterrupt;
 use crate::mail;
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
-use crate::state::{close_vm, with_state, Caller, VmState};
+use crate::state::{with_own_state, Caller, OwnedState, VmState};
 
 pub use build::{
     check_script, BuildError, Script, ScriptError, ServiceOptions, StartError, Startup,
@@ -55,8 +54,9 @@ use sessions::Sched;
 /// A Lua VM run as a service: the body `lunet serve` hosts and
 /// `lunet.spawn` starts are made of.
 pub struct LuaService {
-    /// Dropped by `close_vm` only (see `Drop`).
-    lua: ManuallyDrop<Lua>,
+    lua: Lua,
+    /// What the VM owns besides its Lua values (see `state.rs`).
+    state: OwnedState,
     runtime: Runtime,
     settings: Arc<Settings>,
     name: String,
@@ -91,8 +91,8 @@ pub struct LuaService {
 
 /// The scheduler's access to the VM's state. It cannot be refused: the
 /// scheduler runs between resumes, when no callback holds the state.
-fn vm<R>(lua: &Lua, f: impl FnOnce(&mut VmState) -> R) -> R {
-    match with_state(lua, f) {
+fn vm<R>(f: impl FnOnce(&mut VmState) -> R) -> R {
+    match with_own_state(f) {
         Ok(result) => result,
         Err(e) => panic!("{e}"),
     }
@@ -106,7 +106,7 @@ impl LuaService {
         let quiet =
             self.sched.sessions.is_empty() && self.sched.ready.is_empty() && self.main.is_none();
         self.exiting
-            || vm(&self.lua, |state| {
+            || vm(|state| {
                 state.exiting
                     || (quiet
                         && !state.dispatch
@@ -116,21 +116,12 @@ impl LuaService {
     }
 }
 
-impl Drop for LuaService {
-    fn drop(&mut self) {
-        // SAFETY: `lua` is not used again: this is the service's drop, and
-        // the other fields only hold references that outlive the state
-        // harmlessly (mlua values refer to it weakly).
-        let lua = unsafe { ManuallyDrop::take(&mut self.lua) };
-        close_vm(lua);
-    }
-}
-
 impl ServiceBody for LuaService {
     fn run(&mut self, service: &Arc<Service>, events: &mut VecDeque<Event>) -> Status {
+        let _turn = self.state.begin_turn();
         if self.self_id == 0 {
             self.self_id = service.id();
-            vm(&self.lua, |state| {
+            vm(|state| {
                 state.service = Arc::downgrade(service);
                 state.self_id = service.id();
             });
@@ -166,6 +157,7 @@ impl ServiceBody for LuaService {
     }
 
     fn bounce(&mut self, service: &Arc<Service>, events: VecDeque<Event>) {
+        let _turn = self.state.begin_turn();
         self.exit(service);
         for event in events {
             match event {

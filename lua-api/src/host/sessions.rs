@@ -386,7 +386,7 @@ impl LuaService {
         // error, as every call the service leaves unanswered.
         let answers = answering && !matches!(ending, Some(Ending::Exited));
         let (sched, runtime, dirty) = (&mut self.sched, &self.runtime, &mut self.dirty);
-        let left = vm(&self.lua, |state| {
+        let left = vm(|state| {
             // The call the ending session answers (unless `lunet.response()`
             // took it over).
             let caller = if answers {
@@ -603,7 +603,7 @@ impl LuaService {
             return;
         }
         let (sched, bytes) = (&mut self.sched, &mut self.bytes);
-        let timed_out_read = vm(&self.lua, |state| {
+        let timed_out_read = vm(|state| {
             let reply = match &sched.sessions.get(sid)?.wait {
                 Wait::Sleep => ResumeWith::Nothing,
                 Wait::Ready | Wait::Lane => return None,
@@ -643,7 +643,7 @@ impl LuaService {
             Err(_) => ResumeWith::Error("lane task failed"),
         };
         let sched = &mut self.sched;
-        vm(&self.lua, |state| sched.wake(state, sid, reply));
+        vm(|state| sched.wake(state, sid, reply));
     }
 
     /// A lane slot freed: submit parked tasks in arrival order.
