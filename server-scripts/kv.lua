@@ -927,7 +927,8 @@ local function serve(sock)
             if size > max_bulk then return nil, "invalid bulk length" end
             total = total + size
             if total > MAX_COMMAND then
-                lunet.log("warn", "kv: closing ", sock:peer(), ": a command over ", tostring(MAX_COMMAND), " bytes")
+                lunet.log("warn", string.format("kv: closing %s: a command over %d bytes",
+                    tostring(sock:peer()), MAX_COMMAND))
                 return nil
             end
 
@@ -1065,8 +1066,8 @@ local function load(path)
             end
         end
     end
-    lunet.log("info", "kv: loaded ", tostring(loaded), " keys from ", path,
-        dropped > 0 and (" (" .. dropped .. " did not fit in capacity=" .. capacity .. ")") or "")
+    lunet.log("info", string.format("kv: loaded %d keys from %s%s", loaded, path,
+        dropped > 0 and (" (" .. dropped .. " did not fit in capacity=" .. capacity .. ")") or ""))
 end
 
 if persist_path then

@@ -3,13 +3,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use lunet_core::{Config, Event, Message, Runtime};
-use lunet_lua::{check_script, LuaService, Script, Settings, KIND_START};
+use lunet_core::{Config, Runtime};
+use lunet_lua::{check_script, launch, Progress, Script, Settings};
 
 #[derive(Parser)]
 #[command(
@@ -19,11 +19,11 @@ use lunet_lua::{check_script, LuaService, Script, Settings, KIND_START};
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: LunetCommand,
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum LunetCommand {
     /// Runs SCRIPT in every host VM and serves the listeners it opens.
     Serve(ServeArgs),
     /// Runs SCRIPT as one service with no listener; exits when it exits.
@@ -34,38 +34,40 @@ enum Command {
     Check { script: PathBuf },
 }
 
-/// Options of the engine, shared by `serve` and `run`.
+/// Options of the engine, shared by `serve` and `run`. Their defaults are
+/// the ones of the engine (`Config::default`) and of the Lua side
+/// (`Settings::default`), written there only.
 #[derive(Args)]
 struct EngineArgs {
     /// Worker threads [default: number of cores].
     #[arg(long)]
     workers: Option<usize>,
     /// Microseconds the reactor and idle workers keep polling before they sleep.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = Config::default().spin.as_micros() as u64)]
     spin_us: u64,
     /// Threads of the blocking-task lane (SQLite, files, DNS).
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = Config::default().lane_threads)]
     lane_threads: usize,
     /// Lane tasks queued at once; past it callers wait for a slot.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = Config::default().lane_queue)]
     lane_queue: usize,
     /// Milliseconds a lane call may wait for a queue slot (0 = no limit).
-    #[arg(long, default_value_t = 30_000)]
+    #[arg(long, default_value_t = Settings::default().lane_timeout_ms)]
     lane_timeout_ms: u64,
     /// Seconds after which a running slice is logged with its traceback (0 = off).
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = Config::default().slice_warn.as_secs_f64())]
     slice_warn: f64,
     /// Seconds after which a running slice is interrupted with an error (0 = off).
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = Config::default().slice_kill.as_secs_f64())]
     slice_kill: f64,
     /// Longest line sock:readline accepts by default, in bytes.
-    #[arg(long, default_value_t = 64 * 1024)]
+    #[arg(long, default_value_t = Settings::default().max_line)]
     max_line: usize,
     /// Unsent bytes per connection past which sock:write waits.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    #[arg(long, default_value_t = Settings::default().high_water)]
     high_water: usize,
     /// Milliseconds a closed connection may take to flush and drain.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = Settings::default().linger_ms)]
     linger_ms: u64,
     /// error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
@@ -96,7 +98,7 @@ struct ServeArgs {
     #[arg(long)]
     hosts: Option<usize>,
     /// Accepted connections alive at once; more are accepted and closed.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = Config::default().max_conns)]
     max_conns: usize,
     /// Seconds that sessions get to finish after SIGINT/SIGTERM.
     #[arg(long, default_value_t = 5.0)]
@@ -106,13 +108,13 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Run(args) => run(args),
-        Command::Load(args) => {
+        LunetCommand::Serve(args) => serve(args),
+        LunetCommand::Run(args) => run(args),
+        LunetCommand::Load(args) => {
             // Errors inside a client script's own sessions are logged.
             init_logging("warn").and_then(|()| lunet_connector::run(*args).map_err(Into::into))
         }
-        Command::Check { script } => check(&script),
+        LunetCommand::Check { script } => check(&script),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -145,9 +147,15 @@ fn load_script(path: &PathBuf) -> Result<Script> {
 
 fn check(path: &PathBuf) -> Result<()> {
     let script = load_script(path)?;
-    check_script(&script).map_err(|e| anyhow::anyhow!("{e}"))?;
+    compile(&script)?;
     println!("{}: ok", path.display());
     Ok(())
+}
+
+/// Compiles the script: a syntax error stops the command before anything
+/// starts.
+fn compile(script: &Script) -> Result<()> {
+    check_script(script).with_context(|| format!("{} does not compile", script.path))
 }
 
 fn parse_env(pairs: &[String]) -> Result<HashMap<String, String>> {
@@ -163,23 +171,38 @@ fn parse_env(pairs: &[String]) -> Result<HashMap<String, String>> {
 
 /// Blocks SIGINT and SIGTERM in this thread (and every thread it starts
 /// later), so the main thread can take them with `sigwait`.
-fn block_signals() -> libc::sigset_t {
+fn block_signals() -> Result<libc::sigset_t> {
     // SAFETY: plain libc signal-set calls on a local, zero-initialised set.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigaddset(&mut set, libc::SIGINT);
-        libc::sigaddset(&mut set, libc::SIGTERM);
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
+        if libc::sigemptyset(&mut set) != 0
+            || libc::sigaddset(&mut set, libc::SIGINT) != 0
+            || libc::sigaddset(&mut set, libc::SIGTERM) != 0
+        {
+            return Err(std::io::Error::last_os_error()).context("cannot build a signal set");
+        }
+        // pthread_sigmask returns the error number instead of setting errno.
+        let error = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if error != 0 {
+            return Err(std::io::Error::from_raw_os_error(error))
+                .context("cannot block SIGINT and SIGTERM");
+        }
+        Ok(set)
     }
 }
 
+/// Waits for one of the signals in `set`. Falls back to SIGTERM (stop) if
+/// the wait itself fails, which only an invalid set can cause.
 fn wait_signal(set: &libc::sigset_t) -> i32 {
     let mut signal = 0;
     // SAFETY: `set` is a valid signal set; `signal` is a valid out pointer.
-    unsafe {
-        libc::sigwait(set, &mut signal);
+    let error = unsafe { libc::sigwait(set, &mut signal) };
+    if error != 0 {
+        tracing::error!(
+            "waiting for a signal failed: {}; stopping",
+            std::io::Error::from_raw_os_error(error)
+        );
+        return libc::SIGTERM;
     }
     signal
 }
@@ -213,28 +236,26 @@ fn engine(
 fn run(args: RunArgs) -> Result<()> {
     init_logging(&args.engine.log_level)?;
     let script = load_script(&args.script)?;
-    check_script(&script).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let signals = block_signals();
+    compile(&script)?;
+    let signals = block_signals()?;
     let (config, settings) = engine(&args.engine, &args.script, &args.env)?;
     let (runtime, _threads) = Runtime::start(config).context("cannot start the runtime")?;
-    let (startup_tx, startup_rx) = mpsc::channel();
-    let body = LuaService::new(&runtime, "main", settings, &script, Some(startup_tx))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let service = runtime.spawn_service("main", Box::new(body));
-    let id = service.id();
-    runtime.post(&service, start_message());
-    drop(service);
+    let mut main = launch(
+        &runtime,
+        &script,
+        &settings,
+        &["main".to_string()],
+        &|_, _| Ok(()),
+    )?;
+    let id = main.ids()[0];
     std::thread::spawn(move || {
         let signal = wait_signal(&signals);
         eprintln!("lunet: signal {signal}: stopping");
         std::process::exit(128 + signal);
     });
-    match startup_rx.recv() {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => bail!("{e}"),
-        // The service exited (lunet.exit) before its main chunk returned.
-        Err(_) => {}
-    }
+    // Gone: the service exited (lunet.exit) before its main chunk returned.
+    main.wait(None)
+        .with_context(|| format!("{} failed to start", script.path))?;
     runtime.wait_exit(id);
     runtime.stop();
     Ok(())
@@ -243,52 +264,39 @@ fn run(args: RunArgs) -> Result<()> {
 fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.engine.log_level)?;
     let script = load_script(&args.script)?;
-    check_script(&script).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let signals = block_signals();
+    compile(&script)?;
+    let signals = block_signals()?;
     let (mut config, settings) = engine(&args.engine, &args.script, &args.env)?;
     config.max_conns = args.max_conns;
     config.hold_accepts = true;
     let hosts = args.hosts.unwrap_or(config.workers * 2).max(1);
 
     let (runtime, threads) = Runtime::start(config).context("cannot start the runtime")?;
-    let (startup_tx, startup_rx) = mpsc::channel();
-    for index in 0..hosts {
-        let name = format!("host-{index}");
-        let body = LuaService::new(
-            &runtime,
-            &name,
-            settings.clone(),
-            &script,
-            Some(startup_tx.clone()),
-        )
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let service = runtime.spawn_service(&name, Box::new(body));
-        runtime.post(&service, start_message());
-    }
-    drop(startup_tx);
+    let names: Vec<String> = (0..hosts).map(|index| format!("host-{index}")).collect();
+    let mut launched = launch(&runtime, &script, &settings, &names, &|_, _| Ok(()))?;
     let signal_thread = std::thread::spawn(move || wait_signal(&signals));
     // Each host reports once its main chunk has returned (or failed).
     // Connections wait in the backlog until then, so they spread over all
     // hosts.
-    let mut started = 0;
     let waiting_since = Instant::now();
     let mut warned = false;
-    while started < hosts {
-        if !warned && waiting_since.elapsed() > Duration::from_secs(5) {
-            warned = true;
-            tracing::warn!(
-                "{started} of {hosts} hosts have finished running {}'s main chunk after 5 s; \
-                 connections are accepted once all have",
-                script.path
-            );
-        }
-        match startup_rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(Ok(())) => started += 1,
-            Ok(Err(e)) => bail!("{} failed to start: {e}", script.path),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                bail!("{} failed to start: a host stopped", script.path)
+    loop {
+        let progress = launched
+            .wait(Some(Duration::from_millis(50)))
+            .with_context(|| format!("{} failed to start", script.path))?;
+        match progress {
+            Progress::Started => break,
+            Progress::Gone { .. } => bail!("{} failed to start: a host stopped", script.path),
+            Progress::Waiting { started } => {
+                if !warned && waiting_since.elapsed() > Duration::from_secs(5) {
+                    warned = true;
+                    tracing::warn!(
+                        "{started} of {hosts} hosts have finished running {}'s main chunk \
+                         after 5 s; connections are accepted once all have",
+                        script.path
+                    );
+                }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
         if signal_thread.is_finished() {
             break;
@@ -321,8 +329,4 @@ fn serve(args: ServeArgs) -> Result<()> {
     runtime.stop();
     drop(threads);
     Ok(())
-}
-
-fn start_message() -> Event {
-    Event::Message(Message::signal(KIND_START))
 }

@@ -94,7 +94,7 @@ impl Redis {
                     break;
                 }
                 if let Ok(stream) = try_connect(port) {
-                    let mut conn = Resp::new(stream);
+                    let mut conn = RespClient::new(stream);
                     if conn.command(&["PING"]) == Reply::Status("PONG".into()) {
                         return Redis {
                             child,
@@ -141,26 +141,26 @@ enum Received {
 }
 
 /// A blocking RESP2 client; every read is bounded by [`DEADLINE`].
-struct Resp {
+struct RespClient {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
 }
 
-impl Resp {
-    fn new(stream: TcpStream) -> Resp {
+impl RespClient {
+    fn new(stream: TcpStream) -> RespClient {
         stream.set_read_timeout(Some(DEADLINE)).unwrap();
         stream.set_write_timeout(Some(DEADLINE)).unwrap();
         stream.set_nodelay(true).unwrap();
-        Resp {
+        RespClient {
             reader: BufReader::new(stream.try_clone().unwrap()),
             stream,
         }
     }
 
     #[track_caller]
-    fn connect(port: u16) -> Resp {
+    fn connect(port: u16) -> RespClient {
         let stream = try_connect(port).unwrap_or_else(|e| panic!("connect to {port}: {e}"));
-        Resp::new(stream)
+        RespClient::new(stream)
     }
 
     fn encode(args: &[&[u8]]) -> Vec<u8> {
@@ -186,7 +186,7 @@ impl Resp {
 
     #[track_caller]
     fn command_bytes(&mut self, args: &[&[u8]]) -> Reply {
-        self.send(&Resp::encode(args));
+        self.send(&RespClient::encode(args));
         self.reply()
     }
 
@@ -555,7 +555,7 @@ fn every_command_answers_as_redis_does() {
 #[test]
 fn documented_differences() {
     let server = kv(&[]);
-    let mut conn = Resp::connect(server.port());
+    let mut conn = RespClient::connect(server.port());
     assert_eq!(conn.command(&["SELECT", "0"]), Reply::Status("OK".into()));
     assert_eq!(
         conn.command(&["SELECT", "1"]),
@@ -626,15 +626,19 @@ fn redis_cli_reads_commands_from_stdin() {
 #[test]
 fn pipelined_commands_in_one_write() {
     let server = kv(&[]);
-    let mut conn = Resp::connect(server.port());
+    let mut conn = RespClient::connect(server.port());
     let count = 2000;
     let mut batch = Vec::new();
     for i in 0..count {
         let key = format!("key:{i}");
         let value = format!("value-{i}");
-        batch.extend(Resp::encode(&[b"SET", key.as_bytes(), value.as_bytes()]));
-        batch.extend(Resp::encode(&[b"GET", key.as_bytes()]));
-        batch.extend(Resp::encode(&[b"INCR", b"counter"]));
+        batch.extend(RespClient::encode(&[
+            b"SET",
+            key.as_bytes(),
+            value.as_bytes(),
+        ]));
+        batch.extend(RespClient::encode(&[b"GET", key.as_bytes()]));
+        batch.extend(RespClient::encode(&[b"INCR", b"counter"]));
         // Inline commands mixed in, as redis-cli --pipe users do.
         batch.extend(format!("EXISTS {key} nokey\r\n").as_bytes());
     }
@@ -652,9 +656,9 @@ fn pipelined_commands_in_one_write() {
 #[test]
 fn commands_split_across_writes() {
     let server = kv(&[]);
-    let mut conn = Resp::connect(server.port());
-    let mut batch = Resp::encode(&[b"SET", b"split", b"a value with\r\nline ends"]);
-    batch.extend(Resp::encode(&[b"GET", b"split"]));
+    let mut conn = RespClient::connect(server.port());
+    let mut batch = RespClient::encode(&[b"SET", b"split", b"a value with\r\nline ends"]);
+    batch.extend(RespClient::encode(&[b"GET", b"split"]));
     batch.extend(b"ECHO \"inline\\x21\"\r\n");
     // One byte per write: every header, bulk and line end arrives in
     // pieces.
@@ -669,7 +673,7 @@ fn commands_split_across_writes() {
 #[test]
 fn large_values_round_trip() {
     let server = kv(&[]);
-    let mut conn = Resp::connect(server.port());
+    let mut conn = RespClient::connect(server.port());
     for size in [65_535usize, 65_536, 1 << 20, 5 << 20] {
         let value: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
         assert_eq!(
@@ -685,8 +689,8 @@ fn large_values_round_trip() {
     }
     // A pipeline behind a big value is still parsed from the right byte.
     let value = vec![b'x'; 200_000];
-    let mut batch = Resp::encode(&[b"SET", b"big", &value]);
-    batch.extend(Resp::encode(&[b"STRLEN-IS-NOT-HERE"]));
+    let mut batch = RespClient::encode(&[b"SET", b"big", &value]);
+    batch.extend(RespClient::encode(&[b"STRLEN-IS-NOT-HERE"]));
     batch.extend(b"PING\r\n");
     conn.send(&batch);
     assert_eq!(conn.reply(), Reply::Status("OK".into()));
@@ -700,7 +704,7 @@ fn large_values_round_trip() {
 #[test]
 fn a_value_larger_than_the_store_gets_oom() {
     let server = kv(&["capacity=1048576"]);
-    let mut conn = Resp::connect(server.port());
+    let mut conn = RespClient::connect(server.port());
     let value = vec![b'v'; 200_000];
     assert_eq!(
         conn.command_bytes(&[b"SET", b"huge", &value]),
@@ -755,7 +759,7 @@ const GARBAGE: &[(&str, &[u8], &str)] = &[
 fn protocol_garbage_gets_the_redis_error_and_a_close() {
     let redis = Redis::start();
     let server = kv(&[]);
-    let mut bystander = Resp::connect(server.port());
+    let mut bystander = RespClient::connect(server.port());
     assert_eq!(
         bystander.command(&["SET", "alive", "yes"]),
         Reply::Status("OK".into())
@@ -764,9 +768,9 @@ fn protocol_garbage_gets_the_redis_error_and_a_close() {
     for (what, input, error) in GARBAGE {
         let expected = Reply::Error(format!("ERR Protocol error: {error}"));
         for (name, port) in [("redis-server", redis.port), ("kv.lua", server.port())] {
-            let mut conn = Resp::connect(port);
+            let mut conn = RespClient::connect(port);
             // A good command first: its reply comes before the error.
-            let mut data = Resp::encode(&[b"PING"]);
+            let mut data = RespClient::encode(&[b"PING"]);
             data.extend_from_slice(input);
             conn.send(&data);
             assert_eq!(conn.reply(), Reply::Status("PONG".into()), "{name}: {what}");
@@ -792,7 +796,7 @@ fn header_lines_without_an_end_are_bounded() {
         ("inline", &b"PING "[..], "too big inline request"),
     ] {
         for (name, port) in [("redis-server", redis.port), ("kv.lua", server.port())] {
-            let mut conn = Resp::connect(port);
+            let mut conn = RespClient::connect(port);
             let mut data = prefix.to_vec();
             data.extend_from_slice(&long);
             conn.send(&data);
@@ -809,8 +813,8 @@ fn header_lines_without_an_end_are_bounded() {
 #[test]
 fn max_bulk_bounds_a_bulk_before_it_is_read() {
     let server = kv(&["max_bulk=1024"]);
-    let mut bystander = Resp::connect(server.port());
-    let mut conn = Resp::connect(server.port());
+    let mut bystander = RespClient::connect(server.port());
+    let mut conn = RespClient::connect(server.port());
     let fits = vec![b'a'; 1024];
     assert_eq!(
         conn.command_bytes(&[b"SET", b"k", &fits]),
@@ -833,7 +837,7 @@ fn max_bulk_bounds_a_bulk_before_it_is_read() {
 #[test]
 fn quit_answers_then_closes() {
     let server = kv(&[]);
-    let mut conn = Resp::connect(server.port());
+    let mut conn = RespClient::connect(server.port());
     conn.send(b"PING\r\nQUIT\r\nPING\r\n");
     assert_eq!(conn.reply(), Reply::Status("PONG".into()));
     assert_eq!(conn.reply(), Reply::Status("OK".into()));
@@ -882,7 +886,7 @@ fn redis_benchmark_completes_without_errors() {
     }
     // Without -r every INCR goes to one key: 50 connections spread over the
     // hosts, and none of the 2 x 20000 increments was lost.
-    let mut conn = Resp::connect(server.port());
+    let mut conn = RespClient::connect(server.port());
     assert_eq!(
         conn.command(&["GET", "counter:__rand_int__"]),
         bulk("40000")
@@ -916,7 +920,7 @@ fn integer(reply: Reply) -> i64 {
 #[test]
 fn keys_expire() {
     let server = kv(&[]);
-    let mut conn = Resp::connect(server.port());
+    let mut conn = RespClient::connect(server.port());
     assert_eq!(
         conn.command(&["SET", "short", "v", "PX", "300"]),
         Reply::Status("OK".into())
@@ -975,7 +979,7 @@ fn acknowledged_writes_survive_kill_9() {
 
     let mut server = kv(&[&persist]);
     {
-        let mut conn = Resp::connect(server.port());
+        let mut conn = RespClient::connect(server.port());
         let ok = Reply::Status("OK".into());
         assert_eq!(conn.command(&["SET", "a", "1"]), ok);
         assert_eq!(conn.command(&["SET", "b", "hello", "EX", "1000"]), ok);
@@ -998,7 +1002,7 @@ fn acknowledged_writes_survive_kill_9() {
 
     let mut server = kv(&[&persist]);
     {
-        let mut conn = Resp::connect(server.port());
+        let mut conn = RespClient::connect(server.port());
         assert_eq!(conn.command(&["GET", "a"]), bulk("1"));
         assert_eq!(conn.command(&["GET", "b"]), bulk("hello"));
         let left = integer(conn.command(&["TTL", "b"]));
@@ -1031,7 +1035,7 @@ fn acknowledged_writes_survive_kill_9() {
     kill_9(&mut server);
 
     let server = kv(&[&persist]);
-    let mut conn = Resp::connect(server.port());
+    let mut conn = RespClient::connect(server.port());
     assert_eq!(conn.command(&["DBSIZE"]), Reply::Integer(1));
     assert_eq!(conn.command(&["GET", "after"]), bulk("flush"));
     assert_eq!(conn.command(&["GET", "n"]), Reply::Bulk(None));
@@ -1048,7 +1052,7 @@ fn concurrent_writers_leave_the_file_equal_to_the_store() {
     let writers: Vec<_> = (0..8)
         .map(|w| {
             thread::spawn(move || {
-                let mut conn = Resp::connect(port);
+                let mut conn = RespClient::connect(port);
                 for i in 0..150 {
                     let key = format!("k{}", i % 10);
                     let value = format!("w{w}-{i}");
@@ -1064,7 +1068,7 @@ fn concurrent_writers_leave_the_file_equal_to_the_store() {
     for writer in writers {
         writer.join().unwrap();
     }
-    let mut conn = Resp::connect(port);
+    let mut conn = RespClient::connect(port);
     let mut before = Vec::new();
     for i in 0..10 {
         before.push(conn.command(&["GET", &format!("k{i}")]));
@@ -1074,7 +1078,7 @@ fn concurrent_writers_leave_the_file_equal_to_the_store() {
     kill_9(&mut server);
 
     let server = kv(&[&persist]);
-    let mut conn = Resp::connect(server.port());
+    let mut conn = RespClient::connect(server.port());
     for (i, expected) in before.iter().enumerate() {
         assert_eq!(&conn.command(&["GET", &format!("k{i}")]), expected, "k{i}");
     }

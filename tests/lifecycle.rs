@@ -91,3 +91,38 @@ fn grace_period_ends_sessions_that_do_not_finish() {
     // The stuck session never answered "done".
     client.end();
 }
+
+#[test]
+fn connections_posted_to_a_retired_host_are_counted_down() {
+    // The only host exits while the reactor hands it new connections:
+    // those still queued in its mailbox are dropped with it, and must leave
+    // the count of live connections, or shutdown would wait out the whole
+    // grace period for connections that no longer exist.
+    let mut server = Server::start(
+        &test_script("retire.lua"),
+        &["--hosts", "1", "--grace", "30"],
+    );
+    let mut retiring = server.client();
+    retiring.send("retire\n");
+    assert_eq!(retiring.line(), "retiring");
+    let mut queued: Vec<_> = (0..20).map(|_| server.client()).collect();
+    for client in &mut queued {
+        client.send("hello\n");
+    }
+    // The host has exited once its own connection ends. Connections it
+    // took before are closed by its exit, those queued in its mailbox by
+    // being dropped, and those the reactor could no longer hand to it wait
+    // in the backlog until the listener closes.
+    retiring.end();
+    server.signal(libc::SIGTERM);
+    for client in &mut queued {
+        let _ = client.end();
+    }
+    let status = server.wait_exit(DEADLINE);
+    assert!(status.success(), "exit status {status}\n{}", server.log());
+    let log = server.log();
+    assert!(
+        log.contains("all connections closed") && !log.contains("grace period over"),
+        "the connection count did not return to zero:\n{log}"
+    );
+}

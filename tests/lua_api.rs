@@ -318,3 +318,59 @@ fn coroutines_of_the_script_can_call_lunet() {
     ran.expect("after_bare", "alive");
     ran.expect_log("yielded outside lunet's API");
 }
+
+#[test]
+fn gc_finalizers_may_use_sockets_while_the_handler_allocates() {
+    // A finalizer runs inside whatever allocation triggers the collector,
+    // also one made by lunet's own Rust code while it handles a read: the
+    // socket calls it makes must work there too.
+    let server = api();
+    let mut client = command(&server, "gc_churn");
+    let lines = 20_000;
+    let line = "x".repeat(1000);
+    let mut payload = format!("{lines}\n");
+    for _ in 0..lines {
+        payload.push_str(&line);
+        payload.push('\n');
+    }
+    let writer = {
+        let stream = client.stream().try_clone().unwrap();
+        thread::spawn(move || {
+            let mut stream = stream;
+            stream.write_all(payload.as_bytes())
+        })
+    };
+    assert_eq!(client.line(), "finalizers ran true failed 0");
+    writer.join().unwrap().unwrap();
+}
+
+#[test]
+fn log_prints_its_values_like_print_and_checks_the_level() {
+    let server = api();
+    let mut client = command(&server, "log");
+    let answer = client.line();
+    let (single, level) = answer.split_once('|').unwrap();
+    for (what, outcome, name) in [
+        ("no level", single, "\"hello\""),
+        ("bad level", level, "\"verbose\""),
+    ] {
+        assert!(
+            outcome.starts_with("false ")
+                && outcome.contains(
+                    "lunet.log: the level must be one of error, warn, info, debug, trace"
+                )
+                && outcome.contains(name),
+            "{what}: {outcome}"
+        );
+    }
+    let line = server.wait_log("log-check");
+    assert!(
+        line.contains("INFO") && line.ends_with("log-check\t1\t2.5\tnil\ttrue\t<tagged>"),
+        "{line}"
+    );
+    let line = server.wait_log("log-single");
+    assert!(
+        line.contains("WARN") && line.ends_with("log-single"),
+        "{line}"
+    );
+}

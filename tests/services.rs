@@ -62,8 +62,9 @@ fn failing_calls_raise_instead_of_hanging() {
     ran.expect("dead_after_kill", "true");
     ran.expect_parts("call_dead", "false", &["lunet.call: service :", "is dead"]);
     ran.expect("kill_dead", "false");
-    // A delayed answer owed when the target called lunet.exit().
-    ran.expect("exit_call", "true");
+    // A delayed answer owed when the target called lunet.exit() (and the
+    // call that made it exit) get errors.
+    ran.expect_parts("exit_call", "false", &["exited before answering"]);
     ran.expect_parts("pending_when_exited", "false", &["exited before answering"]);
     ran.expect("dead_after_exit", "true");
     // Another session of the target exited while this call slept in it.
@@ -87,6 +88,33 @@ fn failing_calls_raise_instead_of_hanging() {
     // Last, so that the checks above run first: docs/lua-api.md says send
     // returns nil, "dead" for a dead service.
     ran.expect("send_dead", "nil dead");
+}
+
+#[test]
+fn messages_after_a_kill_or_an_exit_fail() {
+    let ran = run("svc_kill_exit.lua", &["--workers", "1"]);
+    ran.expect("send_ok", "true");
+    ran.expect("kill", "true");
+    ran.expect_parts(
+        "call_after_kill",
+        "false",
+        &["lunet.call: service :", "is dead"],
+    );
+    ran.expect("send_after_kill", "nil dead");
+    ran.expect_parts("call_behind_exit", "false", &["quitter", "has exited"]);
+    ran.expect_parts(
+        "exit_in_call",
+        "false",
+        &["exiter", "exited before answering"],
+    );
+}
+
+#[test]
+fn finalizers_that_run_while_a_vm_closes_do_not_reach_it() {
+    let ran = run("svc_close_finalizer.lua", &[]);
+    ran.expect("closed_false", "true");
+    ran.expect("closed_true", "true");
+    ran.expect("alive", "true");
 }
 
 #[test]

@@ -31,9 +31,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lunet_core::{Config, Event, Message, Runtime, Threads};
+use lunet_core::{Config, Runtime, Threads};
 use lunet_lua::mlua::{self, Lua};
-use lunet_lua::{LuaService, Script, Settings, KIND_START};
+use lunet_lua::{Progress, Script, Settings};
 
 use crate::args::{Plan, Workload};
 use crate::protocol::Rng;
@@ -272,7 +272,7 @@ pub fn start(
         path: shown.clone(),
         source,
     };
-    lunet_lua::check_script(&script).map_err(Error::Script)?;
+    lunet_lua::check_script(&script).map_err(|e| Error::Script(e.to_string()))?;
 
     let config = Config {
         workers: plan.threads,
@@ -302,38 +302,41 @@ pub fn start(
         Err(Error::Script(message))
     };
 
-    let (startup_tx, startup_rx) = mpsc::channel();
-    let mut first = 0;
-    for (thread, recorder) in recorders.iter().enumerate().take(plan.threads) {
-        let name = format!("load-{thread}");
-        let setup = |lua: &Lua| install(lua, plan, &shared, recorder, thread, first);
-        let body = match LuaService::with_setup(
-            &runtime,
-            &name,
-            settings.clone(),
-            &script,
-            Some(startup_tx.clone()),
-            &setup,
-        ) {
-            Ok(body) => body,
-            Err(e) => return fail(run, format!("{shown}: {e}")),
-        };
-        first += plan.connections_of(thread);
-        let service = runtime.spawn_service(&name, Box::new(body));
-        runtime.post(&service, Event::Message(Message::signal(KIND_START)));
-    }
-    drop(startup_tx);
-    for _ in 0..plan.threads {
-        match startup_rx.recv_timeout(Duration::from_secs(10)) {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return fail(run, format!("{shown} failed at its top level: {e}")),
-            Err(_) => {
-                return fail(
-                    run,
-                    format!("{shown}: its top level did not finish within 10s"),
-                )
-            }
+    // Each client service's first connection number.
+    let firsts: Vec<usize> = (0..plan.threads)
+        .scan(0, |first, thread| {
+            let this = *first;
+            *first += plan.connections_of(thread);
+            Some(this)
+        })
+        .collect();
+    let names: Vec<String> = (0..plan.threads).map(|t| format!("load-{t}")).collect();
+    let setup = |thread: usize, lua: &Lua| {
+        install(
+            lua,
+            plan,
+            &shared,
+            &recorders[thread],
+            thread,
+            firsts[thread],
+        )
+    };
+    let mut launch = match lunet_lua::launch(&runtime, &script, &settings, &names, &setup) {
+        Ok(launch) => launch,
+        Err(e) => return fail(run, format!("{shown}: {}", e.source)),
+    };
+    match launch.wait(Some(Duration::from_secs(10))) {
+        Ok(Progress::Started) => {}
+        Ok(Progress::Gone { .. }) => {
+            return fail(run, format!("{shown}: its top level exited"));
         }
+        Ok(Progress::Waiting { .. }) => {
+            return fail(
+                run,
+                format!("{shown}: its top level did not finish within 10s"),
+            )
+        }
+        Err(e) => return fail(run, format!("{shown} failed at its top level: {e}")),
     }
     // load.run is normally called in the top level's first slice; allow a
     // top level that waits a little first.

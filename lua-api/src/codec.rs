@@ -4,12 +4,22 @@
 //! deeper than [`MAX_DEPTH`] is an error at the sender. Decoding checks
 //! every length, so a corrupt payload is an error, never a panic.
 //!
+//! Sockets are handed over (`handoff.rs`): among the arguments of a send or
+//! a call, a socket object is encoded as a reference to an attachment of
+//! the message ([`Handing`] collects them; the same socket twice is one
+//! attachment), and decoded as a socket object of the receiver
+//! ([`Receiving`] makes one object per attachment). Anywhere else (answers,
+//! spawn arguments) a socket is an error.
+//!
 //! Layout: a count of values (u32 LE), then each value as a tag byte and
-//! its payload. A table is its array part (1..n) then its other pairs.
+//! its payload. A table is its array part (1..n) then its other pairs; a
+//! socket is the index of its attachment (u32 LE).
 
 use std::ffi::c_void;
 
 use mlua::{Lua, MultiValue, Table, Value};
+
+use crate::ids::ConnectionId;
 
 pub const MAX_DEPTH: usize = 32;
 
@@ -20,6 +30,7 @@ const INT: u8 = 3;
 const FLOAT: u8 = 4;
 const STR: u8 = 5;
 const TABLE: u8 = 6;
+const SOCKET: u8 = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -29,95 +40,189 @@ pub enum CodecError {
     Cycle,
     #[error("cannot send tables nested deeper than {MAX_DEPTH}")]
     TooDeep,
+    #[error("a socket can be handed over only among the arguments of lunet.send or lunet.call")]
+    Socket,
     #[error("corrupt message")]
     Corrupt,
     #[error("{0}")]
     Lua(#[from] mlua::Error),
 }
 
-/// Encodes `values` (appending to `out`).
+/// What identifies a socket object: the address of its metatable
+/// (`core.Socket`, alive as long as the VM), only ever compared.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SocketMeta(usize);
+
+impl SocketMeta {
+    pub fn of(metatable: &Table) -> SocketMeta {
+        SocketMeta(metatable.to_pointer() as usize)
+    }
+
+    /// For a VM without sockets (tests).
+    #[cfg(test)]
+    pub fn none() -> SocketMeta {
+        SocketMeta(0)
+    }
+}
+
+/// The sockets met while encoding a send or a call: each becomes an
+/// attachment of the message, referred to by its index here.
+pub struct Handing {
+    meta: SocketMeta,
+    pub sockets: Vec<ConnectionId>,
+}
+
+impl Handing {
+    pub fn new(meta: SocketMeta) -> Handing {
+        Handing {
+            meta,
+            sockets: Vec::new(),
+        }
+    }
+}
+
+/// How the encoder treats socket objects.
+struct Encoder<'a> {
+    path: Vec<*const c_void>,
+    /// `None`: not a send or a call, a socket is an error.
+    handing: Option<&'a mut Handing>,
+    /// The socket metatable, to tell socket objects from plain tables.
+    meta: SocketMeta,
+}
+
+/// Encodes `values` (appending to `out`). `meta` tells socket objects
+/// apart, which are refused here.
 pub fn encode<'a>(
     values: impl ExactSizeIterator<Item = &'a Value>,
     out: &mut Vec<u8>,
+    meta: SocketMeta,
+) -> Result<(), CodecError> {
+    encode_with(values, out, None, meta)
+}
+
+/// Encodes the arguments of a send or a call: socket objects among them
+/// are collected in `handing`.
+pub fn encode_handing<'a>(
+    values: impl ExactSizeIterator<Item = &'a Value>,
+    out: &mut Vec<u8>,
+    handing: &mut Handing,
+) -> Result<(), CodecError> {
+    let meta = handing.meta;
+    encode_with(values, out, Some(handing), meta)
+}
+
+fn encode_with<'a>(
+    values: impl ExactSizeIterator<Item = &'a Value>,
+    out: &mut Vec<u8>,
+    handing: Option<&mut Handing>,
+    meta: SocketMeta,
 ) -> Result<(), CodecError> {
     out.extend_from_slice(&(values.len() as u32).to_le_bytes());
-    let mut path = Vec::new();
+    let mut encoder = Encoder {
+        path: Vec::new(),
+        handing,
+        meta,
+    };
     for value in values {
-        encode_value(value, out, &mut path)?;
+        encoder.value(value, out)?;
     }
     Ok(())
 }
 
-fn encode_value(
-    value: &Value,
-    out: &mut Vec<u8>,
-    path: &mut Vec<*const c_void>,
-) -> Result<(), CodecError> {
-    match value {
-        Value::Nil => out.push(NIL),
-        Value::Boolean(false) => out.push(FALSE),
-        Value::Boolean(true) => out.push(TRUE),
-        Value::Integer(i) => {
-            out.push(INT);
-            out.extend_from_slice(&i.to_le_bytes());
-        }
-        Value::Number(f) => {
-            out.push(FLOAT);
-            out.extend_from_slice(&f.to_le_bytes());
-        }
-        Value::String(s) => {
-            let bytes = s.as_bytes();
-            out.push(STR);
-            out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-            out.extend_from_slice(&bytes);
-        }
-        Value::Table(table) => encode_table(table, out, path)?,
-        Value::Function(_) => return Err(CodecError::Type("function")),
-        Value::Thread(_) => return Err(CodecError::Type("coroutine")),
-        Value::UserData(_) | Value::LightUserData(_) => return Err(CodecError::Type("userdata")),
-        Value::Error(_) => return Err(CodecError::Type("error object")),
-        _ => return Err(CodecError::Type("value of this type")),
-    }
-    Ok(())
-}
-
-fn encode_table(
-    table: &Table,
-    out: &mut Vec<u8>,
-    path: &mut Vec<*const c_void>,
-) -> Result<(), CodecError> {
-    let pointer = table.to_pointer();
-    if path.contains(&pointer) {
-        return Err(CodecError::Cycle);
-    }
-    if path.len() >= MAX_DEPTH {
-        return Err(CodecError::TooDeep);
-    }
-    path.push(pointer);
-    out.push(TABLE);
-    let array_len = table.raw_len();
-    out.extend_from_slice(&(array_len as u32).to_le_bytes());
-    let pairs_at = out.len();
-    out.extend_from_slice(&0u32.to_le_bytes());
-    for i in 1..=array_len {
-        let value: Value = table.raw_get(i)?;
-        encode_value(&value, out, path)?;
-    }
-    let mut pairs = 0u32;
-    for pair in table.pairs::<Value, Value>() {
-        let (key, value) = pair?;
-        if let Value::Integer(i) = key {
-            if i >= 1 && (i as usize) <= array_len {
-                continue;
+impl Encoder<'_> {
+    fn value(&mut self, value: &Value, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        match value {
+            Value::Nil => out.push(NIL),
+            Value::Boolean(false) => out.push(FALSE),
+            Value::Boolean(true) => out.push(TRUE),
+            Value::Integer(i) => {
+                out.push(INT);
+                out.extend_from_slice(&i.to_le_bytes());
             }
+            Value::Number(f) => {
+                out.push(FLOAT);
+                out.extend_from_slice(&f.to_le_bytes());
+            }
+            Value::String(s) => {
+                let bytes = s.as_bytes();
+                out.push(STR);
+                out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                out.extend_from_slice(&bytes);
+            }
+            Value::Table(table) => {
+                if self.is_socket(table) {
+                    return self.socket(table, out);
+                }
+                self.table(table, out)?
+            }
+            Value::Function(_) => return Err(CodecError::Type("function")),
+            Value::Thread(_) => return Err(CodecError::Type("coroutine")),
+            Value::UserData(_) | Value::LightUserData(_) => {
+                return Err(CodecError::Type("userdata"))
+            }
+            Value::Error(_) => return Err(CodecError::Type("error object")),
+            _ => return Err(CodecError::Type("value of this type")),
         }
-        encode_value(&key, out, path)?;
-        encode_value(&value, out, path)?;
-        pairs += 1;
+        Ok(())
     }
-    out[pairs_at..pairs_at + 4].copy_from_slice(&pairs.to_le_bytes());
-    path.pop();
-    Ok(())
+
+    fn is_socket(&self, table: &Table) -> bool {
+        table
+            .metatable()
+            .is_some_and(|metatable| SocketMeta::of(&metatable) == self.meta)
+    }
+
+    fn socket(&mut self, table: &Table, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let Some(handing) = self.handing.as_deref_mut() else {
+            return Err(CodecError::Socket);
+        };
+        let id = ConnectionId::from_lua_integer(table.raw_get(1)?);
+        let index = match handing.sockets.iter().position(|&known| known == id) {
+            Some(index) => index,
+            None => {
+                handing.sockets.push(id);
+                handing.sockets.len() - 1
+            }
+        };
+        out.push(SOCKET);
+        out.extend_from_slice(&(index as u32).to_le_bytes());
+        Ok(())
+    }
+
+    fn table(&mut self, table: &Table, out: &mut Vec<u8>) -> Result<(), CodecError> {
+        let pointer = table.to_pointer();
+        if self.path.contains(&pointer) {
+            return Err(CodecError::Cycle);
+        }
+        if self.path.len() >= MAX_DEPTH {
+            return Err(CodecError::TooDeep);
+        }
+        self.path.push(pointer);
+        out.push(TABLE);
+        let array_len = table.raw_len();
+        out.extend_from_slice(&(array_len as u32).to_le_bytes());
+        let pairs_at = out.len();
+        out.extend_from_slice(&0u32.to_le_bytes());
+        for i in 1..=array_len {
+            let value: Value = table.raw_get(i)?;
+            self.value(&value, out)?;
+        }
+        let mut pairs = 0u32;
+        for pair in table.pairs::<Value, Value>() {
+            let (key, value) = pair?;
+            if let Value::Integer(i) = key {
+                if i >= 1 && (i as usize) <= array_len {
+                    continue;
+                }
+            }
+            self.value(&key, out)?;
+            self.value(&value, out)?;
+            pairs += 1;
+        }
+        out[pairs_at..pairs_at + 4].copy_from_slice(&pairs.to_le_bytes());
+        self.path.pop();
+        Ok(())
+    }
 }
 
 /// Encodes one string as a whole payload (error answers).
@@ -154,8 +259,66 @@ impl Reader<'_> {
     }
 }
 
+/// The sockets a received message carries, attached to the receiver:
+/// decoding makes one socket object per attachment.
+pub struct Receiving {
+    meta: Table,
+    /// The receiver's id of each attachment (`None`: it could not be
+    /// attached, and a reference to it is corrupt).
+    sockets: Vec<Option<ConnectionId>>,
+    objects: Vec<Option<Table>>,
+}
+
+impl Receiving {
+    pub fn new(meta: Table, sockets: Vec<Option<ConnectionId>>) -> Receiving {
+        let objects = vec![None; sockets.len()];
+        Receiving {
+            meta,
+            sockets,
+            objects,
+        }
+    }
+
+    fn object(&mut self, lua: &Lua, index: usize) -> Result<Value, CodecError> {
+        if let Some(Some(object)) = self.objects.get(index) {
+            return Ok(Value::Table(object.clone()));
+        }
+        let id = self
+            .sockets
+            .get(index)
+            .copied()
+            .flatten()
+            .ok_or(CodecError::Corrupt)?;
+        // What `new_socket` in prelude.lua makes: `{id}` with the metatable
+        // (its __gc closes the connection when the object is collected).
+        let object = lua.create_table_with_capacity(1, 0)?;
+        object.raw_set(1, id)?;
+        object.set_metatable(Some(self.meta.clone()))?;
+        self.objects[index] = Some(object.clone());
+        Ok(Value::Table(object))
+    }
+}
+
 /// Decodes a payload made by [`encode`] into Lua values of `lua`.
 pub fn decode(lua: &Lua, bytes: &[u8]) -> Result<MultiValue, CodecError> {
+    decode_with(lua, bytes, None)
+}
+
+/// Decodes the arguments of a send or a call, whose sockets are attached
+/// to this VM already (`receiving`).
+pub fn decode_receiving(
+    lua: &Lua,
+    bytes: &[u8],
+    receiving: &mut Receiving,
+) -> Result<MultiValue, CodecError> {
+    decode_with(lua, bytes, Some(receiving))
+}
+
+fn decode_with(
+    lua: &Lua,
+    bytes: &[u8],
+    mut receiving: Option<&mut Receiving>,
+) -> Result<MultiValue, CodecError> {
     let mut reader = Reader { bytes, at: 0 };
     let count = reader.u32()? as usize;
     // Every value takes at least one byte: a bogus count cannot allocate much.
@@ -164,12 +327,17 @@ pub fn decode(lua: &Lua, bytes: &[u8]) -> Result<MultiValue, CodecError> {
     }
     let mut values = MultiValue::with_capacity(count);
     for _ in 0..count {
-        values.push_back(decode_value(lua, &mut reader, 0)?);
+        values.push_back(decode_value(lua, &mut reader, 0, &mut receiving)?);
     }
     Ok(values)
 }
 
-fn decode_value(lua: &Lua, reader: &mut Reader, depth: usize) -> Result<Value, CodecError> {
+fn decode_value(
+    lua: &Lua,
+    reader: &mut Reader,
+    depth: usize,
+    receiving: &mut Option<&mut Receiving>,
+) -> Result<Value, CodecError> {
     Ok(match reader.u8()? {
         NIL => Value::Nil,
         FALSE => Value::Boolean(false),
@@ -179,6 +347,13 @@ fn decode_value(lua: &Lua, reader: &mut Reader, depth: usize) -> Result<Value, C
         STR => {
             let len = reader.u32()? as usize;
             Value::String(lua.create_string(reader.take(len)?)?)
+        }
+        SOCKET => {
+            let index = reader.u32()? as usize;
+            match receiving {
+                Some(receiving) => receiving.object(lua, index)?,
+                None => return Err(CodecError::Corrupt),
+            }
         }
         TABLE => {
             if depth >= MAX_DEPTH {
@@ -192,11 +367,11 @@ fn decode_value(lua: &Lua, reader: &mut Reader, depth: usize) -> Result<Value, C
             }
             let table = lua.create_table_with_capacity(array_len, pairs)?;
             for i in 1..=array_len {
-                table.raw_set(i, decode_value(lua, reader, depth + 1)?)?;
+                table.raw_set(i, decode_value(lua, reader, depth + 1, receiving)?)?;
             }
             for _ in 0..pairs {
-                let key = decode_value(lua, reader, depth + 1)?;
-                let value = decode_value(lua, reader, depth + 1)?;
+                let key = decode_value(lua, reader, depth + 1, receiving)?;
+                let value = decode_value(lua, reader, depth + 1, receiving)?;
                 if key == Value::Nil {
                     return Err(CodecError::Corrupt);
                 }
@@ -220,7 +395,7 @@ mod tests {
     fn round_trip(lua: &Lua, source: &str) -> Result<MultiValue, CodecError> {
         let values: MultiValue = lua.load(source).eval()?;
         let mut bytes = Vec::new();
-        encode(values.iter(), &mut bytes)?;
+        encode(values.iter(), &mut bytes, SocketMeta::none())?;
         decode(lua, &bytes)
     }
 
@@ -281,7 +456,7 @@ mod tests {
         let lua = Lua::new();
         let mut bytes = Vec::new();
         let values: MultiValue = lua.load("return {1, 'two', {3}}, 'x'").eval().unwrap();
-        encode(values.iter(), &mut bytes).unwrap();
+        encode(values.iter(), &mut bytes, SocketMeta::none()).unwrap();
         for cut in 0..bytes.len() {
             assert!(decode(&lua, &bytes[..cut]).is_err());
         }

@@ -1,5 +1,5 @@
 //! Lane calls: blocking work (SQLite, files, DNS, a blocking sleep) that a
-//! session hands to the lane. The session yields `(OP_LANE, op, args...)`;
+//! session hands to the lane. The session yields `(OP.LANE, op, args...)`;
 //! [`build_task`] turns that into a Rust closure of plain values (Lua never
 //! runs on the lane); its [`LaneReply`] comes back as `Event::LaneDone` and
 //! becomes the values the session's `yield` returns.
@@ -10,17 +10,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use lunet_core::lane::Task;
+
+use crate::protocol::LaneOp;
 use mlua::{Lua, MultiValue, Value};
 use rusqlite::types::{Value as SqlValue, ValueRef};
-
-pub const LANE_DB_OPEN: i64 = 1;
-pub const LANE_DB_EXEC: i64 = 2;
-pub const LANE_DB_QUERY: i64 = 3;
-pub const LANE_DB_ATOMIC: i64 = 4;
-pub const LANE_FS_READ: i64 = 5;
-pub const LANE_FS_WRITE: i64 = 6;
-pub const LANE_RESOLVE: i64 = 7;
-pub const LANE_SLEEP: i64 = 8;
 
 /// How long a lane thread waits on a locked database before SQLITE_BUSY.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,8 +31,8 @@ pub enum Plain {
 }
 
 impl Plain {
-    /// A scalar from Lua (what SQL binds take).
-    pub fn scalar(value: &Value) -> Result<Plain, String> {
+    /// A scalar from Lua (what SQL binds take), for the call `call`.
+    fn scalar(value: &Value, call: &'static str) -> Result<Plain, LaneMisuse> {
         Ok(match value {
             Value::Nil => Plain::Nil,
             Value::Boolean(b) => Plain::Bool(*b),
@@ -47,10 +40,10 @@ impl Plain {
             Value::Number(f) => Plain::Float(*f),
             Value::String(s) => Plain::Str(s.as_bytes().to_vec()),
             other => {
-                return Err(format!(
-                    "cannot bind a {} (nil, boolean, number or string)",
-                    other.type_name()
-                ))
+                return Err(LaneMisuse::Bind {
+                    call,
+                    type_name: other.type_name(),
+                })
             }
         })
     }
@@ -91,36 +84,72 @@ fn failure(message: impl Into<String>) -> Box<dyn Any + Send> {
     reply(vec![Plain::Nil, Plain::Str(message.into().into_bytes())])
 }
 
-fn string_arg(values: &MultiValue, index: usize, what: &str) -> Result<String, String> {
+/// A lane call made with arguments that make no sense: raised in Lua.
+#[derive(Debug, thiserror::Error)]
+pub enum LaneMisuse {
+    #[error("{0} must be a string")]
+    NotAString(&'static str),
+    #[error("{call}: cannot bind a {type_name} (nil, boolean, number or string)")]
+    Bind {
+        call: &'static str,
+        type_name: &'static str,
+    },
+    #[error("db:atomic: expected a list of {{sql, ...}} statements")]
+    NotAList,
+    #[error("db:atomic: statement #{0} must be a table {{sql, ...}}")]
+    NotAStatement(usize),
+    #[error("db:atomic: statement #{0} has no sql string")]
+    NoSql(usize),
+    #[error("db:atomic: statement #{0} is empty")]
+    EmptyStatement(usize),
+    #[error("lunet.lane.sleep: ms must be a number")]
+    NotANumber,
+    #[error("{0}")]
+    Lua(#[from] mlua::Error),
+}
+
+/// Why a database call failed (handed back to Lua as `nil, err`).
+#[derive(Debug, thiserror::Error)]
+enum DbError {
+    #[error("{path}: {error}")]
+    Open {
+        path: String,
+        error: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+fn string_arg(values: &MultiValue, index: usize, what: &'static str) -> Result<String, LaneMisuse> {
     match values.get(index) {
         Some(Value::String(s)) => Ok(s.to_string_lossy()),
-        _ => Err(format!("{what} must be a string")),
+        _ => Err(LaneMisuse::NotAString(what)),
     }
 }
 
-fn binds(values: &MultiValue, from: usize) -> Result<Vec<Plain>, String> {
-    values.iter().skip(from).map(Plain::scalar).collect()
+fn binds(values: &MultiValue, from: usize, call: &'static str) -> Result<Vec<Plain>, LaneMisuse> {
+    values
+        .iter()
+        .skip(from)
+        .map(|value| Plain::scalar(value, call))
+        .collect()
 }
 
-/// Builds the task for a lane call from what the session yielded
-/// (`values[0]` is OP_LANE, `values[1]` the lane op).
-pub fn build_task(values: &MultiValue) -> Result<Task, String> {
-    let op = match values.get(1) {
-        Some(Value::Integer(op)) => *op,
-        _ => return Err("bad lane call".into()),
-    };
+/// Builds the task for a lane call from the arguments the session
+/// yielded after `(OP.LANE, op)`.
+pub fn build_task(op: LaneOp, values: &MultiValue) -> Result<Task, LaneMisuse> {
     Ok(match op {
-        LANE_DB_OPEN => {
-            let path = string_arg(values, 2, "lunet.db.open: path")?;
+        LaneOp::DbOpen => {
+            let path = string_arg(values, 0, "lunet.db.open: path")?;
             Box::new(move || match with_db(&path, |_| Ok(())) {
                 Ok(()) => reply(vec![Plain::Bool(true)]),
-                Err(e) => failure(e),
+                Err(e) => failure(e.to_string()),
             })
         }
-        LANE_DB_EXEC => {
-            let path = string_arg(values, 2, "db")?;
-            let sql = string_arg(values, 3, "db:exec: sql")?;
-            let params = binds(values, 4).map_err(|e| format!("db:exec: {e}"))?;
+        LaneOp::DbExec => {
+            let path = string_arg(values, 0, "db")?;
+            let sql = string_arg(values, 1, "db:exec: sql")?;
+            let params = binds(values, 2, "db:exec")?;
             Box::new(move || {
                 match with_db(&path, |conn| {
                     let mut statement = conn.prepare_cached(&sql)?;
@@ -129,60 +158,49 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                     Ok((changes as i64, conn.last_insert_rowid()))
                 }) {
                     Ok((changes, last)) => reply(vec![Plain::Int(changes), Plain::Int(last)]),
-                    Err(e) => failure(e),
+                    Err(e) => failure(e.to_string()),
                 }
             })
         }
-        LANE_DB_QUERY => {
-            let path = string_arg(values, 2, "db")?;
-            let sql = string_arg(values, 3, "db:query: sql")?;
-            let params = binds(values, 4).map_err(|e| format!("db:query: {e}"))?;
+        LaneOp::DbQuery => {
+            let path = string_arg(values, 0, "db")?;
+            let sql = string_arg(values, 1, "db:query: sql")?;
+            let params = binds(values, 2, "db:query")?;
             Box::new(
                 move || match with_db(&path, |conn| query(conn, &sql, &params)) {
                     Ok(rows) => reply(vec![Plain::List(rows)]),
-                    Err(e) => failure(e),
+                    Err(e) => failure(e.to_string()),
                 },
             )
         }
-        LANE_DB_ATOMIC => {
-            let path = string_arg(values, 2, "db")?;
-            let statements = match values.get(3) {
+        LaneOp::DbAtomic => {
+            let path = string_arg(values, 0, "db")?;
+            let statements = match values.get(1) {
                 Some(Value::Table(list)) => {
                     let mut statements = Vec::new();
                     for (n, item) in list.clone().sequence_values::<Value>().enumerate() {
                         let Ok(Value::Table(item)) = item else {
-                            return Err(format!(
-                                "db:atomic: statement #{} must be a table {{sql, ...}}",
-                                n + 1
-                            ));
+                            return Err(LaneMisuse::NotAStatement(n + 1));
                         };
                         let mut sql = None;
                         let mut params = Vec::new();
                         for (i, value) in item.sequence_values::<Value>().enumerate() {
-                            let value = value.map_err(|e| e.to_string())?;
+                            let value = value?;
                             if i == 0 {
                                 match value {
                                     Value::String(s) => sql = Some(s.to_string_lossy()),
-                                    _ => {
-                                        return Err(format!(
-                                            "db:atomic: statement #{} has no sql string",
-                                            n + 1
-                                        ))
-                                    }
+                                    _ => return Err(LaneMisuse::NoSql(n + 1)),
                                 }
                             } else {
-                                params.push(
-                                    Plain::scalar(&value).map_err(|e| format!("db:atomic: {e}"))?,
-                                );
+                                params.push(Plain::scalar(&value, "db:atomic")?);
                             }
                         }
-                        let sql =
-                            sql.ok_or_else(|| format!("db:atomic: statement #{} is empty", n + 1))?;
+                        let sql = sql.ok_or(LaneMisuse::EmptyStatement(n + 1))?;
                         statements.push((sql, params));
                     }
                     statements
                 }
-                _ => return Err("db:atomic: expected a list of {sql, ...} statements".into()),
+                _ => return Err(LaneMisuse::NotAList),
             };
             Box::new(move || {
                 match with_db(&path, |conn| {
@@ -198,30 +216,30 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                     Ok(changes)
                 }) {
                     Ok(changes) => reply(vec![Plain::Bool(true), Plain::Nil, Plain::Int(changes)]),
-                    Err(e) => failure(e),
+                    Err(e) => failure(e.to_string()),
                 }
             })
         }
-        LANE_FS_READ => {
-            let path = string_arg(values, 2, "lunet.fs.read: path")?;
+        LaneOp::FsRead => {
+            let path = string_arg(values, 0, "lunet.fs.read: path")?;
             Box::new(move || match std::fs::read(&path) {
                 Ok(data) => reply(vec![Plain::Str(data)]),
                 Err(e) => failure(format!("{path}: {e}")),
             })
         }
-        LANE_FS_WRITE => {
-            let path = string_arg(values, 2, "lunet.fs.write: path")?;
-            let data = match values.get(3) {
+        LaneOp::FsWrite => {
+            let path = string_arg(values, 0, "lunet.fs.write: path")?;
+            let data = match values.get(1) {
                 Some(Value::String(s)) => s.as_bytes().to_vec(),
-                _ => return Err("lunet.fs.write: data must be a string".into()),
+                _ => return Err(LaneMisuse::NotAString("lunet.fs.write: data")),
             };
             Box::new(move || match std::fs::write(&path, data) {
                 Ok(()) => reply(vec![Plain::Bool(true)]),
                 Err(e) => failure(format!("{path}: {e}")),
             })
         }
-        LANE_RESOLVE => {
-            let host = string_arg(values, 2, "lunet.resolve: host")?;
+        LaneOp::Resolve => {
+            let host = string_arg(values, 0, "lunet.resolve: host")?;
             Box::new(move || {
                 use std::net::ToSocketAddrs;
                 match (host.as_str(), 0u16).to_socket_addrs() {
@@ -239,11 +257,11 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                 }
             })
         }
-        LANE_SLEEP => {
-            let ms = match values.get(2) {
+        LaneOp::Sleep => {
+            let ms = match values.front() {
                 Some(Value::Integer(n)) => *n as f64,
                 Some(Value::Number(f)) => *f,
-                _ => return Err("lunet.lane.sleep: ms must be a number".into()),
+                _ => return Err(LaneMisuse::NotANumber),
             };
             let duration = Duration::from_secs_f64((ms.max(0.0) / 1000.0).min(86_400.0));
             Box::new(move || {
@@ -251,7 +269,6 @@ pub fn build_task(values: &MultiValue) -> Result<Task, String> {
                 reply(vec![Plain::Bool(true)])
             })
         }
-        _ => return Err(format!("unknown lane op {op}")),
     })
 }
 
@@ -303,15 +320,18 @@ thread_local! {
 fn with_db<R>(
     path: &str,
     f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R>,
-) -> Result<R, String> {
+) -> Result<R, DbError> {
     DATABASES.with(|databases| {
         let mut databases = databases.borrow_mut();
         if !databases.contains_key(path) {
-            let conn = open(path).map_err(|e| format!("{path}: {e}"))?;
+            let conn = open(path).map_err(|error| DbError::Open {
+                path: path.to_string(),
+                error,
+            })?;
             databases.insert(path.to_string(), conn);
         }
         let conn = databases.get_mut(path).expect("inserted above");
-        f(conn).map_err(|e| e.to_string())
+        Ok(f(conn)?)
     })
 }
 

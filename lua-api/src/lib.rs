@@ -1,20 +1,34 @@
 //! lunet-lua: the Lua side of lunet. A service is one Lua 5.4 VM
-//! ([`host::LuaService`]) whose sessions are coroutines; the `lunet` module
-//! and the socket API are built here on lunet-core.
+//! ([`LuaService`]) whose sessions are coroutines; the `lunet` module and
+//! the socket API are built here on lunet-core.
+//!
+//! Layout (see `docs/internals.md`): `protocol.rs` (the codes both halves
+//! share), `ids.rs` (typed ids), `state.rs` (what a VM owns), `host/` (the
+//! scheduler of a VM), `api/` (the Rust half of the `lunet` module),
+//! `launch.rs` (starting services from a script).
 
 mod api;
 mod codec;
 mod dict;
-pub mod host;
+mod handoff;
+mod host;
+mod ids;
 mod interrupt;
 pub mod json;
-pub mod lane;
-mod services;
+mod lane;
+mod launch;
+mod mail;
+pub mod protocol;
+mod read;
+mod settings;
 mod slab;
-pub mod state;
+mod state;
 
-pub use host::{check_script, LuaService, Script, ServiceOptions, KIND_START};
-pub use state::Settings;
+pub use host::{
+    check_script, BuildError, LuaService, Script, ScriptError, ServiceOptions, StartError, Startup,
+};
+pub use launch::{launch, Launch, LaunchError, Progress};
+pub use settings::Settings;
 
 /// The mlua this crate is built on, for embedders that add their own modules.
 pub use mlua;

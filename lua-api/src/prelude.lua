@@ -2,8 +2,11 @@
 --
 -- Every call that may wait is a thin wrapper: it tries the Rust fast path,
 -- and only when that says `false` (must wait) does it yield an operation to
--- the scheduler, which resumes the session with the answer.
--- See lua-api/src/host.rs for the other half of the protocol.
+-- the scheduler, which resumes the session with the answer. A read's
+-- arguments are checked once, by the fast path, which keeps the request for
+-- the scheduler: the wrapper then yields only (OP_READ, id).
+-- The codes come from lua-api/src/protocol.rs; the other half of the
+-- protocol is lua-api/src/host/ (docs/internals.md has the map).
 
 local core = ...
 local co_create, co_resume, co_yield, co_status, co_running, co_close =
@@ -20,11 +23,11 @@ local function yield(...)
 end
 local setmetatable, error, type, select = setmetatable, error, type, select
 
-local OP_READ, OP_WRITE, OP_SLEEP, OP_CONNECT, OP_LANE = 1, 2, 3, 4, 5
-local OP_CALL, OP_WAIT, OP_EXIT = 6, 7, 8
-local LANE_DB_OPEN, LANE_DB_EXEC, LANE_DB_QUERY, LANE_DB_ATOMIC = 1, 2, 3, 4
-local LANE_FS_READ, LANE_FS_WRITE, LANE_RESOLVE, LANE_SLEEP = 5, 6, 7, 8
-local READ_LINE, READ_EXACT, READ_UNTIL, READ_SOME = 1, 2, 3, 4
+-- The codes of the protocol come from Rust (lua-api/src/protocol.rs).
+local OP, READ, LANE = core.OP, core.READ, core.LANE
+local OP_READ, OP_WRITE, OP_SLEEP, OP_CONNECT = OP.READ, OP.WRITE, OP.SLEEP, OP.CONNECT
+local OP_LANE, OP_CALL, OP_WAIT, OP_EXIT = OP.LANE, OP.CALL, OP.WAIT, OP.EXIT
+local READ_LINE, READ_EXACT, READ_UNTIL, READ_SOME = READ.LINE, READ.EXACT, READ.UNTIL, READ.SOME
 
 local c_read, c_write, c_close = core.read, core.write, core.close
 
@@ -35,7 +38,9 @@ local function cannot_wait(what, level)
         .. "Move the call out of that callback.", level or 3)
 end
 
-local Socket = {}
+-- The metatable of socket objects comes from Rust: the codec knows a socket
+-- by it (lunet.send/call hand the connection over, see handoff.rs).
+local Socket = core.Socket
 Socket.__index = Socket
 Socket.__name = "lunet.socket"
 
@@ -57,7 +62,7 @@ function Socket:readline(max)
     local data, err, partial = c_read(id, READ_LINE, max)
     if data ~= false then return data, err, partial end
     if not isyieldable() then cannot_wait("sock:readline") end
-    return yield(OP_READ, id, READ_LINE, max)
+    return yield(OP_READ, id)
 end
 
 function Socket:readn(n)
@@ -65,7 +70,7 @@ function Socket:readn(n)
     local data, err, partial = c_read(id, READ_EXACT, n)
     if data ~= false then return data, err, partial end
     if not isyieldable() then cannot_wait("sock:readn") end
-    return yield(OP_READ, id, READ_EXACT, n)
+    return yield(OP_READ, id)
 end
 
 function Socket:readuntil(delim, max)
@@ -73,7 +78,7 @@ function Socket:readuntil(delim, max)
     local data, err, partial = c_read(id, READ_UNTIL, max, delim)
     if data ~= false then return data, err, partial end
     if not isyieldable() then cannot_wait("sock:readuntil") end
-    return yield(OP_READ, id, READ_UNTIL, max, delim)
+    return yield(OP_READ, id)
 end
 
 function Socket:readsome(max)
@@ -81,7 +86,7 @@ function Socket:readsome(max)
     local data, err, partial = c_read(id, READ_SOME, max)
     if data ~= false then return data, err, partial end
     if not isyieldable() then cannot_wait("sock:readsome") end
-    return yield(OP_READ, id, READ_SOME, max)
+    return yield(OP_READ, id)
 end
 
 function Socket:write(...)
@@ -108,7 +113,22 @@ local lunet = {}
 
 lunet.getenv = core.getenv
 lunet.now = core.now
-lunet.log = core.log
+
+-- lunet.log(level, ...): the values as `print` shows them (tostring,
+-- tab-separated) on one log line at `level`.
+local LOG_LEVELS, LOG_LEVEL_NAMES, c_log = core.LOG_LEVELS, core.LOG_LEVEL_NAMES, core.log
+local tostring, concat = tostring, table.concat
+function lunet.log(level, ...)
+    if not LOG_LEVELS[level] then
+        local got = type(level) == "string" and string.format("%q", level) or type(level)
+        error("lunet.log: the level must be one of " .. LOG_LEVEL_NAMES .. ", got " .. got, 2)
+    end
+    local n = select("#", ...)
+    if n == 1 then return c_log(level, tostring((...))) end
+    local parts = { ... }
+    for i = 1, n do parts[i] = tostring(parts[i]) end
+    return c_log(level, concat(parts, "\t", 1, n))
+end
 
 local handlers = {}
 
@@ -188,17 +208,17 @@ Db.__name = "lunet.db"
 
 function Db:exec(sql, ...)
     check_string(sql, "db:exec: sql")
-    return lane_result(lane("db:exec", LANE_DB_EXEC, self.path, sql, ...))
+    return lane_result(lane("db:exec", LANE.DB_EXEC, self.path, sql, ...))
 end
 
 function Db:query(sql, ...)
     check_string(sql, "db:query: sql")
-    return lane_result(lane("db:query", LANE_DB_QUERY, self.path, sql, ...))
+    return lane_result(lane("db:query", LANE.DB_QUERY, self.path, sql, ...))
 end
 
 function Db:atomic(statements)
     if type(statements) ~= "table" then error("db:atomic: expected a list of {sql, ...} statements", 2) end
-    return lane_result(lane("db:atomic", LANE_DB_ATOMIC, self.path, statements))
+    return lane_result(lane("db:atomic", LANE.DB_ATOMIC, self.path, statements))
 end
 
 function Db:__tostring()
@@ -209,7 +229,7 @@ lunet.db = {}
 
 function lunet.db.open(path)
     check_string(path, "lunet.db.open: path")
-    local ok, err = lane_result(lane("lunet.db.open", LANE_DB_OPEN, path))
+    local ok, err = lane_result(lane("lunet.db.open", LANE.DB_OPEN, path))
     if not ok then return nil, err end
     return setmetatable({ path = path }, Db)
 end
@@ -218,25 +238,25 @@ lunet.fs = {}
 
 function lunet.fs.read(path)
     check_string(path, "lunet.fs.read: path")
-    return lane_result(lane("lunet.fs.read", LANE_FS_READ, path))
+    return lane_result(lane("lunet.fs.read", LANE.FS_READ, path))
 end
 
 function lunet.fs.write(path, data)
     check_string(path, "lunet.fs.write: path")
     check_string(data, "lunet.fs.write: data")
-    return lane_result(lane("lunet.fs.write", LANE_FS_WRITE, path, data))
+    return lane_result(lane("lunet.fs.write", LANE.FS_WRITE, path, data))
 end
 
 function lunet.resolve(host)
     check_string(host, "lunet.resolve: host")
-    return lane_result(lane("lunet.resolve", LANE_RESOLVE, host))
+    return lane_result(lane("lunet.resolve", LANE.RESOLVE, host))
 end
 
 lunet.lane = {}
 
 function lunet.lane.sleep(ms)
     if type(ms) ~= "number" then error("lunet.lane.sleep: ms must be a number", 2) end
-    return lane_result(lane("lunet.lane.sleep", LANE_SLEEP, ms))
+    return lane_result(lane("lunet.lane.sleep", LANE.SLEEP, ms))
 end
 
 package.loaded.lunet = lunet

@@ -1,97 +1,109 @@
-//! A slab with generation-tagged ids: an id is `generation << 32 | index`,
-//! so a stale id (its entry was freed and the index reused) is detected.
-//! Generations keep to 30 bits so ids stay below 2^62 and callers may tag
-//! them (timer ids, see host.rs).
+//! A slab with generation-tagged ids (see `ids.rs` for the packing): a
+//! stale id (its entry was freed and the index reused) misses.
 
-pub struct Slab<T> {
-    entries: Vec<Entry<T>>,
+use std::marker::PhantomData;
+
+use crate::ids::{SlabKey, SlotId};
+
+pub struct Slab<K, T> {
+    entries: Vec<SlabEntry<T>>,
     free: Vec<u32>,
     len: usize,
+    key: PhantomData<K>,
 }
 
-struct Entry<T> {
+struct SlabEntry<T> {
     generation: u32,
     value: Option<T>,
 }
 
-impl<T> Default for Slab<T> {
+impl<K, T> Default for Slab<K, T> {
     fn default() -> Self {
         Slab {
             entries: Vec::new(),
             free: Vec::new(),
             len: 0,
+            key: PhantomData,
         }
     }
 }
 
-/// The slab index of an id.
-pub fn index_of(id: u64) -> u32 {
-    id as u32
-}
-
-impl<T> Slab<T> {
-    pub fn insert(&mut self, value: T) -> u64 {
+impl<K: SlabKey, T> Slab<K, T> {
+    pub fn insert(&mut self, value: T) -> K {
         self.len += 1;
-        match self.free.pop() {
+        let (index, generation) = match self.free.pop() {
             Some(index) => {
                 let entry = &mut self.entries[index as usize];
-                entry.generation = (entry.generation + 1) & 0x3FFF_FFFF;
+                entry.generation = SlotId::next_generation(entry.generation);
                 entry.value = Some(value);
-                ((entry.generation as u64) << 32) | index as u64
+                (index, entry.generation)
             }
             None => {
                 let index = self.entries.len() as u32;
-                self.entries.push(Entry {
+                self.entries.push(SlabEntry {
                     generation: 1,
                     value: Some(value),
                 });
-                (1u64 << 32) | index as u64
+                (index, 1)
             }
+        };
+        K::from_slot(SlotId::new(index, generation))
+    }
+
+    /// Puts `value` back under `key`, which was just removed (nothing was
+    /// inserted since): the id holders keep working. False (and `value`
+    /// dropped) if that slot is taken or was never freed.
+    pub fn restore(&mut self, key: K, value: T) -> bool {
+        let slot = key.slot();
+        let Some(at) = self.free.iter().rposition(|&i| i == slot.index()) else {
+            return false;
+        };
+        let entry = &mut self.entries[slot.index() as usize];
+        if entry.generation != slot.generation() || entry.value.is_some() {
+            return false;
         }
+        self.free.swap_remove(at);
+        entry.value = Some(value);
+        self.len += 1;
+        true
     }
 
     /// The id of what is at `index` now, if anything.
-    pub fn id_at(&self, index: u32) -> Option<u64> {
+    pub fn id_at(&self, index: u32) -> Option<K> {
         let entry = self.entries.get(index as usize)?;
         entry.value.as_ref()?;
-        Some(((entry.generation as u64) << 32) | index as u64)
+        Some(K::from_slot(SlotId::new(index, entry.generation)))
     }
 
-    pub fn get(&self, id: u64) -> Option<&T> {
-        let entry = self.entries.get(id as u32 as usize)?;
-        if entry.generation != (id >> 32) as u32 {
-            return None;
-        }
-        entry.value.as_ref()
+    fn entry(&self, key: K) -> Option<&SlabEntry<T>> {
+        let slot = key.slot();
+        let entry = self.entries.get(slot.index() as usize)?;
+        (entry.generation == slot.generation()).then_some(entry)
     }
 
-    pub fn get_mut(&mut self, id: u64) -> Option<&mut T> {
-        let entry = self.entries.get_mut(id as u32 as usize)?;
-        if entry.generation != (id >> 32) as u32 {
+    pub fn get(&self, key: K) -> Option<&T> {
+        self.entry(key)?.value.as_ref()
+    }
+
+    pub fn get_mut(&mut self, key: K) -> Option<&mut T> {
+        let slot = key.slot();
+        let entry = self.entries.get_mut(slot.index() as usize)?;
+        if entry.generation != slot.generation() {
             return None;
         }
         entry.value.as_mut()
     }
 
-    /// By index alone (socket tokens carry only the index).
-    pub fn get_index_mut(&mut self, index: u32) -> Option<&mut T> {
-        self.entries.get_mut(index as usize)?.value.as_mut()
-    }
-
-    pub fn remove(&mut self, id: u64) -> Option<T> {
-        let index = id as u32;
-        let entry = self.entries.get_mut(index as usize)?;
-        if entry.generation != (id >> 32) as u32 {
+    pub fn remove(&mut self, key: K) -> Option<T> {
+        let slot = key.slot();
+        let entry = self.entries.get_mut(slot.index() as usize)?;
+        if entry.generation != slot.generation() {
             return None;
         }
         let value = entry.value.take()?;
-        self.free.push(index);
+        self.free.push(slot.index());
         self.len -= 1;
         Some(value)
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -99,12 +111,12 @@ impl<T> Slab<T> {
     }
 
     /// Ids of every live entry.
-    pub fn ids(&self) -> Vec<u64> {
+    pub fn ids(&self) -> Vec<K> {
         self.entries
             .iter()
             .enumerate()
             .filter(|(_, e)| e.value.is_some())
-            .map(|(i, e)| ((e.generation as u64) << 32) | i as u64)
+            .map(|(i, e)| K::from_slot(SlotId::new(i as u32, e.generation)))
             .collect()
     }
 }
@@ -112,17 +124,32 @@ impl<T> Slab<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::ConnectionId;
 
     #[test]
     fn stale_ids_miss() {
-        let mut slab = Slab::default();
+        let mut slab: Slab<ConnectionId, &str> = Slab::default();
         let a = slab.insert("a");
         assert_eq!(slab.get(a), Some(&"a"));
         assert_eq!(slab.remove(a), Some("a"));
         let b = slab.insert("b");
-        assert_eq!(index_of(a), index_of(b));
+        assert_eq!(a.index(), b.index());
         assert_eq!(slab.get(a), None);
         assert_eq!(slab.get(b), Some(&"b"));
-        assert_eq!(slab.len(), 1);
+    }
+
+    #[test]
+    fn a_removed_entry_can_be_restored_under_its_id() {
+        let mut slab: Slab<ConnectionId, &str> = Slab::default();
+        let a = slab.insert("a");
+        let b = slab.insert("b");
+        assert_eq!(slab.remove(a), Some("a"));
+        assert!(slab.restore(a, "a again"));
+        assert_eq!(slab.get(a), Some(&"a again"));
+        // The slot is taken now, and a live id cannot be restored over.
+        assert!(!slab.restore(a, "twice"));
+        assert!(!slab.restore(b, "b twice"));
+        let c = slab.insert("c");
+        assert_ne!(c.index(), a.index());
     }
 }

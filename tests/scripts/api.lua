@@ -199,6 +199,39 @@ function commands.use_after_close(sock)
     sock:write(tostring(ok), " ", tostring(write_err), " ", tostring(line), " ", tostring(read_err), "\n")
 end
 
+-- __gc finalizers that use the socket while the handler allocates heavily:
+-- reads the line count, then that many lines; every line leaves garbage
+-- with a finalizer behind. Answers how many finalizer calls failed.
+function commands.gc_churn(sock)
+    local count = tonumber(sock:readline())
+    local ran, failed = 0, 0
+    local function finalizer()
+        ran = ran + 1
+        local ok = pcall(sock.peer, sock)
+        local ok_write = pcall(sock.write, sock, "")
+        if not (ok and ok_write) then failed = failed + 1 end
+    end
+    local keep = {}
+    for i = 1, count do
+        local line = sock:readline()
+        if not line then break end
+        setmetatable({}, { __gc = finalizer })
+        keep[i % 64] = line .. string.rep("y", 256)
+    end
+    collectgarbage()
+    sock:write("finalizers ran ", tostring(ran > 0), " failed ", failed, "\n")
+end
+
+-- lunet.log(level, ...): logs the values like print, tab-separated.
+function commands.log(sock)
+    local tagged = setmetatable({}, { __tostring = function() return "<tagged>" end })
+    lunet.log("info", "log-check", 1, 2.5, nil, true, tagged)
+    lunet.log("warn", "log-single")
+    local ok, err = pcall(lunet.log, "hello")
+    local ok_level, err_level = pcall(lunet.log, "verbose", "x")
+    sock:write(tostring(ok), " ", tostring(err), "|", tostring(ok_level), " ", tostring(err_level), "\n")
+end
+
 lunet.listen(lunet.getenv("listen"), function(sock)
     local name = sock:readline()
     local command = name and commands[name]

@@ -3,7 +3,7 @@
 local lunet = require "lunet"
 
 lunet.listen(lunet.getenv("listen"), function(sock)
-    lunet.log("info", "peer ", sock:peer())
+    lunet.log("info", "peer " .. tostring(sock:peer()))
     while true do
         local line = sock:readline()
         if not line then return end

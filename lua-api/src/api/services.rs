@@ -1,0 +1,403 @@
+//! The actor half of the `lunet` module: spawn, send, call, names, exit,
+//! delayed answers and wait/wakeup. Messages travel as `Event::Message`
+//! with a payload made by `codec.rs`; kinds are `protocol::MessageKind`;
+//! answers go out through `mail.rs`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use lunet_core::{Message, PostError, Runtime, Service};
+use mlua::{IntoLua, Lua, MultiValue, Table, Thread, Value};
+
+use crate::codec::{self, CodecError, Handing, SocketMeta};
+use crate::handoff::{self, HandOffError};
+use crate::host::{BuildError, LuaService, Script, ServiceOptions};
+use crate::ids::CallToken;
+use crate::mail::{answer, error_payload};
+use crate::protocol::MessageKind;
+use crate::settings::Settings;
+use crate::state::{with_state, StateUnavailable};
+
+fn runtime_error(message: impl Into<String>) -> mlua::Error {
+    mlua::Error::runtime(message.into())
+}
+
+/// Why a handle names no live service.
+#[derive(Debug, thiserror::Error)]
+enum TargetError {
+    #[error("dead")]
+    Dead,
+    #[error("no service is named '{0}'")]
+    NoName(String),
+    #[error("expected a service handle or name, got {0}")]
+    NotAHandle(&'static str),
+}
+
+/// The live service a handle (integer) or a registered name names.
+fn target(runtime: &Runtime, handle: &Value) -> Result<Arc<Service>, TargetError> {
+    let id = match handle {
+        Value::Integer(id) => *id as u64,
+        Value::Number(f) => *f as u64,
+        Value::String(name) => {
+            let name = name.to_string_lossy();
+            runtime.query_name(&name).ok_or(TargetError::NoName(name))?
+        }
+        other => return Err(TargetError::NotAHandle(other.type_name())),
+    };
+    runtime.service(id).ok_or(TargetError::Dead)
+}
+
+fn describe(handle: &Value) -> String {
+    match handle {
+        Value::Integer(id) => format!(":{id}"),
+        Value::Number(f) => format!(":{f}"),
+        Value::String(name) => format!("'{}'", name.to_string_lossy()),
+        other => other.type_name().to_string(),
+    }
+}
+
+/// Why a send or a call was not posted.
+#[derive(Debug, thiserror::Error)]
+enum PostFailure {
+    #[error("overloaded")]
+    Overloaded,
+    #[error("dead")]
+    Dead,
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    HandOff(#[from] HandOffError),
+    #[error(transparent)]
+    State(#[from] StateUnavailable),
+}
+
+/// Posts a send or a call to `target`. Socket objects among the arguments
+/// are handed over (`handoff.rs`); if the post fails they come back to this
+/// VM. A call gets its token.
+fn post(
+    lua: &Lua,
+    runtime: &Runtime,
+    meta: SocketMeta,
+    target: &Arc<Service>,
+    kind: MessageKind,
+    args: &MultiValue,
+) -> Result<Option<CallToken>, PostFailure> {
+    let mut payload = Vec::new();
+    let mut handing = Handing::new(meta);
+    codec::encode_handing(args.iter(), &mut payload, &mut handing)?;
+    let call = kind == MessageKind::Call;
+    let (from, token, attachments) = with_state(lua, |state| {
+        let attachments = if handing.sockets.is_empty() {
+            Vec::new()
+        } else {
+            handoff::detach(state, &handing.sockets)?
+        };
+        let token = call.then(|| state.next_call_token());
+        Ok::<_, HandOffError>((state.self_id, token, attachments))
+    })??;
+    let session = token.map_or(0, CallToken::to_raw);
+    let mut message = Message::new(from, session, kind.code(), payload);
+    message.attachments = attachments;
+    match runtime.post_message(target, message) {
+        Ok(()) => Ok(token),
+        Err((error, message)) => {
+            if !handing.sockets.is_empty() {
+                with_state(lua, |state| {
+                    handoff::reattach(state, &handing.sockets, message.attachments)
+                })?;
+            }
+            Err(match error {
+                PostError::Overloaded => PostFailure::Overloaded,
+                PostError::Dead => PostFailure::Dead,
+            })
+        }
+    }
+}
+
+/// Adds the actor calls to `core`; `meta` tells socket objects apart (they
+/// are handed over by send and call, refused elsewhere).
+pub fn build(
+    lua: &Lua,
+    runtime: &Runtime,
+    settings: &Arc<Settings>,
+    meta: SocketMeta,
+    core: &Table,
+) -> mlua::Result<()> {
+    core.set(
+        "self",
+        lua.create_function(|lua, ()| Ok(with_state(lua, |state| state.self_id as i64)?))?,
+    )?;
+
+    // `true` when the message is queued, or `nil, err`.
+    let rt = runtime.clone();
+    core.set(
+        "send",
+        lua.create_function(move |lua, (handle, args): (Value, MultiValue)| {
+            let target = match target(&rt, &handle) {
+                Ok(t) => t,
+                Err(e) => return Ok(Err(e.to_string())),
+            };
+            match post(lua, &rt, meta, &target, MessageKind::Send, &args) {
+                Ok(_) => Ok(Ok(true)),
+                Err(PostFailure::Overloaded) => Ok(Err("overloaded".to_string())),
+                Err(PostFailure::Dead) => Ok(Err("dead".to_string())),
+                Err(e) => Err(runtime_error(format!("lunet.send: {e}"))),
+            }
+        })?,
+    )?;
+
+    // Posts the request; the wrapper then yields OP.CALL and gets
+    // (true, answer...) or (false, error).
+    let rt = runtime.clone();
+    core.set(
+        "call",
+        lua.create_function(
+            move |lua,
+                  (handle, args): (Value, MultiValue)|
+                  -> mlua::Result<(Option<CallToken>, Option<String>)> {
+                let target = match target(&rt, &handle) {
+                    Ok(target) => target,
+                    Err(TargetError::Dead) => {
+                        return Ok((
+                            None,
+                            Some(format!("lunet.call: service {} is dead", describe(&handle))),
+                        ))
+                    }
+                    Err(e) => return Ok((None, Some(format!("lunet.call: {e}")))),
+                };
+                let failure = match post(lua, &rt, meta, &target, MessageKind::Call, &args) {
+                    Ok(token) => return Ok((token, None)),
+                    Err(PostFailure::Overloaded) => {
+                        format!("lunet.call: service :{} is overloaded", target.id())
+                    }
+                    Err(PostFailure::Dead) => {
+                        format!("lunet.call: service :{} is dead", target.id())
+                    }
+                    Err(e) => format!("lunet.call: {e}"),
+                };
+                Ok((None, Some(failure)))
+            },
+        )?,
+    )?;
+
+    let rt = runtime.clone();
+    let spawn_settings = settings.clone();
+    core.set(
+        "spawn",
+        lua.create_function(move |lua, (options, args): (Table, MultiValue)| {
+            match spawn(lua, &rt, &spawn_settings, meta, options, args) {
+                Ok((handle, token)) => Ok((Some(handle), token.into_lua(lua)?)),
+                Err(e) => Ok((None, Value::String(lua.create_string(e.to_string())?))),
+            }
+        })?,
+    )?;
+
+    core.set(
+        "exit",
+        lua.create_function(|lua, ()| Ok(with_state(lua, |state| state.exiting = true)?))?,
+    )?;
+
+    let rt = runtime.clone();
+    core.set(
+        "kill",
+        lua.create_function(move |lua, handle: Value| {
+            let target = match target(&rt, &handle) {
+                Ok(t) => t,
+                Err(_) => return Ok(false),
+            };
+            let itself = with_state(lua, |state| {
+                let itself = target.id() == state.self_id;
+                if itself {
+                    state.exiting = true;
+                }
+                itself
+            })?;
+            Ok(itself || rt.kill(&target, Message::signal(MessageKind::Kill.code())))
+        })?,
+    )?;
+
+    let rt = runtime.clone();
+    core.set(
+        "register",
+        lua.create_function(move |lua, name: String| {
+            if name.is_empty() {
+                return Ok((
+                    false,
+                    Some("lunet.register: the name must not be empty".to_string()),
+                ));
+            }
+            let id = with_state(lua, |state| state.self_id)?;
+            match rt.register_name(&name, id) {
+                Ok(()) => Ok((true, None)),
+                Err(taken) => Ok((false, Some(format!("lunet.register: {taken}")))),
+            }
+        })?,
+    )?;
+
+    let rt = runtime.clone();
+    core.set(
+        "query",
+        lua.create_function(move |_, name: String| Ok(rt.query_name(&name).map(|id| id as i64)))?,
+    )?;
+
+    core.set(
+        "set_dispatch",
+        lua.create_function(|lua, ()| Ok(with_state(lua, |state| state.dispatch = true)?))?,
+    )?;
+
+    let rt = runtime.clone();
+    core.set(
+        "response",
+        lua.create_function(move |lua, ()| {
+            let taken = with_state(lua, |state| {
+                let call = state.calls.remove(&state.running.session())?;
+                state.delayed.insert(call);
+                Some((state.self_id, call))
+            })?;
+            let Some((from, caller)) = taken else {
+                return Err(runtime_error(
+                    "lunet.response: this session is not answering a call (or already took its answer)",
+                ));
+            };
+            let used = AtomicBool::new(false);
+            let rt = rt.clone();
+            let reply = lua.create_function(move |lua, args: MultiValue| {
+                if used.swap(true, Ordering::Relaxed) {
+                    return Ok(false);
+                }
+                let mut payload = Vec::new();
+                let kind = match codec::encode(args.iter(), &mut payload, meta) {
+                    Ok(()) => MessageKind::Response,
+                    Err(e) => {
+                        payload = error_payload(&format!("the answer could not be sent: {e}"));
+                        MessageKind::Error
+                    }
+                };
+                with_state(lua, |state| state.delayed.remove(&caller))?;
+                Ok(answer(&rt, from, caller, kind, payload))
+            })?;
+            Ok(reply)
+        })?,
+    )?;
+
+    core.set(
+        "wakeup",
+        lua.create_function(|lua, co: Thread| {
+            let pointer = co.to_pointer() as usize;
+            Ok(with_state(lua, |state| {
+                match state.suspended.remove(&pointer) {
+                    Some(sid) => {
+                        state.wakeups.push(sid);
+                        true
+                    }
+                    None => false,
+                }
+            })?)
+        })?,
+    )?;
+
+    Ok(())
+}
+
+/// Why `lunet.spawn` failed (raised at the caller).
+#[derive(Debug, thiserror::Error)]
+enum SpawnError {
+    #[error("lunet.spawn: a script path is required")]
+    NoScript,
+    #[error("lunet.spawn: cannot find script '{0}'")]
+    NotFound(String),
+    #[error("lunet.spawn: cannot read {path}: {error}")]
+    Read { path: String, error: std::io::Error },
+    #[error("lunet.spawn: {0}")]
+    Codec(CodecError),
+    #[error("lunet.spawn: {0}")]
+    Build(BuildError),
+    #[error("lunet.spawn: {0}")]
+    NameTaken(lunet_core::NameTaken),
+    /// A bad option (a wrong type).
+    #[error("{0}")]
+    Options(#[from] mlua::Error),
+}
+
+fn spawn(
+    lua: &Lua,
+    runtime: &Runtime,
+    settings: &Arc<Settings>,
+    meta: SocketMeta,
+    options: Table,
+    args: MultiValue,
+) -> Result<(i64, CallToken), SpawnError> {
+    let script: String = options
+        .get::<Option<String>>("script")?
+        .ok_or(SpawnError::NoScript)?;
+    let name: Option<String> = options.get("name")?;
+    let memory: Option<i64> = options.get("memory")?;
+    let mailbox: Option<i64> = options.get("mailbox")?;
+    let trusted: bool = options.get::<Option<bool>>("trusted")?.unwrap_or(false);
+    let path = resolve_script(&script, settings.script_dir.as_deref())
+        .ok_or(SpawnError::NotFound(script))?;
+    // A script is read here, on the worker: it is small and in the page cache
+    // in practice (skynet does the same); a tool that spawns from slow storage
+    // should read it with lunet.fs.read first.
+    let source = std::fs::read(&path).map_err(|error| SpawnError::Read {
+        path: path.display().to_string(),
+        error,
+    })?;
+    let mut payload = Vec::new();
+    codec::encode(args.iter(), &mut payload, meta).map_err(SpawnError::Codec)?;
+    let script = Script {
+        path: path.display().to_string(),
+        source,
+    };
+    let label = name.clone().unwrap_or_else(|| script.path.clone());
+    let service_options = ServiceOptions {
+        trusted,
+        memory_limit: memory.filter(|m| *m > 0).map(|m| m as usize),
+    };
+    let body = LuaService::build(
+        runtime,
+        &label,
+        settings.clone(),
+        &script,
+        None,
+        service_options,
+        &|_| Ok(()),
+    )
+    .map_err(SpawnError::Build)?;
+    let service = runtime.spawn_service(&label, Box::new(body));
+    if let Some(cap) = mailbox.filter(|m| *m > 0) {
+        service.set_mailbox_cap(cap as usize);
+    }
+    // START goes in first: the mailbox keeps order, so a message sent by
+    // someone who finds the name runs after the main chunk has begun.
+    let (from, session) = with_state(lua, |state| (state.self_id, state.next_call_token()))
+        .map_err(mlua::Error::from)?;
+    runtime.post(
+        &service,
+        lunet_core::Event::Message(Message::new(
+            from,
+            session.to_raw(),
+            MessageKind::Start.code(),
+            payload,
+        )),
+    );
+    if let Some(name) = name {
+        if let Err(taken) = runtime.register_name(&name, service.id()) {
+            runtime.post(
+                &service,
+                lunet_core::Event::Message(Message::signal(MessageKind::Kill.code())),
+            );
+            return Err(SpawnError::NameTaken(taken));
+        }
+    }
+    Ok((service.id() as i64, session))
+}
+
+fn resolve_script(script: &str, dir: Option<&std::path::Path>) -> Option<std::path::PathBuf> {
+    let direct = std::path::PathBuf::from(script);
+    if direct.is_file() {
+        return Some(direct);
+    }
+    let in_dir = dir?.join(script);
+    in_dir.is_file().then_some(in_dir)
+}

@@ -1,0 +1,251 @@
+//! The socket methods' fast paths: read, write, close, peer, settimeout,
+//! connect, and the note a collected socket object leaves.
+
+use std::cell::Cell;
+
+use lunet_core::connection::Connection;
+use lunet_core::Runtime;
+use mlua::{Lua, Table, Value, Variadic};
+
+use crate::ids::ConnectionId;
+use crate::read::{self, ReadOutcome, ReadRequest, Taken};
+use crate::state::{with_state, ConnEntry, ConnectionPhase};
+
+fn append_value(out: &mut lunet_core::buffer::Buffer, value: &Value, n: usize) -> mlua::Result<()> {
+    match value {
+        Value::String(s) => out.extend(&s.as_bytes()),
+        Value::Integer(i) => out.extend(i.to_string().as_bytes()),
+        Value::Number(f) => out.extend(format_number(*f).as_bytes()),
+        other => {
+            return Err(mlua::Error::runtime(format!(
+                "sock:write: argument #{n} must be a string or a number, got {}",
+                other.type_name()
+            )))
+        }
+    }
+    Ok(())
+}
+
+fn format_number(f: f64) -> String {
+    if f.fract() == 0.0 && f.abs() < 1e15 {
+        format!("{f:.1}")
+    } else {
+        format!("{f}")
+    }
+}
+
+/// What `core.read` found, before its answer becomes Lua values.
+enum ReadStep {
+    Taken(Taken),
+    /// Must wait: the request is parked for the scheduler.
+    Wait,
+    Closed,
+}
+
+pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
+    // The bytes of an answer, kept between calls. Taken out of the cell
+    // while in use: a finalizer that reads during the string's allocation
+    // finds it empty and uses a fresh one.
+    let kept = Cell::new(Vec::new());
+    core.set(
+        "read",
+        lua.create_function(
+            move |lua, (id, kind, size, delim): (i64, i64, Option<i64>, Option<mlua::LuaString>)| {
+                let id = ConnectionId::from_lua_integer(id);
+                let mut bytes = kept.take();
+                let step = with_state(lua, |state| -> mlua::Result<ReadStep> {
+                    let delim = delim.as_ref().map(|d| d.as_bytes());
+                    let request =
+                        ReadRequest::parse(kind, size, delim.as_deref(), state.settings.max_line)
+                            .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+                    let Some(entry) = state.conns.get_mut(id) else {
+                        return Ok(ReadStep::Closed);
+                    };
+                    if entry.phase == ConnectionPhase::Closing {
+                        return Ok(ReadStep::Closed);
+                    }
+                    if entry.reader.is_some() {
+                        return Err(mlua::Error::runtime(
+                            "socket busy reading: another session waits on it",
+                        ));
+                    }
+                    let outcome = read::try_read(entry, &request);
+                    if matches!(outcome, ReadOutcome::Wait) {
+                        state.pending_read = Some((id, request));
+                        return Ok(ReadStep::Wait);
+                    }
+                    Ok(ReadStep::Taken(read::take(entry, outcome, &mut bytes)))
+                })??;
+                let answer = match step {
+                    ReadStep::Taken(taken) => read::answer(lua, taken, &bytes),
+                    ReadStep::Wait => Ok((Value::Boolean(false), None, None)),
+                    ReadStep::Closed => Ok((Value::Nil, Some("closed"), None)),
+                };
+                if bytes.capacity() <= read::KEEP_BYTES {
+                    kept.set(bytes);
+                }
+                answer
+            },
+        )?,
+    )?;
+
+    core.set(
+        "write",
+        lua.create_function(|lua, (id, first, rest): (i64, Value, Variadic<Value>)| {
+            let id = ConnectionId::from_lua_integer(id);
+            with_state(lua, |state| {
+                let high_water = state.settings.high_water;
+                let Some(entry) = state.conns.get_mut(id) else {
+                    return Ok((Value::Nil, Some("closed")));
+                };
+                if entry.phase == ConnectionPhase::Closing || entry.conn.failed {
+                    return Ok((Value::Nil, Some("closed")));
+                }
+                append_value(&mut entry.conn.output, &first, 1)?;
+                for (i, value) in rest.iter().enumerate() {
+                    append_value(&mut entry.conn.output, value, i + 2)?;
+                }
+                if entry.conn.output.len() > high_water && entry.phase == ConnectionPhase::Open {
+                    // Try once now; wait only if the peer really is slow.
+                    let _ = entry.conn.flush();
+                    if entry.conn.failed {
+                        return Ok((Value::Nil, Some("closed")));
+                    }
+                    if entry.conn.output.len() > high_water {
+                        state.mark_dirty(id);
+                        return Ok((Value::Boolean(false), None));
+                    }
+                }
+                if !entry.conn.output.is_empty() {
+                    state.mark_dirty(id);
+                }
+                Ok((Value::Boolean(true), None))
+            })?
+        })?,
+    )?;
+
+    core.set(
+        "close",
+        lua.create_function(|lua, id: i64| {
+            let id = ConnectionId::from_lua_integer(id);
+            Ok(with_state(lua, |state| {
+                match state.conns.get_mut(id) {
+                    Some(entry) if entry.phase != ConnectionPhase::Closing => {
+                        entry.phase = ConnectionPhase::Closing;
+                        // The scheduler finishes the close after this slice.
+                        state.mark_dirty(id);
+                        (true, None)
+                    }
+                    _ => (false, Some("closed")),
+                }
+            })?)
+        })?,
+    )?;
+
+    core.set(
+        "collected",
+        lua.create_function(|lua, id: i64| {
+            let id = ConnectionId::from_lua_integer(id);
+            // Refused only outside the VM's turn (it is being dropped, with
+            // every connection).
+            let _ = with_state(lua, |state| state.collected.push(id));
+            Ok(())
+        })?,
+    )?;
+
+    core.set(
+        "peer",
+        lua.create_function(|lua, id: i64| {
+            let id = ConnectionId::from_lua_integer(id);
+            let peer = with_state(lua, |state| {
+                state.conns.get(id).and_then(|entry| entry.peer)
+            })?;
+            Ok(match peer {
+                Some(peer) => (Some(peer.to_string()), None),
+                None => (None, Some("closed")),
+            })
+        })?,
+    )?;
+
+    core.set(
+        "settimeout",
+        lua.create_function(|lua, (id, ms): (i64, Option<f64>)| {
+            let id = ConnectionId::from_lua_integer(id);
+            Ok(with_state(lua, |state| {
+                if let Some(entry) = state.conns.get_mut(id) {
+                    entry.timeout_ms = match ms {
+                        Some(ms) if ms > 0.0 => ms.ceil() as u64,
+                        _ => 0,
+                    };
+                }
+            })?)
+        })?,
+    )?;
+
+    let rt = runtime.clone();
+    core.set(
+        "connect",
+        lua.create_function(
+            move |lua, (addr, timeout, bind): (String, Option<f64>, Option<String>)| {
+                let parsed = match lunet_core::net::parse_addr(&addr) {
+                    Ok(a) => a,
+                    Err(e) => return Ok((None, Some(e.to_string()))),
+                };
+                let local = match bind.as_deref().map(str::parse::<std::net::IpAddr>) {
+                    None => None,
+                    Some(Ok(ip)) => Some(ip),
+                    Some(Err(_)) => {
+                        return Err(mlua::Error::runtime(format!(
+                            "lunet.connect: bind must be an IP address, got '{}'",
+                            bind.unwrap_or_default()
+                        )))
+                    }
+                };
+                let stream = match lunet_core::net::connect_from(parsed, local) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        let word = connect_word(&e).map_or_else(|| e.to_string(), String::from);
+                        return Ok((None, Some(word)));
+                    }
+                };
+                with_state(lua, |state| {
+                    let service = state
+                        .service()
+                        .ok_or_else(|| mlua::Error::runtime("lunet.connect: no service"))?;
+                    let timeout_ms = timeout.filter(|t| *t > 0.0).map_or(0, |t| t.ceil() as u64);
+                    let id = state.conns.insert(ConnEntry::new(
+                        Connection::new(stream),
+                        ConnectionPhase::Connecting,
+                        Some(parsed),
+                        None,
+                        timeout_ms,
+                    ));
+                    let entry = state.conns.get_mut(id).expect("just inserted");
+                    let token = lunet_core::reactor::token(service.index(), id.index());
+                    if let Err(e) = rt.registry().register(
+                        &mut entry.conn.stream,
+                        token,
+                        mio::Interest::READABLE | mio::Interest::WRITABLE,
+                    ) {
+                        state.conns.remove(id);
+                        return Ok((None, Some(format!("cannot register socket: {e}"))));
+                    }
+                    Ok((Some(id), None))
+                })?
+            },
+        )?,
+    )?;
+
+    Ok(())
+}
+
+/// The error word for a failed connect, when there is one ("refused",
+/// "timeout", "reset"); otherwise the caller shows the system message.
+pub fn connect_word(e: &std::io::Error) -> Option<&'static str> {
+    match e.kind() {
+        std::io::ErrorKind::ConnectionRefused => Some("refused"),
+        std::io::ErrorKind::TimedOut => Some("timeout"),
+        std::io::ErrorKind::ConnectionReset => Some("reset"),
+        _ => None,
+    }
+}

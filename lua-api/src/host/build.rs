@@ -1,0 +1,227 @@
+//! Building a service's VM: the standard library it gets (trusted or
+//! sandboxed), its state, the `lunet` module, the prelude, the script.
+
+use std::sync::{mpsc, Arc};
+
+use lunet_core::Runtime;
+use mlua::{Function, Lua, LuaOptions, StdLib};
+
+use super::sessions::Sched;
+use super::LuaService;
+use crate::api;
+use crate::codec::SocketMeta;
+use crate::interrupt::LuaInterrupt;
+use crate::settings::Settings;
+use crate::state::{vm_identity, OwnedState, VmState};
+
+/// How a service's VM is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct ServiceOptions {
+    /// Full standard library (hosts, `lunet run`, `spawn{trusted=true}`);
+    /// otherwise no `io`, `debug`, `os.execute` and friends, text-only `load`.
+    pub trusted: bool,
+    /// Bytes the script may allocate beyond the fresh VM; the allocation
+    /// that crosses it fails with a Lua error.
+    pub memory_limit: Option<usize>,
+}
+
+impl ServiceOptions {
+    pub fn trusted() -> ServiceOptions {
+        ServiceOptions {
+            trusted: true,
+            memory_limit: None,
+        }
+    }
+}
+
+/// Where a new Lua service starts.
+pub struct Script {
+    /// Name used in chunk names and logs.
+    pub path: String,
+    pub source: Vec<u8>,
+}
+
+/// `prelude.lua` compiled once per process, without debug info: every VM
+/// loads the same bytecode, which saves compiling it again and ~15 KB of
+/// line tables per VM (a service's idle footprint matters when there are
+/// thousands). Errors in user code still carry their positions.
+fn prelude_bytecode() -> &'static [u8] {
+    static BYTECODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    BYTECODE.get_or_init(|| {
+        let lua = Lua::new();
+        lua.load(include_str!("../prelude.lua"))
+            .set_name("@lunet/prelude.lua")
+            .into_function()
+            .map(|f| f.dump(true))
+            .expect("prelude.lua compiles (checked by the unit tests)")
+    })
+}
+
+/// Why a VM could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("cannot create a Lua VM: {0}")]
+    Vm(mlua::Error),
+    #[error("cannot load lunet's Lua side: {0}")]
+    Lunet(mlua::Error),
+    /// The embedder's setup function failed.
+    #[error("setup failed: {0}")]
+    Setup(mlua::Error),
+    /// The script does not compile (the message names it and the line).
+    #[error(transparent)]
+    Script(mlua::Error),
+    #[error("cannot set the memory limit: {0}")]
+    MemoryLimit(mlua::Error),
+}
+
+/// A script that does not compile; the message names it and the line.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ScriptError(#[from] mlua::Error);
+
+/// Compiles a script without running it.
+pub fn check_script(script: &Script) -> Result<(), ScriptError> {
+    Lua::new()
+        .load(&script.source[..])
+        .set_name(format!("@{}", script.path))
+        .into_function()?;
+    Ok(())
+}
+
+/// How a service's main chunk reports that it has started: `Ok` once it
+/// returned (it may yield on the way), or why it failed.
+pub type Startup = mpsc::Sender<Result<(), StartError>>;
+
+/// The main chunk raised (or was interrupted) before it returned.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct StartError {
+    /// Lua's message, naming the script and the line.
+    pub message: String,
+}
+
+impl LuaService {
+    /// Builds a VM with the `lunet` module and `script` compiled, ready to run
+    /// it when the service gets `MessageKind::Start`.
+    pub fn new(
+        runtime: &Runtime,
+        name: &str,
+        settings: Arc<Settings>,
+        script: &Script,
+        startup: Option<Startup>,
+    ) -> Result<LuaService, BuildError> {
+        Self::with_setup(runtime, name, settings, script, startup, &|_| Ok(()))
+    }
+
+    /// Like [`LuaService::new`], with `setup` run on the fresh VM after the
+    /// `lunet` module exists and before the script is compiled: the way an
+    /// embedder (the connector) adds modules of its own, e.g. through
+    /// `package.loaded`.
+    pub fn with_setup(
+        runtime: &Runtime,
+        name: &str,
+        settings: Arc<Settings>,
+        script: &Script,
+        startup: Option<Startup>,
+        setup: &dyn Fn(&Lua) -> mlua::Result<()>,
+    ) -> Result<LuaService, BuildError> {
+        Self::build(
+            runtime,
+            name,
+            settings,
+            script,
+            startup,
+            ServiceOptions::trusted(),
+            setup,
+        )
+    }
+
+    /// The general constructor: `options` say whether the script is trusted
+    /// (full standard library) or sandboxed, and its memory limit.
+    pub fn build(
+        runtime: &Runtime,
+        name: &str,
+        settings: Arc<Settings>,
+        script: &Script,
+        startup: Option<Startup>,
+        options: ServiceOptions,
+        setup: &dyn Fn(&Lua) -> mlua::Result<()>,
+    ) -> Result<LuaService, BuildError> {
+        let lua = if options.trusted {
+            // SAFETY: a trusted script is the operator's own code (as in
+            // OpenResty): it gets the whole standard library, `debug`
+            // included; what it loads is its business.
+            unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default()) }
+        } else {
+            Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(BuildError::Vm)?
+        };
+        let interrupt = Arc::new(LuaInterrupt::new());
+        let identity = vm_identity(&lua).map_err(BuildError::Vm)?;
+        let state = OwnedState::new(VmState::new(identity, settings.clone(), interrupt.clone()));
+        let socket_meta = lua.create_table().map_err(BuildError::Lunet)?;
+        let lunet = || -> mlua::Result<(Function, Function)> {
+            let core = api::build(&lua, runtime, &settings, &socket_meta)?;
+            let (run_handler, dispatch): (Function, Function) = lua
+                .load(prelude_bytecode())
+                .set_name("@lunet/prelude.lua")
+                .set_mode(mlua::chunk::ChunkMode::Binary)
+                .call(core)?;
+            if !options.trusted {
+                lua.load(include_str!("../sandbox.lua"))
+                    .set_name("@lunet/sandbox.lua")
+                    .exec()?;
+            }
+            Ok((run_handler, dispatch))
+        };
+        let (run_handler, dispatch) = lunet().map_err(BuildError::Lunet)?;
+        setup(&lua).map_err(BuildError::Setup)?;
+        let main = lua
+            .load(&script.source[..])
+            .set_name(format!("@{}", script.path))
+            .into_function()
+            .map_err(BuildError::Script)?;
+        if let Some(limit) = options.memory_limit {
+            let used = lua.used_memory();
+            lua.set_memory_limit(used + limit)
+                .map_err(BuildError::MemoryLimit)?;
+        }
+        Ok(LuaService {
+            lua,
+            state,
+            runtime: runtime.clone(),
+            settings,
+            name: name.to_string(),
+            self_id: 0,
+            sched: Sched::default(),
+            threads: Vec::new(),
+            run_handler,
+            main: Some(main),
+            main_session: None,
+            startup,
+            dispatch,
+            socket_key: SocketMeta::of(&socket_meta),
+            socket_meta,
+            interrupt,
+            main_reply: None,
+            exiting: false,
+            dispatching: false,
+            exited: false,
+            dirty: Vec::new(),
+            bytes: Vec::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prelude_and_sandbox_compile() {
+        assert!(!prelude_bytecode().is_empty());
+        let lua = Lua::new();
+        lua.load(include_str!("../sandbox.lua"))
+            .into_function()
+            .unwrap();
+    }
+}

@@ -1,0 +1,176 @@
+//! The inbox: messages from other services (start, send, call, answers,
+//! kill), the answers this VM owes, and its exit.
+
+use std::sync::Arc;
+
+use lunet_core::Service;
+use mlua::{MultiValue, Value};
+
+use super::connections::{close_conn, drop_conn};
+use super::sessions::{ResumeWith, Sched, Session, Wait};
+use super::{vm, LuaService};
+use crate::codec::{self, CodecError, Receiving};
+use crate::handoff;
+use crate::ids::CallToken;
+use crate::mail;
+use crate::protocol::MessageKind;
+use crate::state::Caller;
+
+impl LuaService {
+    /// Sends an answer (or an error) to a caller.
+    pub(super) fn answer(&self, caller: Caller, kind: MessageKind, payload: Vec<u8>) {
+        mail::answer(&self.runtime, self.self_id, caller, kind, payload);
+    }
+
+    pub(super) fn start_main(&mut self, message: lunet_core::Message) {
+        let Some(main) = self.main.take() else { return };
+        let args = match codec::decode(&self.lua, &message.payload) {
+            Ok(args) => args,
+            Err(_) => MultiValue::new(),
+        };
+        if message.session != 0 {
+            self.main_reply = Some(Caller::of(&message));
+        }
+        if let Some(sid) = self.new_session(&main, None) {
+            self.main_session = Some(sid);
+            self.sched.ready.push_back((sid, ResumeWith::Args(args)));
+        }
+    }
+
+    /// The values of a send or a call, with the sockets it hands over
+    /// attached to this VM first (`handoff.rs`, step 4). If the payload is
+    /// corrupt, those sockets are closed.
+    fn decode_arguments(
+        &mut self,
+        service: &Arc<Service>,
+        message: &mut lunet_core::Message,
+    ) -> Result<MultiValue, CodecError> {
+        if message.attachments.is_empty() {
+            return codec::decode(&self.lua, &message.payload);
+        }
+        let attachments = std::mem::take(&mut message.attachments);
+        let runtime = &self.runtime;
+        let sockets = vm(|state| handoff::attach(state, runtime, service, attachments));
+        let mut receiving = Receiving::new(self.socket_meta.clone(), sockets.clone());
+        let decoded = codec::decode_receiving(&self.lua, &message.payload, &mut receiving);
+        if decoded.is_err() {
+            let (sched, runtime) = (&mut self.sched, &self.runtime);
+            vm(|state| {
+                for cid in sockets.into_iter().flatten() {
+                    close_conn(state, sched, runtime, service, cid);
+                }
+            });
+        }
+        decoded
+    }
+
+    /// A message from another service.
+    pub(super) fn on_message(&mut self, service: &Arc<Service>, mut message: lunet_core::Message) {
+        let Some(kind) = MessageKind::from_byte(message.kind) else {
+            return;
+        };
+        match kind {
+            MessageKind::Start => self.start_main(message),
+            MessageKind::Continue => {}
+            MessageKind::Send | MessageKind::Call => {
+                let answering = (kind == MessageKind::Call).then(|| Caller::of(&message));
+                if !self.dispatching && !vm(|state| state.dispatch) {
+                    match answering {
+                        Some(caller) => {
+                            let text = format!(
+                                "service :{} ({}) has no lunet.dispatch function",
+                                service.id(),
+                                self.name
+                            );
+                            self.answer(caller, MessageKind::Error, mail::error_payload(&text));
+                        }
+                        None => tracing::warn!(
+                            service = %self.name,
+                            handle = service.id(),
+                            "a message from :{} was dropped: no lunet.dispatch function",
+                            message.source
+                        ),
+                    }
+                    return;
+                }
+                let mut args = match self.decode_arguments(service, &mut message) {
+                    Ok(args) => args,
+                    Err(e) => {
+                        if let Some(caller) = answering {
+                            self.answer(
+                                caller,
+                                MessageKind::Error,
+                                mail::error_payload(&e.to_string()),
+                            );
+                        }
+                        return;
+                    }
+                };
+                args.push_front(Value::Integer(message.source as i64));
+                let dispatch = self.dispatch.clone();
+                if let Some(sid) = self.new_session(&dispatch, None) {
+                    if let Some(caller) = answering {
+                        vm(|state| state.calls.insert(sid, caller));
+                        if let Some(session) = self.sched.sessions.get_mut(sid) {
+                            session.answering = true;
+                        }
+                    }
+                    self.sched.ready.push_back((sid, ResumeWith::Args(args)));
+                }
+            }
+            MessageKind::Response | MessageKind::Error => {
+                let token = CallToken::from_raw(message.session);
+                let Some(sid) = self.sched.sessions.id_at(token.session_index()) else {
+                    return;
+                };
+                let waiting = matches!(self.sched.sessions.get(sid), Some(Session { wait: Wait::Call(t), .. }) if *t == token);
+                if !waiting {
+                    return;
+                }
+                let mut values = match codec::decode(&self.lua, &message.payload) {
+                    Ok(values) => values,
+                    Err(e) => {
+                        let mut values = MultiValue::new();
+                        values.push_back(
+                            self.lua
+                                .create_string(e.to_string())
+                                .map_or(Value::Nil, Value::String),
+                        );
+                        values
+                    }
+                };
+                values.push_front(Value::Boolean(kind == MessageKind::Response));
+                let sched = &mut self.sched;
+                vm(|state| sched.wake(state, sid, ResumeWith::Args(values)));
+            }
+            MessageKind::Kill => self.exiting = true,
+        }
+    }
+
+    /// The service ends: callers waiting on it get errors, its sockets close.
+    pub(super) fn exit(&mut self, service: &Arc<Service>) {
+        if self.exited {
+            return;
+        }
+        self.exited = true;
+        let mut owed: Vec<Caller> = vm(|state| {
+            let mut owed: Vec<Caller> = state.calls.drain().map(|(_, caller)| caller).collect();
+            owed.extend(state.delayed.drain());
+            for cid in state.conns.ids() {
+                drop_conn(state, cid);
+            }
+            owed
+        });
+        owed.extend(self.main_reply.take());
+        let message = format!(
+            "service :{} ({}) exited before answering",
+            service.id(),
+            self.name
+        );
+        for caller in owed {
+            self.answer(caller, MessageKind::Error, mail::error_payload(&message));
+        }
+        self.sched = Sched::default();
+        self.threads.clear();
+    }
+}

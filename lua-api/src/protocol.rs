@@ -1,0 +1,269 @@
+//! The protocol between lunet's two halves, as types. Each set of codes is
+//! one Rust enum here and nowhere else:
+//!
+//! - [`Op`]: what a session yields to the scheduler when it must wait
+//!   (`coroutine.yield(OP.READ, conn)` in `prelude.lua`), decoded by
+//!   [`Yielded::decode`];
+//! - [`ReadKind`]: what a read waits for (`core.read(conn, READ.LINE, max)`);
+//! - [`LaneOp`]: which blocking task a lane call runs;
+//! - [`MessageKind`]: the meaning of a `lunet_core::Message` between Lua
+//!   services (the `kind` byte).
+//!
+//! The Lua side never spells a number: [`install`] puts the first three on
+//! the `core` table handed to `prelude.lua` when a VM is built
+//! (`core.OP.READ`, `core.READ.LINE`, `core.LANE.DB_EXEC`).
+
+use mlua::{Lua, MultiValue, Table, Thread, Value};
+
+use crate::ids::{CallToken, ConnectionId};
+
+/// Declares a set of codes: a `u8` enum, its Lua table name and the name of
+/// each code in that table.
+macro_rules! codes {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident in $table:literal {
+            $($(#[$variant_meta:meta])* $variant:ident = $value:literal => $lua:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant = $value,)*
+        }
+
+        impl $name {
+            /// The name of the table of `core` that carries these codes.
+            pub const TABLE: &'static str = $table;
+            /// Every code with its name in that table.
+            pub const ALL: &'static [($name, &'static str)] = &[$(($name::$variant, $lua),)*];
+
+            pub fn code(self) -> u8 {
+                self as u8
+            }
+
+            pub fn from_code(code: i64) -> Option<$name> {
+                match code {
+                    $($value => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    /// What a session yields for (the first value of its yield).
+    pub enum Op in "OP" {
+        /// `(READ, conn)`: the read the fast path parked (see `pending_read`).
+        Read = 1 => "READ",
+        /// `(WRITE, conn)`: wait until the output drains below half the
+        /// high-water mark.
+        Write = 2 => "WRITE",
+        /// `(SLEEP, ms)`.
+        Sleep = 3 => "SLEEP",
+        /// `(CONNECT, conn)`: wait for an outbound connect to finish.
+        Connect = 4 => "CONNECT",
+        /// `(LANE, lane_op, args...)`: run a blocking task on the lane.
+        Lane = 5 => "LANE",
+        /// `(CALL, token)`: wait for the answer to a call (or a spawn).
+        Call = 6 => "CALL",
+        /// `(WAIT, co)`: `lunet.wait()` until `lunet.wakeup(co)`.
+        Wait = 7 => "WAIT",
+        /// `(EXIT)`: `lunet.exit()`; the session ends here.
+        Exit = 8 => "EXIT",
+    }
+}
+
+codes! {
+    /// What a read waits for.
+    pub enum ReadKind in "READ" {
+        Line = 1 => "LINE",
+        Exact = 2 => "EXACT",
+        Until = 3 => "UNTIL",
+        Some = 4 => "SOME",
+    }
+}
+
+codes! {
+    /// The blocking tasks of the lane (`lane.rs`).
+    pub enum LaneOp in "LANE" {
+        DbOpen = 1 => "DB_OPEN",
+        DbExec = 2 => "DB_EXEC",
+        DbQuery = 3 => "DB_QUERY",
+        DbAtomic = 4 => "DB_ATOMIC",
+        FsRead = 5 => "FS_READ",
+        FsWrite = 6 => "FS_WRITE",
+        Resolve = 7 => "RESOLVE",
+        Sleep = 8 => "SLEEP",
+    }
+}
+
+codes! {
+    /// What a message to a Lua service means.
+    pub enum MessageKind in "MESSAGE" {
+        /// Run the main chunk (payload: its arguments; a session other than
+        /// 0 waits for it to return, as `lunet.spawn` does).
+        Start = 1 => "START",
+        /// Sent to itself: ready sessions are left over after a turn's
+        /// budget, so the service gave its worker up for a while.
+        Continue = 2 => "CONTINUE",
+        /// `lunet.send`.
+        Send = 10 => "SEND",
+        /// `lunet.call`: answer with `Response` or `Error` to `session`.
+        Call = 11 => "CALL",
+        /// The answer to a call: its values.
+        Response = 12 => "RESPONSE",
+        /// A call failed: one string, raised at the caller.
+        Error = 13 => "ERROR",
+        /// `lunet.kill`: exit now.
+        Kill = 14 => "KILL",
+    }
+}
+
+impl MessageKind {
+    pub fn from_byte(kind: u8) -> Option<MessageKind> {
+        MessageKind::from_code(kind as i64)
+    }
+}
+
+/// A table `{NAME = code, ...}` of one set of codes.
+fn code_table<T: Copy>(lua: &Lua, all: &[(T, &str)], code: fn(T) -> u8) -> mlua::Result<Table> {
+    let table = lua.create_table_with_capacity(0, all.len())?;
+    for &(value, name) in all {
+        table.raw_set(name, code(value))?;
+    }
+    Ok(table)
+}
+
+/// Puts the codes the Lua side uses on `core`.
+pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
+    core.raw_set(Op::TABLE, code_table(lua, Op::ALL, Op::code)?)?;
+    core.raw_set(
+        ReadKind::TABLE,
+        code_table(lua, ReadKind::ALL, ReadKind::code)?,
+    )?;
+    core.raw_set(LaneOp::TABLE, code_table(lua, LaneOp::ALL, LaneOp::code)?)?;
+    Ok(())
+}
+
+/// What a session yielded, decoded: the values after the op, typed.
+pub enum Yielded {
+    Read {
+        conn: ConnectionId,
+    },
+    Write {
+        conn: ConnectionId,
+    },
+    Connect {
+        conn: ConnectionId,
+    },
+    /// Milliseconds; `NaN` or `<= 0` means "just let others run".
+    Sleep {
+        ms: f64,
+    },
+    Lane {
+        op: LaneOp,
+        args: MultiValue,
+    },
+    Call {
+        token: CallToken,
+    },
+    /// The coroutine that waits (a user coroutine inside the session), or
+    /// `None` for the session's own.
+    Wait {
+        coroutine: Option<Thread>,
+    },
+    Exit,
+}
+
+fn integer(value: Option<Value>) -> Option<i64> {
+    match value? {
+        Value::Integer(n) => Some(n),
+        Value::Number(f) if f.fract() == 0.0 => Some(f as i64),
+        _ => None,
+    }
+}
+
+impl Yielded {
+    /// `None` when the values are not a lunet op: the session yielded
+    /// outside lunet's API (a bare `coroutine.yield`).
+    pub fn decode(mut values: MultiValue) -> Option<Yielded> {
+        let op = Op::from_code(integer(values.pop_front())?)?;
+        let mut id = || integer(values.pop_front()).map(|id| id as u64);
+        Some(match op {
+            Op::Read => Yielded::Read {
+                conn: ConnectionId::from_raw(id()?),
+            },
+            Op::Write => Yielded::Write {
+                conn: ConnectionId::from_raw(id()?),
+            },
+            Op::Connect => Yielded::Connect {
+                conn: ConnectionId::from_raw(id()?),
+            },
+            Op::Call => Yielded::Call {
+                token: CallToken::from_raw(id()?),
+            },
+            Op::Sleep => Yielded::Sleep {
+                ms: match values.pop_front() {
+                    Some(Value::Integer(n)) => n as f64,
+                    Some(Value::Number(f)) => f,
+                    _ => f64::NAN,
+                },
+            },
+            Op::Lane => Yielded::Lane {
+                op: LaneOp::from_code(integer(values.pop_front())?)?,
+                args: values,
+            },
+            Op::Wait => Yielded::Wait {
+                coroutine: match values.pop_front() {
+                    Some(Value::Thread(co)) => Some(co),
+                    _ => None,
+                },
+            },
+            Op::Exit => Yielded::Exit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_reach_lua() {
+        for &(op, _) in Op::ALL {
+            assert_eq!(Op::from_code(op.code() as i64), Some(op));
+        }
+        for &(kind, _) in MessageKind::ALL {
+            assert_eq!(MessageKind::from_byte(kind.code()), Some(kind));
+        }
+        assert_eq!(Op::from_code(0), None);
+        let lua = Lua::new();
+        let core = lua.create_table().unwrap();
+        install(&lua, &core).unwrap();
+        let read: i64 = lua
+            .load("local core = ... return core.OP.READ * 100 + core.READ.UNTIL")
+            .call(core)
+            .unwrap();
+        assert_eq!(read, Op::Read as i64 * 100 + ReadKind::Until as i64);
+    }
+
+    #[test]
+    fn yields_decode_to_typed_ops() {
+        let lua = Lua::new();
+        let values: MultiValue = lua.load("return 5, 2, 'path', 'sql', 1").eval().unwrap();
+        match Yielded::decode(values) {
+            Some(Yielded::Lane { op, args }) => {
+                assert_eq!(op, LaneOp::DbExec);
+                assert_eq!(args.len(), 3);
+            }
+            _ => panic!("not a lane op"),
+        }
+        let foreign: MultiValue = lua.load("return 'hello', 1").eval().unwrap();
+        assert!(Yielded::decode(foreign).is_none());
+        let bare: MultiValue = lua.load("return 1").eval().unwrap();
+        assert!(Yielded::decode(bare).is_none());
+    }
+}

@@ -1,0 +1,37 @@
+//! The settings every service of one server shares: bounds and the
+//! command line's environment. [`Settings::default`] is where each default
+//! is written (the command line takes its defaults from it).
+
+use std::collections::HashMap;
+
+/// Bounds and settings shared by every service of a server.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Default longest line `readline` accepts (and `readuntil` scans).
+    pub max_line: usize,
+    /// Unsent bytes past which `write` waits for the peer.
+    pub high_water: usize,
+    /// How long a closed connection may take to flush its output and drain
+    /// unread input before it is dropped.
+    pub linger_ms: u64,
+    /// How long a lane call may wait for a queue slot (0 = no limit).
+    pub lane_timeout_ms: u64,
+    /// The command line's key=value pairs (`lunet.getenv`).
+    pub env: HashMap<String, String>,
+    /// Where `lunet.spawn` looks for scripts not found from the current
+    /// directory (the directory of the script given on the command line).
+    pub script_dir: Option<std::path::PathBuf>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            max_line: 64 * 1024,
+            high_water: 1024 * 1024,
+            linger_ms: 10_000,
+            lane_timeout_ms: 30_000,
+            env: HashMap::new(),
+            script_dir: None,
+        }
+    }
+}
