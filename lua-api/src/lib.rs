@@ -8,6 +8,7 @@
 //! `launch.rs` (starting services from a script).
 
 mod api;
+pub mod caps;
 mod codec;
 mod dict;
 mod handoff;

@@ -156,6 +156,8 @@ pub struct VmState {
     pub dispatch: bool,
     /// `lunet.exit()` was called (or the service was killed).
     pub exiting: bool,
+    /// What this service may reach (see `caps.rs`).
+    pub caps: crate::caps::Caps,
     /// The read a fast path could not finish, validated: the session yields
     /// `(OP.READ, conn)` next and the scheduler takes it from here.
     pub pending_read: Option<(ConnectionId, ReadRequest)>,
@@ -183,6 +185,7 @@ impl VmState {
             wakeups: Vec::new(),
             dispatch: false,
             exiting: false,
+            caps: crate::caps::Caps::all(),
             pending_read: None,
         }
     }
