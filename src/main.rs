@@ -1,15 +1,21 @@
 //! The `lunet` command: wires the crates together, nothing more.
 
+mod serve;
+mod signals;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use lunet_core::{Config, Runtime};
-use lunet_lua::{check_script, launch, Progress, Script, Settings};
+use lunet_lua::admin::{self, Admin, AdminConfig, Health, HealthState, ReloadHook};
+use lunet_lua::{check_script, launch, Script, Settings};
+
+use serve::{Control, Server};
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +78,20 @@ struct EngineArgs {
     /// error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: String,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// The admin listener (docs/operations.md).
+#[derive(Args)]
+struct AdminArgs {
+    /// IP:PORT of the admin console, /metrics and /health (loopback only,
+    /// unless --admin-public).
+    #[arg(long, value_name = "IP:PORT")]
+    admin: Option<String>,
+    /// Let --admin listen on an address that is not loopback.
+    #[arg(long)]
+    admin_public: bool,
 }
 
 #[derive(Args)]
@@ -100,7 +120,8 @@ struct ServeArgs {
     /// Accepted connections alive at once; more are accepted and closed.
     #[arg(long, default_value_t = Config::default().max_conns)]
     max_conns: usize,
-    /// Seconds that sessions get to finish after SIGINT/SIGTERM.
+    /// Seconds that sessions get to finish after SIGINT/SIGTERM, and that
+    /// the old hosts get after a reload (SIGHUP).
     #[arg(long, default_value_t = 5.0)]
     grace: f64,
 }
@@ -137,7 +158,7 @@ fn init_logging(level: &str) -> Result<()> {
     Ok(())
 }
 
-fn load_script(path: &PathBuf) -> Result<Script> {
+fn load_script(path: &std::path::Path) -> Result<Script> {
     let source = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(Script {
         path: path.display().to_string(),
@@ -145,7 +166,7 @@ fn load_script(path: &PathBuf) -> Result<Script> {
     })
 }
 
-fn check(path: &PathBuf) -> Result<()> {
+fn check(path: &std::path::Path) -> Result<()> {
     let script = load_script(path)?;
     compile(&script)?;
     println!("{}: ok", path.display());
@@ -167,44 +188,6 @@ fn parse_env(pairs: &[String]) -> Result<HashMap<String, String>> {
         env.insert(key.to_string(), value.to_string());
     }
     Ok(env)
-}
-
-/// Blocks SIGINT and SIGTERM in this thread (and every thread it starts
-/// later), so the main thread can take them with `sigwait`.
-fn block_signals() -> Result<libc::sigset_t> {
-    // SAFETY: plain libc signal-set calls on a local, zero-initialised set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        if libc::sigemptyset(&mut set) != 0
-            || libc::sigaddset(&mut set, libc::SIGINT) != 0
-            || libc::sigaddset(&mut set, libc::SIGTERM) != 0
-        {
-            return Err(std::io::Error::last_os_error()).context("cannot build a signal set");
-        }
-        // pthread_sigmask returns the error number instead of setting errno.
-        let error = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        if error != 0 {
-            return Err(std::io::Error::from_raw_os_error(error))
-                .context("cannot block SIGINT and SIGTERM");
-        }
-        Ok(set)
-    }
-}
-
-/// Waits for one of the signals in `set`. Falls back to SIGTERM (stop) if
-/// the wait itself fails, which only an invalid set can cause.
-fn wait_signal(set: &libc::sigset_t) -> i32 {
-    let mut signal = 0;
-    // SAFETY: `set` is a valid signal set; `signal` is a valid out pointer.
-    let error = unsafe { libc::sigwait(set, &mut signal) };
-    if error != 0 {
-        tracing::error!(
-            "waiting for a signal failed: {}; stopping",
-            std::io::Error::from_raw_os_error(error)
-        );
-        return libc::SIGTERM;
-    }
-    signal
 }
 
 /// Builds the runtime config and the Lua settings from the command line.
@@ -233,13 +216,34 @@ fn engine(
     Ok((config, settings))
 }
 
+/// Starts the admin listener if `--admin` asks for one.
+fn start_admin(
+    runtime: &Runtime,
+    args: &AdminArgs,
+    health: &Arc<Health>,
+    reload: Option<ReloadHook>,
+) -> Result<Option<Admin>> {
+    let Some(addr) = &args.admin else {
+        return Ok(None);
+    };
+    let config = AdminConfig {
+        addr: addr.clone(),
+        public: args.admin_public,
+        health: health.clone(),
+        reload,
+    };
+    Ok(Some(admin::start(runtime, config)?))
+}
+
 fn run(args: RunArgs) -> Result<()> {
     init_logging(&args.engine.log_level)?;
     let script = load_script(&args.script)?;
     compile(&script)?;
-    let signals = block_signals()?;
+    let signals = signals::block()?;
     let (config, settings) = engine(&args.engine, &args.script, &args.env)?;
     let (runtime, _threads) = Runtime::start(config).context("cannot start the runtime")?;
+    let health = Arc::new(Health::new(HealthState::Starting));
+    let _admin = start_admin(&runtime, &args.engine.admin, &health, None)?;
     let mut main = launch(
         &runtime,
         &script,
@@ -248,14 +252,15 @@ fn run(args: RunArgs) -> Result<()> {
         &|_, _| Ok(()),
     )?;
     let id = main.ids()[0];
-    std::thread::spawn(move || {
-        let signal = wait_signal(&signals);
-        eprintln!("lunet: signal {signal}: stopping");
+    // `lunet run` has nothing to reload: every signal it takes stops it.
+    signals::forward(signals, |signal| {
+        tracing::info!("{}: stopping", signals::name(signal));
         std::process::exit(128 + signal);
-    });
+    })?;
     // Gone: the service exited (lunet.exit) before its main chunk returned.
     main.wait(None)
         .with_context(|| format!("{} failed to start", script.path))?;
+    health.set(HealthState::Serving);
     runtime.wait_exit(id);
     runtime.stop();
     Ok(())
@@ -265,68 +270,44 @@ fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.engine.log_level)?;
     let script = load_script(&args.script)?;
     compile(&script)?;
-    let signals = block_signals()?;
+    let signals = signals::block()?;
     let (mut config, settings) = engine(&args.engine, &args.script, &args.env)?;
     config.max_conns = args.max_conns;
-    config.hold_accepts = true;
     let hosts = args.hosts.unwrap_or(config.workers * 2).max(1);
 
     let (runtime, threads) = Runtime::start(config).context("cannot start the runtime")?;
-    let names: Vec<String> = (0..hosts).map(|index| format!("host-{index}")).collect();
-    let mut launched = launch(&runtime, &script, &settings, &names, &|_, _| Ok(()))?;
-    let signal_thread = std::thread::spawn(move || wait_signal(&signals));
-    // Each host reports once its main chunk has returned (or failed).
-    // Connections wait in the backlog until then, so they spread over all
-    // hosts.
-    let waiting_since = Instant::now();
-    let mut warned = false;
-    loop {
-        let progress = launched
-            .wait(Some(Duration::from_millis(50)))
-            .with_context(|| format!("{} failed to start", script.path))?;
-        match progress {
-            Progress::Started => break,
-            Progress::Gone { .. } => bail!("{} failed to start: a host stopped", script.path),
-            Progress::Waiting { started } => {
-                if !warned && waiting_since.elapsed() > Duration::from_secs(5) {
-                    warned = true;
-                    tracing::warn!(
-                        "{started} of {hosts} hosts have finished running {}'s main chunk \
-                         after 5 s; connections are accepted once all have",
-                        script.path
-                    );
-                }
-            }
-        }
-        if signal_thread.is_finished() {
-            break;
-        }
+    let (sender, control) = mpsc::channel();
+    let health = Arc::new(Health::new(HealthState::Starting));
+    let reload: ReloadHook = {
+        let sender = sender.clone();
+        Arc::new(move |reply| {
+            let _ = sender.send(Control::Reload(reply));
+        })
+    };
+    let admin = start_admin(&runtime, &args.engine.admin, &health, Some(reload))?;
+    {
+        let sender = sender.clone();
+        signals::forward(signals, move |signal| {
+            sender.send(Control::Signal(signal)).is_ok()
+        })?;
     }
-    runtime.release_accepts();
-    tracing::info!(
-        "serving {} with {} workers and {hosts} hosts",
-        script.path,
-        runtime.config().workers
-    );
-
-    let signal = signal_thread.join().unwrap_or(libc::SIGTERM);
-    tracing::info!(
-        "signal {signal}: no longer accepting; sessions have {}s to finish",
-        args.grace
-    );
-    runtime.close_listeners();
-    runtime.broadcast_shutdown();
-    let deadline = Instant::now() + Duration::from_secs_f64(args.grace.max(0.0));
-    while runtime.connections() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let left = runtime.connections();
-    if left > 0 {
-        tracing::warn!("grace period over: closing {left} connection(s)");
-    } else {
-        tracing::info!("all connections closed");
-    }
-    runtime.stop();
+    // How each generation of hosts is started (at start and at reloads).
+    let launch_hosts: serve::LaunchHosts = {
+        let (runtime, settings) = (runtime.clone(), settings.clone());
+        Arc::new(move |script: &Script, names: &[String]| {
+            launch(&runtime, script, &settings, names, &|_, _| Ok(()))
+        })
+    };
+    let server = Server {
+        runtime,
+        script: args.script.clone(),
+        hosts,
+        grace: Duration::from_secs_f64(args.grace.max(0.0)),
+        health,
+        admin,
+        launch: launch_hosts,
+    };
+    serve::serve(server, control, sender)?;
     drop(threads);
     Ok(())
 }

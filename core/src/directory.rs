@@ -10,6 +10,8 @@
 //!    a new service, and [`Directory::remove`] drops the exited one's names.
 //! 3. [`Directory::remove`] runs on the worker that retired the service,
 //!    after its body is gone, and wakes every thread waiting for an exit.
+//!    It adds the service's counters to the retired totals under the same
+//!    lock that [`Directory::snapshot`] reads them under (`stats.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +19,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::service::{Service, ServiceBody};
+use crate::stats::{ServiceSnapshot, Totals};
 
 /// [`crate::Runtime::register_name`] found the name held by a live service.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -33,6 +36,8 @@ struct Table {
     names: HashMap<String, u64>,
     free_indexes: Vec<u32>,
     next_index: u32,
+    /// Counters of the services that have exited (step 3).
+    retired: Totals,
 }
 
 pub(crate) struct Directory {
@@ -81,11 +86,43 @@ impl Directory {
         {
             let mut table = self.lock();
             let id = service.id();
-            table.by_id.remove(&id);
+            if table.by_id.remove(&id).is_some() {
+                table.retired.add(service.stats().totals());
+            }
             table.free_indexes.push(service.index());
             table.names.retain(|_, owner| *owner != id);
         }
         self.exited.notify_all();
+    }
+
+    /// Every live service as the console lists it, and the retired totals,
+    /// read together (step 3). Mailbox lengths are read after the
+    /// directory's lock is released: spawns and exits never wait for a
+    /// busy mailbox.
+    pub(crate) fn snapshot(&self) -> (Vec<ServiceSnapshot>, Totals) {
+        let (services, retired) = {
+            let table = self.lock();
+            let services: Vec<(Arc<Service>, Totals)> = table
+                .by_id
+                .values()
+                .map(|service| (service.clone(), service.stats().totals()))
+                .collect();
+            (services, table.retired)
+        };
+        let mut listed: Vec<ServiceSnapshot> = services
+            .into_iter()
+            .map(|(service, totals)| ServiceSnapshot {
+                id: service.id(),
+                name: service.name().to_string(),
+                mailbox: service.mailbox_len(),
+                connections: service.load(),
+                memory: service.stats().memory(),
+                sessions: service.stats().sessions(),
+                totals,
+            })
+            .collect();
+        listed.sort_by_key(|service| service.id);
+        (listed, retired)
     }
 
     /// Step 2: gives `id` a name.

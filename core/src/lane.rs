@@ -27,6 +27,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::event::Event;
 use crate::scheduler::Pool;
 use crate::service::Service;
+use crate::stats::LaneSnapshot;
 
 /// A blocking task; its result goes back to the service as `LaneDone`.
 pub type Task = Box<dyn FnOnce() -> Box<dyn Any + Send> + Send>;
@@ -43,6 +44,10 @@ struct Queue {
     /// Services with tasks parked for a free slot (each at most once).
     waiters: VecDeque<Arc<Service>>,
     stopping: bool,
+    /// Counted under this lock, which is held anyway (`stats.rs`): tasks
+    /// handed back for a full queue, and tasks taken by a lane thread.
+    waits: u64,
+    taken: u64,
 }
 
 pub(crate) struct Lane {
@@ -70,6 +75,7 @@ impl Lane {
     ) -> Result<(), Task> {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         if queue.jobs.len() >= self.capacity {
+            queue.waits += 1;
             if !queue.waiters.iter().any(|w| Arc::ptr_eq(w, service)) {
                 queue.waiters.push_back(service.clone());
             }
@@ -83,6 +89,17 @@ impl Lane {
         drop(queue);
         self.ready.notify_one();
         Ok(())
+    }
+
+    /// The queue and its counters now.
+    pub(crate) fn snapshot(&self) -> LaneSnapshot {
+        let queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+        LaneSnapshot {
+            queued: queue.jobs.len(),
+            waiting: queue.waiters.len(),
+            waits: queue.waits,
+            taken: queue.taken,
+        }
     }
 
     pub(crate) fn stop(&self) {
@@ -104,6 +121,7 @@ impl Lane {
                         return;
                     }
                     if let Some(job) = queue.jobs.pop_front() {
+                        queue.taken += 1;
                         let waiters = std::mem::take(&mut queue.waiters);
                         break (job, waiters);
                     }

@@ -25,6 +25,7 @@ pub mod runtime;
 mod scheduler;
 pub mod service;
 pub mod shared_dict;
+pub mod stats;
 pub mod timer_wheel;
 
 #[cfg(all(test, not(loom)))]

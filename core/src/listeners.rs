@@ -11,6 +11,11 @@
 //!    the sockets belong to the reactor.
 //! 3. [`Listeners::close`] refuses later calls; the reactor closes the
 //!    sockets (`CloseListeners`).
+//! 4. Each entry also remembers the ids of the hosts that joined it, so
+//!    that [`Listeners::switch`] knows which listeners no host is left on
+//!    after a switch of hosts: it forgets those keys and has the reactor
+//!    close their sockets in the same command that switches the hosts
+//!    (`reactor.rs`, step 5).
 
 use std::collections::HashMap;
 use std::io;
@@ -42,6 +47,8 @@ pub enum ListenError {
 struct Entry {
     id: u32,
     local: SocketAddr,
+    /// Every host that joined (step 4).
+    hosts: Vec<u64>,
 }
 
 pub(crate) struct Listeners {
@@ -76,14 +83,17 @@ impl Listeners {
         // Held across the bind: two hosts listening with one key at once
         // must end up on one socket.
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let join = |id| {
+        let join = |entry: &mut Entry| {
+            if !entry.hosts.contains(&host.id()) {
+                entry.hosts.push(host.id());
+            }
             reactor.command(Command::JoinListener {
-                id,
+                id: entry.id,
                 host: host.clone(),
             })
         };
-        if let Some(entry) = table.get(key) {
-            join(entry.id);
+        if let Some(entry) = table.get_mut(key) {
+            join(entry);
             return Ok((entry.id, entry.local));
         }
         let socket_addr = crate::net::parse_addr(addr).map_err(ListenError::Address)?;
@@ -94,11 +104,44 @@ impl Listeners {
         let listener = crate::net::bind_listener(socket_addr, self.backlog).map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        table.insert(key.to_string(), Entry { id, local });
         tracing::info!("listening on {local}");
         reactor.command(Command::AddListener { id, listener });
-        join(id);
+        let entry = table.entry(key.to_string()).or_insert(Entry {
+            id,
+            local,
+            hosts: Vec::new(),
+        });
+        join(entry);
         Ok((id, local))
+    }
+
+    /// Step 4: takes the hosts in `retire` off every listener and admits
+    /// those that joined while joins were held; listeners no host is left
+    /// on are closed. Returns once the reactor has done it: from then on
+    /// no connection goes to a retired host.
+    pub(crate) fn switch(&self, reactor: &reactor::Handle, retire: &[u64]) {
+        let (done, switched) = std::sync::mpsc::channel();
+        {
+            let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+            let mut close = Vec::new();
+            table.retain(|_, entry| {
+                entry.hosts.retain(|host| !retire.contains(host));
+                if entry.hosts.is_empty() {
+                    tracing::info!("no longer listening on {}", entry.local);
+                    close.push(entry.id);
+                }
+                !entry.hosts.is_empty()
+            });
+            // Queued under the table lock: a host listening meanwhile joins
+            // either before the switch or after it, never a closed socket.
+            reactor.command(Command::SwitchHosts {
+                retire: retire.to_vec(),
+                close,
+                done,
+            });
+        }
+        // The reactor answers unless it has stopped (then nothing accepts).
+        let _ = switched.recv();
     }
 
     /// Step 3.

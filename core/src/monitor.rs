@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use crate::clock::now_ms;
 use crate::directory::Directory;
+use crate::stats::{bump, WorkerSnapshot};
 
 /// How often the monitor looks. A slice is reported at most one tick late,
 /// and turn start times are stamped with a clock this coarse: 100 ms is far
@@ -30,13 +31,18 @@ use crate::directory::Directory;
 /// wakeups a second cost nothing.
 const TICK: Duration = Duration::from_millis(100);
 
-/// What one worker is running now.
+/// What one worker is running now, and its counters (`stats.rs`). Aligned
+/// to its own cache lines: each worker writes its slot every turn.
 #[derive(Default)]
+#[repr(align(128))]
 pub(crate) struct WorkerSlot {
     /// Service id, 0 when idle.
     service: AtomicU64,
+    /// Turns so far (also tells the monitor one turn from the next).
     turn: AtomicU64,
     started_ms: AtomicU64,
+    /// Time spent in turns, in nanoseconds.
+    busy_ns: AtomicU64,
 }
 
 impl WorkerSlot {
@@ -49,9 +55,20 @@ impl WorkerSlot {
         self.service.store(service, Ordering::Release);
     }
 
+    /// The turn ended after `busy`.
     #[inline]
-    pub(crate) fn leave(&self) {
+    pub(crate) fn leave(&self, busy: Duration) {
         self.service.store(0, Ordering::Release);
+        // One writer (this worker): no read-modify-write needed.
+        let total = self.busy_ns.load(Ordering::Relaxed) + busy.as_nanos() as u64;
+        self.busy_ns.store(total, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> WorkerSnapshot {
+        WorkerSnapshot {
+            turns: self.turn.load(Ordering::Relaxed),
+            busy: Duration::from_nanos(self.busy_ns.load(Ordering::Relaxed)),
+        }
     }
 }
 
@@ -62,6 +79,9 @@ pub(crate) struct Watch {
     /// `now_ms()` as of the monitor's last tick.
     coarse_ms: AtomicU64,
     stopped: AtomicBool,
+    /// Slices warned about and interrupted (the monitor writes them).
+    warnings: AtomicU64,
+    kills: AtomicU64,
 }
 
 impl Watch {
@@ -70,12 +90,27 @@ impl Watch {
             slots: (0..workers).map(|_| WorkerSlot::default()).collect(),
             coarse_ms: AtomicU64::new(now_ms()),
             stopped: AtomicBool::new(false),
+            warnings: AtomicU64::new(0),
+            kills: AtomicU64::new(0),
         }
     }
 
     #[inline]
     pub(crate) fn slot(&self, worker: usize) -> &WorkerSlot {
         &self.slots[worker]
+    }
+
+    /// Each worker's turns and busy time.
+    pub(crate) fn workers(&self) -> Vec<WorkerSnapshot> {
+        self.slots.iter().map(WorkerSlot::snapshot).collect()
+    }
+
+    /// Slices warned about, and slices interrupted, so far.
+    pub(crate) fn slice_reports(&self) -> (u64, u64) {
+        (
+            self.warnings.load(Ordering::Relaxed),
+            self.kills.load(Ordering::Relaxed),
+        )
     }
 
     #[inline]
@@ -160,6 +195,7 @@ impl Monitor {
             };
             if warn_due {
                 seen.warned = true;
+                bump(&self.watch.warnings);
                 match service.interrupt() {
                     Some(interrupt) => interrupt.warn(&service, running),
                     None => tracing::warn!(
@@ -171,6 +207,7 @@ impl Monitor {
             }
             if kill_due {
                 seen.killed = true;
+                bump(&self.watch.kills);
                 if let Some(interrupt) = service.interrupt() {
                     interrupt.kill(&service, running);
                 }

@@ -23,6 +23,14 @@
 //! 4. Each accepted connection carries a [`ConnectionCount`], counted down
 //!    wherever the connection ends, so `max_conns` is checked against a
 //!    count that cannot leak.
+//! 5. Replacing the hosts of the listeners (`lunet serve` starting, or
+//!    reloading): `HoldJoins` makes hosts that join from then on wait
+//!    beside the listener's hosts, getting no connection, while their main
+//!    chunks run; `SwitchHosts` then, in one command, takes the old hosts
+//!    off every listener, admits the waiting ones and closes the listeners
+//!    no new host joined. The sockets the new hosts share stay open
+//!    throughout, so no connection is refused; connections accepted before
+//!    the switch were posted to old hosts, those after go to new ones.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -35,6 +43,7 @@ use crate::clock::now_ms;
 use crate::event::{Accepted, ConnectionCount, Event, Readiness};
 use crate::scheduler::Pool;
 use crate::service::Service;
+use crate::stats::{bump, Accepts};
 use crate::timer_wheel::TimerWheel;
 
 /// Token of the waker.
@@ -48,6 +57,12 @@ const LISTENER_SERVICE: u32 = u32::MAX;
 /// that a descriptor freed meanwhile is used within a blink, seldom enough
 /// that a process out of descriptors does not spin on a failing accept.
 const ACCEPT_RETRY: Duration = Duration::from_millis(50);
+
+/// Closes a listening socket (dropping it); connections still in its
+/// backlog are reset by the kernel.
+fn close_listener(poll: &Poll, mut listener: Listener) {
+    let _ = poll.registry().deregister(&mut listener.socket);
+}
 
 /// Builds a socket token from a service index and a connection slot.
 pub fn token(service_index: u32, slot: u32) -> Token {
@@ -77,19 +92,29 @@ pub(crate) enum Command {
         id: u32,
         listener: mio::net::TcpListener,
     },
-    /// Add a host to the listener's (it gets a share of the connections).
+    /// Add a host to the listener's (it gets a share of the connections),
+    /// or to its waiting hosts while joins are held (step 5).
     JoinListener { id: u32, host: Arc<Service> },
     /// Close every listener (shutdown).
     CloseListeners,
-    /// Start accepting (see `Config::hold_accepts`).
-    ReleaseAccepts,
+    /// Hosts that join from now on wait until the next `SwitchHosts`.
+    HoldJoins,
+    /// Step 5: take `retire` off every listener, admit the waiting hosts,
+    /// close the listeners in `close`, then tell `done`.
+    SwitchHosts {
+        retire: Vec<u64>,
+        close: Vec<u32>,
+        done: std::sync::mpsc::Sender<()>,
+    },
     /// End the reactor thread.
     Stop,
 }
 
 /// How other threads reach the reactor (step 1).
 pub(crate) struct Handle {
-    commands: Mutex<Vec<Command>>,
+    /// Queued commands; `None` once the reactor has ended (later commands
+    /// are dropped, so whoever waits for an answer is told).
+    commands: Mutex<Option<Vec<Command>>>,
     waker: Waker,
     /// The reactor is in, or about to enter, a blocking poll.
     sleeping: AtomicBool,
@@ -101,7 +126,7 @@ pub(crate) struct Handle {
 impl Handle {
     pub(crate) fn new(poll: &Poll) -> io::Result<Handle> {
         Ok(Handle {
-            commands: Mutex::new(Vec::new()),
+            commands: Mutex::new(Some(Vec::new())),
             waker: Waker::new(poll.registry(), WAKER_TOKEN)?,
             sleeping: AtomicBool::new(false),
             registry: poll.registry().try_clone()?,
@@ -109,10 +134,15 @@ impl Handle {
     }
 
     pub(crate) fn command(&self, command: Command) {
-        self.commands
+        match self
+            .commands
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(command);
+            .as_mut()
+        {
+            Some(queue) => queue.push(command),
+            None => return,
+        }
         if self.sleeping.load(Ordering::SeqCst) {
             let _ = self.waker.wake();
         }
@@ -130,11 +160,19 @@ impl Handle {
     }
 
     fn has_commands(&self) -> bool {
-        !self
-            .commands
+        self.commands
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_empty()
+            .as_ref()
+            .is_some_and(|queue| !queue.is_empty())
+    }
+
+    /// The reactor has ended: drop what is queued and what comes later.
+    fn close(&self) {
+        self.commands
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
     }
 }
 
@@ -145,13 +183,14 @@ pub(crate) struct Settings {
     pub(crate) spin: Duration,
     /// Accepted connections alive at once; past it new ones are closed.
     pub(crate) max_conns: usize,
-    /// Start with accepting held until `Command::ReleaseAccepts`.
-    pub(crate) hold_accepts: bool,
 }
 
 struct Listener {
     socket: mio::net::TcpListener,
     hosts: Vec<Arc<Service>>,
+    /// Hosts that joined while joins were held: they get connections once
+    /// `SwitchHosts` admits them (step 5).
+    waiting: Vec<Arc<Service>>,
     /// Accept failed for lack of descriptors: retry at this time.
     retry_at: Option<Instant>,
 }
@@ -168,11 +207,13 @@ pub(crate) struct Reactor {
     timers: TimerWheel<(Arc<Service>, u64)>,
     expired: Vec<(Arc<Service>, u64)>,
     commands: Vec<Command>,
-    /// Accepting waits until every host has joined its listeners.
-    holding: bool,
+    /// Joins wait until the next `SwitchHosts` (step 5).
+    holding_joins: bool,
     /// Accepts refused since the last log line about it.
     refused: u64,
     refused_logged_at: Option<Instant>,
+    /// Counted for the console and `/metrics` (`stats.rs`).
+    accepts: Arc<Accepts>,
 }
 
 impl Reactor {
@@ -181,6 +222,7 @@ impl Reactor {
         handle: Arc<Handle>,
         pool: Arc<Pool>,
         connections: Arc<AtomicUsize>,
+        accepts: Arc<Accepts>,
         settings: Settings,
     ) -> Reactor {
         Reactor {
@@ -194,13 +236,20 @@ impl Reactor {
             timers: TimerWheel::new(now_ms()),
             expired: Vec::new(),
             commands: Vec::new(),
-            holding: settings.hold_accepts,
+            holding_joins: false,
             refused: 0,
             refused_logged_at: None,
+            accepts,
         }
     }
 
     pub(crate) fn run(mut self) {
+        self.serve();
+        self.handle.close();
+    }
+
+    /// Steps 2 and 3, until `Command::Stop`.
+    fn serve(&mut self) {
         let mut events = Events::with_capacity(EVENTS_PER_POLL);
         let spin = self.settings.spin;
         let mut last_busy: Option<Instant> = None;
@@ -304,10 +353,10 @@ impl Reactor {
                 .commands
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if queue.is_empty() {
-                return false;
+            match queue.as_mut() {
+                Some(queue) if !queue.is_empty() => std::mem::swap(queue, &mut self.commands),
+                _ => return false,
             }
-            std::mem::swap(&mut *queue, &mut self.commands);
         }
         let mut stop = false;
         let mut commands = std::mem::take(&mut self.commands);
@@ -328,6 +377,7 @@ impl Reactor {
                     }
                     for listener in self.listeners.iter_mut().flatten() {
                         listener.hosts.retain(|host| host.id() != id);
+                        listener.waiting.retain(|host| host.id() != id);
                     }
                 }
                 Command::AddTimer {
@@ -352,34 +402,63 @@ impl Reactor {
                     self.listeners[index] = Some(Listener {
                         socket: listener,
                         hosts: Vec::new(),
+                        waiting: Vec::new(),
                         retry_at: None,
                     });
                 }
                 Command::JoinListener { id, host } => {
                     if let Some(Some(listener)) = self.listeners.get_mut(id as usize) {
-                        listener.hosts.push(host);
-                        // Connections may have queued before the first host joined.
-                        self.accept(id);
+                        if self.holding_joins {
+                            listener.waiting.push(host);
+                        } else {
+                            listener.hosts.push(host);
+                            // Connections may have queued before the first host joined.
+                            self.accept(id);
+                        }
                     }
                 }
                 Command::CloseListeners => {
-                    for mut listener in self.listeners.drain(..).flatten() {
-                        let _ = self.poll.registry().deregister(&mut listener.socket);
+                    for listener in self.listeners.drain(..).flatten() {
+                        close_listener(&self.poll, listener);
                     }
                 }
-                Command::ReleaseAccepts => {
-                    self.holding = false;
-                    // Connections queued in the backlog meanwhile got their
-                    // (edge-triggered) readiness already: accept them now.
-                    for id in 0..self.listeners.len() as u32 {
-                        self.accept(id);
-                    }
+                Command::HoldJoins => self.holding_joins = true,
+                Command::SwitchHosts {
+                    retire,
+                    close,
+                    done,
+                } => {
+                    self.switch_hosts(&retire, &close);
+                    let _ = done.send(());
                 }
                 Command::Stop => stop = true,
             }
         }
         self.commands = commands;
         stop
+    }
+
+    /// Step 5, in one command: no connection is accepted between taking
+    /// the old hosts off and admitting the new ones, and the sockets that
+    /// stay are never closed, so no client is refused.
+    fn switch_hosts(&mut self, retire: &[u64], close: &[u32]) {
+        self.holding_joins = false;
+        for &id in close {
+            if let Some(listener) = self.listeners.get_mut(id as usize).and_then(Option::take) {
+                close_listener(&self.poll, listener);
+            }
+        }
+        for listener in self.listeners.iter_mut().flatten() {
+            listener.hosts.retain(|host| !retire.contains(&host.id()));
+            listener.waiting.retain(|host| !retire.contains(&host.id()));
+            let admitted = std::mem::take(&mut listener.waiting);
+            listener.hosts.extend(admitted);
+        }
+        // Connections that queued in the backlog while a listener had no
+        // host got their (edge-triggered) readiness already.
+        for id in 0..self.listeners.len() as u32 {
+            self.accept(id);
+        }
     }
 
     fn retry_accepts(&mut self) {
@@ -406,7 +485,7 @@ impl Reactor {
             return;
         };
         listener.retry_at = None;
-        if listener.hosts.is_empty() || self.holding {
+        if listener.hosts.is_empty() {
             return;
         }
         loop {
@@ -414,6 +493,7 @@ impl Reactor {
                 Ok((stream, peer)) => {
                     if self.connections.load(Ordering::Relaxed) >= max_conns {
                         drop(stream);
+                        bump(&self.accepts.refused);
                         self.refused += 1;
                         let log_due = self
                             .refused_logged_at
@@ -432,6 +512,7 @@ impl Reactor {
                     let _ = stream.set_nodelay(true);
                     let host = listener.hosts.iter().min_by_key(|h| h.load()).cloned();
                     let Some(host) = host else { return };
+                    bump(&self.accepts.accepted);
                     let count = ConnectionCount::new(&self.connections, &host.load_counter());
                     self.pool.post(
                         &host,

@@ -14,6 +14,7 @@
 //! | lane (blocking tasks) | `lane` | lane threads, callers |
 //! | watch (worker slots, coarse clock) | `monitor` | workers, monitor |
 //! | connection count | `event::ConnectionCount` | reactor, callers |
+//! | counters (`stats.rs`) | on each part that counts | readers through [`Runtime::stats`] |
 //!
 //! No part refers to the runtime, and only this module refers to all of
 //! them: the pool tells its owner that a service exited through the
@@ -41,6 +42,7 @@ use crate::monitor::{Monitor, Watch};
 use crate::reactor::{self, Command, Reactor};
 use crate::scheduler::{self, run_worker, Pool};
 use crate::service::{PostError, Service, ServiceBody};
+use crate::stats::{Accepts, Snapshot};
 
 /// Tuning and bounds of a runtime. Every bound is explicit.
 #[derive(Clone, Debug)]
@@ -62,10 +64,6 @@ pub struct Config {
     pub slice_warn: Duration,
     /// A slice running longer than this is interrupted (0 = off).
     pub slice_kill: Duration,
-    /// Start with accepting held until [`Runtime::release_accepts`]: `lunet
-    /// serve` binds listeners while its hosts start and accepts once all of
-    /// them have joined, so early connections spread over every host.
-    pub hold_accepts: bool,
     /// Lane threads (blocking tasks).
     pub lane_threads: usize,
     /// Lane tasks queued at once; past it callers wait for a slot.
@@ -80,7 +78,6 @@ impl Default for Config {
             budget: 256,
             max_conns: 100_000,
             backlog: 4096,
-            hold_accepts: false,
             lane_threads: 4,
             lane_queue: 1024,
             slice_warn: Duration::from_secs(1),
@@ -99,6 +96,7 @@ struct Parts {
     lane: Arc<Lane>,
     watch: Arc<Watch>,
     connections: Arc<AtomicUsize>,
+    accepts: Arc<Accepts>,
 }
 
 /// A handle on a running runtime. Cheap to clone.
@@ -153,6 +151,7 @@ impl Runtime {
             lane: Arc::new(Lane::new(config.lane_queue)),
             watch: Arc::new(Watch::new(workers)),
             connections: Arc::new(AtomicUsize::new(0)),
+            accepts: Arc::new(Accepts::default()),
             config,
         });
         let mut handles = Vec::new();
@@ -165,10 +164,10 @@ impl Runtime {
             parts.reactor.clone(),
             parts.pool.clone(),
             parts.connections.clone(),
+            parts.accepts.clone(),
             reactor::Settings {
                 spin: parts.config.spin,
                 max_conns: parts.config.max_conns,
-                hold_accepts: parts.config.hold_accepts,
             },
         );
         spawn("lunet-reactor".into(), Box::new(move || reactor.run()))?;
@@ -308,9 +307,21 @@ impl Runtime {
             .listen(&self.parts.reactor, addr, key, host)
     }
 
-    /// Starts accepting on listeners bound while accepts were held.
-    pub fn release_accepts(&self) {
-        self.parts.reactor.command(Command::ReleaseAccepts);
+    /// Hosts that join a listener from now on get no connection until the
+    /// next [`Runtime::switch_hosts`]: `lunet serve` starts (and reloads)
+    /// its hosts this way, so connections reach them only once every main
+    /// chunk has run, and spread over all of them.
+    pub fn hold_joins(&self) {
+        self.parts.reactor.command(Command::HoldJoins);
+    }
+
+    /// Takes the hosts in `retire` off every listener and admits those that
+    /// joined since [`Runtime::hold_joins`], in one step of the reactor;
+    /// listeners no host is left on are closed. The sockets that stay are
+    /// never closed, so no client is refused. Returns once the reactor has
+    /// switched: later connections go to the admitted hosts only.
+    pub fn switch_hosts(&self, retire: &[u64]) {
+        self.parts.listeners.switch(&self.parts.reactor, retire);
     }
 
     /// Stops accepting: listeners are closed.
@@ -321,6 +332,24 @@ impl Runtime {
     /// Accepted connections alive.
     pub fn connections(&self) -> usize {
         self.parts.connections.load(Ordering::Relaxed)
+    }
+
+    /// The numbers the console and `/metrics` show (see `stats.rs`). Walks
+    /// every service and locks each mailbox: not for the hot path.
+    pub fn stats(&self) -> Snapshot {
+        let (services, retired) = self.parts.directory.snapshot();
+        let (slice_warnings, slice_kills) = self.parts.watch.slice_reports();
+        Snapshot {
+            services,
+            retired,
+            connections: self.connections(),
+            accepted: self.parts.accepts.accepted.load(Ordering::Relaxed),
+            refused: self.parts.accepts.refused.load(Ordering::Relaxed),
+            slice_warnings,
+            slice_kills,
+            lane: self.parts.lane.snapshot(),
+            workers: self.parts.watch.workers(),
+        }
     }
 
     /// Posts `Event::Shutdown` to every service.

@@ -25,10 +25,11 @@
 //! cleanly.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use crate::event::Event;
+use crate::stats::ServiceStats;
 
 pub(crate) const IDLE: u8 = 0;
 pub(crate) const SCHEDULED: u8 = 1;
@@ -90,8 +91,8 @@ pub struct Service {
     pub(crate) body: Mutex<Option<Box<dyn ServiceBody>>>,
     /// Mailbox length past which the next warning is logged (doubles).
     pub(crate) warn_at: AtomicUsize,
-    /// Slices run so far (read by the monitor).
-    pub slices: AtomicU64,
+    /// Counters for the console and `/metrics` (see `stats.rs`).
+    stats: ServiceStats,
     /// Accepted connections this service holds (the reactor hands new ones
     /// to the least-loaded host); kept by each connection's
     /// [`crate::event::ConnectionCount`].
@@ -114,7 +115,7 @@ impl Service {
             mailbox: Mutex::new(VecDeque::new()),
             body: Mutex::new(Some(body)),
             warn_at: AtomicUsize::new(crate::MAILBOX_WARN_FIRST),
-            slices: AtomicU64::new(0),
+            stats: ServiceStats::default(),
             load: std::sync::Arc::new(AtomicUsize::new(0)),
             mailbox_cap: AtomicUsize::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
@@ -135,6 +136,17 @@ impl Service {
     /// The name given at spawn (for logs).
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Its counters (see `stats.rs`).
+    pub fn stats(&self) -> &ServiceStats {
+        &self.stats
+    }
+
+    /// Events waiting in its mailbox (takes the mailbox lock: not for the
+    /// hot path).
+    pub fn mailbox_len(&self) -> usize {
+        self.mailbox.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Accepted connections this service holds.
@@ -189,6 +201,9 @@ impl Service {
                 if cap > 0 && mailbox.len() >= cap {
                     return Err((event, PostError::Overloaded));
                 }
+            }
+            if matches!(event, Event::Message(_)) {
+                self.stats.add_queued();
             }
             mailbox.push_back(event);
             mailbox.len()

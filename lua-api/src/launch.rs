@@ -56,19 +56,31 @@ pub fn launch(
     let (sender, startup) = mpsc::channel();
     let mut ids = Vec::with_capacity(names.len());
     for (index, name) in names.iter().enumerate() {
-        let body = LuaService::with_setup(
+        let built = LuaService::with_setup(
             runtime,
             name,
             settings.clone(),
             script,
             Some(sender.clone()),
             &|lua: &Lua| setup(index, lua),
-        )
-        .map_err(|source| LaunchError {
-            name: name.clone(),
-            script: script.path.clone(),
-            source: Box::new(source),
-        })?;
+        );
+        let body = match built {
+            Ok(body) => body,
+            Err(source) => {
+                // A launch is whole or nothing: the services started so far
+                // stop (a reload that fails leaves the old hosts alone).
+                for id in &ids {
+                    if let Some(service) = runtime.service(*id) {
+                        runtime.kill(&service, Message::signal(MessageKind::Kill.code()));
+                    }
+                }
+                return Err(LaunchError {
+                    name: name.clone(),
+                    script: script.path.clone(),
+                    source: Box::new(source),
+                });
+            }
+        };
         let service = runtime.spawn_service(name, Box::new(body));
         runtime.post(
             &service,

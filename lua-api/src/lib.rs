@@ -5,8 +5,10 @@
 //! Layout (see `docs/internals.md`): `protocol.rs` (the codes both halves
 //! share), `ids.rs` (typed ids), `state.rs` (what a VM owns), `host/` (the
 //! scheduler of a VM), `api/` (the Rust half of the `lunet` module),
-//! `launch.rs` (starting services from a script).
+//! `launch.rs` (starting services from a script), `admin/` (the console
+//! and `/metrics`, a system service without Lua).
 
+pub mod admin;
 mod api;
 pub mod caps;
 mod codec;

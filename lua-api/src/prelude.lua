@@ -171,14 +171,47 @@ function lunet.fork(fn, ...)
     core.fork(fn, ...)
 end
 
+-- A timer of lunet.timeout. `done`: it fired or was cancelled; `co`: its
+-- session while it waits, so that cancel can end that wait at once.
+local Timer = {}
+Timer.__index = Timer
+Timer.__name = "lunet.timer"
+
+-- True if the timer had neither fired nor been cancelled: fn never runs.
+function Timer:cancel()
+    if self.done then return false end
+    self.done = true
+    local co = self.co
+    if co then core.wakeup(co) end
+    return true
+end
+
 function lunet.timeout(ms, fn, ...)
     if type(ms) ~= "number" then error("lunet.timeout: ms must be a number", 2) end
     if type(fn) ~= "function" then error("lunet.timeout: expected a function", 2) end
     local n, args = select("#", ...), { ... }
+    local timer = setmetatable({ done = false }, Timer)
     core.fork(function()
-        yield(OP_SLEEP, ms)
+        if timer.done then return end
+        if ms > 0 then
+            -- lunet.wait with a deadline: the deadline or cancel ends it.
+            local co = co_running()
+            timer.co = co
+            yield(OP_WAIT, co, ms)
+            timer.co = nil
+        else
+            yield(OP_SLEEP, ms)
+        end
+        if timer.done then return end
+        timer.done = true
         return fn(table.unpack(args, 1, n))
     end)
+    return timer
+end
+
+function lunet.on_shutdown(fn)
+    if type(fn) ~= "function" then error("lunet.on_shutdown: expected a function", 2) end
+    core.on_shutdown(fn)
 end
 
 -- Shared dicts: state shared by every VM (no yield: one shard lock).
@@ -308,6 +341,18 @@ function lunet.call(handle, ...)
     local token, err = core.call(handle, ...)
     if not token then error(err, 2) end
     return answer(yield(OP_CALL, token))
+end
+
+-- lunet.call that raises "timeout" after ms; the answer that comes later is
+-- dropped (its token no longer matches what the session waits for).
+function lunet.call_timeout(ms, handle, ...)
+    if type(ms) ~= "number" or not (ms > 0) then
+        error("lunet.call_timeout: ms must be a number greater than 0", 2)
+    end
+    if not isyieldable() then cannot_wait("lunet.call_timeout") end
+    local token, err = core.call(handle, ...)
+    if not token then error(err, 2) end
+    return answer(yield(OP_CALL, token, ms))
 end
 
 local dispatch_fn

@@ -67,9 +67,11 @@ codes! {
         Connect = 4 => "CONNECT",
         /// `(LANE, lane_op, args...)`: run a blocking task on the lane.
         Lane = 5 => "LANE",
-        /// `(CALL, token)`: wait for the answer to a call (or a spawn).
+        /// `(CALL, token [, ms])`: wait for the answer to a call (or a
+        /// spawn), at most `ms` if given (then resumed with `nil, "timeout"`).
         Call = 6 => "CALL",
-        /// `(WAIT, co)`: `lunet.wait()` until `lunet.wakeup(co)`.
+        /// `(WAIT, co [, ms])`: `lunet.wait()` until `lunet.wakeup(co)`, at
+        /// most `ms` if given (then resumed with `nil, "timeout"`).
         Wait = 7 => "WAIT",
         /// `(EXIT)`: `lunet.exit()`; the session ends here.
         Exit = 8 => "EXIT",
@@ -119,6 +121,12 @@ codes! {
         Error = 13 => "ERROR",
         /// `lunet.kill`: exit now.
         Kill = 14 => "KILL",
+        /// From the console: run a full garbage collection, answer with
+        /// `Collected` to `session`.
+        Collect = 15 => "COLLECT",
+        /// The answer to `Collect`: the VM's bytes before and after, two
+        /// little-endian u64 (see [`collected_payload`]).
+        Collected = 16 => "COLLECTED",
     }
 }
 
@@ -126,6 +134,21 @@ impl MessageKind {
     pub fn from_byte(kind: u8) -> Option<MessageKind> {
         MessageKind::from_code(kind as i64)
     }
+}
+
+/// The payload of a `Collected` answer.
+pub fn collected_payload(before: usize, after: usize) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(16);
+    payload.extend_from_slice(&(before as u64).to_le_bytes());
+    payload.extend_from_slice(&(after as u64).to_le_bytes());
+    payload
+}
+
+/// The bytes before and after of a `Collected` payload.
+pub fn parse_collected(payload: &[u8]) -> Option<(u64, u64)> {
+    let before = payload.get(..8)?.try_into().ok()?;
+    let after = payload.get(8..16)?.try_into().ok()?;
+    Some((u64::from_le_bytes(before), u64::from_le_bytes(after)))
 }
 
 /// A table `{NAME = code, ...}` of one set of codes.
@@ -167,15 +190,28 @@ pub enum Yielded {
         op: LaneOp,
         args: MultiValue,
     },
+    /// `timeout_ms`: `None` waits as long as it takes.
     Call {
         token: CallToken,
+        timeout_ms: Option<u64>,
     },
     /// The coroutine that waits (a user coroutine inside the session), or
-    /// `None` for the session's own.
+    /// `None` for the session's own; `timeout_ms` as for a call.
     Wait {
         coroutine: Option<Thread>,
+        timeout_ms: Option<u64>,
     },
     Exit,
+}
+
+/// Milliseconds of a wait, rounded up; `None` for no number, NaN or `<= 0`.
+fn milliseconds(value: Option<Value>) -> Option<u64> {
+    let ms = match value? {
+        Value::Integer(n) => n as f64,
+        Value::Number(f) => f,
+        _ => return None,
+    };
+    (ms > 0.0).then(|| ms.ceil().min(1e15) as u64)
 }
 
 fn integer(value: Option<Value>) -> Option<i64> {
@@ -204,6 +240,7 @@ impl Yielded {
             },
             Op::Call => Yielded::Call {
                 token: CallToken::from_raw(id()?),
+                timeout_ms: milliseconds(values.pop_front()),
             },
             Op::Sleep => Yielded::Sleep {
                 ms: match values.pop_front() {
@@ -221,6 +258,7 @@ impl Yielded {
                     Some(Value::Thread(co)) => Some(co),
                     _ => None,
                 },
+                timeout_ms: milliseconds(values.pop_front()),
             },
             Op::Exit => Yielded::Exit,
         })
@@ -265,5 +303,43 @@ mod tests {
         assert!(Yielded::decode(foreign).is_none());
         let bare: MultiValue = lua.load("return 1").eval().unwrap();
         assert!(Yielded::decode(bare).is_none());
+    }
+
+    #[test]
+    fn waits_decode_their_optional_timeouts() {
+        let lua = Lua::new();
+        let decode = |code: &str| Yielded::decode(lua.load(code).eval().unwrap());
+        match decode("return 6, 42, 2.5") {
+            Some(Yielded::Call { token, timeout_ms }) => {
+                assert_eq!(token.to_raw(), 42);
+                assert_eq!(timeout_ms, Some(3));
+            }
+            _ => panic!("not a call"),
+        }
+        for no_timeout in [
+            "return 6, 42",
+            "return 6, 42, 0",
+            "return 6, 42, -1",
+            "return 6, 42, 0/0",
+        ] {
+            match decode(no_timeout) {
+                Some(Yielded::Call { timeout_ms, .. }) => assert_eq!(timeout_ms, None),
+                _ => panic!("not a call: {no_timeout}"),
+            }
+        }
+        match decode("return 7, coroutine.running(), 10") {
+            Some(Yielded::Wait {
+                coroutine: Some(_),
+                timeout_ms: Some(10),
+            }) => {}
+            _ => panic!("not a wait with a timeout"),
+        }
+    }
+
+    #[test]
+    fn collected_payload_round_trips() {
+        let payload = collected_payload(1 << 40, 7);
+        assert_eq!(parse_collected(&payload), Some((1 << 40, 7)));
+        assert_eq!(parse_collected(&payload[..15]), None);
     }
 }

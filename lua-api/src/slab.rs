@@ -110,6 +110,11 @@ impl<K: SlabKey, T> Slab<K, T> {
         self.len == 0
     }
 
+    /// Live entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
     /// Ids of every live entry.
     pub fn ids(&self) -> Vec<K> {
         self.entries

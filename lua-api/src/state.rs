@@ -156,6 +156,11 @@ pub struct VmState {
     pub dispatch: bool,
     /// `lunet.exit()` was called (or the service was killed).
     pub exiting: bool,
+    /// `lunet.on_shutdown` hooks, run once when the service starts
+    /// draining (see `host/connections.rs`, `on_shutdown`).
+    pub shutdown_hooks: Vec<Function>,
+    /// It has started draining.
+    pub draining: bool,
     /// What this service may reach (see `caps.rs`).
     pub caps: crate::caps::Caps,
     /// The read a fast path could not finish, validated: the session yields
@@ -185,6 +190,8 @@ impl VmState {
             wakeups: Vec::new(),
             dispatch: false,
             exiting: false,
+            shutdown_hooks: Vec::new(),
+            draining: false,
             caps: crate::caps::Caps::all(),
             pending_read: None,
         }

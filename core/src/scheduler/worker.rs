@@ -5,7 +5,8 @@
 //!    dropped from the queue.
 //! 2. Take at most `budget` events from the mailbox, publish the turn to the
 //!    monitor, run the body on them (a panic stops the service, not the
-//!    worker), clear the slot.
+//!    worker), clear the slot, and add the turn to the service's and the
+//!    worker's counters (`stats.rs`).
 //! 3. The body exited: retire the service (DEAD, leftovers to `bounce`,
 //!    then the pool's `on_exit`). Events left past the budget: back to
 //!    SCHEDULED, at the back of the injector. Otherwise RUNNING -> IDLE; if
@@ -157,9 +158,15 @@ fn run_turn(
             true
         }
     };
-    service.slices.fetch_add(1, Ordering::Relaxed);
+    // Counted before the body consumes the batch (see `stats.rs`).
+    let events = batch.len();
+    let messages = batch
+        .iter()
+        .filter(|event| matches!(event, Event::Message(_)))
+        .count();
     let slot = watch.slot(worker);
     slot.enter(service.id(), watch.coarse_ms());
+    let started = Instant::now();
     let status = {
         let mut body = service.body.lock().unwrap_or_else(|e| e.into_inner());
         match body.as_mut() {
@@ -182,7 +189,9 @@ fn run_turn(
             None => Status::Exited,
         }
     };
-    slot.leave();
+    let busy = started.elapsed();
+    slot.leave(busy);
+    service.stats().add_turn(events, messages, busy);
     batch.clear();
     if status == Status::Exited {
         retire(pool, &service);

@@ -88,7 +88,7 @@ fn each_new_turn_starts_with_a_clean_record() {
     watch.slot(0).enter(id, 0);
     monitor.check(KILL_MS);
     assert_eq!(interrupt.take().len(), 2);
-    watch.slot(0).leave();
+    watch.slot(0).leave(Duration::ZERO);
     // The same service again, in a new turn, seen by the monitor only
     // once it is long: the turn counter tells it from the last one.
     watch.slot(0).enter(id, 100_000);
@@ -103,7 +103,7 @@ fn short_turns_and_idle_workers_are_never_reported() {
     for _ in 0..50 {
         watch.slot(0).enter(id, now);
         monitor.check(now + WARN_MS - 1);
-        watch.slot(0).leave();
+        watch.slot(0).leave(Duration::ZERO);
         now += WARN_MS;
         monitor.check(now + KILL_MS);
     }

@@ -115,6 +115,13 @@ pub fn build(
         })?,
     )?;
 
+    core.set(
+        "on_shutdown",
+        lua.create_function(|lua, hook: Function| {
+            Ok(with_state(lua, |state| state.shutdown_hooks.push(hook))?)
+        })?,
+    )?;
+
     core.set("shared_dict", lua.create_function(crate::dict::open)?)?;
     services::build(lua, runtime, settings, SocketMeta::of(socket_meta), &core)?;
 

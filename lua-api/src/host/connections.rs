@@ -187,9 +187,21 @@ impl LuaService {
         }
     }
 
+    /// The service starts draining (a reload retired it, or the server
+    /// stops), once. A service with `lunet.on_shutdown` hooks drains its
+    /// own connections: each hook runs as a session of its own, and its
+    /// reads are left alone (an HTTP server answers the next request with
+    /// `Connection: close`). Without hooks, reads of accepted connections
+    /// that wait on an empty buffer end with "closed", now and later.
     pub(super) fn on_shutdown(&mut self) {
         let sched = &mut self.sched;
-        vm(|state| {
+        let hooks = vm(|state| {
+            if std::mem::replace(&mut state.draining, true) {
+                return Vec::new();
+            }
+            if !state.shutdown_hooks.is_empty() {
+                return std::mem::take(&mut state.shutdown_hooks);
+            }
             state.shutting_down = true;
             for cid in state.conns.ids() {
                 let Some(entry) = state.conns.get(cid) else {
@@ -201,7 +213,13 @@ impl LuaService {
                     }
                 }
             }
+            Vec::new()
         });
+        for hook in hooks {
+            if let Some(sid) = self.new_session(&hook, None) {
+                self.sched.ready.push_back((sid, ResumeWith::Nothing));
+            }
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use crate::codec::{self, CodecError, Receiving};
 use crate::handoff;
 use crate::ids::CallToken;
 use crate::mail;
-use crate::protocol::MessageKind;
+use crate::protocol::{self, MessageKind};
 use crate::state::Caller;
 
 impl LuaService {
@@ -144,6 +144,18 @@ impl LuaService {
                 vm(|state| sched.wake(state, sid, ResumeWith::Args(values)));
             }
             MessageKind::Kill => self.exiting = true,
+            MessageKind::Collect => {
+                let before = self.lua.used_memory();
+                // A finalizer that fails is the script's own error.
+                let _ = self.lua.gc_collect();
+                let after = self.lua.used_memory();
+                self.answer(
+                    Caller::of(&message),
+                    MessageKind::Collected,
+                    protocol::collected_payload(before, after),
+                );
+            }
+            MessageKind::Collected => {}
         }
     }
 

@@ -153,6 +153,10 @@ impl ServiceBody for LuaService {
             self.bounce(service, rest);
             return Status::Exited;
         }
+        // For the console and `/metrics` (lunet_core::stats): two stores.
+        service
+            .stats()
+            .publish(self.lua.used_memory(), self.sched.sessions.len());
         Status::Alive
     }
 

@@ -84,7 +84,9 @@ enum StateWait {
     Read(ConnectionId),
     Write(ConnectionId),
     Connect(ConnectionId),
-    Suspended(usize),
+    /// In `lunet.wait()` (by coroutine pointer), with a timeout in ms (0 =
+    /// none).
+    Suspended(usize, u64),
 }
 
 /// What the slice left behind, for after the state's borrow.
@@ -144,9 +146,9 @@ fn wait_on_state(
                 Ok((wait, entry.timeout_ms))
             }
         },
-        StateWait::Suspended(pointer) => {
+        StateWait::Suspended(pointer, timeout_ms) => {
             state.suspended.insert(pointer, sid);
-            Ok((Wait::Suspended(pointer), 0))
+            Ok((Wait::Suspended(pointer), timeout_ms))
         }
     };
     match registered {
@@ -355,7 +357,10 @@ impl LuaService {
                 self.exiting = true;
                 ending = Some(Ending::Exited);
             }
-            SliceEnd::Yielded(Yielded::Wait { coroutine }) => {
+            SliceEnd::Yielded(Yielded::Wait {
+                coroutine,
+                timeout_ms,
+            }) => {
                 // The coroutine that waits: the session's own, or a user
                 // coroutine inside it (lunet.wakeup names that one).
                 let pointer = match (coroutine, self.sched.sessions.get(sid)) {
@@ -363,7 +368,7 @@ impl LuaService {
                     (None, Some(session)) => session.thread.to_pointer() as usize,
                     (None, None) => return,
                 };
-                waits_on_state = Some(StateWait::Suspended(pointer));
+                waits_on_state = Some(StateWait::Suspended(pointer, timeout_ms.unwrap_or(0)));
             }
             SliceEnd::Yielded(Yielded::Read { conn }) => {
                 waits_on_state = Some(StateWait::Read(conn))
@@ -486,7 +491,10 @@ impl LuaService {
                 }
                 return;
             }
-            Yielded::Call { token } => (Wait::Call(token), 0),
+            // A call with a timeout (`lunet.call_timeout`): the timer
+            // resumes it with "timeout"; the answer that comes later no
+            // longer matches the wait (see `ids::CallToken`) and is dropped.
+            Yielded::Call { token, timeout_ms } => (Wait::Call(token), timeout_ms.unwrap_or(0)),
             Yielded::Sleep { ms } if ms.is_nan() || ms <= 0.0 => {
                 self.sched.ready.push_back((sid, ResumeWith::Nothing));
                 return;
