@@ -8,6 +8,7 @@
 # Legs (default: all, in this order):
 #   echo       line echo: lunet vs raw-echo-server (mio), echo-load -c 50
 #   http       HTTP hello: lunet vs nginx + lua, wrk -t2 -c100
+#   reload     HTTP hello under wrk -t2 -c100 with a SIGHUP halfway: errors
 #   mem        RSS per idle connection, 10,000 held (hold-conns)
 #   scale      RSS per idle connection, 19,000 held by `lunet load --hold`
 #   connector  `lunet load` vs wrk and vs echo-load, on one server each
@@ -40,7 +41,7 @@ set -u -o pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_LEGS=(echo http mem scale connector resp services lane)
+ALL_LEGS=(echo http reload mem scale connector resp services lane)
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
@@ -51,7 +52,7 @@ for arg in "$@"; do
     all) LEGS+=("${ALL_LEGS[@]}") ;;
     memory | rss) LEGS+=(mem) ;;
     load) LEGS+=(connector) ;;
-    echo | http | mem | scale | connector | resp | services | lane) LEGS+=("$arg") ;;
+    echo | http | reload | mem | scale | connector | resp | services | lane) LEGS+=("$arg") ;;
     *) printf 'bench/run.sh: unknown leg %q (legs: %s, all)\n' "$arg" "${ALL_LEGS[*]}" >&2; exit 2 ;;
     esac
 done
@@ -358,13 +359,8 @@ http {
 EOF
 }
 
-run_wrk() { # KEY ROUND URL: a 1 s warmup, then one measured wrk run, kept under KEY
-    local key=$1 round=$2 url=$3 out="$WORK/wrk-${1//:/-}-$2"
-    wrk -t2 -c100 -d1s "$url" >/dev/null 2>&1 # warmup, not recorded
-    record wrk -t2 -c100 -d"$DURATION" --latency "$url"
-    wrk -t2 -c100 -d"$DURATION" --latency "$url" >"$out" 2>&1
-    local parsed
-    parsed=$(python3 - "$out" <<'EOF'
+wrk_figures() { # FILE: "REQ/S P99-US ERRORS BYTES-PER-RESPONSE REQUESTS" from wrk's output, or nothing
+    python3 - "$1" <<'EOF'
 import re, sys
 text = open(sys.argv[1]).read()
 units = {"us": 1, "ms": 1e3, "s": 1e6}
@@ -376,16 +372,25 @@ bad = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
 errors += int(bad.group(1)) if bad else 0
 scale = {"B": 1, "KB": 1024, "MB": 1024**2, "GB": 1024**3}
 size = float(done.group(2)) * scale[done.group(3)] / int(done.group(1)) if done else 0
+requests = int(done.group(1)) if done else 0
 if rate and p99:
-    print(rate.group(1), f"{float(p99.group(1)) * units[p99.group(2)]:.1f}", errors, round(size))
+    print(rate.group(1), f"{float(p99.group(1)) * units[p99.group(2)]:.1f}", errors, round(size), requests)
 EOF
-    )
+}
+
+run_wrk() { # KEY ROUND URL: a 1 s warmup, then one measured wrk run, kept under KEY
+    local key=$1 round=$2 url=$3 out="$WORK/wrk-${1//:/-}-$2"
+    wrk -t2 -c100 -d1s "$url" >/dev/null 2>&1 # warmup, not recorded
+    record wrk -t2 -c100 -d"$DURATION" --latency "$url"
+    wrk -t2 -c100 -d"$DURATION" --latency "$url" >"$out" 2>&1
+    local parsed
+    parsed=$(wrk_figures "$out")
     if [ -z "$parsed" ]; then
         note "wrk ($key) failed: $(tail -c 300 "$out" | tr '\n' ' ')"
         return 1
     fi
     local rate p99 errors bytes
-    read -r rate p99 errors bytes <<<"$parsed"
+    read -r rate p99 errors bytes _ <<<"$parsed"
     log "$key round $round: $(fmt_int "$rate") req/s, p99 ${p99} us, $errors errors, ~$bytes B/response"
     keep "$key" "$rate" "$p99" "$errors" "$bytes"
 }
@@ -461,6 +466,58 @@ if want http; then
     fi
     rate_row "HTTP hello, keep-alive: wrk -t2 -c100 -d$DURATION, best of $ROUNDS" \
         http:lunet "req/s" "nginx + lua, 2 workers" http:nginx 1.1
+fi
+
+# ---------------------------------------------------------------- reload
+# wrk -c100 against http_hello.lua, SIGHUP halfway through: new hosts start,
+# the old ones answer their keep-alive clients with `Connection: close` and
+# drain. Every request must be answered (issue 12: none refused or cut).
+run_reload() {
+    local out="$WORK/wrk-reload" log="$WORK/server-reload" half figures
+    half=$(awk -v d="$DURATION" 'BEGIN { if (d ~ /^[0-9.]+s$/) print d / 2 }')
+    if [ -z "$half" ]; then
+        RELOAD_CELL="skipped: BENCH_DURATION=$DURATION is not in seconds (as 5s)"
+        return 1
+    fi
+    start_http_lunet "$log" || { RELOAD_CELL="skipped: lunet did not start"; return 1; }
+    record wrk -t2 -c100 -d"$DURATION" --latency "http://$ADDR/"
+    record kill -HUP "$SERVER_PID" "# $half s into the wrk run"
+    wrk -t2 -c100 -d"$DURATION" --latency "http://$ADDR/" >"$out" 2>&1 &
+    local wrk_pid=$!
+    sleep "$half"
+    kill -HUP "$SERVER_PID"
+    wait "$wrk_pid"
+    figures=$(wrk_figures "$out")
+    if ! grep -q "generation 1 serves" "$log"; then
+        note "reload: the server did not reload: $(tail -c 300 "$log" | tr '\n' ' ')"
+        RELOAD_CELL="no reload"
+    elif [ -z "$figures" ]; then
+        note "reload: wrk failed: $(tail -c 300 "$out" | tr '\n' ' ')"
+        RELOAD_CELL="wrk failed"
+    else
+        local errors requests
+        read -r _ _ errors _ requests <<<"$figures"
+        RELOAD_ERRORS=$errors
+        RELOAD_CELL="$errors errors / $(fmt_int "$requests") requests"
+        log "reload: $RELOAD_CELL"
+    fi
+    DETAIL+=("wrk across a reload|$out")
+    stop_group "$SERVER_PID"
+}
+
+if want reload; then
+    log "leg reload"
+    RELOAD_ERRORS= RELOAD_CELL=
+    command -v wrk >/dev/null || ensure_packages
+    if ! command -v wrk >/dev/null; then
+        RELOAD_CELL="skipped: wrk not found"
+    elif lunet_has server-scripts/http_hello.lua; then
+        run_reload
+    else
+        RELOAD_CELL="skipped: lunet or http_hello.lua missing"
+    fi
+    row "HTTP hello across a reload: wrk -t2 -c100 -d$DURATION, SIGHUP halfway" \
+        "$RELOAD_CELL" "-" "-" "-" "0 errors" "$(verdict "$RELOAD_ERRORS" "<=" 0)"
 fi
 
 # ---------------------------------------------------------------- memory

@@ -8,6 +8,9 @@
 -- buffer in order. Request bodies (Content-Length up to 1 MiB, or chunked)
 -- are read and dropped so the next request starts at the right byte.
 -- Malformed input gets `400 Bad Request` and the connection is closed.
+-- While the host drains (a reload or SIGTERM: docs/operations.md) every
+-- answer says `Connection: close`, so keep-alive clients finish their
+-- request here and reconnect to a new host: no request is refused or cut.
 --
 -- Hot path: one readline per request line and header, one write per
 -- response, responses built once at load time. It is benchmarked with wrk
@@ -86,6 +89,9 @@ local function skip_chunked(sock, readline, readn)
     end
     return nil, BAD_REQUEST
 end
+
+local draining = false
+lunet.on_shutdown(function() draining = true end)
 
 local function serve(sock)
     -- Methods looked up once per connection, not once per call.
@@ -186,7 +192,7 @@ local function serve(sock)
         end
 
         local answers = OK[method == "HEAD"]
-        if not keep_alive then
+        if not keep_alive or draining then
             write(sock, answers.close)
             return
         end

@@ -54,6 +54,17 @@ fn a_full_queue_hands_the_task_back_and_every_waiter_gets_a_slot_notice() {
     );
     assert!(lane.submit(&second_waiter, 3, task(30)).is_err());
     assert!(lane.submit(&first_waiter, 4, task(40)).is_err());
+    // The console's numbers: one queued, three waits, two services waiting.
+    let counted = lane.snapshot();
+    assert_eq!(
+        (
+            counted.queued,
+            counted.waits,
+            counted.waiting,
+            counted.taken
+        ),
+        (1, 3, 2, 0)
+    );
 
     let thread = lane_thread(&lane, &pool.pool);
     let mut got: Vec<_> = (0..3)
@@ -80,6 +91,8 @@ fn a_full_queue_hands_the_task_back_and_every_waiter_gets_a_slot_notice() {
         lane_event(id, event),
         (first_waiter.id(), Some(5), Some(50))
     );
+    let counted = lane.snapshot();
+    assert_eq!((counted.queued, counted.waiting, counted.taken), (0, 0, 2));
     lane.stop();
     thread.join().unwrap();
 }

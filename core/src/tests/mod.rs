@@ -1,6 +1,7 @@
 //! Unit tests of the concurrent core, driven by fake service bodies and a
 //! fake `Interrupt`: the scheduler and the service state machine
-//! (`scheduler.rs`), `Runtime::kill` (`kill.rs`), the lane (`lane.rs`), the
+//! (`scheduler.rs`), `Runtime::kill` (`kill.rs`), switching the hosts of
+//! listeners and the counters (`hosts.rs`), the lane (`lane.rs`), the
 //! monitor (`monitor.rs`) and a spawn/kill storm across threads
 //! (`storm.rs`). The loom model of the parking protocol is in
 //! `scheduler/loom_idle.rs`.
@@ -9,6 +10,7 @@
 //! condvar, with a timeout ([`HUNG`]) that only bounds a hung test; nothing
 //! asserts a duration.
 
+mod hosts;
 mod kill;
 mod lane;
 mod monitor;

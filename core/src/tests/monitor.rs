@@ -69,6 +69,7 @@ fn a_long_turn_is_warned_once_and_killed_once() {
     assert_eq!(interrupt.take(), vec![Call::Kill(KILL_MS)]);
     monitor.check(10_000 + 10 * KILL_MS);
     assert_eq!(interrupt.take(), vec![], "interrupted twice in one turn");
+    assert_eq!(watch.slice_reports(), (1, 1), "the counts of /metrics");
 }
 
 #[test]
