@@ -205,6 +205,8 @@ fn engine(
     config.lane_queue = engine.lane_queue.max(1);
     config.slice_warn = Duration::from_secs_f64(engine.slice_warn.max(0.0));
     config.slice_kill = Duration::from_secs_f64(engine.slice_kill.max(0.0));
+    // Busy times are shown by the admin listener only.
+    config.time_turns = engine.admin.admin.is_some();
     let settings = Arc::new(Settings {
         max_line: engine.max_line.max(1),
         high_water: engine.high_water.max(1),

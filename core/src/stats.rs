@@ -25,8 +25,9 @@
 //!    so a total never goes backwards.
 //!
 //! Busy time is wall time between the start and the end of a turn (two
-//! monotonic clock reads per turn, through the vDSO): time the OS took the
-//! thread away is included.
+//! monotonic clock reads per turn, through the vDSO), measured only when
+//! `Config::time_turns` asks for it (`lunet` does with `--admin`); time the
+//! OS took the thread away is included.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;

@@ -67,6 +67,8 @@ pub(crate) struct Settings {
     pub(crate) budget: usize,
     /// How long an idle worker searches before it parks.
     pub(crate) spin: Duration,
+    /// Measure each turn's wall time (see `Config::time_turns`).
+    pub(crate) time_turns: bool,
 }
 
 pub(crate) struct Pool {

@@ -17,7 +17,7 @@ use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crossbeam_deque::{Steal, Worker as LocalQueue};
 
@@ -166,7 +166,7 @@ fn run_turn(
         .count();
     let slot = watch.slot(worker);
     slot.enter(service.id(), watch.coarse_ms());
-    let started = Instant::now();
+    let started = pool.settings.time_turns.then(Instant::now);
     let status = {
         let mut body = service.body.lock().unwrap_or_else(|e| e.into_inner());
         match body.as_mut() {
@@ -189,7 +189,7 @@ fn run_turn(
             None => Status::Exited,
         }
     };
-    let busy = started.elapsed();
+    let busy = started.map_or(Duration::ZERO, |started| started.elapsed());
     slot.leave(busy);
     service.stats().add_turn(events, messages, busy);
     batch.clear();

@@ -113,6 +113,7 @@ impl TestPool {
         let settings = Settings {
             budget,
             spin: Duration::from_micros(50),
+            time_turns: true,
         };
         let on_exit = Box::new(move |service: &Arc<Service>| {
             let _ = exits.send(service.id());
