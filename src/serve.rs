@@ -14,8 +14,8 @@
 //!    the previous generation off the listeners in one step of the
 //!    reactor: the sockets stay open and no client is refused. The old
 //!    hosts then get `Event::Shutdown` (their `lunet.on_shutdown` hooks
-//!    run), and a thread waits, at most `--grace`, for their connections
-//!    to close, then kills them.
+//!    run), and a thread waits, at most `--grace`, until they hold no
+//!    connection and no session, then kills them.
 //! 3. A launch that fails (the script does not compile, a main chunk
 //!    raises, a host exits) kills what it started and retires it; the
 //!    serving generation never notices, and the log says why. At start
@@ -23,9 +23,9 @@
 //! 4. A reload asked for while a launch runs is done after it (the script
 //!    may have changed again meanwhile); the console's replies wait for it.
 //! 5. SIGINT/SIGTERM: a launch in progress is cancelled (3); every service
-//!    but the admin is taken off the listeners (which closes them), every
-//!    service gets `Event::Shutdown`, and the server waits for their
-//!    connections, at most `--grace`. `/health` answers 503 from then on.
+//!    but the admin is taken off the listeners (which closes them) and
+//!    drains as in 2, at most `--grace`; then the process ends. `/health`
+//!    answers 503 from then on.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -243,35 +243,21 @@ impl Supervisor {
             launching.cancel.store(true, Ordering::Relaxed);
             let _ = launching.thread.join();
         }
-        let admin = self
-            .server
-            .admin
-            .as_ref()
-            .map(|admin| admin.service().clone());
-        let admin_id = admin.as_ref().map(|admin| admin.id());
-        let retire: Vec<u64> = runtime
+        let admin_id = self.server.admin.as_ref().map(|admin| admin.service().id());
+        let services: Vec<Arc<Service>> = runtime
             .services()
-            .iter()
-            .map(|service| service.id())
-            .filter(|&id| Some(id) != admin_id)
+            .into_iter()
+            .filter(|service| Some(service.id()) != admin_id)
             .collect();
+        let retire: Vec<u64> = services.iter().map(|service| service.id()).collect();
         runtime.switch_hosts(&retire);
-        runtime.broadcast_shutdown();
-        // The console's own connections do not keep the server up.
-        let open = || {
-            runtime
-                .connections()
-                .saturating_sub(admin.as_ref().map_or(0, |admin| admin.load()))
-        };
-        let deadline = Instant::now() + self.server.grace;
-        while open() > 0 && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let left = open();
-        if left > 0 {
-            tracing::warn!("grace period over: closing {left} connection(s)");
-        } else {
+        // The console is left out: it serves on, and its own connections
+        // do not keep the server up.
+        let left = Draining::start(&runtime, services).wait(self.server.grace);
+        if left.is_empty() {
             tracing::info!("all connections closed");
+        } else {
+            tracing::warn!("grace period over: closing {left}");
         }
         runtime.stop();
     }
@@ -345,29 +331,99 @@ fn launch_generation(
 }
 
 /// Step 2, on a thread of its own: the retired generation's hosts finish
-/// their connections, at most `grace`, then stop.
+/// their connections and sessions, at most `grace`, then stop.
 fn drain(runtime: &Runtime, generation: Generation, grace: Duration) {
     let hosts: Vec<Arc<Service>> = generation
         .hosts
         .iter()
         .filter_map(|id| runtime.service(*id))
         .collect();
-    for host in &hosts {
-        runtime.post(host, lunet_core::Event::Shutdown);
-    }
-    let open = || hosts.iter().map(|host| host.load()).sum::<usize>();
-    let deadline = Instant::now() + grace;
-    while open() > 0 && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    match open() {
-        0 => tracing::info!("generation {} drained", generation.number),
-        left => tracing::warn!(
-            "generation {}: grace period over: closing {left} connection(s)",
+    let left = Draining::start(runtime, hosts.clone()).wait(grace);
+    if left.is_empty() {
+        tracing::info!("generation {} drained", generation.number);
+    } else {
+        tracing::warn!(
+            "generation {}: grace period over: closing {left}",
             generation.number
-        ),
+        );
     }
     for host in &hosts {
         runtime.kill(host, Message::signal(MessageKind::Kill.code()));
+    }
+}
+
+/// Services told to drain (`Event::Shutdown`). One is done once it has
+/// handled that event (its events counter moved past the value before it:
+/// counters are added after a turn), holds no connection, and has no
+/// session left: its connections' handlers, its `lunet.on_shutdown` hooks,
+/// its timers and forks have all ended. One that has exited is done.
+struct Draining {
+    services: Vec<(Arc<Service>, u64)>,
+}
+
+/// What a drain left when it ended.
+struct Left {
+    connections: usize,
+    sessions: usize,
+}
+
+impl Left {
+    fn is_empty(&self) -> bool {
+        self.connections == 0 && self.sessions == 0
+    }
+}
+
+impl std::fmt::Display for Left {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} connection(s), {} session(s) left",
+            self.connections, self.sessions
+        )
+    }
+}
+
+impl Draining {
+    fn start(runtime: &Runtime, services: Vec<Arc<Service>>) -> Draining {
+        let services = services
+            .into_iter()
+            .map(|service| {
+                let before = service.stats().totals().events;
+                runtime.post(&service, lunet_core::Event::Shutdown);
+                (service, before)
+            })
+            .collect();
+        Draining { services }
+    }
+
+    fn left(&self) -> Left {
+        let mut left = Left {
+            connections: 0,
+            sessions: 0,
+        };
+        for (service, before) in &self.services {
+            if service.is_closed() {
+                continue;
+            }
+            left.connections += service.load();
+            left.sessions += if service.stats().totals().events > *before {
+                service.stats().sessions()
+            } else {
+                1 // the shutdown itself, not yet handled
+            };
+        }
+        left
+    }
+
+    /// Waits until every service is done, at most `grace`; what was left.
+    fn wait(&self, grace: Duration) -> Left {
+        let deadline = Instant::now() + grace;
+        loop {
+            let left = self.left();
+            if left.is_empty() || Instant::now() >= deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 }

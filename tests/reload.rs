@@ -363,6 +363,7 @@ fn without_on_shutdown_hooks_idle_connections_are_closed_at_a_reload() {
     let script = dir.file("lifecycle.lua");
     std::fs::copy(test_script("lifecycle.lua"), &script).unwrap();
     let server = Server::start(std::path::Path::new(&script), &["--hosts", "1"]);
+    server.wait_log("serving ");
     let mut idle = server.client();
     let mut busy = server.client();
     busy.send("work 300\n");
@@ -385,6 +386,7 @@ fn the_shipped_http_server_closes_keep_alive_connections_while_draining() {
         &common::server_script("http_hello.lua"),
         &["--hosts", "1", "--grace", "5"],
     );
+    server.wait_log("serving ");
     let hello = |close| Answer {
         body: "hello world".into(),
         close,
@@ -399,4 +401,33 @@ fn the_shipped_http_server_closes_keep_alive_connections_while_draining() {
     let mut fresh = Http::connect(server.port(), &server);
     assert_eq!(fresh.get("/"), hello(false));
     server.wait_log("generation 0 drained");
+}
+
+#[test]
+fn on_shutdown_hooks_run_once_per_host_when_it_drains() {
+    let mut server = Server::start(
+        &test_script("shutdown_hooks.lua"),
+        &["--hosts", "1", "--grace", "5"],
+    );
+    let count = |server: &Server, text: &str| server.log().matches(text).count();
+    server.wait_log("serving ");
+    server.signal(libc::SIGHUP);
+    server.wait_log("generation 1 serves with");
+    // The old host's hooks: one yields, one fails (logged), one is added
+    // while draining and runs at once.
+    server.wait_log("late hook ran");
+    assert_eq!(count(&server, "hook one ran"), 1);
+    assert!(server.log().contains("hook one slept"));
+    assert!(server.log().contains("hook two fails"));
+    // The new host serves; at SIGTERM it runs its own hooks.
+    let mut client = server.client();
+    client.send("still here\n");
+    assert_eq!(client.line(), "still here");
+    // (Open, it would hold the host until --grace: hooks leave reads alone.)
+    drop(client);
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(DEADLINE);
+    assert!(status.success(), "{status}\n{}", server.log());
+    assert_eq!(count(&server, "hook one ran"), 2, "{}", server.log());
+    assert_eq!(count(&server, "late hook ran"), 2, "{}", server.log());
 }

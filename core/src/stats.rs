@@ -72,7 +72,7 @@ impl ServiceStats {
         self.sessions.store(sessions, Ordering::Relaxed);
     }
 
-    pub(crate) fn totals(&self) -> Totals {
+    pub fn totals(&self) -> Totals {
         Totals {
             turns: self.turns.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),

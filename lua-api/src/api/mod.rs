@@ -115,10 +115,20 @@ pub fn build(
         })?,
     )?;
 
+    // A hook registered while the service already drains runs at once.
     core.set(
         "on_shutdown",
         lua.create_function(|lua, hook: Function| {
-            Ok(with_state(lua, |state| state.shutdown_hooks.push(hook))?)
+            Ok(with_state(lua, |state| {
+                if state.draining {
+                    state.forks.push(Fork {
+                        function: hook,
+                        args: MultiValue::new(),
+                    });
+                } else {
+                    state.shutdown_hooks.push(hook);
+                }
+            })?)
         })?,
     )?;
 
