@@ -617,3 +617,20 @@ impl Run {
         let _ = self.child.wait();
     }
 }
+
+#[test]
+fn the_admin_answers_when_the_server_is_full_and_counts_refusals() {
+    let admin = start(&["--max-conns", "1"]);
+    let mut first = admin.host_client();
+    first.send("hello\n");
+    assert_eq!(first.line(), "hello");
+    // The cap is reached: the next client is accepted and closed at once.
+    let mut refused = admin.host_client();
+    refused.end();
+    // The admin's own connections are not refused, and count the refusal.
+    let mut console = admin.console();
+    assert!(console.ok("stat").iter().any(|l| l == "refused 1"));
+    let metrics = admin.metrics();
+    assert_eq!(sample(&metrics, "lunet_accepts_refused_total"), 1.0);
+    admin.server.wait_log("connection limit reached");
+}

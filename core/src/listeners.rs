@@ -68,14 +68,16 @@ impl Listeners {
         }
     }
 
-    /// Step 1: binds (or joins) the listener for `key` on `addr` for `host`.
-    /// Returns the listener id and the bound address.
+    /// Step 1: binds (or joins) the listener for `key` on `addr` for `host`;
+    /// `capped`: its accepts are refused at `max_conns` (the first call's
+    /// choice holds). Returns the listener id and the bound address.
     pub(crate) fn listen(
         &self,
         reactor: &reactor::Handle,
         addr: &str,
         key: &str,
         host: &Arc<Service>,
+        capped: bool,
     ) -> Result<(u32, SocketAddr), ListenError> {
         if !self.accepting.load(Ordering::SeqCst) {
             return Err(ListenError::ShuttingDown);
@@ -105,7 +107,11 @@ impl Listeners {
         let local = listener.local_addr().map_err(bind_error)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         tracing::info!("listening on {local}");
-        reactor.command(Command::AddListener { id, listener });
+        reactor.command(Command::AddListener {
+            id,
+            listener,
+            capped,
+        });
         let entry = table.entry(key.to_string()).or_insert(Entry {
             id,
             local,

@@ -88,9 +88,11 @@ pub(crate) enum Command {
         id: u64,
     },
     /// Poll a listener bound by `Listeners::listen`.
+    /// `capped`: refuse its accepts at `max_conns`.
     AddListener {
         id: u32,
         listener: mio::net::TcpListener,
+        capped: bool,
     },
     /// Add a host to the listener's (it gets a share of the connections),
     /// or to its waiting hosts while joins are held (step 5).
@@ -193,6 +195,8 @@ struct Listener {
     waiting: Vec<Arc<Service>>,
     /// Accept failed for lack of descriptors: retry at this time.
     retry_at: Option<Instant>,
+    /// Refuse accepts at `max_conns` (all but the admin listener).
+    capped: bool,
 }
 
 pub(crate) struct Reactor {
@@ -385,7 +389,11 @@ impl Reactor {
                     service,
                     id,
                 } => self.timers.insert(deadline, (service, id)),
-                Command::AddListener { id, mut listener } => {
+                Command::AddListener {
+                    id,
+                    mut listener,
+                    capped,
+                } => {
                     let token = token(LISTENER_SERVICE, id);
                     if let Err(e) =
                         self.poll
@@ -404,6 +412,7 @@ impl Reactor {
                         hosts: Vec::new(),
                         waiting: Vec::new(),
                         retry_at: None,
+                        capped,
                     });
                 }
                 Command::JoinListener { id, host } => {
@@ -491,7 +500,7 @@ impl Reactor {
         loop {
             match listener.socket.accept() {
                 Ok((stream, peer)) => {
-                    if self.connections.load(Ordering::Relaxed) >= max_conns {
+                    if listener.capped && self.connections.load(Ordering::Relaxed) >= max_conns {
                         drop(stream);
                         bump(&self.accepts.refused);
                         self.refused += 1;

@@ -310,7 +310,21 @@ impl Runtime {
     ) -> Result<(u32, SocketAddr), ListenError> {
         self.parts
             .listeners
-            .listen(&self.parts.reactor, addr, key, host)
+            .listen(&self.parts.reactor, addr, key, host, true)
+    }
+
+    /// [`Runtime::listen`] for a listener whose connections are accepted
+    /// even at `max_conns` (they are still counted): the admin listener,
+    /// which must answer when the server is full.
+    pub fn listen_uncapped(
+        &self,
+        addr: &str,
+        key: &str,
+        host: &Arc<Service>,
+    ) -> Result<(u32, SocketAddr), ListenError> {
+        self.parts
+            .listeners
+            .listen(&self.parts.reactor, addr, key, host, false)
     }
 
     /// Hosts that join a listener from now on get no connection until the

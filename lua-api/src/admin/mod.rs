@@ -188,7 +188,8 @@ pub fn start(runtime: &Runtime, config: AdminConfig) -> Result<Admin, AdminError
         next_job: 1,
     };
     let service = runtime.spawn_service("admin", Box::new(body));
-    match runtime.listen(&addr.to_string(), LISTENER_KEY, &service) {
+    // Uncapped: the console answers also when the server is full.
+    match runtime.listen_uncapped(&addr.to_string(), LISTENER_KEY, &service) {
         Ok((_, bound)) => {
             tracing::info!("admin console listening on {bound}");
             Ok(Admin {
