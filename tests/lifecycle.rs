@@ -19,7 +19,12 @@ fn wait_until_refused(server: &mut Server) {
     let deadline = Instant::now() + DEADLINE;
     loop {
         match try_connect(server.port()) {
-            Err(e) if e.kind() == ErrorKind::ConnectionRefused => {
+            // A SYN that meets the listener while it closes is answered
+            // with a reset instead of a refusal: the listener is gone either way.
+            Err(e)
+                if e.kind() == ErrorKind::ConnectionRefused
+                    || e.kind() == ErrorKind::ConnectionReset =>
+            {
                 if let Some(status) = server.exited() {
                     server.fail(&format!(
                         "connections were refused only because the server had exited ({status}) \
