@@ -40,7 +40,9 @@ use mlua::{Function, Lua, Table, Thread};
 
 use crate::codec::SocketMeta;
 use crate::ids::{ConnectionId, SessionId, TimerKey};
+use crate::caps::Caps;
 use crate::interrupt::LuaInterrupt;
+use crate::memory::VmMemory;
 use crate::mail;
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
@@ -55,6 +57,10 @@ use sessions::Sched;
 /// `lunet.spawn` starts are made of.
 pub struct LuaService {
     lua: Lua,
+    /// Its allocator and bound (`memory.rs`).
+    memory: VmMemory,
+    /// What it may reach (`caps.rs`); also in its state, for callbacks.
+    caps: Caps,
     /// What the VM owns besides its Lua values (see `state.rs`).
     state: OwnedState,
     runtime: Runtime,
@@ -87,6 +93,13 @@ pub struct LuaService {
     dirty: Vec<ConnectionId>,
     /// Kept buffer for the answers of reads that waited (see `read.rs`).
     bytes: Vec<u8>,
+}
+
+impl Drop for LuaService {
+    fn drop(&mut self) {
+        // mlua's allocator frees what is left when the VM closes.
+        self.memory.uninstall(&self.lua);
+    }
 }
 
 /// The scheduler's access to the VM's state. It cannot be refused: the
