@@ -26,7 +26,11 @@
 //!    handlers) where a yield cannot, and a `pcall` that catches it raises
 //!    again at its next instruction, so `while true do pcall(f) end` stops
 //!    too. The session ends with that error and its traceback; the kill
-//!    is logged when it lands, not before.
+//!    is logged when it lands, not before. Lua calls an `xpcall` message
+//!    handler for an error with hooks off (they are off inside a hook), so
+//!    a handler that loops could never be stopped: before raising, the
+//!    hook replaces the handler of every `xpcall` on the coroutine's stack
+//!    with one that passes the message on.
 //! 5. `leave` removes the hook from the coroutine that ran last and clears
 //!    the action, on the worker, so a warning or a kill meant for one slice
 //!    never lands in the next one. A hook left on another coroutine of
@@ -34,7 +38,7 @@
 
 use std::cell::Cell;
 use std::ffi::{c_int, CStr};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use lunet_core::{Interrupt, Service};
@@ -242,6 +246,60 @@ pub fn switch_function(lua: &Lua) -> mlua::Result<Function> {
     unsafe { lua.create_c_function(switch) }
 }
 
+/// The address of Lua's `xpcall` (the same C function in every VM).
+static XPCALL: AtomicUsize = AtomicUsize::new(0);
+
+/// Notes Lua's `xpcall` from a fresh VM, before any script ran (step 4).
+pub fn note_xpcall(lua: &Lua) -> mlua::Result<()> {
+    // SAFETY: reads a global of a fresh VM on its own thread.
+    unsafe {
+        lua.exec_raw::<()>((), |state| {
+            ffi::lua_getglobal(state, c"xpcall".as_ptr());
+            if let Some(xpcall) = ffi::lua_tocfunction(state, -1) {
+                XPCALL.store(xpcall as usize, Ordering::Relaxed);
+            }
+            ffi::lua_pop(state, 1);
+        })
+    }
+}
+
+/// The message handler `disarm_message_handlers` puts in: the message as is.
+unsafe extern "C-unwind" fn pass_message(state: *mut ffi::lua_State) -> c_int {
+    // SAFETY: a C function called by Lua with its own state.
+    unsafe { ffi::lua_settop(state, 1) };
+    1
+}
+
+/// Step 4: every `xpcall` on the running coroutine's stack gets
+/// `pass_message` as its handler (its frame's second slot, where Lua looks
+/// the handler up when it calls it).
+unsafe fn disarm_message_handlers(state: *mut ffi::lua_State) {
+    let xpcall = XPCALL.load(Ordering::Relaxed);
+    if xpcall == 0 {
+        return;
+    }
+    // SAFETY: plain debug API calls on the running coroutine, from its own
+    // thread, inside its hook (which has LUA_MINSTACK free slots).
+    unsafe {
+        let mut frame: ffi::lua_Debug = std::mem::zeroed();
+        let mut level = 0;
+        while ffi::lua_getstack(state, level, &mut frame) != 0 {
+            level += 1;
+            if ffi::lua_getinfo(state, c"f".as_ptr(), &mut frame) == 0 {
+                continue;
+            }
+            let function = ffi::lua_tocfunction(state, -1);
+            ffi::lua_pop(state, 1);
+            if function.is_some_and(|f| f as usize == xpcall) {
+                ffi::lua_pushcfunction(state, pass_message);
+                if ffi::lua_setlocal(state, &frame, 2).is_null() {
+                    ffi::lua_pop(state, 1);
+                }
+            }
+        }
+    }
+}
+
 #[cold]
 #[inline(never)]
 fn log_traceback(slot: &LuaInterrupt, text: String) {
@@ -296,6 +354,7 @@ unsafe extern "C-unwind" fn hook(state: *mut ffi::lua_State, _: *mut ffi::lua_De
                 if !slot.killed.swap(true, Ordering::Relaxed) {
                     log_landed(slot);
                 }
+                disarm_message_handlers(state);
                 ffi::luaL_where(state, 1);
                 ffi::lua_pushstring(state, KILLED_C.as_ptr());
                 ffi::lua_concat(state, 2);

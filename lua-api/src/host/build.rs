@@ -160,6 +160,7 @@ impl LuaService {
             Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(BuildError::Vm)?
         };
         let memory = VmMemory::install(&lua)?;
+        crate::interrupt::note_xpcall(&lua).map_err(BuildError::Vm)?;
         let interrupt = Arc::new(LuaInterrupt::new());
         let identity = vm_identity(&lua).map_err(BuildError::Vm)?;
         let mut vm_state = VmState::new(identity, settings.clone(), interrupt.clone());
@@ -218,6 +219,7 @@ impl LuaService {
             exited: false,
             dirty: Vec::new(),
             bytes: Vec::new(),
+            reclaiming: false,
         })
     }
 }

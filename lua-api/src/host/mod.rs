@@ -93,6 +93,9 @@ pub struct LuaService {
     dirty: Vec<ConnectionId>,
     /// Kept buffer for the answers of reads that waited (see `read.rs`).
     bytes: Vec<u8>,
+    /// The slice that ends now failed an allocation or was interrupted: its
+    /// memory is reclaimed after it (`memory.rs`).
+    reclaiming: bool,
 }
 
 impl Drop for LuaService {

@@ -332,11 +332,11 @@ impl LuaService {
         };
         let resumable = thread.status() == ThreadStatus::Resumable;
         let killed = self.interrupt.leave();
-        if killed | self.memory.take_failure() {
-            // What the slice piled up goes back to the system now, not at
-            // the VM's next collection (`memory.rs`, step 4).
-            self.memory.reclaim(&self.lua);
-        }
+        // What the slice piled up goes back to the system once the session
+        // is done with it, not at the VM's next collection (`memory.rs`,
+        // step 4).
+        let reclaim = killed | self.memory.take_failure();
+        self.reclaiming |= reclaim;
         let end = match result {
             // The error escaped as raised (with its traceback) unless
             // something on the way replaced it.
@@ -355,6 +355,10 @@ impl LuaService {
             Err(e) => SliceEnd::Ended(Ending::Failed(e.to_string())),
         };
         self.end_slice(service, sid, end);
+        if reclaim {
+            self.reclaiming = false;
+            self.memory.reclaim(&self.lua);
+        }
     }
 
     /// Steps 2 and 4 of the protocol: what the session waits for (or how
@@ -599,7 +603,9 @@ impl LuaService {
             }
             Ending::Returned(_) | Ending::Exited => {}
         }
-        if self.threads.len() < THREAD_POOL {
+        // A coroutine that ended in an error keeps its stack until reset:
+        // one whose memory is being reclaimed is let go instead.
+        if self.threads.len() < THREAD_POOL && !self.reclaiming {
             self.threads.push(session.thread);
         }
     }
