@@ -91,7 +91,11 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
         "K" | "KB" | "KIB" => 1 << 10,
         "M" | "MB" | "MIB" => 1 << 20,
         "G" | "GB" | "GIB" => 1 << 30,
-        _ => return Err(format!("'{text}': expected bytes, or a number with K, M or G")),
+        _ => {
+            return Err(format!(
+                "'{text}': expected bytes, or a number with K, M or G"
+            ))
+        }
     };
     digits
         .parse::<usize>()

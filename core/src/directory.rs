@@ -123,7 +123,12 @@ impl Directory {
 
     /// Step 2: gives `id` a name; a reserved name only when `trusted`
     /// (which lifts the reservation).
-    pub(crate) fn register_name(&self, name: &str, id: u64, trusted: bool) -> Result<(), NameRefused> {
+    pub(crate) fn register_name(
+        &self,
+        name: &str,
+        id: u64,
+        trusted: bool,
+    ) -> Result<(), NameRefused> {
         let mut table = self.lock();
         if let Some(&owner) = table.names.get(name) {
             if owner != id && table.by_id.contains_key(&owner) {

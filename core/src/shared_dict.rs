@@ -637,12 +637,11 @@ impl Shard {
         }
         let kept = existing.map_or(0, |index| self.entry(index).charged());
         // An entry the same account pays for is charged only its growth.
-        let same_payer = existing.is_some_and(|index| {
-            match (&self.entry(index).account, account) {
+        let same_payer =
+            existing.is_some_and(|index| match (&self.entry(index).account, account) {
                 (Some(old), Some(new)) => Arc::ptr_eq(old, new),
                 _ => false,
-            }
-        });
+            });
         let due = if same_payer {
             size.saturating_sub(kept)
         } else {

@@ -112,7 +112,9 @@ pub enum CapsError {
         extra: &'static str,
         got: String,
     },
-    #[error("lunet.spawn: a trusted service holds every capability: give trusted or caps, not both")]
+    #[error(
+        "lunet.spawn: a trusted service holds every capability: give trusted or caps, not both"
+    )]
     TrustedWithCaps,
 }
 
@@ -123,7 +125,9 @@ pub enum GrantError {
     NotHeld(&'static str),
     #[error("lunet.spawn: cannot grant trusted: only a trusted service can")]
     Trusted,
-    #[error("lunet.spawn: cannot grant dicts {asked}: this service may reach only the dicts {held}")]
+    #[error(
+        "lunet.spawn: cannot grant dicts {asked}: this service may reach only the dicts {held}"
+    )]
     Dicts { asked: String, held: String },
 }
 
@@ -190,7 +194,8 @@ impl Caps {
             dicts: None,
         };
         for pair in table.pairs::<Value, Value>() {
-            let (key, value) = pair.map_err(|_| CapsError::NotATable("a table that cannot be read"))?;
+            let (key, value) =
+                pair.map_err(|_| CapsError::NotATable("a table that cannot be read"))?;
             let name = match &key {
                 Value::String(s) => s.to_string_lossy(),
                 other => format!("{other:?}"),
@@ -344,19 +349,28 @@ mod tests {
         let lua = Lua::new();
         let parent = parse(&lua, "{fs = true, spawn = true, dicts = {'kv'}}").unwrap();
         assert!(parent.grant(&parse(&lua, "{fs = true}").unwrap()).is_ok());
-        assert!(parent.grant(&parse(&lua, "{dicts = {'kv'}}").unwrap()).is_ok());
-        let error = parent.grant(&parse(&lua, "{net = true}").unwrap()).unwrap_err();
+        assert!(parent
+            .grant(&parse(&lua, "{dicts = {'kv'}}").unwrap())
+            .is_ok());
+        let error = parent
+            .grant(&parse(&lua, "{net = true}").unwrap())
+            .unwrap_err();
         assert_eq!(
             error.to_string(),
             "lunet.spawn: cannot grant net: this service was spawned without it"
         );
-        let error = parent.grant(&parse(&lua, "{dicts = true}").unwrap()).unwrap_err();
+        let error = parent
+            .grant(&parse(&lua, "{dicts = true}").unwrap())
+            .unwrap_err();
         assert!(error.to_string().contains("dicts = true"), "{error}");
         let error = parent
             .grant(&parse(&lua, "{dicts = {'kv', 'secrets'}}").unwrap())
             .unwrap_err();
         assert!(error.to_string().contains("'secrets'"), "{error}");
-        assert!(matches!(parent.grant(&Caps::all()), Err(GrantError::Trusted)));
+        assert!(matches!(
+            parent.grant(&Caps::all()),
+            Err(GrantError::Trusted)
+        ));
         assert!(Caps::all().grant(&Caps::all()).is_ok());
     }
 }

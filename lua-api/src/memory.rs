@@ -159,9 +159,8 @@ impl VmMemory {
                 ffi::lua_setallocf(state, allocate, ud);
             })?;
         }
-        let previous = previous.ok_or_else(|| {
-            mlua::Error::runtime("the allocator exchange did not run")
-        })?;
+        let previous =
+            previous.ok_or_else(|| mlua::Error::runtime("the allocator exchange did not run"))?;
         Ok(VmMemory {
             budget,
             previous,
@@ -175,9 +174,8 @@ impl VmMemory {
         self.budget.limit.set(0);
         let (function, data) = self.previous;
         // SAFETY: as in `install`; after this the budget is no longer used.
-        let restored = unsafe {
-            lua.exec_raw::<()>((), |state| ffi::lua_setallocf(state, function, data))
-        };
+        let restored =
+            unsafe { lua.exec_raw::<()>((), |state| ffi::lua_setallocf(state, function, data)) };
         self.uninstalled.set(restored.is_ok());
     }
 
@@ -260,7 +258,12 @@ mod reserve {
             return;
         }
         if HELD
-            .compare_exchange(ptr::null_mut(), mapping, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(
+                ptr::null_mut(),
+                mapping,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_err()
         {
             // SAFETY: our own mapping, never published.
@@ -311,12 +314,18 @@ mod tests {
         // them; no system can give a block of 2^60 bytes.
         let block = unsafe { allocate(ud, ptr::null_mut(), 0, 1 << 60) };
         assert!(block.is_null());
-        assert!(memory.budget.starved.get(), "starved after the system refused");
+        assert!(
+            memory.budget.starved.get(),
+            "starved after the system refused"
+        );
         let error = lua.load("return ('y'):rep(1000)").exec().unwrap_err();
         assert!(error.to_string().contains("not enough memory"), "{error}");
         assert!(memory.take_failure());
         memory.reclaim(&lua);
-        assert_eq!(lua.load("return #('y'):rep(1000)").eval::<i64>().unwrap(), 1000);
+        assert_eq!(
+            lua.load("return #('y'):rep(1000)").eval::<i64>().unwrap(),
+            1000
+        );
         memory.uninstall(&lua);
     }
 }

@@ -224,7 +224,8 @@ impl VmState {
     pub fn add_child(&mut self, runtime: &lunet_core::Runtime, id: u64) {
         self.children.insert(id);
         if self.children.len() >= self.children_pruned_at {
-            self.children.retain(|child| runtime.service(*child).is_some());
+            self.children
+                .retain(|child| runtime.service(*child).is_some());
             self.children_pruned_at = (self.children.len() * 2).max(64);
         }
     }

@@ -9,7 +9,7 @@ lunet.listen(lunet.getenv("listen", "127.0.0.1:0"), function(sock)
     if line == "ping" then return sock:write("pong\n") end
     local held = {}
     if line == "bomb" then
-        while true do held[#held + 1] = string.rep("b", 8 * 1024 * 1024) .. #held end
+        while true do held[#held + 1] = string.rep("b", 8 * 1024 * 1024) end
     elseif line == "hog_spin" then
         for i = 1, 256 do held[i] = string.rep("h", 1024 * 1024) .. i end
         sock:write("holding\n")

@@ -126,7 +126,9 @@ fn reserved_names_go_only_to_trusted_registrations_and_protection_ends_with_the_
     let (holder, _) = spawn_recorder(runtime, "holder");
     let (sandbox, _) = spawn_recorder(runtime, "sandbox");
     let (trusted, _) = spawn_recorder(runtime, "trusted");
-    runtime.register_name("payments", holder.id(), true).unwrap();
+    runtime
+        .register_name("payments", holder.id(), true)
+        .unwrap();
     runtime.protect(holder.id());
     assert!(runtime.is_protected(holder.id()));
     assert!(!runtime.is_protected(sandbox.id()));
@@ -140,12 +142,16 @@ fn reserved_names_go_only_to_trusted_registrations_and_protection_ends_with_the_
         runtime.register_name("payments", sandbox.id(), false),
         Err(crate::NameRefused::Reserved("payments".to_string()))
     );
-    runtime.register_name("payments", trusted.id(), true).unwrap();
+    runtime
+        .register_name("payments", trusted.id(), true)
+        .unwrap();
     assert_eq!(runtime.query_name("payments"), Some(trusted.id()));
     // The reservation is lifted once a trusted service took the name.
     assert!(runtime.kill(&trusted, Message::signal(EXIT)));
     assert!(runtime.wait_exit_timeout(trusted.id(), HUNG));
-    runtime.register_name("payments", sandbox.id(), false).unwrap();
+    runtime
+        .register_name("payments", sandbox.id(), false)
+        .unwrap();
     stop_runtime(running);
 }
 

@@ -316,7 +316,9 @@ enum Kill {
     Itself,
     /// `reserve_names`: a sandbox kills a service it did not spawn, whose
     /// names it must not take over afterwards.
-    Allowed { reserve_names: bool },
+    Allowed {
+        reserve_names: bool,
+    },
     Refused(KillRefusal),
 }
 
@@ -445,9 +447,7 @@ fn spawn(
         memory_limit,
         // What a sandbox's children put in dicts counts against its own
         // bound too; a trusted parent's bound covers only its own writes.
-        dict_parent: parent
-            .dict_account
-            .filter(|_| !parent.caps.is_trusted()),
+        dict_parent: parent.dict_account.filter(|_| !parent.caps.is_trusted()),
     };
     let body = LuaService::build(
         runtime,

@@ -9,13 +9,13 @@ use mlua::{Function, Lua, LuaOptions, StdLib};
 use super::sessions::Sched;
 use super::LuaService;
 use crate::api;
-use crate::codec::SocketMeta;
 use crate::caps::Caps;
+use crate::codec::SocketMeta;
 use crate::interrupt::LuaInterrupt;
 use crate::memory::{InstallError, VmMemory};
-use lunet_core::shared_dict::Account;
 use crate::settings::Settings;
 use crate::state::{vm_identity, OwnedState, VmState};
+use lunet_core::shared_dict::Account;
 
 /// How a service's VM is set up.
 #[derive(Clone, Debug)]

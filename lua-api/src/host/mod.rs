@@ -38,12 +38,12 @@ use std::sync::Arc;
 use lunet_core::{Event, Runtime, Service, ServiceBody, Status};
 use mlua::{Function, Lua, Table, Thread};
 
+use crate::caps::Caps;
 use crate::codec::SocketMeta;
 use crate::ids::{ConnectionId, SessionId, TimerKey};
-use crate::caps::Caps;
 use crate::interrupt::LuaInterrupt;
-use crate::memory::VmMemory;
 use crate::mail;
+use crate::memory::VmMemory;
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
 use crate::state::{with_own_state, Caller, OwnedState, VmState};
