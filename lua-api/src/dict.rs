@@ -52,7 +52,7 @@ fn from_dict(lua: &Lua, value: DictValue) -> mlua::Result<Value> {
 fn ttl(ms: Option<f64>, what: &str) -> mlua::Result<Option<u64>> {
     match ms {
         None => Ok(None),
-        Some(ms) if ms == 0.0 => Ok(None),
+        Some(0.0) => Ok(None),
         Some(ms) if ms > 0.0 && ms.is_finite() => Ok(Some(ms.ceil() as u64)),
         Some(ms) => Err(mlua::Error::runtime(format!(
             "{what}: the ttl must be a finite number of milliseconds >= 0 (0 or nil: no expiry), got {ms}"

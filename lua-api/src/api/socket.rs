@@ -13,7 +13,12 @@ use crate::state::{with_state, ConnEntry, ConnectionPhase};
 
 fn append_value(out: &mut lunet_core::buffer::Buffer, value: &Value, n: usize) -> mlua::Result<()> {
     match value {
-        Value::String(s) => out.extend(&s.as_bytes()),
+        Value::String(s) => {
+            let bytes = s.as_bytes();
+            out.try_reserve(bytes.len())
+                .map_err(|_| mlua::Error::MemoryError("not enough memory".into()))?;
+            out.extend(&bytes)
+        }
         Value::Integer(i) => out.extend(i.to_string().as_bytes()),
         Value::Number(f) => out.extend(format_number(*f).as_bytes()),
         other => {
