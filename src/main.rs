@@ -80,6 +80,11 @@ struct EngineArgs {
     log_level: String,
     #[command(flatten)]
     admin: AdminArgs,
+    /// Memory each host VM (and `run`'s first service) may allocate, and
+    /// hold in shared dicts: bytes, or with a K, M or G suffix; 0 = no
+    /// bound. Services it spawns inherit it.
+    #[arg(long, default_value_t = Settings::default().host_memory.unwrap_or(0), value_parser = parse_bytes)]
+    host_memory: usize,
 }
 
 /// The admin listener (docs/operations.md).
@@ -92,6 +97,31 @@ struct AdminArgs {
     /// Let --admin listen on an address that is not loopback.
     #[arg(long)]
     admin_public: bool,
+}
+
+/// `1073741824`, `1G`, `512M`, `64k`: bytes.
+fn parse_bytes(text: &str) -> Result<usize, String> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((at, _)) => text.split_at(at),
+        None => (text, ""),
+    };
+    let scale: usize = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "K" | "KB" | "KIB" => 1 << 10,
+        "M" | "MB" | "MIB" => 1 << 20,
+        "G" | "GB" | "GIB" => 1 << 30,
+        _ => {
+            return Err(format!(
+                "'{text}': expected bytes, or a number with K, M or G"
+            ))
+        }
+    };
+    digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(scale))
+        .ok_or_else(|| format!("'{text}': expected bytes, or a number with K, M or G"))
 }
 
 #[derive(Args)]
@@ -214,6 +244,7 @@ fn engine(
         lane_timeout_ms: engine.lane_timeout_ms,
         env: parse_env(env)?,
         script_dir: script.parent().map(|dir| dir.to_path_buf()),
+        host_memory: (engine.host_memory > 0).then_some(engine.host_memory),
     });
     Ok((config, settings))
 }

@@ -255,7 +255,10 @@ fn misuse_raises_logs_and_closes_only_that_connection() {
             "bad_incr",
             "dict:incr: the increment must be a number, got string",
         ),
-        ("bad_name", "error converting Lua nil to String"),
+        (
+            "bad_name",
+            "lunet.shared.dict: the name must be a string, got nil",
+        ),
         (
             "bad_capacity",
             "lunet.shared.dict: capacity must be positive",

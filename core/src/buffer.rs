@@ -56,6 +56,16 @@ impl Buffer {
         self.data.extend_from_slice(bytes);
     }
 
+    /// Makes room for `additional` more bytes, or says the system refused:
+    /// a caller that appends what a script chose calls this first, so that
+    /// a refusal is its error, not an abort.
+    pub fn try_reserve(
+        &mut self,
+        additional: usize,
+    ) -> Result<(), std::collections::TryReserveError> {
+        self.data.try_reserve(additional)
+    }
+
     pub fn clear(&mut self) {
         self.data = Vec::new();
         self.start = 0;

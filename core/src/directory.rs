@@ -8,6 +8,11 @@
 //! 2. A name points at an id. It is taken only while that service lives:
 //!    [`Directory::register_name`] lets a name whose holder has exited go to
 //!    a new service, and [`Directory::remove`] drops the exited one's names.
+//!    Two marks the layer above sets keep a sandbox from taking over what
+//!    trusted code set up: [`Directory::protect`] (hosts, the first service:
+//!    the layer above refuses to kill them from a sandbox) and
+//!    [`Directory::reserve_names`] (the service's names, once it is gone,
+//!    can be registered again only with `trusted`).
 //! 3. [`Directory::remove`] runs on the worker that retired the service,
 //!    after its body is gone, and wakes every thread waiting for an exit.
 //!    It adds the service's counters to the retired totals under the same
@@ -30,10 +35,26 @@ pub struct NameTaken {
     pub owner: u64,
 }
 
+/// [`crate::Runtime::register_name`] refused a name.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NameRefused {
+    #[error(transparent)]
+    Taken(#[from] NameTaken),
+    /// Its last holder was killed by a sandboxed service (step 2).
+    #[error("'{0}' is reserved: a sandboxed service killed its last holder, so only a trusted service can register it")]
+    Reserved(String),
+}
+
 #[derive(Default)]
 struct Table {
     by_id: HashMap<u64, Arc<Service>>,
     names: HashMap<String, u64>,
+    /// Services whose names become reserved when they go (step 2).
+    reserving: std::collections::HashSet<u64>,
+    /// Names only a trusted registration may take (step 2).
+    reserved: std::collections::HashSet<String>,
+    /// Services a sandbox may not kill (step 2).
+    protected: std::collections::HashSet<u64>,
     free_indexes: Vec<u32>,
     next_index: u32,
     /// Counters of the services that have exited (step 3).
@@ -90,6 +111,18 @@ impl Directory {
                 table.retired.add(service.stats().totals());
             }
             table.free_indexes.push(service.index());
+            table.protected.remove(&id);
+            if table.reserving.remove(&id) {
+                let Table {
+                    names, reserved, ..
+                } = &mut *table;
+                reserved.extend(
+                    names
+                        .iter()
+                        .filter(|(_, owner)| **owner == id)
+                        .map(|(name, _)| name.clone()),
+                );
+            }
             table.names.retain(|_, owner| *owner != id);
         }
         self.exited.notify_all();
@@ -125,19 +158,51 @@ impl Directory {
         (listed, retired)
     }
 
-    /// Step 2: gives `id` a name.
-    pub(crate) fn register_name(&self, name: &str, id: u64) -> Result<(), NameTaken> {
+    /// Step 2: gives `id` a name; a reserved name only when `trusted`
+    /// (which lifts the reservation).
+    pub(crate) fn register_name(
+        &self,
+        name: &str,
+        id: u64,
+        trusted: bool,
+    ) -> Result<(), NameRefused> {
         let mut table = self.lock();
         if let Some(&owner) = table.names.get(name) {
             if owner != id && table.by_id.contains_key(&owner) {
-                return Err(NameTaken {
+                return Err(NameRefused::Taken(NameTaken {
                     name: name.to_string(),
                     owner,
-                });
+                }));
             }
+        }
+        if table.reserved.contains(name) {
+            if !trusted {
+                return Err(NameRefused::Reserved(name.to_string()));
+            }
+            table.reserved.remove(name);
         }
         table.names.insert(name.to_string(), id);
         Ok(())
+    }
+
+    /// Step 2: the names `id` holds when it goes are reserved.
+    pub(crate) fn reserve_names(&self, id: u64) {
+        let mut table = self.lock();
+        if table.by_id.contains_key(&id) {
+            table.reserving.insert(id);
+        }
+    }
+
+    /// Step 2: marks `id` as one a sandbox may not kill.
+    pub(crate) fn protect(&self, id: u64) {
+        let mut table = self.lock();
+        if table.by_id.contains_key(&id) {
+            table.protected.insert(id);
+        }
+    }
+
+    pub(crate) fn is_protected(&self, id: u64) -> bool {
+        self.lock().protected.contains(&id)
     }
 
     pub(crate) fn query_name(&self, name: &str) -> Option<u64> {

@@ -32,7 +32,7 @@ pub mod timer_wheel;
 mod tests;
 
 pub use event::{Accepted, ConnectionCount, Event, Message, Readiness};
-pub use runtime::{now_ms, Config, ListenError, NameTaken, Runtime, Threads};
+pub use runtime::{now_ms, Config, ListenError, NameRefused, NameTaken, Runtime, Threads};
 pub use service::{Interrupt, PostError, Service, ServiceBody, Status};
 
 /// Mailbox length at which the first "mailbox is long" warning is logged;

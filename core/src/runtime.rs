@@ -31,7 +31,7 @@ use std::time::Duration;
 use mio::{Poll, Registry};
 
 pub use crate::clock::now_ms;
-pub use crate::directory::NameTaken;
+pub use crate::directory::{NameRefused, NameTaken};
 pub use crate::listeners::ListenError;
 
 use crate::directory::Directory;
@@ -261,8 +261,28 @@ impl Runtime {
     }
 
     /// Gives service `id` a name; fails if another live service has it.
-    pub fn register_name(&self, name: &str, id: u64) -> Result<(), NameTaken> {
-        self.parts.directory.register_name(name, id)
+    /// A trusted registration may take a reserved name (see
+    /// [`Runtime::reserve_names`]); an untrusted one may not.
+    pub fn register_name(&self, name: &str, id: u64, trusted: bool) -> Result<(), NameRefused> {
+        self.parts.directory.register_name(name, id, trusted)
+    }
+
+    /// The names service `id` holds when it goes are reserved: afterwards
+    /// only a trusted registration takes them (a sandbox that killed their
+    /// holder cannot take them over).
+    pub fn reserve_names(&self, id: u64) {
+        self.parts.directory.reserve_names(id)
+    }
+
+    /// Marks service `id` as one a sandboxed service may not kill (hosts,
+    /// the first service of `lunet run`).
+    pub fn protect(&self, id: u64) {
+        self.parts.directory.protect(id)
+    }
+
+    /// Whether [`Runtime::protect`] marked service `id`.
+    pub fn is_protected(&self, id: u64) -> bool {
+        self.parts.directory.is_protected(id)
     }
 
     /// The live service with this name.

@@ -30,11 +30,19 @@
 //!    LRU tail and only then evicts live ones from the tail; only live
 //!    evictions are counted in [`SetOutcome::evicted`].
 //!
+//! 5. **Accounts.** A write may name the [`Account`] that pays for the
+//!    entry: the entry's charge counts against that account (and the
+//!    accounts above it) for as long as the entry lives, whoever removes
+//!    it. A write that would take an account past its limit is refused with
+//!    [`DictError::OverQuota`] before the shard changes. This bounds what
+//!    one writer holds across every dict, whatever their capacities.
+//!
 //! A panic while a shard is locked (a bug) poisons nothing: the next caller
 //! takes the lock anyway, as every operation leaves the shard consistent
 //! before it can panic.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 /// Bytes charged per entry on top of its key and value: the entry record in
@@ -110,6 +118,72 @@ pub enum DictError {
     /// `incr` of an integer by an integer left the `i64` range.
     #[error("integer overflow")]
     Overflow,
+    /// The writer's [`Account`] (or one above it) is at its limit.
+    #[error("over quota")]
+    OverQuota,
+}
+
+/// Who pays for entries (step 5 of the module header): the bytes charged
+/// for the live entries it wrote, bounded by `limit` (0: no bound), and
+/// counted again in `parent`'s, if any.
+#[derive(Debug)]
+pub struct Account {
+    used: AtomicUsize,
+    limit: usize,
+    parent: Option<Arc<Account>>,
+}
+
+impl Account {
+    pub fn new(limit: usize, parent: Option<Arc<Account>>) -> Arc<Account> {
+        Arc::new(Account {
+            used: AtomicUsize::new(0),
+            limit,
+            parent,
+        })
+    }
+
+    /// Bytes charged now for the live entries it pays for (and those of
+    /// the accounts below it).
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Charges `bytes` here and above, or nowhere if any level would pass
+    /// its limit.
+    fn charge(&self, bytes: usize) -> bool {
+        if bytes == 0 {
+            return true;
+        }
+        let fits = self
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                let next = used.saturating_add(bytes);
+                (self.limit == 0 || next <= self.limit).then_some(next)
+            })
+            .is_ok();
+        if !fits {
+            return false;
+        }
+        match &self.parent {
+            Some(parent) if !parent.charge(bytes) => {
+                self.used.fetch_sub(bytes, Ordering::Relaxed);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn release(&self, bytes: usize) {
+        let mut account = Some(self);
+        while let Some(level) = account {
+            level.used.fetch_sub(bytes, Ordering::Relaxed);
+            account = level.parent.as_deref();
+        }
+    }
 }
 
 /// What a successful write did besides storing.
@@ -140,7 +214,7 @@ impl std::fmt::Debug for SharedDict {
 
 /// Which writes an operation allows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Mode {
+pub enum Mode {
     /// Insert or overwrite.
     Set,
     /// Insert only: `Exists` when a live entry is there.
@@ -200,8 +274,22 @@ impl SharedDict {
         ttl_ms: Option<u64>,
         now_ms: u64,
     ) -> Result<SetOutcome, DictError> {
+        self.write(Mode::Set, key, value, ttl_ms, now_ms, None)
+    }
+
+    /// A write (`set`, `add` or `replace`, by `mode`) whose entry `account`
+    /// pays for (step 5 of the module header); `OverQuota` when it cannot.
+    pub fn write(
+        &self,
+        mode: Mode,
+        key: &[u8],
+        value: Value,
+        ttl_ms: Option<u64>,
+        now_ms: u64,
+        account: Option<&Arc<Account>>,
+    ) -> Result<SetOutcome, DictError> {
         self.shard(key)
-            .store(key, value, expiry(ttl_ms, now_ms), now_ms, Mode::Set)
+            .store(key, value, expiry(ttl_ms, now_ms), now_ms, mode, account)
     }
 
     /// Like [`set`](Self::set), but `Exists` when a live entry is there.
@@ -212,8 +300,7 @@ impl SharedDict {
         ttl_ms: Option<u64>,
         now_ms: u64,
     ) -> Result<SetOutcome, DictError> {
-        self.shard(key)
-            .store(key, value, expiry(ttl_ms, now_ms), now_ms, Mode::Add)
+        self.write(Mode::Add, key, value, ttl_ms, now_ms, None)
     }
 
     /// Like [`set`](Self::set), but `NotFound` when no live entry is there.
@@ -224,8 +311,7 @@ impl SharedDict {
         ttl_ms: Option<u64>,
         now_ms: u64,
     ) -> Result<SetOutcome, DictError> {
-        self.shard(key)
-            .store(key, value, expiry(ttl_ms, now_ms), now_ms, Mode::Replace)
+        self.write(Mode::Replace, key, value, ttl_ms, now_ms, None)
     }
 
     /// Adds `by` (an `Int` or a `Float`) to the number under `key` and
@@ -243,6 +329,20 @@ impl SharedDict {
         init: Option<Value>,
         init_ttl_ms: Option<u64>,
         now_ms: u64,
+    ) -> Result<Value, DictError> {
+        self.incr_as(key, by, init, init_ttl_ms, now_ms, None)
+    }
+
+    /// [`incr`](Self::incr) whose new entry (made from `init`) `account`
+    /// pays for.
+    pub fn incr_as(
+        &self,
+        key: &[u8],
+        by: Value,
+        init: Option<Value>,
+        init_ttl_ms: Option<u64>,
+        now_ms: u64,
+        account: Option<&Arc<Account>>,
     ) -> Result<Value, DictError> {
         if !is_number(&by) {
             return Err(DictError::NotANumber);
@@ -263,6 +363,7 @@ impl SharedDict {
             expiry(init_ttl_ms, now_ms),
             now_ms,
             Mode::Add,
+            account,
         )?;
         Ok(sum)
     }
@@ -438,6 +539,8 @@ struct Entry {
     key: Arc<[u8]>,
     value: Value,
     expires_at: Option<u64>,
+    /// Who pays for the entry's charge (step 5).
+    account: Option<Arc<Account>>,
     /// Toward the head (more recently used).
     prev: usize,
     /// Toward the tail (less recently used).
@@ -520,6 +623,7 @@ impl Shard {
         expires_at: Option<u64>,
         now_ms: u64,
         mode: Mode,
+        account: Option<&Arc<Account>>,
     ) -> Result<SetOutcome, DictError> {
         let size = charge(key, &value);
         let existing = self.find_live(key, now_ms);
@@ -531,8 +635,24 @@ impl Shard {
         if size > self.capacity {
             return Err(DictError::NoMemory);
         }
-        self.expire_tail(now_ms, OPPORTUNISTIC_EXPIRE, existing);
         let kept = existing.map_or(0, |index| self.entry(index).charged());
+        // An entry the same account pays for is charged only its growth.
+        let same_payer =
+            existing.is_some_and(|index| match (&self.entry(index).account, account) {
+                (Some(old), Some(new)) => Arc::ptr_eq(old, new),
+                _ => false,
+            });
+        let due = if same_payer {
+            size.saturating_sub(kept)
+        } else {
+            size
+        };
+        if let Some(account) = account {
+            if !account.charge(due) {
+                return Err(DictError::OverQuota);
+            }
+        }
+        self.expire_tail(now_ms, OPPORTUNISTIC_EXPIRE, existing);
         let mut outcome = SetOutcome::default();
         // `size <= capacity`, and each round frees an entry other than
         // `existing`, so this ends: at worst with only `existing` left.
@@ -550,9 +670,15 @@ impl Shard {
                 let entry = self.entry_mut(index);
                 entry.value = value;
                 entry.expires_at = expires_at;
+                let previous = std::mem::replace(&mut entry.account, account.cloned());
+                match previous {
+                    Some(old) if same_payer => old.release(kept.saturating_sub(size)),
+                    Some(old) => old.release(kept),
+                    None => {}
+                }
                 self.touch(index);
             }
-            None => self.insert(key, value, expires_at, size),
+            None => self.insert(key, value, expires_at, size, account.cloned()),
         }
         Ok(outcome)
     }
@@ -586,12 +712,20 @@ impl Shard {
         }
     }
 
-    fn insert(&mut self, key: &[u8], value: Value, expires_at: Option<u64>, size: usize) {
+    fn insert(
+        &mut self,
+        key: &[u8],
+        value: Value,
+        expires_at: Option<u64>,
+        size: usize,
+        account: Option<Arc<Account>>,
+    ) {
         let key: Arc<[u8]> = Arc::from(key);
         let entry = Entry {
             key: Arc::clone(&key),
             value,
             expires_at,
+            account,
             prev: NIL,
             next: NIL,
         };
@@ -616,7 +750,11 @@ impl Shard {
             .take()
             .expect("shard index points at a live entry record");
         self.map.remove(&entry.key);
-        self.used -= entry.charged();
+        let charged = entry.charged();
+        self.used -= charged;
+        if let Some(account) = &entry.account {
+            account.release(charged);
+        }
         self.free.push(index);
     }
 
@@ -673,6 +811,11 @@ impl Shard {
     }
 
     fn clear(&mut self) {
+        for entry in self.entries.iter().flatten() {
+            if let Some(account) = &entry.account {
+                account.release(entry.charged());
+            }
+        }
         self.map.clear();
         self.entries.clear();
         self.free.clear();
@@ -1161,5 +1304,50 @@ mod tests {
             let count = lock(shard).map.len();
             assert!((50..=200).contains(&count), "unbalanced shard: {count}");
         }
+    }
+
+    #[test]
+    fn an_account_bounds_what_its_writer_holds_and_gets_it_back_on_every_removal() {
+        let dict = SharedDict::new(4 * 1024 * 1024);
+        let parent = Account::new(0, None);
+        let account = Account::new(10 * 1024, Some(parent.clone()));
+        let big = || Value::Str(vec![b'x'; 3 * 1024]);
+        for key in [&b"a"[..], b"b", b"c"] {
+            dict.write(Mode::Set, key, big(), None, 0, Some(&account))
+                .unwrap();
+        }
+        let charged = 3 * charge(b"a", &big());
+        assert_eq!(account.used(), charged);
+        assert_eq!(parent.used(), charged, "counted above too");
+        assert_eq!(
+            dict.write(Mode::Set, b"d", big(), None, 0, Some(&account)),
+            Err(DictError::OverQuota)
+        );
+        assert_eq!(dict.get(b"d", 0), None, "a refused write changes nothing");
+        // Overwriting its own entry charges only the growth.
+        dict.write(Mode::Set, b"a", big(), None, 0, Some(&account))
+            .unwrap();
+        assert_eq!(account.used(), charged);
+        // Anyone's delete, an expiry and a flush give the bytes back.
+        dict.delete(b"a", 0);
+        assert_eq!(account.used(), 2 * charge(b"a", &big()));
+        dict.write(Mode::Set, b"e", big(), Some(5), 0, Some(&account))
+            .unwrap();
+        assert_eq!(dict.get(b"e", 10), None);
+        assert_eq!(account.used(), 2 * charge(b"a", &big()));
+        // An entry taken over by another writer moves to its account.
+        dict.set(b"b", Value::Int(1), None, 0).unwrap();
+        assert_eq!(account.used(), charge(b"a", &big()));
+        dict.flush();
+        assert_eq!(account.used(), 0);
+        assert_eq!(parent.used(), 0);
+        // A parent at its limit refuses for its children.
+        let tight = Account::new(1024, None);
+        let child = Account::new(0, Some(tight.clone()));
+        assert_eq!(
+            dict.write(Mode::Set, b"f", big(), None, 0, Some(&child)),
+            Err(DictError::OverQuota)
+        );
+        assert_eq!(child.used(), 0, "rolled back below the refusing level");
     }
 }

@@ -44,6 +44,10 @@ pub enum CodecError {
     Socket,
     #[error("corrupt message")]
     Corrupt,
+    /// The system refused the memory to copy a value (the process is at its
+    /// limit): an error for the sender, not an abort.
+    #[error("not enough memory")]
+    NoMemory,
     #[error("{0}")]
     Lua(#[from] mlua::Error),
 }
@@ -145,6 +149,8 @@ impl Encoder<'_> {
             }
             Value::String(s) => {
                 let bytes = s.as_bytes();
+                out.try_reserve(bytes.len() + 5)
+                    .map_err(|_| CodecError::NoMemory)?;
                 out.push(STR);
                 out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
                 out.extend_from_slice(&bytes);

@@ -1,16 +1,26 @@
 //! `lunet.shared.dict(name [, capacity])`: the Lua face of
 //! `lunet_core::shared_dict` (state shared by every VM, like OpenResty's
 //! `lua_shared_dict`). Nothing here yields: a call takes one shard lock.
+//!
+//! Reaching a dict takes the `dicts` capability (all dicts, or the names
+//! listed). What a service writes is paid for by its account (its memory
+//! limit; a sandbox's children pay into its account too), so a service
+//! cannot hold more in dicts than its bound, whatever the dicts' capacity.
 
 use std::sync::Arc;
 
 use lunet_core::now_ms;
-use lunet_core::shared_dict::{self, DictError, SharedDict, Value as DictValue};
+use lunet_core::shared_dict::{self, Account, DictError, Mode, SharedDict, Value as DictValue};
 use mlua::{Lua, MetaMethod, UserData, UserDataMethods, Value};
+
+use crate::caps::{self, Capability};
+use crate::state::with_state;
 
 pub struct Dict {
     name: String,
     inner: Arc<SharedDict>,
+    /// Who pays for this VM's writes (`None`: no bound but the capacity).
+    account: Option<Arc<Account>>,
 }
 
 fn to_dict(value: Value, what: &str) -> mlua::Result<DictValue> {
@@ -37,11 +47,16 @@ fn from_dict(lua: &Lua, value: DictValue) -> mlua::Result<Value> {
     })
 }
 
-/// ttl in ms; nil, 0 or negative = never expires (as OpenResty's exptime 0).
-fn ttl(ms: Option<f64>) -> Option<u64> {
+/// ttl in ms; nil or 0 = never expires (as OpenResty's exptime 0). A
+/// negative, NaN or infinite one is misuse: it raises.
+fn ttl(ms: Option<f64>, what: &str) -> mlua::Result<Option<u64>> {
     match ms {
-        Some(ms) if ms > 0.0 => Some(ms.ceil() as u64),
-        _ => None,
+        None => Ok(None),
+        Some(0.0) => Ok(None),
+        Some(ms) if ms > 0.0 && ms.is_finite() => Ok(Some(ms.ceil() as u64)),
+        Some(ms) => Err(mlua::Error::runtime(format!(
+            "{what}: the ttl must be a finite number of milliseconds >= 0 (0 or nil: no expiry), got {ms}"
+        ))),
     }
 }
 
@@ -52,20 +67,13 @@ fn error_word(e: DictError) -> &'static str {
         DictError::NotFound => "not found",
         DictError::NotANumber => "not a number",
         DictError::Overflow => "integer overflow",
+        DictError::OverQuota => "over quota",
     }
 }
 
-type Store = fn(
-    &SharedDict,
-    &[u8],
-    DictValue,
-    Option<u64>,
-    u64,
-) -> Result<shared_dict::SetOutcome, DictError>;
-
 fn store(
     dict: &Dict,
-    store: Store,
+    mode: Mode,
     what: &str,
     key: mlua::LuaString,
     value: Value,
@@ -75,8 +83,21 @@ fn store(
         dict.inner.delete(&key.as_bytes(), now_ms());
         return Ok((Some(true), None, false));
     }
+    let ttl = ttl(ttl_ms, what)?;
+    // Too big for any shard: refused before the value is copied.
+    let size = key.as_bytes().len().saturating_add(match &value {
+        Value::String(s) => s.as_bytes().len(),
+        _ => 8,
+    });
+    if size > dict.inner.max_entry_bytes() {
+        return Ok((None, Some(error_word(DictError::NoMemory)), false));
+    }
     let value = to_dict(value, what)?;
-    match store(&dict.inner, &key.as_bytes(), value, ttl(ttl_ms), now_ms()) {
+    let account = dict.account.as_ref();
+    match dict
+        .inner
+        .write(mode, &key.as_bytes(), value, ttl, now_ms(), account)
+    {
         Ok(outcome) => Ok((Some(true), None, outcome.evicted > 0)),
         Err(e) => Ok((None, Some(error_word(e)), false)),
     }
@@ -93,26 +114,19 @@ impl UserData for Dict {
         methods.add_method(
             "set",
             |_, this, (key, value, ttl_ms): (mlua::LuaString, Value, Option<f64>)| {
-                store(this, SharedDict::set, "dict:set", key, value, ttl_ms)
+                store(this, Mode::Set, "dict:set", key, value, ttl_ms)
             },
         );
         methods.add_method(
             "add",
             |_, this, (key, value, ttl_ms): (mlua::LuaString, Value, Option<f64>)| {
-                store(this, SharedDict::add, "dict:add", key, value, ttl_ms)
+                store(this, Mode::Add, "dict:add", key, value, ttl_ms)
             },
         );
         methods.add_method(
             "replace",
             |_, this, (key, value, ttl_ms): (mlua::LuaString, Value, Option<f64>)| {
-                store(
-                    this,
-                    SharedDict::replace,
-                    "dict:replace",
-                    key,
-                    value,
-                    ttl_ms,
-                )
+                store(this, Mode::Replace, "dict:replace", key, value, ttl_ms)
             },
         );
         methods.add_method(
@@ -137,7 +151,9 @@ impl UserData for Dict {
                         )))
                     }
                 };
-                match this.inner.incr(&key.as_bytes(), by, init, ttl(init_ttl), now_ms()) {
+                let init_ttl = ttl(init_ttl, "dict:incr")?;
+                let account = this.account.as_ref();
+                match this.inner.incr_as(&key.as_bytes(), by, init, init_ttl, now_ms(), account) {
                     Ok(value) => Ok((from_dict(lua, value)?, None)),
                     Err(e) => Ok((Value::Nil, Some(error_word(e)))),
                 }
@@ -149,13 +165,12 @@ impl UserData for Dict {
         });
         methods.add_method(
             "expire",
-            |_, this, (key, ttl_ms): (mlua::LuaString, Option<f64>)| match this.inner.expire(
-                &key.as_bytes(),
-                ttl(ttl_ms),
-                now_ms(),
-            ) {
-                Ok(()) => Ok((Some(true), None)),
-                Err(e) => Ok((None, Some(error_word(e)))),
+            |_, this, (key, ttl_ms): (mlua::LuaString, Option<f64>)| {
+                let ttl = ttl(ttl_ms, "dict:expire")?;
+                match this.inner.expire(&key.as_bytes(), ttl, now_ms()) {
+                    Ok(()) => Ok((Some(true), None)),
+                    Err(e) => Ok((None, Some(error_word(e)))),
+                }
             },
         );
         methods.add_method("ttl", |_, this, key: mlua::LuaString| {
@@ -187,7 +202,27 @@ impl UserData for Dict {
 }
 
 /// `lunet.shared.dict(name [, capacity_bytes])`.
-pub fn open(_: &Lua, (name, capacity): (String, Option<i64>)) -> mlua::Result<Dict> {
+pub fn open(lua: &Lua, (name, capacity): (Value, Option<i64>)) -> mlua::Result<Dict> {
+    const WHAT: &str = "lunet.shared.dict";
+    caps::require(lua, Capability::Dicts, WHAT)?;
+    let Value::String(name) = name else {
+        return Err(mlua::Error::runtime(format!(
+            "{WHAT}: the name must be a string, got {}",
+            name.type_name()
+        )));
+    };
+    let (reachable, account) = with_state(lua, |state| {
+        (
+            state.caps.allows_dict(&name.as_bytes()),
+            state.dict_account.clone(),
+        )
+    })?;
+    let name = name.to_string_lossy();
+    if !reachable {
+        return Err(mlua::Error::runtime(format!(
+            "{WHAT}: not permitted: spawned without dicts '{name}' (its caps list other dicts)"
+        )));
+    }
     let capacity = match capacity {
         Some(c) if c <= 0 => {
             return Err(mlua::Error::runtime(
@@ -200,5 +235,6 @@ pub fn open(_: &Lua, (name, capacity): (String, Option<i64>)) -> mlua::Result<Di
     Ok(Dict {
         inner: shared_dict::dict(&name, capacity),
         name,
+        account,
     })
 }

@@ -43,7 +43,9 @@ pub struct Launch {
 }
 
 /// Builds one service per name in `names` from `script`, trusted (full
-/// standard library), spawns it and posts its start. `setup(index, lua)`
+/// standard library, every capability, `settings.host_memory` as its
+/// memory bound, protected from sandboxed services' `lunet.kill`), spawns
+/// it and posts its start. `setup(index, lua)`
 /// runs on each fresh VM before the script is compiled (the way an embedder
 /// adds modules of its own; see [`LuaService::with_setup`]).
 pub fn launch(
@@ -82,6 +84,8 @@ pub fn launch(
             }
         };
         let service = runtime.spawn_service(name, Box::new(body));
+        // Hosts and first services: a sandbox may not kill them.
+        runtime.protect(service.id());
         runtime.post(
             &service,
             Event::Message(Message::signal(MessageKind::Start.code())),

@@ -21,6 +21,7 @@ pub mod json;
 mod lane;
 mod launch;
 mod mail;
+mod memory;
 pub mod protocol;
 mod read;
 mod settings;

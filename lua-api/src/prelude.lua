@@ -31,6 +31,15 @@ local READ_LINE, READ_EXACT, READ_UNTIL, READ_SOME = READ.LINE, READ.EXACT, READ
 
 local c_read, c_write, c_close = core.read, core.write, core.close
 
+-- Capabilities (lua-api/src/caps.rs): a binding refuses before it looks at
+-- its arguments, with the message the Rust half raises too.
+local HELD = core.HELD
+local function permitted(capability, what)
+    if not HELD[capability] then
+        error(what .. ": not permitted: spawned without " .. capability, 3)
+    end
+end
+
 local function cannot_wait(what, level)
     error("lunet: " .. what .. " has to wait, but this coroutine cannot yield here: "
         .. "it runs inside a C call (a table.sort comparator, a string.gsub callback, "
@@ -133,6 +142,7 @@ end
 local handlers = {}
 
 function lunet.listen(addr, handler)
+    permitted("listen", "lunet.listen")
     if type(addr) ~= "string" then error("lunet.listen: address must be a string like '127.0.0.1:7000'", 2) end
     if type(handler) ~= "function" then error("lunet.listen: handler must be a function", 2) end
     local listener, bound = core.listen(addr)
@@ -142,6 +152,7 @@ end
 
 -- lunet.connect(addr [, timeout_ms]) or lunet.connect(addr, {timeout = ms, bind = "127.0.0.2"})
 function lunet.connect(addr, options)
+    permitted("net", "lunet.connect")
     local timeout, bind = options, nil
     if type(options) == "table" then
         timeout, bind = options.timeout, options.bind
@@ -240,16 +251,19 @@ Db.__index = Db
 Db.__name = "lunet.db"
 
 function Db:exec(sql, ...)
+    permitted("db", "db:exec")
     check_string(sql, "db:exec: sql")
     return lane_result(lane("db:exec", LANE.DB_EXEC, self.path, sql, ...))
 end
 
 function Db:query(sql, ...)
+    permitted("db", "db:query")
     check_string(sql, "db:query: sql")
     return lane_result(lane("db:query", LANE.DB_QUERY, self.path, sql, ...))
 end
 
 function Db:atomic(statements)
+    permitted("db", "db:atomic")
     if type(statements) ~= "table" then error("db:atomic: expected a list of {sql, ...} statements", 2) end
     return lane_result(lane("db:atomic", LANE.DB_ATOMIC, self.path, statements))
 end
@@ -261,6 +275,7 @@ end
 lunet.db = {}
 
 function lunet.db.open(path)
+    permitted("db", "lunet.db.open")
     check_string(path, "lunet.db.open: path")
     local ok, err = lane_result(lane("lunet.db.open", LANE.DB_OPEN, path))
     if not ok then return nil, err end
@@ -270,17 +285,20 @@ end
 lunet.fs = {}
 
 function lunet.fs.read(path)
+    permitted("fs", "lunet.fs.read")
     check_string(path, "lunet.fs.read: path")
     return lane_result(lane("lunet.fs.read", LANE.FS_READ, path))
 end
 
 function lunet.fs.write(path, data)
+    permitted("fs", "lunet.fs.write")
     check_string(path, "lunet.fs.write: path")
     check_string(data, "lunet.fs.write: data")
     return lane_result(lane("lunet.fs.write", LANE.FS_WRITE, path, data))
 end
 
 function lunet.resolve(host)
+    permitted("net", "lunet.resolve")
     check_string(host, "lunet.resolve: host")
     return lane_result(lane("lunet.resolve", LANE.RESOLVE, host))
 end
@@ -288,6 +306,7 @@ end
 lunet.lane = {}
 
 function lunet.lane.sleep(ms)
+    permitted("lane", "lunet.lane.sleep")
     if type(ms) ~= "number" then error("lunet.lane.sleep: ms must be a number", 2) end
     return lane_result(lane("lunet.lane.sleep", LANE.SLEEP, ms))
 end
@@ -313,6 +332,7 @@ lunet.kill = core.kill
 lunet.send = core.send
 
 function lunet.spawn(script, ...)
+    permitted("spawn", "lunet.spawn")
     local options
     if type(script) == "table" then
         options = script
@@ -416,10 +436,18 @@ end
 -- reach the scheduler (as OpenResty and skynet.coroutine arrange). The
 -- wrapped resume passes lunet's yields up through every user coroutine to
 -- the session and feeds the answer back down; the user's own yields reach
--- the user as usual.
+-- the user as usual. `switch` tells the monitor which coroutine runs, so
+-- that an interrupt lands in it (lua-api/src/interrupt.rs).
+local switch = core.switch
+local function switched_back(...)
+    switch()
+    return ...
+end
+
 local function resume_down(co, ...)
     lunet_yield = false
-    return co_resume(co, ...)
+    switch(co)
+    return switched_back(co_resume(co, ...))
 end
 
 local function pass_up(co, ok, ...)
@@ -434,6 +462,14 @@ for name, fn in pairs(coroutine) do user_coroutine[name] = fn end
 
 function user_coroutine.resume(co, ...)
     return pass_up(co, resume_down(co, ...))
+end
+
+-- Closing runs the coroutine's pending __close handlers inside it.
+if co_close then
+    function user_coroutine.close(co)
+        switch(co)
+        return switched_back(co_close(co))
+    end
 end
 
 local function wrap_result(co, ok, ...)

@@ -1,6 +1,9 @@
 -- The restricted environment of a spawned service (unless trusted=true):
--- no io, no debug, no process control, no files, text-only load.
+-- no io, no debug, no process control, no files, text-only load, no __gc
+-- finalizers. What lunet's own bindings may reach is the business of the
+-- capabilities (lua-api/src/caps.rs), checked in Rust.
 local raw_load, error, tostring = load, error, tostring
+local raw_setmetatable, rawget, type = setmetatable, rawget, type
 local loaded = package.loaded
 
 os = {
@@ -25,6 +28,16 @@ function require(name)
         error("module '" .. tostring(name) .. "' is not available in a sandboxed service", 2)
     end
     return module
+end
+
+-- Lua runs finalizers with hooks off: a loop in one could never be
+-- interrupted by the monitor. (A table marked without __gc stays unmarked
+-- even if the field is added to its metatable later.)
+function setmetatable(t, mt)
+    if type(mt) == "table" and rawget(mt, "__gc") ~= nil then
+        error("setmetatable: __gc finalizers are not allowed in a sandboxed service", 2)
+    end
+    return raw_setmetatable(t, mt)
 end
 
 package = nil

@@ -21,7 +21,15 @@ pub struct Settings {
     /// Where `lunet.spawn` looks for scripts not found from the current
     /// directory (the directory of the script given on the command line).
     pub script_dir: Option<std::path::PathBuf>,
+    /// Bytes each VM started from the command line's script (a host of
+    /// `lunet serve`, the first service of `lunet run`) may allocate beyond
+    /// its fresh VM, and hold in shared dicts (`None`: no bound).
+    pub host_memory: Option<usize>,
 }
+
+/// The default of `--host-memory`: far above what a host needs, far below
+/// what takes a machine down; the services it spawns inherit it.
+pub const DEFAULT_HOST_MEMORY: usize = 1024 * 1024 * 1024;
 
 impl Default for Settings {
     fn default() -> Settings {
@@ -32,6 +40,7 @@ impl Default for Settings {
             lane_timeout_ms: 30_000,
             env: HashMap::new(),
             script_dir: None,
+            host_memory: Some(DEFAULT_HOST_MEMORY),
         }
     }
 }

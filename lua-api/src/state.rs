@@ -163,6 +163,15 @@ pub struct VmState {
     pub draining: bool,
     /// What this service may reach (see `caps.rs`).
     pub caps: crate::caps::Caps,
+    /// Bytes its VM may allocate beyond the fresh VM (`None`: no bound);
+    /// what its children get by default and at most (if it is sandboxed).
+    pub memory_limit: Option<usize>,
+    /// Pays for what it writes in shared dicts (see `dict.rs`).
+    pub dict_account: Option<Arc<lunet_core::shared_dict::Account>>,
+    /// Services it spawned (the ones `lunet.kill` reaches without `kill`).
+    /// Ids are never reused; gone ones are pruned as the set grows.
+    pub children: HashSet<u64>,
+    children_pruned_at: usize,
     /// The read a fast path could not finish, validated: the session yields
     /// `(OP.READ, conn)` next and the scheduler takes it from here.
     pub pending_read: Option<(ConnectionId, ReadRequest)>,
@@ -193,6 +202,10 @@ impl VmState {
             shutdown_hooks: Vec::new(),
             draining: false,
             caps: crate::caps::Caps::all(),
+            memory_limit: None,
+            dict_account: None,
+            children: HashSet::new(),
+            children_pruned_at: 64,
             pending_read: None,
         }
     }
@@ -211,6 +224,17 @@ impl VmState {
         let sequence = self.next_call;
         self.next_call = self.next_call.wrapping_add(1);
         CallToken::new(self.running.session(), sequence)
+    }
+
+    /// Notes a service it spawned; forgets the gone ones each time the set
+    /// doubles, so it stays as small as the children alive.
+    pub fn add_child(&mut self, runtime: &lunet_core::Runtime, id: u64) {
+        self.children.insert(id);
+        if self.children.len() >= self.children_pruned_at {
+            self.children
+                .retain(|child| runtime.service(*child).is_some());
+            self.children_pruned_at = (self.children.len() * 2).max(64);
+        }
     }
 
     /// The service running this VM, while it lives.

@@ -157,14 +157,37 @@ fn ports_in(lines: &[String]) -> Vec<u16> {
 }
 
 fn spawn(script: &Path, args: &[&str]) -> (Child, Arc<Log>) {
-    spawn_command("serve", script, args)
+    spawn_command("serve", script, args, None)
 }
 
 /// Starts `lunet COMMAND script args` with stdout and stderr collected into
-/// one log (stdout lines prefixed with `stdout: `).
-fn spawn_command(command: &str, script: &Path, args: &[&str]) -> (Child, Arc<Log>) {
+/// one log (stdout lines prefixed with `stdout: `), its address space
+/// limited to `address_space` bytes if given (`RLIMIT_AS`, as `ulimit -v`).
+fn spawn_command(
+    command: &str,
+    script: &Path,
+    args: &[&str],
+    address_space: Option<u64>,
+) -> (Child, Arc<Log>) {
+    use std::os::unix::process::CommandExt;
     let binary = binary();
-    let mut child = Command::new(&binary)
+    let mut command_line = Command::new(&binary);
+    if let Some(bytes) = address_space {
+        let limit = libc::rlimit {
+            rlim_cur: bytes as libc::rlim_t,
+            rlim_max: bytes as libc::rlim_t,
+        };
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            command_line.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command_line
         .arg(command)
         .arg(script)
         .args(args)
@@ -199,9 +222,26 @@ impl Server {
     /// ports appear in the log.
     #[track_caller]
     pub fn start_listeners(script: &Path, args: &[&str], count: usize) -> Server {
+        Server::start_with(script, args, count, None)
+    }
+
+    /// Like [`Server::start`], with the address space limited to
+    /// `address_space` bytes (`ulimit -v`).
+    #[track_caller]
+    pub fn start_limited(script: &Path, args: &[&str], address_space: u64) -> Server {
+        Server::start_with(script, args, 1, Some(address_space))
+    }
+
+    #[track_caller]
+    fn start_with(
+        script: &Path,
+        args: &[&str],
+        count: usize,
+        address_space: Option<u64>,
+    ) -> Server {
         let mut all: Vec<&str> = vec!["listen=127.0.0.1:0"];
         all.extend_from_slice(args);
-        let (child, log) = spawn(script, &all);
+        let (child, log) = spawn_command("serve", script, &all, address_space);
         let ports = log.wait_for(DEADLINE, |lines| {
             let ports = ports_in(lines);
             (ports.len() >= count).then_some(ports)
@@ -523,7 +563,7 @@ pub fn closed_port() -> u16 {
 
 /// Starts `lunet run script args` with piped output collected into a log.
 fn spawn_run(script: &Path, args: &[&str]) -> (Child, Arc<Log>) {
-    spawn_command("run", script, args)
+    spawn_command("run", script, args, None)
 }
 
 /// A finished `lunet run`: its exit status and everything it wrote

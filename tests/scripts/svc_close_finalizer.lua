@@ -1,14 +1,15 @@
 -- A service exits holding a socket and garbage whose finalizer calls the
 -- socket's methods: the finalizers run while its VM closes, which must
--- neither crash the process nor reach the VM's state. Prints key=value
--- lines for tests/services.rs.
+-- neither crash the process nor reach the VM's state. (A sandboxed service
+-- may not set __gc: there only the socket's own finalizer runs.) Prints
+-- key=value lines for tests/services.rs.
 local lunet = require "lunet"
 
 local child = [[
 local lunet = require "lunet"
 local target = ...
 HOLD = assert(lunet.connect(target, 2000))
-KEEP = setmetatable({}, { __gc = function()
+_, KEEP = pcall(setmetatable, {}, { __gc = function()
     pcall(HOLD.write, HOLD, "from a finalizer\n")
     pcall(HOLD.peer, HOLD)
 end })
@@ -28,7 +29,9 @@ file:write(child)
 file:close()
 for _, trusted in ipairs { false, true } do
     closed = false
-    local service = lunet.spawn { script = path, args = { addr }, trusted = trusted }
+    local service = lunet.spawn {
+        script = path, args = { addr }, trusted = trusted, caps = not trusted and { net = true } or nil,
+    }
     lunet.send(service, "exit")
     while not closed do lunet.sleep(5) end
     print("closed_" .. tostring(trusted) .. "=true")

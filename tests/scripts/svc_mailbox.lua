@@ -20,7 +20,9 @@ local function hold(handle)
     while not flags:get("busy") do lunet.sleep(1) end
 end
 
-local capped = lunet.spawn { script = "svc_worker.lua", mailbox = 4, args = { "capped" } }
+local capped = lunet.spawn {
+    script = "svc_worker.lua", mailbox = 4, args = { "capped" }, caps = { dicts = { "svc_worker" } },
+}
 hold(capped)
 local results = {}
 for i = 1, 10 do
@@ -42,7 +44,9 @@ show("notes_after_release", ok, notes)
 show("send_after_release", lunet.send(capped, "note"))
 
 -- No cap: a long mailbox is logged, nothing is refused.
-local unbounded = lunet.spawn("svc_worker.lua", "unbounded")
+local unbounded = lunet.spawn {
+    script = "svc_worker.lua", args = { "unbounded" }, caps = { dicts = { "svc_worker" } },
+}
 hold(unbounded)
 local refused = 0
 for _ = 1, 1500 do

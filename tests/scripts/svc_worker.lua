@@ -4,7 +4,8 @@
 local lunet = require "lunet"
 
 local name = ...                 -- spawn argument, echoed by "whoami"
-local flags = lunet.shared.dict("svc_worker")
+-- Only "busy" needs the dict: its spawner grants caps = {dicts = {"svc_worker"}}.
+local function flags() return lunet.shared.dict("svc_worker") end
 local commands = {}
 
 -- Replies handed out by lunet.response(), answered by "release".
@@ -52,6 +53,7 @@ end
 -- A long computation that ends when the test sets the "release" flag: the
 -- service stays inside one slice meanwhile, so its mailbox fills up.
 function commands.busy()
+    local flags = flags()
     flags:set("busy", true)
     local spins = 0
     while not flags:get("release") do spins = spins + 1 end

@@ -11,7 +11,7 @@ local function show(key, ...)
     print(key .. "=" .. table.concat(parts, " "):gsub("\n", "\\n"))
 end
 
-local callee = lunet.spawn("timeouts_callee.lua")
+local callee = lunet.spawn{ script = "timeouts_callee.lua", caps = { lane = true } }
 
 -- In time: the answer's values come back.
 show("in_time", lunet.call_timeout(5000, callee, "echo", 1, "two", nil, true))

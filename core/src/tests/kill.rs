@@ -95,11 +95,14 @@ fn a_name_is_taken_while_its_holder_lives_and_free_once_it_exits() {
     let runtime = &running.0;
     let (first, _) = spawn_recorder(runtime, "first");
     let (second, _) = spawn_recorder(runtime, "second");
-    runtime.register_name("db", first.id()).unwrap();
+    runtime.register_name("db", first.id(), false).unwrap();
     runtime
-        .register_name("db", first.id())
+        .register_name("db", first.id(), false)
         .expect("re-registering is fine");
-    let taken = runtime.register_name("db", second.id()).unwrap_err();
+    let refused = runtime.register_name("db", second.id(), true).unwrap_err();
+    let crate::NameRefused::Taken(taken) = refused else {
+        panic!("expected Taken, got {refused:?}");
+    };
     assert_eq!(taken.owner, first.id());
     assert_eq!(
         taken.to_string(),
@@ -110,9 +113,45 @@ fn a_name_is_taken_while_its_holder_lives_and_free_once_it_exits() {
     assert!(runtime.kill(&first, Message::signal(EXIT)));
     assert!(runtime.wait_exit_timeout(first.id(), HUNG));
     assert_eq!(runtime.query_name("db"), None);
-    runtime.register_name("db", second.id()).unwrap();
+    runtime.register_name("db", second.id(), false).unwrap();
     assert_eq!(runtime.query_name("db"), Some(second.id()));
     assert!(!runtime.wait_exit_timeout(second.id(), Duration::ZERO));
+    stop_runtime(running);
+}
+
+#[test]
+fn reserved_names_go_only_to_trusted_registrations_and_protection_ends_with_the_service() {
+    let running = start_runtime();
+    let runtime = &running.0;
+    let (holder, _) = spawn_recorder(runtime, "holder");
+    let (sandbox, _) = spawn_recorder(runtime, "sandbox");
+    let (trusted, _) = spawn_recorder(runtime, "trusted");
+    runtime
+        .register_name("payments", holder.id(), true)
+        .unwrap();
+    runtime.protect(holder.id());
+    assert!(runtime.is_protected(holder.id()));
+    assert!(!runtime.is_protected(sandbox.id()));
+
+    runtime.reserve_names(holder.id());
+    assert!(runtime.kill(&holder, Message::signal(EXIT)));
+    assert!(runtime.wait_exit_timeout(holder.id(), HUNG));
+    assert!(!runtime.is_protected(holder.id()), "gone with its service");
+    assert_eq!(runtime.query_name("payments"), None);
+    assert_eq!(
+        runtime.register_name("payments", sandbox.id(), false),
+        Err(crate::NameRefused::Reserved("payments".to_string()))
+    );
+    runtime
+        .register_name("payments", trusted.id(), true)
+        .unwrap();
+    assert_eq!(runtime.query_name("payments"), Some(trusted.id()));
+    // The reservation is lifted once a trusted service took the name.
+    assert!(runtime.kill(&trusted, Message::signal(EXIT)));
+    assert!(runtime.wait_exit_timeout(trusted.id(), HUNG));
+    runtime
+        .register_name("payments", sandbox.id(), false)
+        .unwrap();
     stop_runtime(running);
 }
 

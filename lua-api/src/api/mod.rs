@@ -15,7 +15,9 @@ pub use socket::connect_word;
 use std::sync::Arc;
 
 use lunet_core::{now_ms, Runtime};
-use mlua::{Function, Lua, MultiValue, Table, Value};
+use mlua::{FromLua, Function, Lua, MultiValue, Table, Value};
+
+use crate::caps::{self, Capability, Caps};
 
 use crate::codec::SocketMeta;
 use crate::settings::Settings;
@@ -38,18 +40,30 @@ pub fn build(
     runtime: &Runtime,
     settings: &Arc<Settings>,
     socket_meta: &Table,
+    caps: &Caps,
 ) -> mlua::Result<Table> {
     let core = lua.create_table()?;
     crate::protocol::install(lua, &core)?;
     core.set("Socket", socket_meta)?;
+    // The prelude refuses with these before it looks at arguments; the
+    // Rust halves below check again (see `caps.rs`).
+    core.set("HELD", caps.held_table(lua)?)?;
+    core.set("switch", crate::interrupt::switch_function(lua)?)?;
 
     socket::build(lua, runtime, &core)?;
 
     let env = settings.clone();
     core.set(
         "getenv",
-        lua.create_function(move |lua, (key, default): (String, Value)| {
-            Ok(match env.env.get(&key) {
+        lua.create_function(move |lua, (key, default): (Value, Value)| {
+            caps::require(lua, Capability::Env, "lunet.getenv")?;
+            let Value::String(key) = key else {
+                return Err(mlua::Error::runtime(format!(
+                    "lunet.getenv: the key must be a string, got {}",
+                    key.type_name()
+                )));
+            };
+            Ok(match env.env.get(&*key.to_str()?) {
                 Some(v) => Value::String(lua.create_string(v)?),
                 None => default,
             })
@@ -90,7 +104,9 @@ pub fn build(
     let rt = runtime.clone();
     core.set(
         "listen",
-        lua.create_function(move |lua, addr: String| {
+        lua.create_function(move |lua, addr: Value| {
+            caps::require(lua, Capability::Listen, "lunet.listen")?;
+            let addr = String::from_lua(addr, lua)?;
             let (service, key) = with_state(lua, |state| {
                 let count = state.listen_calls.entry(addr.clone()).or_insert(0);
                 *count += 1;

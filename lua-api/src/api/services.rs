@@ -9,6 +9,7 @@ use std::sync::Arc;
 use lunet_core::{Message, PostError, Runtime, Service};
 use mlua::{IntoLua, Lua, MultiValue, Table, Thread, Value};
 
+use crate::caps::{self, Capability, Caps, CapsError, GrantError};
 use crate::codec::{self, CodecError, Handing, SocketMeta};
 use crate::handoff::{self, HandOffError};
 use crate::host::{BuildError, LuaService, Script, ServiceOptions};
@@ -16,7 +17,8 @@ use crate::ids::CallToken;
 use crate::mail::{answer, error_payload};
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
-use crate::state::{with_state, StateUnavailable};
+use crate::state::{with_state, StateUnavailable, VmState};
+use lunet_core::shared_dict::Account;
 
 fn runtime_error(message: impl Into<String>) -> mlua::Error {
     mlua::Error::runtime(message.into())
@@ -184,7 +186,13 @@ pub fn build(
     let spawn_settings = settings.clone();
     core.set(
         "spawn",
-        lua.create_function(move |lua, (options, args): (Table, MultiValue)| {
+        lua.create_function(move |lua, (options, args): (Value, MultiValue)| {
+            caps::require(lua, Capability::Spawn, "lunet.spawn")?;
+            let Value::Table(options) = options else {
+                return Err(runtime_error(
+                    "lunet.spawn: expected a script path or an options table",
+                ));
+            };
             match spawn(lua, &rt, &spawn_settings, meta, options, args) {
                 Ok((handle, token)) => Ok((Some(handle), token.into_lua(lua)?)),
                 Err(e) => Ok((None, Value::String(lua.create_string(e.to_string())?))),
@@ -205,14 +213,17 @@ pub fn build(
                 Ok(t) => t,
                 Err(_) => return Ok(false),
             };
-            let itself = with_state(lua, |state| {
-                let itself = target.id() == state.self_id;
-                if itself {
-                    state.exiting = true;
+            let verdict = with_state(lua, |state| kill_verdict(state, &rt, target.id()))?;
+            match verdict {
+                Kill::Itself => Ok(true),
+                Kill::Refused(refusal) => Err(runtime_error(refusal.to_string())),
+                Kill::Allowed { reserve_names } => {
+                    if reserve_names {
+                        rt.reserve_names(target.id());
+                    }
+                    Ok(rt.kill(&target, Message::signal(MessageKind::Kill.code())))
                 }
-                itself
-            })?;
-            Ok(itself || rt.kill(&target, Message::signal(MessageKind::Kill.code())))
+            }
         })?,
     )?;
 
@@ -226,8 +237,8 @@ pub fn build(
                     Some("lunet.register: the name must not be empty".to_string()),
                 ));
             }
-            let id = with_state(lua, |state| state.self_id)?;
-            match rt.register_name(&name, id) {
+            let (id, trusted) = with_state(lua, |state| (state.self_id, state.caps.is_trusted()))?;
+            match rt.register_name(&name, id, trusted) {
                 Ok(()) => Ok((true, None)),
                 Err(taken) => Ok((false, Some(format!("lunet.register: {taken}")))),
             }
@@ -299,6 +310,52 @@ pub fn build(
     Ok(())
 }
 
+/// What `lunet.kill` may do to a target.
+enum Kill {
+    /// The caller named itself: it exits after this slice.
+    Itself,
+    /// `reserve_names`: a sandbox kills a service it did not spawn, whose
+    /// names it must not take over afterwards.
+    Allowed {
+        reserve_names: bool,
+    },
+    Refused(KillRefusal),
+}
+
+#[derive(Debug, thiserror::Error)]
+enum KillRefusal {
+    #[error("lunet.kill: not permitted: :{0} is a host or the first service, which a sandboxed service cannot kill")]
+    Protected(u64),
+    #[error("lunet.kill: not permitted: spawned without kill (a sandboxed service may kill only the services it spawned, and :{0} is not one)")]
+    NotAChild(u64),
+}
+
+/// The rules of `lunet.kill` (see `caps.rs` and the Lua reference): trusted
+/// services kill anything; a sandbox never a protected service (hosts, the
+/// first service), and without `kill` only its own children.
+fn kill_verdict(state: &mut VmState, runtime: &Runtime, target: u64) -> Kill {
+    if target == state.self_id {
+        state.exiting = true;
+        return Kill::Itself;
+    }
+    if state.caps.is_trusted() {
+        return Kill::Allowed {
+            reserve_names: false,
+        };
+    }
+    if runtime.is_protected(target) {
+        return Kill::Refused(KillRefusal::Protected(target));
+    }
+    let child = state.children.contains(&target);
+    if child || state.caps.allows(Capability::Kill) {
+        Kill::Allowed {
+            reserve_names: !child,
+        }
+    } else {
+        Kill::Refused(KillRefusal::NotAChild(target))
+    }
+}
+
 /// Why `lunet.spawn` failed (raised at the caller).
 #[derive(Debug, thiserror::Error)]
 enum SpawnError {
@@ -313,7 +370,15 @@ enum SpawnError {
     #[error("lunet.spawn: {0}")]
     Build(BuildError),
     #[error("lunet.spawn: {0}")]
-    NameTaken(lunet_core::NameTaken),
+    NameTaken(lunet_core::NameRefused),
+    #[error(transparent)]
+    Caps(#[from] CapsError),
+    #[error(transparent)]
+    Grant(#[from] GrantError),
+    #[error("lunet.spawn: cannot grant memory = {asked}: this service is itself limited to {held} bytes")]
+    Memory { asked: usize, held: usize },
+    #[error("lunet.spawn: memory must be a positive number of bytes, got {0}")]
+    BadMemory(i64),
     /// A bad option (a wrong type).
     #[error("{0}")]
     Options(#[from] mlua::Error),
@@ -334,6 +399,33 @@ fn spawn(
     let memory: Option<i64> = options.get("memory")?;
     let mailbox: Option<i64> = options.get("mailbox")?;
     let trusted: bool = options.get::<Option<bool>>("trusted")?.unwrap_or(false);
+    let declared: Value = options.get("caps")?;
+    if trusted && declared != Value::Nil {
+        return Err(CapsError::TrustedWithCaps.into());
+    }
+    let caps = if trusted {
+        Caps::all()
+    } else {
+        Caps::from_lua(&declared)?
+    };
+    let parent = with_state(lua, |state| Parent {
+        caps: state.caps.clone(),
+        memory_limit: state.memory_limit,
+        dict_account: state.dict_account.clone(),
+    })
+    .map_err(mlua::Error::from)?;
+    parent.caps.grant(&caps)?;
+    let memory_limit = match memory {
+        Some(asked) if asked <= 0 => return Err(SpawnError::BadMemory(asked)),
+        Some(asked) => Some(asked as usize),
+        // A child of a limited parent gets its limit by default.
+        None => parent.memory_limit,
+    };
+    if let (Some(asked), Some(held)) = (memory_limit, parent.memory_limit) {
+        if asked > held && !parent.caps.is_trusted() {
+            return Err(SpawnError::Memory { asked, held });
+        }
+    }
     let path = resolve_script(&script, settings.script_dir.as_deref())
         .ok_or(SpawnError::NotFound(script))?;
     // A script is read here, on the worker: it is small and in the page cache
@@ -351,8 +443,11 @@ fn spawn(
     };
     let label = name.clone().unwrap_or_else(|| script.path.clone());
     let service_options = ServiceOptions {
-        trusted,
-        memory_limit: memory.filter(|m| *m > 0).map(|m| m as usize),
+        caps,
+        memory_limit,
+        // What a sandbox's children put in dicts counts against its own
+        // bound too; a trusted parent's bound covers only its own writes.
+        dict_parent: parent.dict_account.filter(|_| !parent.caps.is_trusted()),
     };
     let body = LuaService::build(
         runtime,
@@ -370,8 +465,11 @@ fn spawn(
     }
     // START goes in first: the mailbox keeps order, so a message sent by
     // someone who finds the name runs after the main chunk has begun.
-    let (from, session) = with_state(lua, |state| (state.self_id, state.next_call_token()))
-        .map_err(mlua::Error::from)?;
+    let (from, session) = with_state(lua, |state| {
+        state.add_child(runtime, service.id());
+        (state.self_id, state.next_call_token())
+    })
+    .map_err(mlua::Error::from)?;
     runtime.post(
         &service,
         lunet_core::Event::Message(Message::new(
@@ -382,7 +480,7 @@ fn spawn(
         )),
     );
     if let Some(name) = name {
-        if let Err(taken) = runtime.register_name(&name, service.id()) {
+        if let Err(taken) = runtime.register_name(&name, service.id(), parent.caps.is_trusted()) {
             runtime.post(
                 &service,
                 lunet_core::Event::Message(Message::signal(MessageKind::Kill.code())),
@@ -391,6 +489,13 @@ fn spawn(
         }
     }
     Ok((service.id() as i64, session))
+}
+
+/// What a spawn inherits from the service that spawns.
+struct Parent {
+    caps: Caps,
+    memory_limit: Option<usize>,
+    dict_account: Option<Arc<Account>>,
 }
 
 fn resolve_script(script: &str, dir: Option<&std::path::Path>) -> Option<std::path::PathBuf> {

@@ -5,7 +5,7 @@ use std::cell::Cell;
 
 use lunet_core::connection::Connection;
 use lunet_core::Runtime;
-use mlua::{Lua, Table, Value, Variadic};
+use mlua::{FromLua, Lua, Table, Value, Variadic};
 
 use crate::ids::ConnectionId;
 use crate::read::{self, ReadOutcome, ReadRequest, Taken};
@@ -13,7 +13,12 @@ use crate::state::{with_state, ConnEntry, ConnectionPhase};
 
 fn append_value(out: &mut lunet_core::buffer::Buffer, value: &Value, n: usize) -> mlua::Result<()> {
     match value {
-        Value::String(s) => out.extend(&s.as_bytes()),
+        Value::String(s) => {
+            let bytes = s.as_bytes();
+            out.try_reserve(bytes.len())
+                .map_err(|_| mlua::Error::MemoryError("not enough memory".into()))?;
+            out.extend(&bytes)
+        }
         Value::Integer(i) => out.extend(i.to_string().as_bytes()),
         Value::Number(f) => out.extend(format_number(*f).as_bytes()),
         other => {
@@ -186,7 +191,9 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     core.set(
         "connect",
         lua.create_function(
-            move |lua, (addr, timeout, bind): (String, Option<f64>, Option<String>)| {
+            move |lua, (addr, timeout, bind): (Value, Option<f64>, Option<String>)| {
+                crate::caps::require(lua, crate::caps::Capability::Net, "lunet.connect")?;
+                let addr = String::from_lua(addr, lua)?;
                 let parsed = match lunet_core::net::parse_addr(&addr) {
                     Ok(a) => a,
                     Err(e) => return Ok((None, Some(e.to_string()))),

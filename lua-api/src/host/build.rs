@@ -9,27 +9,37 @@ use mlua::{Function, Lua, LuaOptions, StdLib};
 use super::sessions::Sched;
 use super::LuaService;
 use crate::api;
+use crate::caps::Caps;
 use crate::codec::SocketMeta;
 use crate::interrupt::LuaInterrupt;
+use crate::memory::{InstallError, VmMemory};
 use crate::settings::Settings;
 use crate::state::{vm_identity, OwnedState, VmState};
+use lunet_core::shared_dict::Account;
 
 /// How a service's VM is set up.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ServiceOptions {
-    /// Full standard library (hosts, `lunet run`, `spawn{trusted=true}`);
+    /// What the service may reach (`caps.rs`). Trusted caps (hosts, `lunet
+    /// run`, `spawn{trusted=true}`) also give the full standard library;
     /// otherwise no `io`, `debug`, `os.execute` and friends, text-only `load`.
-    pub trusted: bool,
+    pub caps: Caps,
     /// Bytes the script may allocate beyond the fresh VM; the allocation
-    /// that crosses it fails with a Lua error.
+    /// that crosses it fails with a Lua error. It also bounds what the
+    /// service holds in shared dicts (`dict.rs`).
     pub memory_limit: Option<usize>,
+    /// The dict account of a sandboxed parent, which pays for what this
+    /// service puts in shared dicts too.
+    pub dict_parent: Option<Arc<Account>>,
 }
 
 impl ServiceOptions {
-    pub fn trusted() -> ServiceOptions {
+    /// Everything, with `memory_limit`.
+    pub fn trusted(memory_limit: Option<usize>) -> ServiceOptions {
         ServiceOptions {
-            trusted: true,
-            memory_limit: None,
+            caps: Caps::all(),
+            memory_limit,
+            dict_parent: None,
         }
     }
 }
@@ -70,8 +80,8 @@ pub enum BuildError {
     /// The script does not compile (the message names it and the line).
     #[error(transparent)]
     Script(mlua::Error),
-    #[error("cannot set the memory limit: {0}")]
-    MemoryLimit(mlua::Error),
+    #[error(transparent)]
+    Memory(#[from] InstallError),
 }
 
 /// A script that does not compile; the message names it and the line.
@@ -125,15 +135,8 @@ impl LuaService {
         startup: Option<Startup>,
         setup: &dyn Fn(&Lua) -> mlua::Result<()>,
     ) -> Result<LuaService, BuildError> {
-        Self::build(
-            runtime,
-            name,
-            settings,
-            script,
-            startup,
-            ServiceOptions::trusted(),
-            setup,
-        )
+        let options = ServiceOptions::trusted(settings.host_memory);
+        Self::build(runtime, name, settings, script, startup, options, setup)
     }
 
     /// The general constructor: `options` say whether the script is trusted
@@ -147,7 +150,8 @@ impl LuaService {
         options: ServiceOptions,
         setup: &dyn Fn(&Lua) -> mlua::Result<()>,
     ) -> Result<LuaService, BuildError> {
-        let lua = if options.trusted {
+        let trusted = options.caps.is_trusted();
+        let lua = if trusted {
             // SAFETY: a trusted script is the operator's own code (as in
             // OpenResty): it gets the whole standard library, `debug`
             // included; what it loads is its business.
@@ -155,18 +159,27 @@ impl LuaService {
         } else {
             Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(BuildError::Vm)?
         };
+        let memory = VmMemory::install(&lua)?;
+        crate::interrupt::note_xpcall(&lua).map_err(BuildError::Vm)?;
         let interrupt = Arc::new(LuaInterrupt::new());
         let identity = vm_identity(&lua).map_err(BuildError::Vm)?;
-        let state = OwnedState::new(VmState::new(identity, settings.clone(), interrupt.clone()));
+        let mut vm_state = VmState::new(identity, settings.clone(), interrupt.clone());
+        vm_state.caps = options.caps.clone();
+        vm_state.memory_limit = options.memory_limit;
+        vm_state.dict_account = options
+            .memory_limit
+            .map(|limit| Account::new(limit, options.dict_parent.clone()))
+            .or(options.dict_parent.clone());
+        let state = OwnedState::new(vm_state);
         let socket_meta = lua.create_table().map_err(BuildError::Lunet)?;
         let lunet = || -> mlua::Result<(Function, Function)> {
-            let core = api::build(&lua, runtime, &settings, &socket_meta)?;
+            let core = api::build(&lua, runtime, &settings, &socket_meta, &options.caps)?;
             let (run_handler, dispatch): (Function, Function) = lua
                 .load(prelude_bytecode())
                 .set_name("@lunet/prelude.lua")
                 .set_mode(mlua::chunk::ChunkMode::Binary)
                 .call(core)?;
-            if !options.trusted {
+            if !trusted {
                 lua.load(include_str!("../sandbox.lua"))
                     .set_name("@lunet/sandbox.lua")
                     .exec()?;
@@ -180,13 +193,11 @@ impl LuaService {
             .set_name(format!("@{}", script.path))
             .into_function()
             .map_err(BuildError::Script)?;
-        if let Some(limit) = options.memory_limit {
-            let used = lua.used_memory();
-            lua.set_memory_limit(used + limit)
-                .map_err(BuildError::MemoryLimit)?;
-        }
+        memory.limit_from_now(options.memory_limit);
         Ok(LuaService {
             lua,
+            memory,
+            caps: options.caps,
             state,
             runtime: runtime.clone(),
             settings,
@@ -208,6 +219,7 @@ impl LuaService {
             exited: false,
             dirty: Vec::new(),
             bytes: Vec::new(),
+            reclaiming: false,
         })
     }
 }

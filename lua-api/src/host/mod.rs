@@ -38,10 +38,12 @@ use std::sync::Arc;
 use lunet_core::{Event, Runtime, Service, ServiceBody, Status};
 use mlua::{Function, Lua, Table, Thread};
 
+use crate::caps::Caps;
 use crate::codec::SocketMeta;
 use crate::ids::{ConnectionId, SessionId, TimerKey};
 use crate::interrupt::LuaInterrupt;
 use crate::mail;
+use crate::memory::VmMemory;
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
 use crate::state::{with_own_state, Caller, OwnedState, VmState};
@@ -55,6 +57,10 @@ use sessions::Sched;
 /// `lunet.spawn` starts are made of.
 pub struct LuaService {
     lua: Lua,
+    /// Its allocator and bound (`memory.rs`).
+    memory: VmMemory,
+    /// What it may reach (`caps.rs`); also in its state, for callbacks.
+    caps: Caps,
     /// What the VM owns besides its Lua values (see `state.rs`).
     state: OwnedState,
     runtime: Runtime,
@@ -87,6 +93,16 @@ pub struct LuaService {
     dirty: Vec<ConnectionId>,
     /// Kept buffer for the answers of reads that waited (see `read.rs`).
     bytes: Vec<u8>,
+    /// The slice that ends now failed an allocation or was interrupted: its
+    /// memory is reclaimed after it (`memory.rs`).
+    reclaiming: bool,
+}
+
+impl Drop for LuaService {
+    fn drop(&mut self) {
+        // mlua's allocator frees what is left when the VM closes.
+        self.memory.uninstall(&self.lua);
+    }
 }
 
 /// The scheduler's access to the VM's state. It cannot be refused: the

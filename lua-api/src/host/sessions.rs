@@ -11,6 +11,7 @@ use mlua::{Function, MultiValue, Thread, Value};
 
 use super::connections::close_conn;
 use super::{vm, LuaService, StartError};
+use crate::caps;
 use crate::codec;
 use crate::ids::{CallToken, ConnectionId, SessionId, TimerKey};
 use crate::interrupt::killed_message;
@@ -333,7 +334,20 @@ impl LuaService {
         };
         let resumable = thread.status() == ThreadStatus::Resumable;
         let killed = self.interrupt.leave();
+        // What the slice piled up goes back to the system once the session
+        // is done with it, not at the VM's next collection (`memory.rs`,
+        // step 4).
+        let reclaim = killed | self.memory.take_failure();
+        self.reclaiming |= reclaim;
         let end = match result {
+            // The error escaped as raised (with its traceback) unless
+            // something on the way replaced it.
+            Err(e) if killed && e.to_string().contains(&killed_message()) => {
+                SliceEnd::Ended(Ending::Failed(e.to_string()))
+            }
+            Err(e) if killed => {
+                SliceEnd::Ended(Ending::Failed(format!("{}: {e}", killed_message())))
+            }
             _ if killed => SliceEnd::Ended(Ending::Failed(killed_message())),
             Ok(values) if resumable => match Yielded::decode(values) {
                 Some(yielded) => SliceEnd::Yielded(yielded),
@@ -343,6 +357,10 @@ impl LuaService {
             Err(e) => SliceEnd::Ended(Ending::Failed(e.to_string())),
         };
         self.end_slice(service, sid, end);
+        if reclaim {
+            self.reclaiming = false;
+            self.memory.reclaim(&self.lua);
+        }
     }
 
     /// Steps 2 and 4 of the protocol: what the session waits for (or how
@@ -465,6 +483,16 @@ impl LuaService {
     fn wait_without_state(&mut self, service: &Arc<Service>, sid: SessionId, yielded: Yielded) {
         let (wait, timeout_ms) = match yielded {
             Yielded::Lane { op, args } => {
+                // Checked here, not only in the wrappers: a script can
+                // yield a lane call by hand.
+                let (capability, what) = caps::lane_capability(op);
+                if !self.caps.allows(capability) {
+                    let refusal = caps::denied(what, capability).to_string();
+                    self.sched
+                        .ready
+                        .push_back((sid, ResumeWith::Misuse(refusal)));
+                    return;
+                }
                 let task = match build_task(op, &args) {
                     Ok(task) => task,
                     Err(e) => {
@@ -583,7 +611,9 @@ impl LuaService {
             }
             Ending::Returned(_) | Ending::Exited => {}
         }
-        if self.threads.len() < THREAD_POOL {
+        // A coroutine that ended in an error keeps its stack until reset:
+        // one whose memory is being reclaimed is let go instead.
+        if self.threads.len() < THREAD_POOL && !self.reclaiming {
             self.threads.push(session.thread);
         }
     }
