@@ -8,22 +8,26 @@
 //! `launch.rs` (starting services from a script).
 
 mod api;
+mod batteries;
 pub mod caps;
 mod codec;
 mod dict;
 mod handoff;
 mod host;
+mod http;
 mod ids;
 mod interrupt;
 pub mod json;
 mod lane;
 mod launch;
 mod mail;
+mod pool;
 pub mod protocol;
 mod read;
 mod settings;
 mod slab;
 mod state;
+mod ws;
 
 pub use host::{
     check_script, BuildError, LuaService, Script, ScriptError, ServiceOptions, StartError, Startup,

@@ -410,6 +410,23 @@ end
 coroutine = user_coroutine
 package.loaded.coroutine = user_coroutine
 
+-- Batteries ------------------------------------------------------------
+-- lunet.json, lunet.http and lunet.ws are built on first use (see
+-- lua-api/src/batteries.rs): a VM that never uses them does not pay.
+local battery_internals = {
+    yield = yield, cannot_wait = cannot_wait, new_socket = new_socket, Socket = Socket,
+}
+setmetatable(lunet, {
+    __index = function(module, name)
+        local build = core.battery(name)
+        if build == nil then return nil end
+        local battery = build(core, lunet, battery_internals)
+        rawset(module, name, battery)
+        return battery
+    end,
+})
+-- End of batteries -----------------------------------------------------
+
 -- What the scheduler calls to start a connection's handler.
 local function run_handler(listener, id)
     return handlers[listener](new_socket(id))

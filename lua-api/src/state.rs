@@ -69,6 +69,9 @@ pub struct ConnEntry {
     pub draining: bool,
     /// A closing connection is dropped at this time whatever is left.
     pub linger_deadline: Option<u64>,
+    /// The HTTP exchange of a `lunet.http` server connection (dropped
+    /// with the connection).
+    pub http: Option<Box<crate::http::Exchange>>,
 }
 
 impl ConnEntry {
@@ -91,6 +94,7 @@ impl ConnEntry {
             dirty: false,
             draining: false,
             linger_deadline: None,
+            http: None,
         }
     }
 }

@@ -1,0 +1,259 @@
+-- lunet.http: the Lua half of the HTTP server and client (the Rust half is
+-- lua-api/src/http/: requests are parsed and responses written there; see
+-- server.rs's header for the protocol of a connection). Built once per VM on
+-- first use of lunet.http (lua-api/src/batteries.rs).
+
+local core, lunet, internals = ...
+local yield, cannot_wait = internals.yield, internals.cannot_wait
+local isyieldable = coroutine.isyieldable
+local setmetatable, getmetatable, type, error, tostring, xpcall, select =
+    setmetatable, getmetatable, type, error, tostring, xpcall, select
+local OP_READ, OP_WRITE = core.OP.READ, core.OP.WRITE
+
+local c_body, c_fail, c_status, c_header, c_write =
+    core.http_body, core.http_fail, core.http_status, core.http_header, core.http_write
+
+local http = {}
+
+-- A traceback for the log where the VM has the debug library (sandboxed
+-- ones have not: the message alone names file and line).
+local traceback = debug and debug.traceback or function(message) return message end
+
+local function callable(value)
+    if type(value) == "function" then return true end
+    local meta = getmetatable(value)
+    return type(meta) == "table" and meta.__call ~= nil
+end
+
+-- Misuse comes back from Rust as `nil, message, MISUSE`: raised at the
+-- caller of the method (level 3: past this function and the method).
+local MISUSE = "lunet:misuse"
+local function raise_misuse(message)
+    error(message, 3)
+end
+
+-- Waits for the connection's output to drain when a response call says so.
+local function written(id, ok, err, misuse)
+    if ok ~= false then
+        if misuse == MISUSE then raise_misuse(err) end
+        return ok, err
+    end
+    if not isyieldable() then cannot_wait("res:send") end
+    return yield(OP_WRITE, id)
+end
+
+------------------------------------------------------------------ requests
+
+-- req: method, path, query, headers (filled by Rust); [1] the connection,
+-- [2] the request's number.
+local Request = {}
+Request.__name = "lunet.http.request"
+
+function Request:body()
+    local id, sequence = self[1], self[2]
+    local body, err, misuse = c_body(id, sequence)
+    while body == false do
+        if not isyieldable() then cannot_wait("req:body") end
+        local _, wait_error = yield(OP_READ, id)
+        body, err, misuse = c_body(id, sequence, wait_error)
+    end
+    if misuse == MISUSE then error(err, 2) end
+    return body, err
+end
+
+Request.__index = function(request, key)
+    local method = Request[key]
+    if method ~= nil then return method end
+    -- A request without a query string gets its empty query on demand.
+    if key == "query" then
+        local query = {}
+        rawset(request, "query", query)
+        return query
+    end
+end
+
+----------------------------------------------------------------- responses
+
+-- res: [1] the request's number, [2] the connection.
+local Response = {}
+Response.__index = Response
+Response.__name = "lunet.http.response"
+
+-- `next` and `send` are C functions bound to these metatables (server.rs).
+local c_next, c_send = core.http_bind(Request, Response)
+
+function Response:status(code)
+    local err = c_status(self[2], self[1], code)
+    if err then error(err, 2) end
+    return self
+end
+
+function Response:header(name, value)
+    if type(name) ~= "string" then error("res:header: the name must be a string", 2) end
+    local err = c_header(self[2], self[1], name, value)
+    if err then error(err, 2) end
+    return self
+end
+
+function Response:send(body)
+    local id = self[2]
+    return written(id, c_send(id, self[1], body))
+end
+
+function Response:write(piece)
+    local id = self[2]
+    return written(id, c_write(id, self[1], piece))
+end
+
+local json_encode
+function Response:json(value)
+    json_encode = json_encode or lunet.json.encode
+    local body = json_encode(value)
+    local id = self[2]
+    return written(id, c_send(id, self[1], body, "application/json"))
+end
+
+------------------------------------------------------------------- server
+
+-- One connection: parse a request (Rust), run the handler, repeat while
+-- both sides keep the connection alive. No closure per request.
+local function serve(sock, handler, config)
+    local id = sock[1]
+    core.http_begin(id, config)
+    while true do
+        local request, response = c_next(id)
+        while request == false do
+            local _, wait_error = yield(OP_READ, id)
+            request, response = c_next(id, wait_error)
+        end
+        if not request then return end
+        local ok, failure = xpcall(handler, traceback, request, response)
+        if not ok then
+            c_fail(id, tostring(failure))
+            return
+        end
+    end
+end
+
+--- lunet.http.listen(addr [, options], handler) -> bound address
+function http.listen(addr, options, handler)
+    if handler == nil then options, handler = nil, options end
+    if type(addr) ~= "string" then error("lunet.http.listen: address must be a string like '127.0.0.1:8080'", 2) end
+    if options ~= nil and type(options) ~= "table" then error("lunet.http.listen: options must be a table", 2) end
+    if not callable(handler) then error("lunet.http.listen: handler must be a function (or a router)", 2) end
+    local config = core.http_config(options)
+    return lunet.listen(addr, function(sock) return serve(sock, handler, config) end)
+end
+
+------------------------------------------------------------------- router
+
+local Router = {}
+Router.__index = Router
+Router.__name = "lunet.http.router"
+
+-- "/todos/:id" -> { "todos", ":id" } and the capture names.
+local function split(path)
+    local parts = {}
+    for part in path:gmatch("[^/]+") do parts[#parts + 1] = part end
+    return parts
+end
+
+function Router:route(method, pattern, handler)
+    if type(method) ~= "string" then error("router: the method must be a string", 2) end
+    if type(pattern) ~= "string" or pattern:sub(1, 1) ~= "/" then
+        error("router: the pattern must be a path starting with /", 2)
+    end
+    if not callable(handler) then error("router: the handler must be a function", 2) end
+    method = method:upper()
+    if not pattern:find("/:", 1, true) then
+        local by_method = self.exact[pattern]
+        if not by_method then
+            by_method = {}
+            self.exact[pattern] = by_method
+        end
+        by_method[method] = handler
+        return self
+    end
+    local parts = split(pattern)
+    for _, route in ipairs(self.patterns) do
+        if route.pattern == pattern then
+            route.methods[method] = handler
+            return self
+        end
+    end
+    local route = { pattern = pattern, parts = parts, methods = { [method] = handler } }
+    self.patterns[#self.patterns + 1] = route
+    return self
+end
+
+for _, method in ipairs({ "get", "post", "put", "delete", "patch", "head", "options" }) do
+    local upper = method:upper()
+    Router[method] = function(self, pattern, handler)
+        return self:route(upper, pattern, handler)
+    end
+end
+
+-- The handler for `method` among a path's methods (HEAD falls back to
+-- GET), or nil and the Allow list.
+local function pick(methods, method)
+    local handler = methods[method] or (method == "HEAD" and methods.GET)
+    if handler then return handler end
+    local allowed = {}
+    for name in pairs(methods) do allowed[#allowed + 1] = name end
+    if methods.GET and not methods.HEAD then allowed[#allowed + 1] = "HEAD" end
+    table.sort(allowed)
+    return nil, table.concat(allowed, ", ")
+end
+
+local function match(route, parts)
+    local pattern = route.parts
+    if #pattern ~= #parts then return nil end
+    local params
+    for i = 1, #pattern do
+        local want, got = pattern[i], parts[i]
+        if want:byte(1) == 58 then -- ":"
+            params = params or {}
+            params[want:sub(2)] = got
+        elseif want ~= got then
+            return nil
+        end
+    end
+    return params or {}
+end
+
+function Router:__call(req, res)
+    local path, method = req.path, req.method
+    local methods = self.exact[path]
+    local params
+    if methods then
+        params = {}
+    else
+        local parts = split(path)
+        for _, route in ipairs(self.patterns) do
+            params = match(route, parts)
+            if params then
+                methods = route.methods
+                break
+            end
+        end
+    end
+    if not methods then
+        res:status(404)
+        return res:send("not found\n")
+    end
+    local handler, allow = pick(methods, method)
+    if not handler then
+        res:status(405)
+        res:header("Allow", allow)
+        return res:send("method not allowed\n")
+    end
+    req.params = params
+    return handler(req, res)
+end
+
+--- lunet.http.router() -> r, callable as a handler
+function http.router()
+    return setmetatable({ exact = {}, patterns = {} }, Router)
+end
+
+return http

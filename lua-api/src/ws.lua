@@ -1,0 +1,1 @@
+return function(core, lunet, internals) return {} end

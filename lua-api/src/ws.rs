@@ -1,0 +1,7 @@
+//! `lunet.ws`.
+
+use mlua::{Lua, Table};
+
+pub fn install(_lua: &Lua, _core: &Table) -> mlua::Result<()> {
+    Ok(())
+}
