@@ -17,6 +17,7 @@
 
 use std::sync::OnceLock;
 
+use lunet_core::Runtime;
 use mlua::{Function, Lua, Table, Value};
 
 /// A Lua chunk of lunet's, compiled once per process.
@@ -55,10 +56,10 @@ static HTTP: Chunk = Chunk::new("@lunet/http.lua", include_str!("http/http.lua")
 static WS: Chunk = Chunk::new("@lunet/ws.lua", include_str!("ws.lua"));
 
 /// Puts `core.battery` and the batteries' fast paths on `core`.
-pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
+pub fn install(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     crate::http::install(lua, core)?;
     crate::ws::install(lua, core)?;
-    crate::pool::install(lua, core)?;
+    crate::pool::install(lua, runtime, core)?;
     core.set(
         "battery",
         lua.create_function(|lua, name: mlua::LuaString| -> mlua::Result<Value> {

@@ -53,8 +53,10 @@ function Socket.__gc(self)
     core.collected(self[1])
 end
 
-local function new_socket(id)
-    return setmetatable({ id }, Socket)
+-- `pool`: the key of the outbound pool the socket may go back to
+-- (sock:setkeepalive); nil for accepted sockets.
+local function new_socket(id, pool)
+    return setmetatable({ id, pool }, Socket)
 end
 
 function Socket:readline(max)
@@ -140,12 +142,18 @@ function lunet.listen(addr, handler)
     return bound
 end
 
--- lunet.connect(addr [, timeout_ms]) or lunet.connect(addr, {timeout = ms, bind = "127.0.0.2"})
+-- lunet.connect(addr [, timeout_ms]) or
+-- lunet.connect(addr, {timeout = ms, bind = "127.0.0.2", pool = "name"})
 function lunet.connect(addr, options)
-    local timeout, bind = options, nil
+    local timeout, bind, pool = options, nil, nil
     if type(options) == "table" then
-        timeout, bind = options.timeout, options.bind
+        timeout, bind, pool = options.timeout, options.bind, options.pool
     end
+    -- A connection sock:setkeepalive put back (lua-api/src/pool.rs).
+    if type(addr) ~= "string" then error("lunet.connect: address must be a string like '127.0.0.1:6379'", 2) end
+    pool = tostring(pool or addr) .. (bind and ("@" .. tostring(bind)) or "")
+    local pooled = core.pool_take(pool, timeout)
+    if pooled then return new_socket(pooled, pool) end
     local id, err = core.connect(addr, timeout, bind)
     if not id then return nil, err end
     if not isyieldable() then
@@ -157,7 +165,7 @@ function lunet.connect(addr, options)
         c_close(id)
         return nil, cerr
     end
-    return new_socket(id)
+    return new_socket(id, pool)
 end
 
 function lunet.sleep(ms)
@@ -190,6 +198,18 @@ local MISUSE = "lunet:misuse"
 local function lane_result(a, b, c, ...)
     if a == nil and c == MISUSE then error(b, 2) end
     return a, b, c, ...
+end
+
+-- sock:setkeepalive([idle_ms [, size]]): back to lunet.connect's pool.
+function Socket:setkeepalive(idle_ms, size)
+    local pool = self[2]
+    if pool == nil then
+        error("sock:setkeepalive: only connections made by lunet.connect go back to a pool", 2)
+    end
+    local ok, err, misuse = core.setkeepalive(self[1], pool, idle_ms, size)
+    if misuse == MISUSE then error(err, 2) end
+    if ok then return true end
+    return nil, err
 end
 
 -- Wrappers tail-call lane_result so that an error points at their caller.

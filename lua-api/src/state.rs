@@ -48,6 +48,8 @@ pub enum ConnectionPhase {
     Open,
     /// Closed by Lua: flushing output, then draining unread input.
     Closing,
+    /// Idle in an outbound pool (`sock:setkeepalive`, see `pool.rs`).
+    Pooled,
 }
 
 pub struct ConnEntry {
@@ -162,6 +164,8 @@ pub struct VmState {
     pub exiting: bool,
     /// What this service may reach (see `caps.rs`).
     pub caps: crate::caps::Caps,
+    /// Outbound connections kept for reuse (see `pool.rs`).
+    pub pool: crate::pool::Pool,
     /// The read a fast path could not finish, validated: the session yields
     /// `(OP.READ, conn)` next and the scheduler takes it from here.
     pub pending_read: Option<(ConnectionId, ReadRequest)>,
@@ -190,6 +194,7 @@ impl VmState {
             dispatch: false,
             exiting: false,
             caps: crate::caps::Caps::all(),
+            pool: crate::pool::Pool::default(),
             pending_read: None,
         }
     }

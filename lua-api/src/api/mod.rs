@@ -116,7 +116,7 @@ pub fn build(
     )?;
 
     core.set("shared_dict", lua.create_function(crate::dict::open)?)?;
-    crate::batteries::install(lua, &core)?;
+    crate::batteries::install(lua, runtime, &core)?;
     services::build(lua, runtime, settings, SocketMeta::of(socket_meta), &core)?;
 
     Ok(core)

@@ -44,7 +44,7 @@ use crate::interrupt::LuaInterrupt;
 use crate::mail;
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
-use crate::state::{with_own_state, Caller, OwnedState, VmState};
+use crate::state::{with_own_state, Caller, ConnectionPhase, OwnedState, VmState};
 
 pub use build::{
     check_script, BuildError, Script, ScriptError, ServiceOptions, StartError, Startup,
@@ -111,7 +111,10 @@ impl LuaService {
                     || (quiet
                         && !state.dispatch
                         && state.listen_calls.is_empty()
-                        && state.conns.is_empty())
+                        && state
+                            .conns
+                            .values()
+                            .all(|entry| entry.phase == ConnectionPhase::Pooled))
             })
     }
 }
