@@ -256,4 +256,113 @@ function http.router()
     return setmetatable({ exact = {}, patterns = {} }, Router)
 end
 
+------------------------------------------------------------------- client
+
+-- The one place that says https cannot be served yet: the TLS layer of
+-- connections will make it `lunet.connect(addr, {tls = {server_name = host}})`.
+local function tls_connect(host, port, options)
+    return nil, "https: TLS is not available"
+end
+
+local new_socket = internals.new_socket
+local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true, TRACE = true }
+local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
+
+-- A connection to host:port: one kept in the pool, or a new one (a name
+-- is resolved first). Returns the socket and whether it was pooled.
+local function open(scheme, host, port, address, literal, timeout)
+    if scheme == "https" then return tls_connect(host, port, timeout) end
+    local key = "http://" .. address
+    local pooled = core.pool_take(key, timeout)
+    if pooled then return new_socket(pooled, key), true end
+    if not literal then
+        local ips, err = lunet.resolve(host)
+        if not ips then return nil, err end
+        address = (ips[1]:find(":", 1, true) and ("[" .. ips[1] .. "]") or ips[1]) .. ":" .. port
+    end
+    local sock, err = lunet.connect(address, { timeout = timeout, pool = key })
+    return sock, err, false
+end
+
+-- One request on one connection: the response and whether the connection
+-- may be reused, or nil, err and whether the request is safe to retry.
+local function exchange_once(sock, method, target, host, options)
+    local id = sock[1]
+    local ok, err, misuse = core.http_write_request(id, method, target, host, options.headers, options.body)
+    if misuse == MISUSE then error(err, 4) end
+    if ok == false then
+        ok, err = yield(OP_WRITE, id)
+    end
+    if not ok then return nil, err, true end
+    local reader = core.http_reader(method, options.max_body)
+    local response, keep, started = core.http_response(id, reader)
+    while response == false do
+        local _, wait_error = yield(OP_READ, id)
+        response, keep, started = core.http_response(id, reader, wait_error)
+    end
+    if not response then return nil, keep, not started end
+    return response, keep
+end
+
+-- `location` relative to `url`.
+local function resolve_location(url, location)
+    if location:find("^%a[%w+.-]*://") then return location end
+    local scheme, authority, path = url:match("^(%a[%w+.-]*://)([^/?#]*)([^?#]*)")
+    if not scheme then return location end
+    if location:sub(1, 2) == "//" then return scheme:sub(1, -3) .. location:sub(3) end
+    if location:sub(1, 1) == "/" then return scheme .. authority .. location end
+    return scheme .. authority .. path:gsub("[^/]*$", "") .. location
+end
+
+--- lunet.http.request{method=, url=, headers=, body=, timeout=, redirects=, max_body=}
+--- -> res {status, reason, headers, body} | nil, err. Yields.
+function http.request(options)
+    if type(options) ~= "table" then error("lunet.http.request: expected a table {url = ..., method = ...}", 2) end
+    local url, method, body = options.url, options.method or "GET", options.body
+    if type(url) ~= "string" then error("lunet.http.request: url must be a string", 2) end
+    if type(method) ~= "string" then error("lunet.http.request: method must be a string", 2) end
+    if body ~= nil and type(body) ~= "string" then error("lunet.http.request: body must be a string", 2) end
+    if options.headers ~= nil and type(options.headers) ~= "table" then
+        error("lunet.http.request: headers must be a table", 2)
+    end
+    local redirects = options.redirects or 0
+    if type(redirects) ~= "number" or redirects < 0 then error("lunet.http.request: redirects must be a number >= 0", 2) end
+    local timeout = options.timeout or 60000
+    if type(timeout) ~= "number" or timeout <= 0 then error("lunet.http.request: timeout must be a number of ms > 0", 2) end
+    if not isyieldable() then cannot_wait("lunet.http.request") end
+    method = method:upper()
+    local request = { headers = options.headers, body = body, max_body = options.max_body }
+    for hop = 0, redirects do
+        local scheme, host, port, target, address, host_field, literal = core.http_url(url, "lunet.http.request")
+        if not scheme then return nil, host end
+        local response, keep
+        for attempt = 1, 2 do
+            local sock, err, pooled = open(scheme, host, port, address, literal, timeout)
+            if not sock then return nil, err end
+            sock:settimeout(timeout)
+            local retry
+            response, keep, retry = exchange_once(sock, method, target, host_field, request)
+            if response and keep then
+                sock:setkeepalive()
+            else
+                sock:close()
+            end
+            if response then break end
+            -- A pooled connection the server closed meanwhile: once more,
+            -- on a new one, if the request is safe to send again.
+            if not (pooled and retry and IDEMPOTENT[method] and attempt == 1) then
+                return nil, keep
+            end
+        end
+        local location = response.headers.location
+        if hop == redirects or not REDIRECT[response.status] or type(location) ~= "string" then
+            return response
+        end
+        url = resolve_location(url, location)
+        if response.status == 303 or ((response.status == 301 or response.status == 302) and method == "POST") then
+            method, request.body = "GET", nil
+        end
+    end
+end
+
 return http
