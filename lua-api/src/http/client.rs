@@ -306,9 +306,12 @@ fn write_request(
     Ok(())
 }
 
+/// Header fields as (name, value) pairs, in order.
+type Fields = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// The caller's header fields: `{name = value}` or `{name = {v1, v2}}`.
 /// Framing fields are lunet's.
-fn request_fields(headers: Option<Table>) -> Result<Vec<(Vec<u8>, Vec<u8>)>, String> {
+fn request_fields(headers: Option<Table>) -> Result<Fields, String> {
     let mut fields = Vec::new();
     let Some(headers) = headers else {
         return Ok(fields);
