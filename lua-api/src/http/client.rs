@@ -6,8 +6,8 @@
 //! Reading a response (`core.http_response(conn, reader [, wait_error])`):
 //! the head (interim 1xx answers are skipped), then the body by its
 //! framing (Content-Length, chunked, or until the server closes), bounded
-//! by `max_body`. It returns the response table and whether the connection
-//! may be reused; `false` when it must wait (a `Fill` read is parked, the
+//! by `max_body`. It returns the response table, whether the connection
+//! may be reused and the bytes it took; `false` when it must wait (a `Fill` read is parked, the
 //! caller yields `OP.READ` and calls again with the wait's error if it
 //! failed); or `nil, err, started` (`started`: some of the response had
 //! arrived, so the request was seen: not safe to retry).
@@ -136,6 +136,8 @@ pub struct Reader {
     body: Vec<u8>,
     /// Some byte of the response arrived.
     started: bool,
+    /// Bytes the response took off the connection, framing included.
+    consumed: u64,
 }
 
 impl UserData for Reader {}
@@ -157,6 +159,7 @@ impl Reader {
             keep_alive: false,
             body: Vec::new(),
             started: false,
+            consumed: 0,
         }
     }
 }
@@ -204,6 +207,7 @@ fn advance(entry: &mut ConnEntry, reader: &mut Reader) -> Step {
                             };
                         }
                         entry.conn.input.consume(used);
+                        reader.consumed += used as u64;
                     }
                     Ok(Progress::NeedMore { at_least }) => {
                         if let Some(step) = fill(entry, at_least, "closed before the response") {
@@ -225,6 +229,7 @@ fn advance(entry: &mut ConnEntry, reader: &mut Reader) -> Step {
                 reader.body.extend_from_slice(step.data);
                 let (consumed, done) = (step.consumed, step.done);
                 entry.conn.input.consume(consumed);
+                reader.consumed += consumed as u64;
                 if done {
                     reader.stage = Stage::Done;
                 } else if consumed == 0 {
@@ -506,6 +511,7 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
                     Step::Done => mlua::MultiValue::from_vec(vec![
                         Value::Table(response_table(lua, &reader)?),
                         Value::Boolean(reader.keep_alive),
+                        Value::Integer(reader.consumed as i64),
                     ]),
                     Step::Wait(_) => mlua::MultiValue::from_vec(vec![Value::Boolean(false)]),
                     Step::Failed(error) => mlua::MultiValue::from_vec(vec![

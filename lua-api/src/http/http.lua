@@ -304,6 +304,25 @@ local function exchange_once(sock, method, target, host, options)
     return response, keep
 end
 
+--- lunet.http.read_response(sock [, {method=, max_body=}]) -> res, keepalive, bytes
+--- | nil, err: one response read off a lunet socket (after a request
+--- written with sock:write). Yields.
+function http.read_response(sock, options)
+    if getmetatable(sock) ~= internals.Socket then error("lunet.http.read_response: expected a lunet socket", 2) end
+    if options ~= nil and type(options) ~= "table" then error("lunet.http.read_response: options must be a table", 2) end
+    options = options or {}
+    if not isyieldable() then cannot_wait("lunet.http.read_response") end
+    local id = sock[1]
+    local reader = core.http_reader((options.method or "GET"):upper(), options.max_body)
+    local response, keep, bytes = core.http_response(id, reader)
+    while response == false do
+        local _, wait_error = yield(OP_READ, id)
+        response, keep, bytes = core.http_response(id, reader, wait_error)
+    end
+    if not response then return nil, keep end
+    return response, keep, bytes
+end
+
 -- `location` relative to `url`.
 local function resolve_location(url, location)
     if location:find("^%a[%w+.-]*://") then return location end
