@@ -448,7 +448,8 @@ fn misuse_raises_with_a_clear_message() {
     assert_eq!(
         response.text(),
         "false res:send: the request is finished (its handler returned)\n\
-         false req:body: the request is finished (its handler returned)"
+         false req:body: the request is finished (its handler returned)\n\
+         false req.headers: the request is finished (the connection moved on)"
     );
 }
 

@@ -104,8 +104,10 @@ end)
 r:get("/use-kept", function(req, res)
     local ok, err = pcall(kept.res.send, kept.res, "late")
     local ok2, err2 = pcall(kept.req.body, kept.req)
+    local ok3, err3 = pcall(function() return kept.req.headers end)
     res:send(tostring(ok) .. " " .. tostring(err):gsub("^[^:]*:%d+: ", "") .. "\n"
-        .. tostring(ok2) .. " " .. tostring(err2):gsub("^[^:]*:%d+: ", ""))
+        .. tostring(ok2) .. " " .. tostring(err2):gsub("^[^:]*:%d+: ", "") .. "\n"
+        .. tostring(ok3) .. " " .. tostring(err3):gsub("^[^:]*:%d+: ", ""))
 end)
 
 r:get("/close", function(req, res)

@@ -61,14 +61,16 @@ function Request:body()
     return body, err
 end
 
+local c_fields
 Request.__index = function(request, key)
     local method = Request[key]
     if method ~= nil then return method end
-    -- A request without a query string gets its empty query on demand.
-    if key == "query" then
-        local query = {}
-        rawset(request, "query", query)
-        return query
+    -- headers and query are made on first use (most handlers read neither).
+    if key == "headers" or key == "query" then
+        local value = c_fields(request[1], request[2], key == "headers")
+        if value == nil then error("req." .. key .. ": the request is finished (the connection moved on)", 2) end
+        rawset(request, key, value)
+        return value
     end
 end
 
@@ -80,7 +82,8 @@ Response.__index = Response
 Response.__name = "lunet.http.response"
 
 -- `next` and `send` are C functions bound to these metatables (server.rs).
-local c_next, c_send = core.http_bind(Request, Response)
+local c_next, c_send
+c_next, c_fields, c_send = core.http_bind(Request, Response)
 
 function Response:status(code)
     local err = c_status(self[2], self[1], code)

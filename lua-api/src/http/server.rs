@@ -35,7 +35,8 @@
 //!
 //! `next` and `send`, which every request goes through, are C functions on
 //! the raw Lua stack (as `json.rs`): the request table is built without
-//! mlua's per-value handles. Their Rust frames hold only plain data, since
+//! mlua's per-value handles, and its `headers` and `query` tables only when
+//! the handler reads them (`fields`). Their Rust frames hold only plain data, since
 //! a failed allocation raises by `longjmp` through them.
 
 use std::os::raw::c_int;
@@ -203,7 +204,8 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
         })?,
     )?;
 
-    // Binds `next` and `send` to the request and response metatables.
+    // Binds `next`, `fields` and `send` to the request and response
+    // metatables.
     core.set(
         "http_bind",
         lua.create_function(|lua, (request, response): (Table, Table)| {
@@ -211,7 +213,7 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
             // two tables pushed; the closure leaves exactly the two
             // functions above them, which exec_raw returns.
             unsafe {
-                lua.exec_raw::<(Function, Function)>((request, response), |state| {
+                lua.exec_raw::<(Function, Function, Function)>((request, response), |state| {
                     let memory = ffi::lua_newuserdatauv(state, std::mem::size_of::<Scratch>(), 0)
                         as *mut Scratch;
                     // Lua aligns userdata memory for any C type.
@@ -225,11 +227,13 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
                     ffi::lua_pushvalue(state, -4);
                     ffi::lua_pushvalue(state, -4);
                     ffi::lua_pushcclosure(state, next, 3);
+                    ffi::lua_pushvalue(state, -2);
+                    ffi::lua_pushcclosure(state, fields, 1);
                     ffi::lua_pushcclosure(state, send, 0);
-                    // Stack: request, response, scratch, next, send.
-                    ffi::lua_remove(state, -3);
-                    ffi::lua_remove(state, -3);
-                    ffi::lua_remove(state, -3);
+                    // Stack: request, response, scratch, next, fields, send.
+                    ffi::lua_remove(state, -4);
+                    ffi::lua_remove(state, -4);
+                    ffi::lua_remove(state, -4);
                 })
             }
         })?,
@@ -380,7 +384,8 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-/// Upvalues of `next`: the scratch, the request and response metatables.
+/// Upvalues of `next`: the scratch, the request and response metatables
+/// (`fields` has the scratch only).
 const SCRATCH: c_int = ffi::lua_upvalueindex(1);
 const REQUEST_META: c_int = ffi::lua_upvalueindex(2);
 const RESPONSE_META: c_int = ffi::lua_upvalueindex(3);
@@ -476,9 +481,10 @@ unsafe fn set_pairs(
 /// Pushes the request table and the response table of `view`.
 unsafe fn push_request(state: *mut ffi::lua_State, id: ffi::lua_Integer, view: &RequestView) {
     let text = &view.text[..];
-    // All six fields in the hash part: one allocation less than with an
-    // array part for [1] and [2].
-    ffi::lua_createtable(state, 0, 6);
+    // All four fields in the hash part: one allocation less than with an
+    // array part for [1] and [2]. `headers` and `query` are made when the
+    // handler first reads them (`fields`).
+    ffi::lua_createtable(state, 0, 4);
     ffi::lua_pushinteger(state, id);
     ffi::lua_rawseti(state, -2, 1);
     ffi::lua_pushinteger(state, view.sequence);
@@ -487,14 +493,6 @@ unsafe fn push_request(state: *mut ffi::lua_State, id: ffi::lua_Integer, view: &
     ffi::lua_setfield(state, -2, c"method".as_ptr());
     push_bytes(state, view.path.of(text));
     ffi::lua_setfield(state, -2, c"path".as_ptr());
-    ffi::lua_createtable(state, 0, view.headers.len() as c_int);
-    set_pairs(state, text, &view.headers, view.repeated_headers);
-    ffi::lua_setfield(state, -2, c"headers".as_ptr());
-    if let Some(query) = &view.query {
-        ffi::lua_createtable(state, 0, query.len() as c_int);
-        set_pairs(state, text, query, true);
-        ffi::lua_setfield(state, -2, c"query".as_ptr());
-    }
     ffi::lua_pushvalue(state, REQUEST_META);
     ffi::lua_setmetatable(state, -2);
 
@@ -554,6 +552,53 @@ unsafe extern "C-unwind" fn next(state: *mut ffi::lua_State) -> c_int {
             1
         }
     }
+}
+
+/// `fields(conn, sequence, headers)` → the request's `headers` table
+/// (`headers` true) or its `query` table, made when the handler first
+/// reads them; nothing once the connection has moved on to another request
+/// (or closed).
+unsafe extern "C-unwind" fn fields(state: *mut ffi::lua_State) -> c_int {
+    let raw_id = ffi::lua_tointegerx(state, 1, ptr::null_mut());
+    let sequence = ffi::lua_tointegerx(state, 2, ptr::null_mut());
+    let headers = ffi::lua_toboolean(state, 3) != 0;
+    let scratch = ffi::lua_touserdata(state, SCRATCH) as *mut Scratch;
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        with_own_state(|vm| {
+            let id = connection(raw_id);
+            let view = vm.conns.get(id)?.http.as_deref()?.request();
+            if view.sequence != sequence {
+                return None;
+            }
+            // SAFETY: as in `next`: the scratch is only used by these
+            // functions, and no Lua code runs inside the state's borrow.
+            (*scratch).view.copy_from(view);
+            Some(())
+        })
+    }));
+    match outcome {
+        Ok(Ok(Some(()))) => {}
+        Ok(Ok(None)) => return 0,
+        Ok(Err(_)) => raise(
+            state,
+            c"lunet.http: internal error: the VM's state is not available here",
+        ),
+        Err(payload) => {
+            drop(payload);
+            raise(state, c"lunet.http: internal error")
+        }
+    }
+    let view = &(*scratch).view;
+    let text = &view.text[..];
+    if headers {
+        ffi::lua_createtable(state, 0, view.headers.len() as c_int);
+        set_pairs(state, text, &view.headers, view.repeated_headers);
+    } else {
+        let query = view.query.as_deref().unwrap_or(&[]);
+        ffi::lua_createtable(state, 0, query.len() as c_int);
+        set_pairs(state, text, query, true);
+    }
+    1
 }
 
 /// `send(conn, sequence, body [, content_type])` → `true` | `false` (wait
