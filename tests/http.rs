@@ -5,10 +5,11 @@
 
 mod common;
 
-use common::{abbreviate, server_script, Client, End, Server, DEADLINE};
-use std::collections::HashMap;
+mod http_support;
+
+use common::{server_script, End, Server};
+use http_support::{curl, read_response, rejected, Response};
 use std::io::Read;
-use std::process::{Command, Output};
 
 fn http(args: &[&str]) -> Server {
     Server::start(&server_script("http_hello.lua"), args)
@@ -20,56 +21,6 @@ fn both() -> [Server; 2] {
         http(&[]),
         Server::start(&server_script("http_hello_lua.lua"), &[]),
     ]
-}
-
-/// A response read off a raw connection.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-}
-
-/// Reads one response; bodies are framed by Content-Length, which
-/// http_hello always sends.
-#[track_caller]
-fn response(client: &mut Client) -> Response {
-    let status_line = client.line();
-    let status = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| client.fail(&format!("bad status line {status_line:?}")));
-    let mut headers = HashMap::new();
-    loop {
-        let line = client.line();
-        let line = line
-            .strip_suffix('\r')
-            .unwrap_or_else(|| client.fail(&format!("header without CR: {line:?}")));
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .unwrap_or_else(|| client.fail(&format!("bad header {line:?}")));
-        headers.insert(name.to_lowercase(), value.trim().to_string());
-    }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| client.fail(&format!("no Content-Length in {headers:?}")));
-    let body = client.bytes(length);
-    Response {
-        status,
-        headers,
-        body,
-    }
 }
 
 #[track_caller]
@@ -86,22 +37,6 @@ fn assert_hello(response: &Response) {
         Some("11"),
         "{response:?}"
     );
-}
-
-fn curl(args: &[&str]) -> Output {
-    let output = Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time"])
-        .arg(DEADLINE.as_secs().to_string())
-        .args(args)
-        .output()
-        .expect("run curl");
-    assert!(
-        output.status.success(),
-        "curl {args:?}: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 #[test]
@@ -183,11 +118,11 @@ fn pipelined_requests_in_one_write() {
         let request = "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n";
         client.send(request.repeat(3));
         for _ in 0..3 {
-            assert_hello(&response(&mut client));
+            assert_hello(&read_response(&mut client, false));
         }
         // Still open for more.
         client.send(request);
-        assert_hello(&response(&mut client));
+        assert_hello(&read_response(&mut client, false));
     }
 }
 
@@ -199,8 +134,8 @@ fn pipelined_post_and_get() {
             "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
          GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
         );
-        assert_hello(&response(&mut client));
-        assert_hello(&response(&mut client));
+        assert_hello(&read_response(&mut client, false));
+        assert_hello(&read_response(&mut client, false));
     }
 }
 
@@ -218,7 +153,7 @@ fn request_split_across_segments() {
             client.send(part);
             std::thread::sleep(std::time::Duration::from_millis(3));
         }
-        assert_hello(&response(&mut client));
+        assert_hello(&read_response(&mut client, false));
     }
 }
 
@@ -227,7 +162,7 @@ fn connection_close_is_honoured() {
     for server in both() {
         let mut client = server.client();
         client.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let answer = response(&mut client);
+        let answer = read_response(&mut client, false);
         assert_hello(&answer);
         assert_eq!(answer.header("connection"), Some("close"));
         assert_eq!(client.end(), End::Closed);
@@ -239,16 +174,16 @@ fn http_1_0_closes_unless_keep_alive() {
     for server in both() {
         let mut client = server.client();
         client.send("GET / HTTP/1.0\r\n\r\n");
-        assert_hello(&response(&mut client));
+        assert_hello(&read_response(&mut client, false));
         assert_eq!(client.end(), End::Closed);
 
         let mut client = server.client();
         client.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-        let answer = response(&mut client);
+        let answer = read_response(&mut client, false);
         assert_hello(&answer);
         assert_eq!(answer.header("connection"), Some("keep-alive"));
         client.send("GET / HTTP/1.0\r\n\r\n");
-        assert_hello(&response(&mut client));
+        assert_hello(&read_response(&mut client, false));
         assert_eq!(client.end(), End::Closed);
     }
 }
@@ -262,36 +197,28 @@ fn chunked_body_is_consumed() {
          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n\
          GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         );
-        assert_hello(&response(&mut client));
-        assert_hello(&response(&mut client));
+        assert_hello(&read_response(&mut client, false));
+        assert_hello(&read_response(&mut client, false));
     }
-}
-
-/// Sends `request` on a new connection and expects `status` and a close.
-#[track_caller]
-fn rejected(server: &Server, request: &str, status: u16) {
-    let mut client = server.client();
-    client.send(request);
-    let answer = response(&mut client);
-    assert_eq!(
-        answer.status,
-        status,
-        "{} got {} {}",
-        abbreviate(request),
-        answer.status,
-        abbreviate(&String::from_utf8_lossy(&answer.body))
-    );
-    assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
-    client.end();
 }
 
 #[test]
 fn malformed_request_line_gets_400() {
     let server = http(&[]);
-    rejected(&server, "GARBAGE\r\n\r\n", 400);
-    rejected(&server, "GET /\r\n\r\n", 400);
-    rejected(&server, "GET  / HTTP/1.1\r\nHost: x\r\n\r\n", 400);
-    rejected(&server, "GET / HTTP/9.9\r\nHost: x\r\n\r\n", 505);
+    rejected(&server, server.port(), "GARBAGE\r\n\r\n", 400);
+    rejected(&server, server.port(), "GET /\r\n\r\n", 400);
+    rejected(
+        &server,
+        server.port(),
+        "GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+    );
+    rejected(
+        &server,
+        server.port(),
+        "GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+        505,
+    );
 }
 
 #[test]
@@ -299,20 +226,23 @@ fn malformed_header_gets_400() {
     let server = http(&[]);
     rejected(
         &server,
+        server.port(),
         "GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
         400,
     );
     rejected(
         &server,
+        server.port(),
         "GET / HTTP/1.1\r\nHost: x\r\n Folded: value\r\n\r\n",
         400,
     );
     rejected(
         &server,
+        server.port(),
         "GET / HTTP/1.1\r\nHost: x\r\n: no name\r\n\r\n",
         400,
     );
-    rejected(&server, "GET / HTTP/1.1\r\n\r\n", 400);
+    rejected(&server, server.port(), "GET / HTTP/1.1\r\n\r\n", 400);
 }
 
 #[test]
@@ -321,6 +251,7 @@ fn bad_content_length_gets_400() {
     for length in ["abc", "-1", "3\r\nContent-Length: 4"] {
         rejected(
             &server,
+            server.port(),
             &format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\nabcd"),
             400,
         );
@@ -333,6 +264,7 @@ fn body_over_1_mib_gets_413() {
     // Headers only: the body is never sent, so nothing is left unread.
     rejected(
         &server,
+        server.port(),
         "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n",
         413,
     );
@@ -343,6 +275,7 @@ fn unknown_transfer_encoding_gets_501() {
     let server = http(&[]);
     rejected(
         &server,
+        server.port(),
         "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
         501,
     );
@@ -355,11 +288,11 @@ fn head_over_32_kib_gets_431() {
         "GET / HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n",
         "a".repeat(33 * 1024)
     );
-    rejected(&server, &request, 431);
+    rejected(&server, server.port(), &request, 431);
     // Others are unaffected.
     let mut client = server.client();
     client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_hello(&response(&mut client));
+    assert_hello(&read_response(&mut client, false));
 }
 
 #[test]
@@ -367,7 +300,7 @@ fn request_line_over_8_kib_gets_414() {
     let server = http(&[]);
     // Unterminated: refused as soon as the line is too long.
     let request = format!("GET /{}", "a".repeat(9000));
-    rejected(&server, &request, 414);
+    rejected(&server, server.port(), &request, 414);
 }
 
 #[test]
@@ -378,7 +311,7 @@ fn many_keep_alive_requests_on_one_connection() {
             client.send(format!(
                 "GET /{i} HTTP/1.1\r\nHost: x\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n"
             ));
-            assert_hello(&response(&mut client));
+            assert_hello(&read_response(&mut client, false));
         }
         // Nothing extra was sent.
         client.shutdown_write();

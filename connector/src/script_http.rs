@@ -1,7 +1,8 @@
 //! `load.http` for scripted clients: requests built and responses parsed
 //! in Rust, so a script's HTTP client costs no Lua parsing.
 //!
-//! - `load.http.request([options])` is a whole request as a string, to
+//! - `load.http.request([options])` is a whole request as a string (made
+//!   by lunet-lua's `build_request`, as `lunet.http.request` makes its), to
 //!   write with `sock:write`: without options the one the http profile
 //!   would send (`--method`, `--path`, `--header`, `--body`/`--body-size`,
 //!   `Host:` the target), built once; with `{method=, path=, headers=,
@@ -11,68 +12,10 @@
 //!   `load.request` records the status of a response its function returns
 //!   (shown as `statuses` in the report and `--json`).
 
-use lunet_core::proto::http::response::{
-    end_head, write_content_length, write_header, write_request_line,
-};
-use lunet_lua::mlua::{self, Lua, Table, Value};
+use lunet_lua::build_request;
+use lunet_lua::mlua::{self, Lua, Table};
 
 use crate::args::{HttpSpec, Plan, Workload};
-
-/// The bytes of a header value: a string or a number.
-fn value_bytes(value: &Value) -> Option<Vec<u8>> {
-    match value {
-        Value::String(s) => Some(s.as_bytes().to_vec()),
-        Value::Integer(i) => Some(i.to_string().into_bytes()),
-        Value::Number(f) => Some(f.to_string().into_bytes()),
-        _ => None,
-    }
-}
-
-/// Builds a request: the line, `Host` (unless in `headers`), the headers
-/// (`{name = value}` or `{name = {v1, v2}}`), `Content-Length` when there
-/// is a body (or the method is POST or PUT), the body.
-fn build(
-    method: &str,
-    path: &str,
-    host: &str,
-    headers: Option<&Table>,
-    body: &[u8],
-) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(128 + body.len());
-    write_request_line(&mut out, method, path).map_err(|e| e.to_string())?;
-    let mut has_host = false;
-    if let Some(headers) = headers {
-        for pair in headers.pairs::<String, Value>() {
-            let (name, value) = pair.map_err(|_| "header names must be strings".to_string())?;
-            if name.eq_ignore_ascii_case("content-length")
-                || name.eq_ignore_ascii_case("transfer-encoding")
-            {
-                return Err("Content-Length is set from the body".into());
-            }
-            has_host |= name.eq_ignore_ascii_case("host");
-            let values = match &value {
-                Value::Table(list) => list
-                    .sequence_values::<Value>()
-                    .map(|v| v.ok().as_ref().and_then(value_bytes))
-                    .collect::<Option<Vec<_>>>(),
-                other => value_bytes(other).map(|v| vec![v]),
-            }
-            .ok_or_else(|| format!("the value of header '{name}' must be a string or a number"))?;
-            for value in values {
-                write_header(&mut out, name.as_bytes(), &value).map_err(|e| e.to_string())?;
-            }
-        }
-    }
-    if !has_host {
-        write_header(&mut out, b"Host", host.as_bytes()).map_err(|e| e.to_string())?;
-    }
-    if !body.is_empty() || matches!(method, "POST" | "PUT") {
-        write_content_length(&mut out, body.len() as u64);
-    }
-    end_head(&mut out);
-    out.extend_from_slice(body);
-    Ok(out)
-}
 
 /// The method, path and body of the profile's request (`spec.request`).
 fn parts(spec: &HttpSpec) -> (String, String, Vec<u8>) {
@@ -109,7 +52,7 @@ pub fn install(lua: &Lua, plan: &Plan, core: &Table) -> mlua::Result<()> {
                 .as_ref()
                 .map(|b| b.as_bytes().to_vec())
                 .unwrap_or_else(|| body.clone());
-            match build(&method, &path, &host, headers.as_ref(), &request_body) {
+            match build_request(&method, &path, &host, headers.as_ref(), &request_body) {
                 Ok(request) => Ok((Some(lua.create_string(&request)?), None)),
                 Err(error) => Ok((None, Some(format!("load.http.request: {error}")))),
             }
@@ -124,7 +67,7 @@ mod tests {
 
     #[test]
     fn requests_and_parts() {
-        let request = build("POST", "/p", "127.0.0.1:1", None, b"abc").unwrap();
+        let request = build_request("POST", "/p", "127.0.0.1:1", None, b"abc").unwrap();
         assert_eq!(
             String::from_utf8(request.clone()).unwrap(),
             "POST /p HTTP/1.1\r\nHost: 127.0.0.1:1\r\nContent-Length: 3\r\n\r\nabc"
@@ -134,7 +77,7 @@ mod tests {
             head: false,
         };
         assert_eq!(parts(&spec), ("POST".into(), "/p".into(), b"abc".to_vec()));
-        assert!(build("G T", "/", "h", None, b"").is_err());
-        assert!(build("GET", "/a b", "h", None, b"").is_err());
+        assert!(build_request("G T", "/", "h", None, b"").is_err());
+        assert!(build_request("GET", "/a b", "h", None, b"").is_err());
     }
 }

@@ -32,6 +32,7 @@ mod ws;
 pub use host::{
     check_script, BuildError, LuaService, Script, ScriptError, ServiceOptions, StartError, Startup,
 };
+pub use http::build_request;
 pub use launch::{launch, Launch, LaunchError, Progress};
 pub use settings::Settings;
 

@@ -433,8 +433,21 @@ package.loaded.coroutine = user_coroutine
 -- Batteries ------------------------------------------------------------
 -- lunet.json, lunet.http and lunet.ws are built on first use (see
 -- lua-api/src/batteries.rs): a VM that never uses them does not pay.
+-- A battery's read that may wait: `fast(id, arg [, wait_error])` answers
+-- false when it parked a read (read.rs: Fill); each false yields OP_READ on
+-- connection `id` and calls again with the wait's error, if any.
+local function until_read(what, fast, id, arg)
+    local a, b, c = fast(id, arg)
+    while a == false do
+        if not isyieldable() then cannot_wait(what, 4) end
+        local _, wait_error = yield(OP_READ, id)
+        a, b, c = fast(id, arg, wait_error)
+    end
+    return a, b, c
+end
 local battery_internals = {
     yield = yield, cannot_wait = cannot_wait, new_socket = new_socket, Socket = Socket,
+    until_read = until_read,
 }
 setmetatable(lunet, {
     __index = function(module, name)

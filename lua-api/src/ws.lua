@@ -3,10 +3,10 @@
 -- VM on first use of lunet.ws (lua-api/src/batteries.rs).
 
 local core, lunet, internals = ...
-local yield, cannot_wait = internals.yield, internals.cannot_wait
+local yield, cannot_wait, until_read = internals.yield, internals.cannot_wait, internals.until_read
 local isyieldable = coroutine.isyieldable
 local setmetatable, type, error = setmetatable, type, error
-local OP_READ, OP_WRITE = core.OP.READ, core.OP.WRITE
+local OP_WRITE = core.OP.WRITE
 local c_recv, c_send, c_close, c_closed = core.ws_recv, core.ws_send, core.ws_close, core.ws_closed
 local MISUSE = "lunet:misuse"
 
@@ -24,13 +24,7 @@ end
 
 --- ws:recv() -> data, kind ("text", "binary", "close" [, code]) | nil, err. Yields.
 function WebSocket:recv()
-    local id, state = self[1], self[2]
-    local data, kind, code = c_recv(id, state)
-    while data == false do
-        if not isyieldable() then cannot_wait("ws:recv") end
-        local _, wait_error = yield(OP_READ, id)
-        data, kind, code = c_recv(id, state, wait_error)
-    end
+    local data, kind, code = until_read("ws:recv", c_recv, self[1], self[2])
     if code ~= nil then return data, kind, code end
     return data, kind
 end
@@ -114,11 +108,7 @@ function ws.connect(url, options)
         sock:close()
         return nil, err
     end
-    local ok, protocol = core.ws_accept(id, key)
-    while ok == false do
-        local _, wait_error = yield(OP_READ, id)
-        ok, protocol = core.ws_accept(id, key, wait_error)
-    end
+    local ok, protocol = until_read("lunet.ws.connect", core.ws_accept, id, key)
     if not ok then
         sock:close()
         return nil, protocol

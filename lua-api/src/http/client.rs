@@ -18,6 +18,7 @@ use lunet_core::proto::http::response::{self as writer, WriteError};
 use lunet_core::proto::http::{self, BodyDecoder, Error, Framing, Limits, Method, Progress};
 use mlua::{Lua, Table, UserData, UserDataRefMut, Value};
 
+use super::value_bytes;
 use crate::api::{queued, Queued};
 use crate::caps::{self, Capability};
 use crate::ids::ConnectionId;
@@ -272,16 +273,6 @@ fn response_error(error: &Error) -> String {
     }
 }
 
-/// The value of a header field a request sets: a string or a number.
-fn field_value(value: &Value) -> Option<Vec<u8>> {
-    match value {
-        Value::String(s) => Some(s.as_bytes().to_vec()),
-        Value::Integer(i) => Some(i.to_string().into_bytes()),
-        Value::Number(f) => Some(f.to_string().into_bytes()),
-        _ => None,
-    }
-}
-
 /// Writes a request: its line, `Host` (unless given), the caller's
 /// fields, `Content-Length` of the body (for POST, PUT and PATCH also
 /// when it is empty), the body.
@@ -311,12 +302,30 @@ fn write_request(
     Ok(())
 }
 
+/// A whole client request: the line, `Host` (unless `headers` has one),
+/// the caller's `headers` (`{name = value}` or `{name = {v1, v2}}`;
+/// framing fields are lunet's), `Content-Length` of the body (for POST,
+/// PUT and PATCH also when it is empty), the body. The connector's
+/// `load.http.request` builds its requests with it too.
+pub fn build_request(
+    method: &str,
+    target: &str,
+    host: &str,
+    headers: Option<&Table>,
+    body: &[u8],
+) -> Result<Vec<u8>, String> {
+    let fields = request_fields(headers)?;
+    let mut request = Vec::with_capacity(256 + body.len());
+    write_request(&mut request, method, target, host, &fields, body).map_err(|e| e.to_string())?;
+    Ok(request)
+}
+
 /// Header fields as (name, value) pairs, in order.
 type Fields = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// The caller's header fields: `{name = value}` or `{name = {v1, v2}}`.
 /// Framing fields are lunet's.
-fn request_fields(headers: Option<Table>) -> Result<Fields, String> {
+fn request_fields(headers: Option<&Table>) -> Result<Fields, String> {
     let mut fields = Vec::new();
     let Some(headers) = headers else {
         return Ok(fields);
@@ -337,9 +346,9 @@ fn request_fields(headers: Option<Table>) -> Result<Fields, String> {
         let values = match &value {
             Value::Table(list) => list
                 .sequence_values::<Value>()
-                .map(|v| v.ok().as_ref().and_then(field_value))
+                .map(|v| v.ok().as_ref().and_then(value_bytes))
                 .collect::<Option<Vec<_>>>(),
-            value => field_value(value).map(|v| vec![v]),
+            value => value_bytes(value).map(|v| vec![v]),
         };
         let Some(values) = values else {
             return Err(format!(
@@ -438,18 +447,12 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
                         Some("lunet:misuse"),
                     ))
                 };
-                let fields = match request_fields(headers) {
-                    Ok(fields) => fields,
-                    Err(message) => return misuse(message),
-                };
                 let body = body.as_ref().map(|b| b.as_bytes());
                 let body: &[u8] = body.as_deref().unwrap_or(b"");
-                let mut request = Vec::with_capacity(256 + body.len());
-                if let Err(error) =
-                    write_request(&mut request, &method, &target, &host, &fields, body)
-                {
-                    return misuse(error.to_string());
-                }
+                let request = match build_request(&method, &target, &host, headers.as_ref(), body) {
+                    Ok(request) => request,
+                    Err(message) => return misuse(message),
+                };
                 let id = ConnectionId::from_lua_integer(id);
                 let step = with_state(lua, |state| {
                     let entry = state.conns.get_mut(id)?;

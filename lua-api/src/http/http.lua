@@ -4,11 +4,11 @@
 -- first use of lunet.http (lua-api/src/batteries.rs).
 
 local core, lunet, internals = ...
-local yield, cannot_wait = internals.yield, internals.cannot_wait
+local yield, cannot_wait, until_read = internals.yield, internals.cannot_wait, internals.until_read
 local isyieldable = coroutine.isyieldable
 local setmetatable, getmetatable, type, error, tostring, xpcall, select =
     setmetatable, getmetatable, type, error, tostring, xpcall, select
-local OP_READ, OP_WRITE = core.OP.READ, core.OP.WRITE
+local OP_WRITE = core.OP.WRITE
 
 local c_body, c_fail, c_status, c_header, c_write =
     core.http_body, core.http_fail, core.http_status, core.http_header, core.http_write
@@ -50,13 +50,7 @@ local Request = {}
 Request.__name = "lunet.http.request"
 
 function Request:body()
-    local id, sequence = self[1], self[2]
-    local body, err, misuse = c_body(id, sequence)
-    while body == false do
-        if not isyieldable() then cannot_wait("req:body") end
-        local _, wait_error = yield(OP_READ, id)
-        body, err, misuse = c_body(id, sequence, wait_error)
-    end
+    local body, err, misuse = until_read("req:body", c_body, self[1], self[2])
     if misuse == MISUSE then error(err, 2) end
     return body, err
 end
@@ -124,11 +118,7 @@ local function serve(sock, handler, config)
     local id = sock[1]
     core.http_begin(id, config)
     while true do
-        local request, response = c_next(id)
-        while request == false do
-            local _, wait_error = yield(OP_READ, id)
-            request, response = c_next(id, wait_error)
-        end
+        local request, response = until_read("lunet.http", c_next, id, nil)
         if not request then return end
         local ok, failure = xpcall(handler, traceback, request, response)
         if not ok then
@@ -298,11 +288,7 @@ local function exchange_once(sock, method, target, host, options)
     end
     if not ok then return nil, err, true end
     local reader = core.http_reader(method, options.max_body)
-    local response, keep, started = core.http_response(id, reader)
-    while response == false do
-        local _, wait_error = yield(OP_READ, id)
-        response, keep, started = core.http_response(id, reader, wait_error)
-    end
+    local response, keep, started = until_read("lunet.http.request", core.http_response, id, reader)
     if not response then return nil, keep, not started end
     return response, keep
 end
@@ -315,13 +301,8 @@ function http.read_response(sock, options)
     if options ~= nil and type(options) ~= "table" then error("lunet.http.read_response: options must be a table", 2) end
     options = options or {}
     if not isyieldable() then cannot_wait("lunet.http.read_response") end
-    local id = sock[1]
     local reader = core.http_reader((options.method or "GET"):upper(), options.max_body)
-    local response, keep, bytes = core.http_response(id, reader)
-    while response == false do
-        local _, wait_error = yield(OP_READ, id)
-        response, keep, bytes = core.http_response(id, reader, wait_error)
-    end
+    local response, keep, bytes = until_read("lunet.http.read_response", core.http_response, sock[1], reader)
     if not response then return nil, keep end
     return response, keep, bytes
 end

@@ -5,7 +5,7 @@
 //! Protocol of a connection (`serve` in `http.lua`):
 //!
 //! 1. `core.http_begin(conn, config)` gives the connection its exchange.
-//! 2. `next(conn [, wait_error])` ends the previous exchange: it writes the
+//! 2. `next(conn, nil [, wait_error])` ends the previous exchange: it writes the
 //!    response if the handler sent none (its status, an empty body) or the
 //!    last chunk of a streamed one, closes unless both sides keep the
 //!    connection alive, and drops a body the handler did not read. Then it
@@ -48,6 +48,7 @@ use lunet_core::proto::http::response as writer;
 use mlua::{ffi, Function, Lua, Table, UserData, Value};
 
 use super::exchange::{self, Exchange, Misuse, Next, RequestView, ServerConfig};
+use super::value_bytes;
 use crate::api::{queued, Queued};
 use crate::caps::{self, Capability};
 use crate::ids::ConnectionId;
@@ -166,16 +167,6 @@ fn read_config(options: Option<Table>) -> mlua::Result<ServerConfig> {
         }
     }
     Ok(config)
-}
-
-/// The bytes of a header value or a chunk: a string or a number.
-fn bytes_of(value: &Value) -> Option<Vec<u8>> {
-    match value {
-        Value::String(s) => Some(s.as_bytes().to_vec()),
-        Value::Integer(i) => Some(i.to_string().into_bytes()),
-        Value::Number(f) => Some(f.to_string().into_bytes()),
-        _ => None,
-    }
 }
 
 fn wait_word(error: &Option<mlua::LuaString>) -> Option<Vec<u8>> {
@@ -309,9 +300,9 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
                 let values = match value {
                     Value::Table(list) => list
                         .sequence_values::<Value>()
-                        .map(|v| bytes_of(&v.ok()?))
+                        .map(|v| value_bytes(&v.ok()?))
                         .collect::<Option<Vec<_>>>(),
-                    value => bytes_of(&value).map(|v| vec![v]),
+                    value => value_bytes(&value).map(|v| vec![v]),
                 };
                 let Some(values) = values else {
                     return Ok(Some(
@@ -338,7 +329,7 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set(
         "http_write",
         lua.create_function(|lua, (id, sequence, piece): (i64, i64, Value)| {
-            let Some(piece) = bytes_of(&piece) else {
+            let Some(piece) = value_bytes(&piece) else {
                 return Ok(misuse_values(
                     lua,
                     "res:write: the piece must be a string".to_string(),
@@ -413,6 +404,24 @@ unsafe extern "C-unwind" fn drop_scratch(state: *mut ffi::lua_State) -> c_int {
 unsafe fn raise(state: *mut ffi::lua_State, message: &'static std::ffi::CStr) -> ! {
     ffi::lua_pushstring(state, message.as_ptr());
     ffi::lua_error(state)
+}
+
+/// Runs `f` (the Rust part of a C function) with the VM's state, catching
+/// a panic; a panic or an unavailable state (a bug) is raised. Nothing with
+/// a destructor is left in the caller's frame when it raises.
+unsafe fn in_state<R>(state: *mut ffi::lua_State, f: impl FnOnce(&mut VmState) -> R) -> R {
+    let outcome = catch_unwind(AssertUnwindSafe(|| with_own_state(f)));
+    match outcome {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => raise(
+            state,
+            c"lunet.http: internal error: the VM's state is not available here",
+        ),
+        Err(payload) => {
+            drop(payload);
+            raise(state, c"lunet.http: internal error")
+        }
+    }
 }
 
 /// Returns `nil, message, MISUSE` (the wrapper raises the message).
@@ -505,37 +514,25 @@ unsafe fn push_request(state: *mut ffi::lua_State, id: ffi::lua_Integer, view: &
     ffi::lua_setmetatable(state, -2);
 }
 
-/// `next(conn [, wait_error])` → `req, res` | `false` | nil (step 2).
+/// `next(conn, nil [, wait_error])` → `req, res` | `false` | nil (step 2;
+/// the shape of prelude.lua's `until_read`).
 unsafe extern "C-unwind" fn next(state: *mut ffi::lua_State) -> c_int {
     let raw_id = ffi::lua_tointegerx(state, 1, ptr::null_mut());
-    let wait_error = string_arg(state, 2);
+    let wait_error = string_arg(state, 3);
     let scratch = ffi::lua_touserdata(state, SCRATCH) as *mut Scratch;
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
+    let found = in_state(state, |vm| {
         let id = connection(raw_id);
-        with_own_state(|vm| {
-            let found = exchange::next(vm, id, wait_error);
-            if found == Next::Request {
-                if let Some(exchange) = vm.conns.get(id).and_then(|e| e.http.as_deref()) {
-                    // SAFETY: upvalue 1 is the Scratch made in http_bind;
-                    // nothing else uses it while this runs (no Lua code
-                    // runs inside the state's borrow).
-                    (*scratch).view.copy_from(exchange.request());
-                }
+        let found = exchange::next(vm, id, wait_error);
+        if found == Next::Request {
+            if let Some(exchange) = vm.conns.get(id).and_then(|e| e.http.as_deref()) {
+                // SAFETY: upvalue 1 is the Scratch made in http_bind;
+                // nothing else uses it while this runs (no Lua code runs
+                // inside the state's borrow).
+                (*scratch).view.copy_from(exchange.request());
             }
-            found
-        })
-    }));
-    let found = match outcome {
-        Ok(Ok(found)) => found,
-        Ok(Err(_)) => raise(
-            state,
-            c"lunet.http: internal error: the VM's state is not available here",
-        ),
-        Err(payload) => {
-            drop(payload);
-            raise(state, c"lunet.http: internal error")
         }
-    };
+        found
+    });
     match found {
         Next::Request => {
             // Only `next` touches the scratch, and no finalizer can reach
@@ -563,30 +560,18 @@ unsafe extern "C-unwind" fn fields(state: *mut ffi::lua_State) -> c_int {
     let sequence = ffi::lua_tointegerx(state, 2, ptr::null_mut());
     let headers = ffi::lua_toboolean(state, 3) != 0;
     let scratch = ffi::lua_touserdata(state, SCRATCH) as *mut Scratch;
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        with_own_state(|vm| {
-            let id = connection(raw_id);
-            let view = vm.conns.get(id)?.http.as_deref()?.request();
-            if view.sequence != sequence {
-                return None;
-            }
-            // SAFETY: as in `next`: the scratch is only used by these
-            // functions, and no Lua code runs inside the state's borrow.
-            (*scratch).view.copy_from(view);
-            Some(())
-        })
-    }));
-    match outcome {
-        Ok(Ok(Some(()))) => {}
-        Ok(Ok(None)) => return 0,
-        Ok(Err(_)) => raise(
-            state,
-            c"lunet.http: internal error: the VM's state is not available here",
-        ),
-        Err(payload) => {
-            drop(payload);
-            raise(state, c"lunet.http: internal error")
+    let current = in_state(state, |vm| {
+        let view = vm.conns.get(connection(raw_id))?.http.as_deref()?.request();
+        if view.sequence != sequence {
+            return None;
         }
+        // SAFETY: as in `next`: the scratch is only used by these
+        // functions, and no Lua code runs inside the state's borrow.
+        (*scratch).view.copy_from(view);
+        Some(())
+    });
+    if current.is_none() {
+        return 0;
     }
     let view = &(*scratch).view;
     let text = &view.text[..];
@@ -613,36 +598,24 @@ unsafe extern "C-unwind" fn send(state: *mut ffi::lua_State) -> c_int {
         _ => return push_misuse(state, c"res:send: the body must be a string"),
     };
     let content_type = string_arg(state, 4);
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        with_own_state(|vm| {
-            respond(
-                vm,
-                connection(raw_id),
-                sequence,
-                |exchange, out, shutting_down| {
-                    exchange.send(out, body, content_type, shutting_down)
-                },
-            )
-        })
-    }));
-    let step = match outcome {
-        Ok(Ok(Ok(step))) => step,
-        Ok(Ok(Err(Misuse::AlreadySent))) => {
+    let sent = in_state(state, |vm| {
+        respond(
+            vm,
+            connection(raw_id),
+            sequence,
+            |exchange, out, shutting_down| exchange.send(out, body, content_type, shutting_down),
+        )
+    });
+    let step = match sent {
+        Ok(step) => step,
+        Err(Misuse::AlreadySent) => {
             return push_misuse(state, c"res:send: the response was already sent")
         }
-        Ok(Ok(Err(_))) => {
+        Err(_) => {
             return push_misuse(
                 state,
                 c"res:send: the request is finished (its handler returned)",
             )
-        }
-        Ok(Err(_)) => raise(
-            state,
-            c"lunet.http: internal error: the VM's state is not available here",
-        ),
-        Err(payload) => {
-            drop(payload);
-            raise(state, c"lunet.http: internal error")
         }
     };
     match step {
