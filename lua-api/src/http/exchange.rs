@@ -41,6 +41,9 @@ impl Default for ServerConfig {
     }
 }
 
+/// Past this capacity the body buffer is given back at the next request.
+const KEEP_BODY: usize = 64 * 1024;
+
 /// Where an exchange is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Stage {
@@ -293,6 +296,10 @@ impl Exchange {
         } else {
             BodyState::Unread
         };
+        // An idle keep-alive connection does not keep a big body's memory.
+        if self.body.capacity() > KEEP_BODY {
+            self.body = Vec::new();
+        }
         self.body.clear();
         self.status = 200;
         self.head.clear();
