@@ -66,7 +66,9 @@ fn serve(stream: TcpStream, n: usize) {
         .unwrap();
     let mut writer = stream.try_clone().unwrap();
     let mut reader = BufReader::new(stream);
+    let mut served = 0;
     while let Some((method, target, headers, body)) = read_request(&mut reader) {
+        served += 1;
         let path = target.split('?').next().unwrap_or("").to_string();
         let plain = |body: &str| {
             format!(
@@ -84,6 +86,11 @@ fn serve(stream: TcpStream, n: usize) {
             "/head" => "HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n".to_string(),
             "/cookies" => "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n".to_string(),
             "/who" => plain(&format!("conn {n}")),
+            // A keep-alive answer, then the connection's next request is
+            // read and the connection closed without an answer: a pooled
+            // connection gone stale after the client checked it.
+            "/once" if served == 1 => plain(&format!("conn {n}")),
+            "/once" => return,
             "/echo" => {
                 // Sorted: a Lua table's fields come in no particular order
                 // (the values of one field keep theirs).
@@ -184,4 +191,6 @@ fn lunet_http_request() {
         &["lunet.http.request: expected a table"],
     );
     ran.expect("after", "200");
+    ran.expect("retried", "true true");
+    ran.expect("not_retried", "nil closed before the response");
 }

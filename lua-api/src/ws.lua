@@ -91,15 +91,20 @@ function ws.connect(url, options)
     if not isyieldable() then cannot_wait("lunet.ws.connect") end
     local scheme, host, port, target, address, host_field, literal = core.http_url(url, "lunet.ws.connect")
     if not scheme then return nil, host end
-    if scheme == "wss" then return nil, "wss: TLS is not available" end
     if not literal then
         local ips, err = lunet.resolve(host)
         if not ips then return nil, err end
         address = (ips[1]:find(":", 1, true) and ("[" .. ips[1] .. "]") or ips[1]) .. ":" .. port
     end
     local timeout = options.timeout or 10000
-    local sock, err = lunet.connect(address, timeout)
-    if not sock then return nil, err end
+    local sock, err
+    if scheme == "wss" then
+        sock, err = internals.tls_connect(address, host, timeout)
+        if not sock then return nil, "wss: " .. err end
+    else
+        sock, err = lunet.connect(address, timeout)
+        if not sock then return nil, err end
+    end
     local id = sock[1]
     local state = core.ws_state(true, options)
     local key

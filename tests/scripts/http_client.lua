@@ -85,6 +85,12 @@ ok, err = pcall(http.request, { url = raw .. "/", headers = { ["Content-Length"]
 say("framing_header", ok, err)
 ok, err = pcall(http.request, "http://x/")
 say("not_a_table", ok, err)
+-- A pooled connection the server closes when the next request comes: an
+-- idempotent request is sent again on a new connection; a POST is not.
+local first_once = assert(get("/once")).body
+local again = assert(get("/once"))
+say("retried", again.status == 200, again.body ~= first_once)
+say("not_retried", get("/once", { method = "POST", body = "x" }))
 -- The server survived all that.
 res = assert(get("/who"))
 say("after", res.status)

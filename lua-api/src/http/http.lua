@@ -251,12 +251,6 @@ end
 
 ------------------------------------------------------------------- client
 
--- The one place that says https cannot be served yet: the TLS layer of
--- connections will make it `lunet.connect(addr, {tls = {server_name = host}})`.
-local function tls_connect(host, port, options)
-    return nil, "https: TLS is not available"
-end
-
 local new_socket = internals.new_socket
 local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS = true, TRACE = true }
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
@@ -264,14 +258,18 @@ local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308]
 -- A connection to host:port: one kept in the pool, or a new one (a name
 -- is resolved first). Returns the socket and whether it was pooled.
 local function open(scheme, host, port, address, literal, timeout)
-    if scheme == "https" then return tls_connect(host, port, timeout) end
-    local key = "http://" .. address
+    local key = scheme .. "://" .. address
     local pooled = core.pool_take(key, timeout)
-    if pooled then return new_socket(pooled, key), true end
+    if pooled then return new_socket(pooled, key), nil, true end
     if not literal then
         local ips, err = lunet.resolve(host)
         if not ips then return nil, err end
         address = (ips[1]:find(":", 1, true) and ("[" .. ips[1] .. "]") or ips[1]) .. ":" .. port
+    end
+    if scheme == "https" then
+        local sock, err = internals.tls_connect(address, host, timeout, key)
+        if not sock then return nil, "https: " .. err end
+        return sock, nil, false
     end
     local sock, err = lunet.connect(address, { timeout = timeout, pool = key })
     return sock, err, false
