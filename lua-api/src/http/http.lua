@@ -6,8 +6,8 @@
 local core, lunet, internals = ...
 local yield, cannot_wait, until_read = internals.yield, internals.cannot_wait, internals.until_read
 local isyieldable = coroutine.isyieldable
-local setmetatable, getmetatable, type, error, tostring, xpcall, select =
-    setmetatable, getmetatable, type, error, tostring, xpcall, select
+local setmetatable, getmetatable, type, error, tostring, xpcall =
+    setmetatable, getmetatable, type, error, tostring, xpcall
 local OP_WRITE = core.OP.WRITE
 
 local c_body, c_fail, c_status, c_header, c_write =
@@ -75,7 +75,8 @@ local Response = {}
 Response.__index = Response
 Response.__name = "lunet.http.response"
 
--- `next` and `send` are C functions bound to these metatables (server.rs).
+-- `next`, `fields` and `send` are C functions bound to these metatables
+-- (server.rs).
 local c_next, c_send
 c_next, c_fields, c_send = core.http_bind(Request, Response)
 
@@ -144,7 +145,7 @@ local Router = {}
 Router.__index = Router
 Router.__name = "lunet.http.router"
 
--- "/todos/:id" -> { "todos", ":id" } and the capture names.
+-- "/todos/:id" -> { "todos", ":id" }.
 local function split(path)
     local parts = {}
     for part in path:gmatch("[^/]+") do parts[#parts + 1] = part end
