@@ -15,6 +15,8 @@
 #   resp       kv.lua vs redis-server (bench/resp.sh)
 #   services   ping-pong calls, sends, idle service vs skynet (bench/services.sh)
 #   lane       head-of-line ratio, SQLite inserts/s (bench/lane.sh)
+#   json       lunet.json encode/decode vs lua-cjson (cargo bench --bench json)
+#   todo       server-scripts/todo.lua: GET /todos/:id and POST /todos with lunet load
 #
 # Writes bench/results/YYYY-MM-DD.md (a subset run: YYYY-MM-DD-LEG-LEG.md;
 # a smoke run: /tmp/lunet-bench-smoke.md) with the table, each row's goal
@@ -41,7 +43,7 @@ set -u -o pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_LEGS=(echo http reload mem scale connector resp services lane)
+ALL_LEGS=(echo http reload mem scale connector resp services lane json todo)
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
@@ -52,7 +54,7 @@ for arg in "$@"; do
     all) LEGS+=("${ALL_LEGS[@]}") ;;
     memory | rss) LEGS+=(mem) ;;
     load) LEGS+=(connector) ;;
-    echo | http | reload | mem | scale | connector | resp | services | lane) LEGS+=("$arg") ;;
+    echo | http | reload | mem | scale | connector | resp | services | lane | json | todo) LEGS+=("$arg") ;;
     *) printf 'bench/run.sh: unknown leg %q (legs: %s, all)\n' "$arg" "${ALL_LEGS[*]}" >&2; exit 2 ;;
     esac
 done
@@ -820,6 +822,65 @@ EOF
         done <"$WORK/lane.rows"
         [ -s "$WORK/lane.rows" ] || note "lane: could not read bench/lane.sh's table"
     fi
+fi
+
+# ---------------------------------------------------------------- JSON
+# lunet.json against lua-cjson 2.1 under Lua 5.4: the criterion-free bench
+# of lua-api (its own loop, the same documents for both).
+if want json; then
+    log "leg json (cargo bench -p lunet-lua --bench json)"
+    skip=
+    install_debian_packages lua5.4 lua-cjson || skip=$INSTALL_ERROR
+    if [ -z "$skip" ]; then
+        record cargo bench -p lunet-lua --bench json
+        if ! run_waiting "$WORK/json.out" cargo bench -p lunet-lua --bench json; then
+            skip="cargo bench --bench json failed: $(tail -c 300 "$WORK/json.out" | tr '\n' ' ')"
+        fi
+    fi
+    if [ -z "$skip" ] && ! grep -q '^encode-small .*x$' "$WORK/json.out"; then
+        skip="no lua-cjson figures: $(grep -m1 'not found' "$WORK/json.out")"
+    fi
+    if [ -n "$skip" ]; then
+        note "JSON rows skipped: $skip"
+        row "lunet.json vs lua-cjson" "skipped: $skip" "lua-cjson 2.1, Lua 5.4" "-" "-" "≥ 1.0x" "-"
+    else
+        DETAIL+=("cargo bench -p lunet-lua --bench json|$WORK/json.out")
+        small=$(awk '$1 == "bytes-small" {print $2}' "$WORK/json.out")
+        large=$(awk '$1 == "bytes-large" {print $2}' "$WORK/json.out")
+        # "encode-small  241000  120000  2.01x"
+        for name in encode-small decode-small encode-large decode-large; do
+            read -r _ ours theirs r < <(grep -m1 "^$name " "$WORK/json.out")
+            bytes=$small
+            [ "${name#*-}" = large ] && bytes=$large
+            r=${r%x}
+            row "lunet.json ${name%-*}, $bytes-byte document, 1 s loop" "$(fmt_int "$ours") ops/s" "lua-cjson 2.1, Lua 5.4" "$(fmt_int "$theirs") ops/s" "$r" "≥ 1.0x" "$(verdict "$r" ">=" 1.0)"
+        done
+    fi
+fi
+
+# ---------------------------------------------------------------- todo
+# server-scripts/todo.lua on a fresh SQLite file: POST /todos first (which
+# also fills the table), then GET /todos/:id over ids 1..100. Figures, no
+# reference.
+if want todo; then
+    log "leg todo"
+    if lunet_has server-scripts/todo.lua; then
+        LUNET_CMD=("$BIN/lunet" serve server-scripts/todo.lua listen=127.0.0.1:0 "db=$WORK/todo.sqlite")
+        [ -n "${LUNET_WORKERS:-}" ] && LUNET_CMD+=(--workers "$LUNET_WORKERS")
+        if start_server lunet-todo "$WORK/server-todo" "${LUNET_CMD[@]}"; then
+            for round in $(seq "$ROUNDS"); do
+                lunet_load todo:post "$round" "$ADDR" --script bench/todo_client.lua --set op=post -t 1 -c 50
+                lunet_load todo:get "$round" "$ADDR" --script bench/todo_client.lua --set op=get -t 1 -c 50
+            done
+            stop_group "$SERVER_PID"
+        fi
+    else
+        SKIP[todo:post]="lunet or todo.lua missing" SKIP[todo:get]="lunet or todo.lua missing"
+    fi
+    row "todo.lua POST /todos (SQLite insert per request): lunet load --script bench/todo_client.lua -t1 -c50 -d $DURATION, best of $ROUNDS" \
+        "$(rate_cell todo:post "req/s")" "-" "-" "-" "figures" "-"
+    row "todo.lua GET /todos/:id (SQLite select per request): lunet load --script bench/todo_client.lua -t1 -c50 -d $DURATION, best of $ROUNDS" \
+        "$(rate_cell todo:get "req/s")" "-" "-" "-" "figures" "-"
 fi
 
 # ---------------------------------------------------------------- report

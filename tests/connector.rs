@@ -1307,3 +1307,103 @@ fn a_closed_stdout_ends_the_run_quietly() {
     check_sums(&json);
     assert_eq!(json.get("stopped_by"), &Json::Text("stdout closed".into()));
 }
+
+// ---------------------------------------------------------------- load.http
+
+/// A scripted client on load.http against lunet.http
+/// (`tests/scripts/http_server.lua`): the default request comes from
+/// --method, --path, --header and --body; statuses and bytes are reported.
+#[test]
+fn a_script_speaks_http_with_load_http() {
+    let server = Server::start_listeners(&test_script("http_server.lua"), &[], 2);
+    let json = output_file("script-http.json");
+    let outcome = load(&[
+        "--script",
+        test_script("connector_http_client.lua").to_str().unwrap(),
+        "--set",
+        "expect=posted body",
+        "--method",
+        "POST",
+        "--path",
+        "/body",
+        "-H",
+        "X-Test: 1",
+        "--body",
+        "posted body",
+        "-c",
+        "4",
+        "-d",
+        "1s",
+        "--json",
+        json.to_str().unwrap(),
+        &address(server.port()),
+    ]);
+    outcome.assert_success();
+    let json = read_json(&json);
+    check_sums(&json);
+    let requests = json.count("requests");
+    assert!(requests > 0, "{}", outcome.text());
+    assert_eq!(json.get("statuses").count("200"), requests, "{json:?}");
+    assert_eq!(json.get("errors").count("total"), 0, "{}", outcome.text());
+    // Each response is ~100 bytes, each request ~90: both counted.
+    assert!(json.count("bytes_in") >= requests * 80, "{json:?}");
+    assert!(json.count("bytes_out") >= requests * 80, "{json:?}");
+    assert!(
+        outcome.stdout.contains("statuses 200: "),
+        "{}",
+        outcome.text()
+    );
+
+    // Requests built from options; non-2xx statuses are counted, not errors.
+    let json = output_file("script-http-404.json");
+    let outcome = load(&[
+        "--script",
+        test_script("connector_http_client.lua").to_str().unwrap(),
+        "--set",
+        "path=/status/404",
+        "-c",
+        "2",
+        "-d",
+        "500ms",
+        "--json",
+        json.to_str().unwrap(),
+        &address(server.port()),
+    ]);
+    outcome.assert_success();
+    let json = read_json(&json);
+    assert!(json.get("statuses").count("404") > 0, "{json:?}");
+    assert_eq!(json.get("statuses").count("404"), json.count("requests"));
+}
+
+#[test]
+fn load_http_counts_a_garbage_response_as_a_protocol_error() {
+    let server = TestServer::start(|mut stream, _| {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buffer) {
+            if n == 0 || stream.write_all(b"NOT HTTP AT ALL\r\n\r\n").is_err() {
+                return;
+            }
+        }
+    });
+    let json = output_file("script-http-garbage.json");
+    let outcome = load(&[
+        "--script",
+        test_script("connector_http_client.lua").to_str().unwrap(),
+        "-c",
+        "1",
+        "-d",
+        "500ms",
+        "--json",
+        json.to_str().unwrap(),
+        &address(server.port),
+    ]);
+    assert!(!outcome.status.success(), "{}", outcome.text());
+    let json = read_json(&json);
+    assert!(json.get("errors").count("protocol") > 0, "{json:?}");
+    let first = json.get("first_errors").get("protocol");
+    assert!(
+        matches!(first, Json::Text(text) if text.contains("invalid response")),
+        "{json:?}"
+    );
+    assert!(server.accepted() > 0);
+}

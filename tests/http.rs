@@ -1,65 +1,26 @@
-//! `server-scripts/http_hello.lua` with curl and with raw requests:
-//! keep-alive, bodies, pipelining, and malformed input.
+//! `server-scripts/http_hello.lua` (on lunet.http) with curl and with raw
+//! requests: keep-alive, bodies, pipelining, and malformed input. The
+//! tests of the common behaviour also run against the plain-Lua example,
+//! `server-scripts/http_hello_lua.lua`.
 
 mod common;
 
-use common::{abbreviate, server_script, Client, End, Server, DEADLINE};
-use std::collections::HashMap;
+mod http_support;
+
+use common::{server_script, End, Server};
+use http_support::{curl, read_response, rejected, Response};
 use std::io::Read;
-use std::process::{Command, Output};
 
 fn http(args: &[&str]) -> Server {
     Server::start(&server_script("http_hello.lua"), args)
 }
 
-/// A response read off a raw connection.
-#[derive(Debug)]
-struct Response {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-}
-
-/// Reads one response; bodies are framed by Content-Length, which
-/// http_hello always sends.
-#[track_caller]
-fn response(client: &mut Client) -> Response {
-    let status_line = client.line();
-    let status = status_line
-        .strip_prefix("HTTP/1.1 ")
-        .and_then(|rest| rest.get(..3))
-        .and_then(|code| code.parse().ok())
-        .unwrap_or_else(|| client.fail(&format!("bad status line {status_line:?}")));
-    let mut headers = HashMap::new();
-    loop {
-        let line = client.line();
-        let line = line
-            .strip_suffix('\r')
-            .unwrap_or_else(|| client.fail(&format!("header without CR: {line:?}")));
-        if line.is_empty() {
-            break;
-        }
-        let (name, value) = line
-            .split_once(':')
-            .unwrap_or_else(|| client.fail(&format!("bad header {line:?}")));
-        headers.insert(name.to_lowercase(), value.trim().to_string());
-    }
-    let length: usize = headers
-        .get("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| client.fail(&format!("no Content-Length in {headers:?}")));
-    let body = client.bytes(length);
-    Response {
-        status,
-        headers,
-        body,
-    }
+/// Both hello servers: the one on lunet.http and the plain-Lua example.
+fn both() -> [Server; 2] {
+    [
+        http(&[]),
+        Server::start(&server_script("http_hello_lua.lua"), &[]),
+    ]
 }
 
 #[track_caller]
@@ -78,228 +39,223 @@ fn assert_hello(response: &Response) {
     );
 }
 
-fn curl(args: &[&str]) -> Output {
-    let output = Command::new("curl")
-        .args(["--silent", "--show-error", "--max-time"])
-        .arg(DEADLINE.as_secs().to_string())
-        .args(args)
-        .output()
-        .expect("run curl");
-    assert!(
-        output.status.success(),
-        "curl {args:?}: {}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
-}
-
 #[test]
 fn curl_get() {
-    let server = http(&[]);
-    let output = curl(&[&format!("http://127.0.0.1:{}/any/path?x=1", server.port())]);
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello world");
+    for server in both() {
+        let output = curl(&[&format!("http://127.0.0.1:{}/any/path?x=1", server.port())]);
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "hello world");
+    }
 }
 
 #[test]
 fn curl_keep_alive_reuses_the_connection() {
-    let server = http(&[]);
-    let base = format!("http://127.0.0.1:{}", server.port());
-    let output = curl(&[
-        "--verbose",
-        "--write-out",
-        " connects=%{num_connects}\n",
-        &format!("{base}/first"),
-        &format!("{base}/second"),
-    ]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(
-        stdout, "hello world connects=1\nhello world connects=0\n",
-        "curl stderr:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("Re-using existing connection"),
-        "curl stderr:\n{stderr}"
-    );
+    for server in both() {
+        let base = format!("http://127.0.0.1:{}", server.port());
+        let output = curl(&[
+            "--verbose",
+            "--write-out",
+            " connects=%{num_connects}\n",
+            &format!("{base}/first"),
+            &format!("{base}/second"),
+        ]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(
+            stdout, "hello world connects=1\nhello world connects=0\n",
+            "curl stderr:\n{stderr}"
+        );
+        assert!(
+            stderr.contains("Re-using existing connection"),
+            "curl stderr:\n{stderr}"
+        );
+    }
 }
 
 #[test]
 fn curl_post_body_is_consumed() {
-    let server = http(&[]);
-    let base = format!("http://127.0.0.1:{}", server.port());
-    let output = curl(&["--data", "name=value&other=1", &format!("{base}/form")]);
-    assert_eq!(String::from_utf8_lossy(&output.stdout), "hello world");
+    for server in both() {
+        let base = format!("http://127.0.0.1:{}", server.port());
+        let output = curl(&["--data", "name=value&other=1", &format!("{base}/form")]);
+        assert_eq!(String::from_utf8_lossy(&output.stdout), "hello world");
 
-    // A 200 KiB body, then a GET on the same connection: if the body were
-    // not consumed, the GET would be read from the middle of it.
-    let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("http_post_body.bin");
-    std::fs::write(&file, vec![b'b'; 200 * 1024]).unwrap();
-    let output = curl(&[
-        "--write-out",
-        " connects=%{num_connects}\n",
-        "--data-binary",
-        &format!("@{}", file.display()),
-        &format!("{base}/upload"),
-        "--next",
-        "--write-out",
-        " connects=%{num_connects}\n",
-        &format!("{base}/after"),
-    ]);
-    assert_eq!(
-        String::from_utf8_lossy(&output.stdout),
-        "hello world connects=1\nhello world connects=0\n"
-    );
+        // A 200 KiB body, then a GET on the same connection: if the body were
+        // not consumed, the GET would be read from the middle of it.
+        let file = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("http_post_body.bin");
+        std::fs::write(&file, vec![b'b'; 200 * 1024]).unwrap();
+        let output = curl(&[
+            "--write-out",
+            " connects=%{num_connects}\n",
+            "--data-binary",
+            &format!("@{}", file.display()),
+            &format!("{base}/upload"),
+            "--next",
+            "--write-out",
+            " connects=%{num_connects}\n",
+            &format!("{base}/after"),
+        ]);
+        assert_eq!(
+            String::from_utf8_lossy(&output.stdout),
+            "hello world connects=1\nhello world connects=0\n"
+        );
+    }
 }
 
 #[test]
 fn curl_head_has_no_body() {
-    let server = http(&[]);
-    let output = curl(&["--head", &format!("http://127.0.0.1:{}/", server.port())]);
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.starts_with("HTTP/1.1 200"), "{stdout}");
-    assert!(stdout.contains("Content-Length: 11"), "{stdout}");
-    assert!(!stdout.contains("hello world"), "{stdout}");
+    for server in both() {
+        let output = curl(&["--head", &format!("http://127.0.0.1:{}/", server.port())]);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.starts_with("HTTP/1.1 200"), "{stdout}");
+        assert!(stdout.contains("Content-Length: 11"), "{stdout}");
+        assert!(!stdout.contains("hello world"), "{stdout}");
+    }
 }
 
 #[test]
 fn pipelined_requests_in_one_write() {
-    let server = http(&[]);
-    let mut client = server.client();
-    let request = "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n";
-    client.send(request.repeat(3));
-    for _ in 0..3 {
-        assert_hello(&response(&mut client));
+    for server in both() {
+        let mut client = server.client();
+        let request = "GET /1 HTTP/1.1\r\nHost: x\r\n\r\n";
+        client.send(request.repeat(3));
+        for _ in 0..3 {
+            assert_hello(&read_response(&mut client, false));
+        }
+        // Still open for more.
+        client.send(request);
+        assert_hello(&read_response(&mut client, false));
     }
-    // Still open for more.
-    client.send(request);
-    assert_hello(&response(&mut client));
 }
 
 #[test]
 fn pipelined_post_and_get() {
-    let server = http(&[]);
-    let mut client = server.client();
-    client.send(
-        "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+    for server in both() {
+        let mut client = server.client();
+        client.send(
+            "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
          GET /b HTTP/1.1\r\nHost: x\r\n\r\n",
-    );
-    assert_hello(&response(&mut client));
-    assert_hello(&response(&mut client));
+        );
+        assert_hello(&read_response(&mut client, false));
+        assert_hello(&read_response(&mut client, false));
+    }
 }
 
 #[test]
 fn request_split_across_segments() {
-    let server = http(&[]);
-    let mut client = server.client();
-    for part in [
-        "GE",
-        "T / HTTP/1.1\r",
-        "\nHost: x\r\nContent-Le",
-        "ngth: 3\r\n\r\nab",
-        "c",
-    ] {
-        client.send(part);
-        std::thread::sleep(std::time::Duration::from_millis(3));
+    for server in both() {
+        let mut client = server.client();
+        for part in [
+            "GE",
+            "T / HTTP/1.1\r",
+            "\nHost: x\r\nContent-Le",
+            "ngth: 3\r\n\r\nab",
+            "c",
+        ] {
+            client.send(part);
+            std::thread::sleep(std::time::Duration::from_millis(3));
+        }
+        assert_hello(&read_response(&mut client, false));
     }
-    assert_hello(&response(&mut client));
 }
 
 #[test]
 fn connection_close_is_honoured() {
-    let server = http(&[]);
-    let mut client = server.client();
-    client.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    let answer = response(&mut client);
-    assert_hello(&answer);
-    assert_eq!(answer.header("connection"), Some("close"));
-    assert_eq!(client.end(), End::Closed);
+    for server in both() {
+        let mut client = server.client();
+        client.send("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let answer = read_response(&mut client, false);
+        assert_hello(&answer);
+        assert_eq!(answer.header("connection"), Some("close"));
+        assert_eq!(client.end(), End::Closed);
+    }
 }
 
 #[test]
 fn http_1_0_closes_unless_keep_alive() {
-    let server = http(&[]);
-    let mut client = server.client();
-    client.send("GET / HTTP/1.0\r\n\r\n");
-    assert_hello(&response(&mut client));
-    assert_eq!(client.end(), End::Closed);
+    for server in both() {
+        let mut client = server.client();
+        client.send("GET / HTTP/1.0\r\n\r\n");
+        assert_hello(&read_response(&mut client, false));
+        assert_eq!(client.end(), End::Closed);
 
-    let mut client = server.client();
-    client.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
-    let answer = response(&mut client);
-    assert_hello(&answer);
-    assert_eq!(answer.header("connection"), Some("keep-alive"));
-    client.send("GET / HTTP/1.0\r\n\r\n");
-    assert_hello(&response(&mut client));
-    assert_eq!(client.end(), End::Closed);
+        let mut client = server.client();
+        client.send("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let answer = read_response(&mut client, false);
+        assert_hello(&answer);
+        assert_eq!(answer.header("connection"), Some("keep-alive"));
+        client.send("GET / HTTP/1.0\r\n\r\n");
+        assert_hello(&read_response(&mut client, false));
+        assert_eq!(client.end(), End::Closed);
+    }
 }
 
 #[test]
 fn chunked_body_is_consumed() {
-    let server = http(&[]);
-    let mut client = server.client();
-    client.send(
-        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+    for server in both() {
+        let mut client = server.client();
+        client.send(
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n\
          GET / HTTP/1.1\r\nHost: x\r\n\r\n",
-    );
-    assert_hello(&response(&mut client));
-    assert_hello(&response(&mut client));
-}
-
-/// Sends `request` on a new connection and expects `status` and a close.
-#[track_caller]
-fn rejected(server: &Server, request: &str, status: u16) {
-    let mut client = server.client();
-    client.send(request);
-    let answer = response(&mut client);
-    assert_eq!(
-        answer.status,
-        status,
-        "{} got {} {}",
-        abbreviate(request),
-        answer.status,
-        abbreviate(&String::from_utf8_lossy(&answer.body))
-    );
-    assert_eq!(answer.header("connection"), Some("close"), "{answer:?}");
-    client.end();
+        );
+        assert_hello(&read_response(&mut client, false));
+        assert_hello(&read_response(&mut client, false));
+    }
 }
 
 #[test]
 fn malformed_request_line_gets_400() {
     let server = http(&[]);
-    rejected(&server, "GARBAGE\r\n\r\n", 400);
-    rejected(&server, "GET /\r\n\r\n", 400);
-    rejected(&server, "GET / HTTP/9.9\r\n\r\n", 400);
-    rejected(&server, "GET  / HTTP/1.1\r\n\r\n", 400);
+    rejected(&server, server.port(), "GARBAGE\r\n\r\n", 400);
+    rejected(&server, server.port(), "GET /\r\n\r\n", 400);
+    rejected(
+        &server,
+        server.port(),
+        "GET  / HTTP/1.1\r\nHost: x\r\n\r\n",
+        400,
+    );
+    rejected(
+        &server,
+        server.port(),
+        "GET / HTTP/9.9\r\nHost: x\r\n\r\n",
+        505,
+    );
 }
 
 #[test]
 fn malformed_header_gets_400() {
     let server = http(&[]);
-    rejected(&server, "GET / HTTP/1.1\r\nNo colon here\r\n\r\n", 400);
-    rejected(&server, "GET / HTTP/1.1\r\n Folded: value\r\n\r\n", 400);
-    rejected(&server, "GET / HTTP/1.1\r\n: no name\r\n\r\n", 400);
+    rejected(
+        &server,
+        server.port(),
+        "GET / HTTP/1.1\r\nHost: x\r\nNo colon here\r\n\r\n",
+        400,
+    );
+    rejected(
+        &server,
+        server.port(),
+        "GET / HTTP/1.1\r\nHost: x\r\n Folded: value\r\n\r\n",
+        400,
+    );
+    rejected(
+        &server,
+        server.port(),
+        "GET / HTTP/1.1\r\nHost: x\r\n: no name\r\n\r\n",
+        400,
+    );
+    rejected(&server, server.port(), "GET / HTTP/1.1\r\n\r\n", 400);
 }
 
 #[test]
 fn bad_content_length_gets_400() {
     let server = http(&[]);
-    rejected(
-        &server,
-        "POST / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
-        400,
-    );
-    rejected(
-        &server,
-        "POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
-        400,
-    );
-    rejected(
-        &server,
-        "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
-        400,
-    );
+    for length in ["abc", "-1", "3\r\nContent-Length: 4"] {
+        rejected(
+            &server,
+            server.port(),
+            &format!("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\nabcd"),
+            400,
+        );
+    }
 }
 
 #[test]
@@ -308,7 +264,8 @@ fn body_over_1_mib_gets_413() {
     // Headers only: the body is never sent, so nothing is left unread.
     rejected(
         &server,
-        "POST / HTTP/1.1\r\nContent-Length: 1048577\r\n\r\n",
+        server.port(),
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1048577\r\n\r\n",
         413,
     );
 }
@@ -318,46 +275,52 @@ fn unknown_transfer_encoding_gets_501() {
     let server = http(&[]);
     rejected(
         &server,
-        "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        server.port(),
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
         501,
     );
 }
 
 #[test]
-fn header_line_over_max_gets_400() {
-    let server = http(&["--max-line", "1024"]);
-    let request = format!("GET / HTTP/1.1\r\nX-Long: {}\r\n\r\n", "a".repeat(2000));
-    rejected(&server, &request, 400);
+fn head_over_32_kib_gets_431() {
+    let server = http(&[]);
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Long: {}\r\n\r\n",
+        "a".repeat(33 * 1024)
+    );
+    rejected(&server, server.port(), &request, 431);
     // Others are unaffected.
     let mut client = server.client();
     client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert_hello(&response(&mut client));
+    assert_hello(&read_response(&mut client, false));
 }
 
 #[test]
-fn unterminated_request_line_over_max_gets_400() {
-    let server = http(&["--max-line", "1024"]);
-    let request = format!("GET /{}", "a".repeat(2000));
-    rejected(&server, &request, 400);
+fn request_line_over_8_kib_gets_414() {
+    let server = http(&[]);
+    // Unterminated: refused as soon as the line is too long.
+    let request = format!("GET /{}", "a".repeat(9000));
+    rejected(&server, server.port(), &request, 414);
 }
 
 #[test]
 fn many_keep_alive_requests_on_one_connection() {
-    let server = http(&[]);
-    let mut client = server.client();
-    for i in 0..500 {
-        client.send(format!(
-            "GET /{i} HTTP/1.1\r\nHost: x\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n"
-        ));
-        assert_hello(&response(&mut client));
+    for server in both() {
+        let mut client = server.client();
+        for i in 0..500 {
+            client.send(format!(
+                "GET /{i} HTTP/1.1\r\nHost: x\r\nUser-Agent: test\r\nAccept: */*\r\n\r\n"
+            ));
+            assert_hello(&read_response(&mut client, false));
+        }
+        // Nothing extra was sent.
+        client.shutdown_write();
+        let mut rest = Vec::new();
+        client.reader().read_to_end(&mut rest).unwrap();
+        assert!(
+            rest.is_empty(),
+            "unexpected bytes: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
     }
-    // Nothing extra was sent.
-    client.shutdown_write();
-    let mut rest = Vec::new();
-    client.reader().read_to_end(&mut rest).unwrap();
-    assert!(
-        rest.is_empty(),
-        "unexpected bytes: {:?}",
-        String::from_utf8_lossy(&rest)
-    );
 }

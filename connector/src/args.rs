@@ -262,6 +262,9 @@ pub enum Workload {
     Script {
         path: PathBuf,
         env: Vec<(String, String)>,
+        /// The request `load.http.request()` gives without options: the
+        /// http profile's (--method, --path, --header, --body).
+        http: HttpSpec,
     },
 }
 
@@ -382,6 +385,7 @@ impl LoadArgs {
             let workload = Workload::Script {
                 path: path.clone(),
                 env,
+                http: self.http_spec(target)?,
             };
             (workload, format!("script {}", path.display()))
         } else if self.hold.is_some() {

@@ -151,8 +151,38 @@ function load.request(fn, ...)
         return a, b, c
     end
     if state then state.answered = true end
-    done(intended or sent, sent, take_transfer())
+    -- An HTTP response (load.http.read's) counts its status.
+    local status = type(a) == "table" and math.type(a.status) == "integer" and a.status or nil
+    local bytes_in, bytes_out = take_transfer()
+    done(intended or sent, sent, bytes_in, bytes_out, status)
     return a, b, c
+end
+
+--- load.http: requests built and responses parsed in Rust (script_http.rs).
+local http = {}
+load.http = http
+
+local http_default, http_build, http_method = core.http_default, core.http_build, core.http_method
+local read_response = lunet.http.read_response
+
+--- load.http.request([{method=, path=, headers=, body=}]) -> the request
+--- as a string. Without options: the http profile's request (--method,
+--- --path, --header, --body); unset options default to those.
+function http.request(options)
+    if options == nil then return http_default end
+    if type(options) ~= "table" then error("load.http.request: options must be a table", 2) end
+    local request, err = http_build(options)
+    if not request then error(err, 2) end
+    return request
+end
+
+--- load.http.read(sock [, method]) -> res {status, reason, headers, body},
+--- keepalive | nil, err. Yields. The response's bytes are counted.
+function http.read(sock, method)
+    local socket = getmetatable(sock) == Counted and sock.socket or sock
+    local res, keep, bytes = read_response(socket, { method = method or http_method })
+    if res then received = received + bytes end
+    return res, keep
 end
 
 local function connection(index)

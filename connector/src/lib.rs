@@ -25,6 +25,7 @@ mod engine;
 mod protocol;
 mod report;
 mod script;
+mod script_http;
 mod signals;
 mod stats;
 

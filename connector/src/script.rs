@@ -127,20 +127,24 @@ fn install(
         lua.create_function(move |_, ()| Ok(nanos(Instant::now())))?,
     )?;
 
-    // The byte counts of the handlers' sockets come with each result.
+    // The byte counts of the handlers' sockets come with each result, and
+    // the HTTP status when the request returned a response.
     let r = recorder.clone();
     core.set(
         "done",
         lua.create_function(
-            move |_, (intended, sent, bytes_in, bytes_out): (i64, i64, u64, u64)| {
+            move |_,
+                  (intended, sent, bytes_in, bytes_out, status): (
+                i64,
+                i64,
+                u64,
+                u64,
+                Option<u16>,
+            )| {
                 let now = Instant::now();
                 let mut recorder = lock(&r);
-                recorder.complete(
-                    now,
-                    instant(intended),
-                    instant(sent),
-                    crate::stats::Note::None,
-                );
+                let note = status.map_or(crate::stats::Note::None, crate::stats::Note::Status);
+                recorder.complete(now, instant(intended), instant(sent), note);
                 recorder.transfer(bytes_in, bytes_out);
                 Ok(())
             },
@@ -245,6 +249,8 @@ fn install(
         })?,
     )?;
 
+    crate::script_http::install(lua, plan, &core)?;
+
     let module: mlua::Table = lua
         .load(DRIVER)
         .set_name("@lunet/connector/driver.lua")
@@ -262,7 +268,7 @@ pub fn start(
     recorders: &[Arc<Mutex<Recorder>>],
     stop: &Arc<AtomicBool>,
 ) -> Result<ScriptRun, Error> {
-    let Workload::Script { path, env } = &plan.workload else {
+    let Workload::Script { path, env, .. } = &plan.workload else {
         unreachable!("script::start runs scripts only");
     };
     let shown = path.display().to_string();

@@ -49,11 +49,25 @@ impl Buffer {
     /// than what is left (so a stream never makes the buffer grow forever).
     #[inline]
     pub fn extend(&mut self, bytes: &[u8]) {
+        self.compact();
+        self.data.extend_from_slice(bytes);
+    }
+
+    /// Lets `write` append at the end, as [`Buffer::extend`] does: for the
+    /// encoders of `proto`, which write into a `Vec`. `write` may only
+    /// append.
+    #[inline]
+    pub fn append<R>(&mut self, write: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+        self.compact();
+        write(&mut self.data)
+    }
+
+    #[inline]
+    fn compact(&mut self) {
         if self.start > 0 && self.start >= self.len() {
             self.data.drain(..self.start);
             self.start = 0;
         }
-        self.data.extend_from_slice(bytes);
     }
 
     /// Makes room for `additional` more bytes, or says the system refused:

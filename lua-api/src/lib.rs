@@ -10,11 +10,13 @@
 
 pub mod admin;
 mod api;
+mod batteries;
 pub mod caps;
 mod codec;
 mod dict;
 mod handoff;
 mod host;
+mod http;
 mod ids;
 mod interrupt;
 pub mod json;
@@ -22,15 +24,18 @@ mod lane;
 mod launch;
 mod mail;
 mod memory;
+mod pool;
 pub mod protocol;
 mod read;
 mod settings;
 mod slab;
 mod state;
+mod ws;
 
 pub use host::{
     check_script, BuildError, LuaService, Script, ScriptError, ServiceOptions, StartError, Startup,
 };
+pub use http::build_request;
 pub use launch::{launch, Launch, LaunchError, Progress};
 pub use settings::Settings;
 

@@ -62,8 +62,10 @@ function Socket.__gc(self)
     core.collected(self[1])
 end
 
-local function new_socket(id)
-    return setmetatable({ id }, Socket)
+-- `pool`: the key of the outbound pool the socket may go back to
+-- (sock:setkeepalive); nil for accepted sockets.
+local function new_socket(id, pool)
+    return setmetatable({ id, pool }, Socket)
 end
 
 function Socket:readline(max)
@@ -150,13 +152,19 @@ function lunet.listen(addr, handler)
     return bound
 end
 
--- lunet.connect(addr [, timeout_ms]) or lunet.connect(addr, {timeout = ms, bind = "127.0.0.2"})
+-- lunet.connect(addr [, timeout_ms]) or
+-- lunet.connect(addr, {timeout = ms, bind = "127.0.0.2", pool = "name"})
 function lunet.connect(addr, options)
     permitted("net", "lunet.connect")
-    local timeout, bind = options, nil
+    local timeout, bind, pool = options, nil, nil
     if type(options) == "table" then
-        timeout, bind = options.timeout, options.bind
+        timeout, bind, pool = options.timeout, options.bind, options.pool
     end
+    -- A connection sock:setkeepalive put back (lua-api/src/pool.rs).
+    if type(addr) ~= "string" then error("lunet.connect: address must be a string like '127.0.0.1:6379'", 2) end
+    pool = tostring(pool or addr) .. (bind and ("@" .. tostring(bind)) or "")
+    local pooled = core.pool_take(pool, timeout)
+    if pooled then return new_socket(pooled, pool) end
     local id, err = core.connect(addr, timeout, bind)
     if not id then return nil, err end
     if not isyieldable() then
@@ -168,7 +176,7 @@ function lunet.connect(addr, options)
         c_close(id)
         return nil, cerr
     end
-    return new_socket(id)
+    return new_socket(id, pool)
 end
 
 function lunet.sleep(ms)
@@ -234,6 +242,18 @@ local MISUSE = "lunet:misuse"
 local function lane_result(a, b, c, ...)
     if a == nil and c == MISUSE then error(b, 2) end
     return a, b, c, ...
+end
+
+-- sock:setkeepalive([idle_ms [, size]]): back to lunet.connect's pool.
+function Socket:setkeepalive(idle_ms, size)
+    local pool = self[2]
+    if pool == nil then
+        error("sock:setkeepalive: only connections made by lunet.connect go back to a pool", 2)
+    end
+    local ok, err, misuse = core.setkeepalive(self[1], pool, idle_ms, size)
+    if misuse == MISUSE then error(err, 2) end
+    if ok then return true end
+    return nil, err
 end
 
 -- Wrappers tail-call lane_result so that an error points at their caller.
@@ -490,6 +510,43 @@ end
 
 coroutine = user_coroutine
 package.loaded.coroutine = user_coroutine
+
+-- Batteries ------------------------------------------------------------
+-- lunet.json, lunet.http and lunet.ws are built on first use (see
+-- lua-api/src/batteries.rs): a VM that never uses them does not pay.
+-- A battery's read that may wait: `fast(id, arg [, wait_error])` answers
+-- false when it parked a read (read.rs: Fill); each false yields OP_READ on
+-- connection `id` and calls again with the wait's error, if any.
+local function until_read(what, fast, id, arg)
+    local a, b, c = fast(id, arg)
+    while a == false do
+        if not isyieldable() then cannot_wait(what, 4) end
+        local _, wait_error = yield(OP_READ, id)
+        a, b, c = fast(id, arg, wait_error)
+    end
+    return a, b, c
+end
+-- The one place the batteries' TLS clients (https, wss) connect through:
+-- TLS under sockets is not in this build yet. With it, this becomes
+-- lunet.connect(address, {timeout = timeout, pool = pool,
+-- tls = {server_name = host}}).
+local function tls_connect(address, host, timeout, pool)
+    return nil, "TLS is not available"
+end
+local battery_internals = {
+    yield = yield, cannot_wait = cannot_wait, new_socket = new_socket, Socket = Socket,
+    until_read = until_read, tls_connect = tls_connect, permitted = permitted,
+}
+setmetatable(lunet, {
+    __index = function(module, name)
+        local build = core.battery(name)
+        if build == nil then return nil end
+        local battery = build(core, lunet, battery_internals)
+        rawset(module, name, battery)
+        return battery
+    end,
+})
+-- End of batteries -----------------------------------------------------
 
 -- What the scheduler calls to start a connection's handler.
 local function run_handler(listener, id)

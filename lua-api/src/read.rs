@@ -18,10 +18,26 @@ const READSOME_DEFAULT: usize = 64 * 1024;
 /// A read, validated: what it waits for and its bounds.
 #[derive(Clone, Debug)]
 pub enum ReadRequest {
-    Line { max: usize },
-    Exact { n: usize },
-    Until { delim: Vec<u8>, max: usize },
-    Some { max: usize },
+    Line {
+        max: usize,
+    },
+    Exact {
+        n: usize,
+    },
+    Until {
+        delim: Vec<u8>,
+        max: usize,
+    },
+    Some {
+        max: usize,
+    },
+    /// Wait until at least `at_least` bytes are buffered, taking nothing:
+    /// a codec that said "need more" (`proto::Progress::NeedMore`) parses
+    /// the buffer again once this is satisfied. Only Rust makes it (the
+    /// HTTP and WebSocket fast paths), and bounds `at_least` by its limits.
+    Fill {
+        at_least: usize,
+    },
 }
 
 /// Smallest read syscall: pipelined requests arrive in one read.
@@ -85,7 +101,7 @@ impl ReadRequest {
     /// Whether a timeout hands back what arrived (as OpenResty does); a
     /// `readsome` has nothing partial to hand back.
     pub fn returns_partial(&self) -> bool {
-        !matches!(self, ReadRequest::Some { .. })
+        !matches!(self, ReadRequest::Some { .. } | ReadRequest::Fill { .. })
     }
 }
 
@@ -238,17 +254,26 @@ pub fn try_read(entry: &mut ConnEntry, request: &ReadRequest) -> ReadOutcome {
                 }
                 *max
             }
+            ReadRequest::Fill { at_least } => {
+                if input.len() >= *at_least {
+                    return ReadOutcome::Ready { end: 0, consume: 0 };
+                }
+                at_least - input.len()
+            }
         };
+        // A fill leaves the buffer to the codec that asked for it (the end
+        // of a body read until the peer closes is in there).
+        let partial = request.returns_partial();
         if entry.conn.failed {
             return ReadOutcome::Failed {
                 err: "reset",
-                partial: true,
+                partial,
             };
         }
         if entry.conn.eof {
             return ReadOutcome::Failed {
                 err: "closed",
-                partial: true,
+                partial,
             };
         }
         if !entry.conn.readable || entry.phase == ConnectionPhase::Connecting {

@@ -68,6 +68,24 @@ impl<K: SlabKey, T> Slab<K, T> {
         true
     }
 
+    /// Gives the entry under `key` a new id in the same slot (the next
+    /// generation of its index): holders of `key` miss from now on, while
+    /// whatever knows only the index (the reactor's token) still finds it.
+    pub fn reissue(&mut self, key: K) -> Option<K> {
+        let slot = key.slot();
+        let entry = self.entries.get_mut(slot.index() as usize)?;
+        if entry.generation != slot.generation() || entry.value.is_none() {
+            return None;
+        }
+        entry.generation = SlotId::next_generation(entry.generation);
+        Some(K::from_slot(SlotId::new(slot.index(), entry.generation)))
+    }
+
+    /// Every live entry.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().filter_map(|e| e.value.as_ref())
+    }
+
     /// The id of what is at `index` now, if anything.
     pub fn id_at(&self, index: u32) -> Option<K> {
         let entry = self.entries.get(index as usize)?;
@@ -141,6 +159,19 @@ mod tests {
         assert_eq!(a.index(), b.index());
         assert_eq!(slab.get(a), None);
         assert_eq!(slab.get(b), Some(&"b"));
+    }
+
+    #[test]
+    fn a_reissued_entry_keeps_its_slot_under_a_new_id() {
+        let mut slab: Slab<ConnectionId, &str> = Slab::default();
+        let a = slab.insert("a");
+        let b = slab.reissue(a).unwrap();
+        assert_eq!(a.index(), b.index());
+        assert_eq!(slab.get(a), None);
+        assert_eq!(slab.get(b), Some(&"a"));
+        assert_eq!(slab.id_at(a.index()), Some(b));
+        assert!(slab.reissue(a).is_none());
+        assert_eq!(slab.values().count(), 1);
     }
 
     #[test]

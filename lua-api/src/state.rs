@@ -48,6 +48,8 @@ pub enum ConnectionPhase {
     Open,
     /// Closed by Lua: flushing output, then draining unread input.
     Closing,
+    /// Idle in an outbound pool (`sock:setkeepalive`, see `pool.rs`).
+    Pooled,
 }
 
 pub struct ConnEntry {
@@ -69,6 +71,9 @@ pub struct ConnEntry {
     pub draining: bool,
     /// A closing connection is dropped at this time whatever is left.
     pub linger_deadline: Option<u64>,
+    /// The HTTP exchange of a `lunet.http` server connection (dropped
+    /// with the connection).
+    pub http: Option<Box<crate::http::Exchange>>,
 }
 
 impl ConnEntry {
@@ -91,6 +96,7 @@ impl ConnEntry {
             dirty: false,
             draining: false,
             linger_deadline: None,
+            http: None,
         }
     }
 }
@@ -172,6 +178,8 @@ pub struct VmState {
     /// Ids are never reused; gone ones are pruned as the set grows.
     pub children: HashSet<u64>,
     children_pruned_at: usize,
+    /// Outbound connections kept for reuse (see `pool.rs`).
+    pub pool: crate::pool::Pool,
     /// The read a fast path could not finish, validated: the session yields
     /// `(OP.READ, conn)` next and the scheduler takes it from here.
     pub pending_read: Option<(ConnectionId, ReadRequest)>,
@@ -206,6 +214,7 @@ impl VmState {
             dict_account: None,
             children: HashSet::new(),
             children_pruned_at: 64,
+            pool: crate::pool::Pool::default(),
             pending_read: None,
         }
     }

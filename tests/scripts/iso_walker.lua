@@ -17,6 +17,8 @@ local ungated = {
     timeout = { 0, function() end }, queue = {}, response = {}, kill = { -1 },
     wakeup = { false }, call_timeout = { 1000, lunet.self(), "noop" },
     on_shutdown = { function() end },
+    -- Batteries that reach out only through what a caller already holds.
+    ["http.router"] = {}, ["http.read_response"] = {}, ["ws.upgrade"] = {},
     wait = false, exit = false, dispatch = false, -- called apart, below
 }
 
@@ -59,6 +61,8 @@ dispatch = function(_, command)
     local reply = lunet.response()
     lunet.fork(function()
         local out = {}
+        -- Batteries are built on first use: touch them so the walk sees them.
+        local _ = lunet.json, lunet.http, lunet.ws
         walk(lunet, "", {}, out)
         -- The three that would end or stop this walk, called apart.
         lunet.fork(function()

@@ -10,7 +10,7 @@
 mod services;
 mod socket;
 
-pub use socket::connect_word;
+pub use socket::{connect_word, queued, Queued};
 
 use std::sync::Arc;
 
@@ -149,6 +149,7 @@ pub fn build(
     )?;
 
     core.set("shared_dict", lua.create_function(crate::dict::open)?)?;
+    crate::batteries::install(lua, runtime, &core)?;
     services::build(lua, runtime, settings, SocketMeta::of(socket_meta), &core)?;
 
     Ok(core)

@@ -9,7 +9,7 @@ use mlua::{FromLua, Lua, Table, Value, Variadic};
 
 use crate::ids::ConnectionId;
 use crate::read::{self, ReadOutcome, ReadRequest, Taken};
-use crate::state::{with_state, ConnEntry, ConnectionPhase};
+use crate::state::{with_state, ConnEntry, ConnectionPhase, VmState};
 
 fn append_value(out: &mut lunet_core::buffer::Buffer, value: &Value, n: usize) -> mlua::Result<()> {
     match value {
@@ -99,7 +99,6 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
         lua.create_function(|lua, (id, first, rest): (i64, Value, Variadic<Value>)| {
             let id = ConnectionId::from_lua_integer(id);
             with_state(lua, |state| {
-                let high_water = state.settings.high_water;
                 let Some(entry) = state.conns.get_mut(id) else {
                     return Ok((Value::Nil, Some("closed")));
                 };
@@ -110,21 +109,11 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
                 for (i, value) in rest.iter().enumerate() {
                     append_value(&mut entry.conn.output, value, i + 2)?;
                 }
-                if entry.conn.output.len() > high_water && entry.phase == ConnectionPhase::Open {
-                    // Try once now; wait only if the peer really is slow.
-                    let _ = entry.conn.flush();
-                    if entry.conn.failed {
-                        return Ok((Value::Nil, Some("closed")));
-                    }
-                    if entry.conn.output.len() > high_water {
-                        state.mark_dirty(id);
-                        return Ok((Value::Boolean(false), None));
-                    }
-                }
-                if !entry.conn.output.is_empty() {
-                    state.mark_dirty(id);
-                }
-                Ok((Value::Boolean(true), None))
+                Ok(match queued(state, id) {
+                    Queued::Ok => (Value::Boolean(true), None),
+                    Queued::Wait => (Value::Boolean(false), None),
+                    Queued::Closed => (Value::Nil, Some("closed")),
+                })
             })?
         })?,
     )?;
@@ -244,6 +233,43 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     )?;
 
     Ok(())
+}
+
+/// What became of output just queued on a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Queued {
+    /// Under the high-water mark: it goes out when the slice ends.
+    Ok,
+    /// Over the mark even after one flush: the writer waits
+    /// (`OP.WRITE`) for the peer to read.
+    Wait,
+    /// The connection failed.
+    Closed,
+}
+
+/// After output was queued on `id` (by `sock:write` or a codec's writer):
+/// marks it for the flush at the end of the slice, and tries one flush
+/// now if it crossed the high-water mark.
+pub fn queued(state: &mut VmState, id: ConnectionId) -> Queued {
+    let high_water = state.settings.high_water;
+    let Some(entry) = state.conns.get_mut(id) else {
+        return Queued::Closed;
+    };
+    if entry.conn.output.len() > high_water && entry.phase == ConnectionPhase::Open {
+        // Try once now; wait only if the peer really is slow.
+        let _ = entry.conn.flush();
+        if entry.conn.failed {
+            return Queued::Closed;
+        }
+        if entry.conn.output.len() > high_water {
+            state.mark_dirty(id);
+            return Queued::Wait;
+        }
+    }
+    if !entry.conn.output.is_empty() {
+        state.mark_dirty(id);
+    }
+    Queued::Ok
 }
 
 /// The error word for a failed connect, when there is one ("refused",

@@ -92,6 +92,12 @@ impl LuaService {
                     advance_close(state, runtime, service, cid);
                     None
                 }
+                ConnectionPhase::Pooled => {
+                    if readiness.is_readable() || readiness.is_hangup() {
+                        crate::pool::on_readiness(state, cid);
+                    }
+                    None
+                }
                 ConnectionPhase::Connecting => {
                     if !readiness.is_writable() {
                         return None;
@@ -163,11 +169,13 @@ impl LuaService {
         }
     }
 
-    /// A closing connection's linger deadline: drop it if it is still there.
+    /// A closing connection's linger deadline, or a pooled one's idle
+    /// deadline: drop it if it is still there.
     pub(super) fn on_linger_timer(&mut self, cid: ConnectionId, now: u64) {
         vm(|state| {
             let expired = state.conns.get(cid).is_some_and(|e| {
-                e.phase == ConnectionPhase::Closing && e.linger_deadline.is_some_and(|d| d <= now)
+                matches!(e.phase, ConnectionPhase::Closing | ConnectionPhase::Pooled)
+                    && e.linger_deadline.is_some_and(|d| d <= now)
             });
             if expired {
                 drop_conn(state, cid);

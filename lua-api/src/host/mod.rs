@@ -46,7 +46,7 @@ use crate::mail;
 use crate::memory::VmMemory;
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
-use crate::state::{with_own_state, Caller, OwnedState, VmState};
+use crate::state::{with_own_state, Caller, ConnectionPhase, OwnedState, VmState};
 
 pub use build::{
     check_script, BuildError, Script, ScriptError, ServiceOptions, StartError, Startup,
@@ -127,7 +127,10 @@ impl LuaService {
                     || (quiet
                         && !state.dispatch
                         && state.listen_calls.is_empty()
-                        && state.conns.is_empty())
+                        && state
+                            .conns
+                            .values()
+                            .all(|entry| entry.phase == ConnectionPhase::Pooled))
             })
     }
 }

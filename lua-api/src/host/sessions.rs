@@ -441,7 +441,7 @@ impl LuaService {
                             let _ = entry.conn.flush();
                         }
                         ConnectionPhase::Closing => closing.push(cid),
-                        ConnectionPhase::Connecting => {}
+                        ConnectionPhase::Connecting | ConnectionPhase::Pooled => {}
                     }
                 }
                 dirty.clear();

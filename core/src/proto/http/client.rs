@@ -42,8 +42,12 @@ pub fn parse_response<'a>(
 ) -> Result<Progress<Response<'a>>, Error> {
     let window = &input[..input.len().min(limits.max_head)];
     with_header_storage(limits.max_headers, |storage| {
-        let mut parsed = httparse::Response::new(storage);
-        let status = parsed.parse(window);
+        let mut parsed = httparse::Response::new(&mut []);
+        let status = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut parsed,
+            window,
+            storage,
+        );
         let Some(head_len) = head_length(status, window, limits.max_head, Error::BadResponse)?
         else {
             return Ok(Progress::NeedMore {

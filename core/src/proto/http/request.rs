@@ -51,8 +51,8 @@ pub fn parse_request<'a>(input: &'a [u8], limits: &Limits) -> Result<Progress<Re
     check_request_line(input, limits)?;
     let window = &input[..input.len().min(limits.max_head)];
     with_header_storage(limits.max_headers, |storage| {
-        let mut parsed = httparse::Request::new(storage);
-        let status = parsed.parse(window);
+        let mut parsed = httparse::Request::new(&mut []);
+        let status = parsed.parse_with_uninit_headers(window, storage);
         let Some(head_len) = head_length(status, window, limits.max_head, Error::BadRequest)?
         else {
             return Ok(Progress::NeedMore {
