@@ -18,6 +18,7 @@ mod interrupt;
 pub mod json;
 mod lane;
 mod launch;
+mod libraries;
 mod mail;
 pub mod protocol;
 mod read;

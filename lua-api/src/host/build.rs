@@ -160,6 +160,7 @@ impl LuaService {
         let state = OwnedState::new(VmState::new(identity, settings.clone(), interrupt.clone()));
         let socket_meta = lua.create_table().map_err(BuildError::Lunet)?;
         let lunet = || -> mlua::Result<(Function, Function)> {
+            crate::libraries::install(&lua, &settings)?;
             let core = api::build(&lua, runtime, &settings, &socket_meta)?;
             let (run_handler, dispatch): (Function, Function) = lua
                 .load(prelude_bytecode())
