@@ -71,6 +71,18 @@ impl Connection {
         }
     }
 
+    /// The TLS handshake is not finished yet (never true on a plain
+    /// connection).
+    pub fn handshaking(&self) -> bool {
+        false
+    }
+
+    /// Why the connection failed, when there is more to say than "reset"
+    /// (a TLS error).
+    pub fn failure(&self) -> Option<&str> {
+        None
+    }
+
     /// One read syscall into the input buffer, capped at `limit` bytes (so
     /// a reader that wants a bounded line never buffers unbounded input).
     pub fn fill(&mut self, limit: usize) -> Fill {

@@ -89,6 +89,24 @@ function Socket:readsome(max)
     return yield(OP_READ, id)
 end
 
+-- A read method of one kind with one optional size argument.
+local function read_method(kind, what)
+    return function(self, size)
+        local id = self[1]
+        local data, err, extra = c_read(id, kind, size)
+        if data ~= false then return data, err, extra end
+        if not isyieldable() then cannot_wait(what) end
+        return yield(OP_READ, id)
+    end
+end
+
+-- sock:readresp([max_bulk]): one RESP command as a table of strings.
+Socket.readresp = read_method(READ.COMMAND, "sock:readresp")
+-- sock:readreply(): one RESP reply as a Lua value (nil, text, true: an error reply).
+Socket.readreply = read_method(READ.REPLY, "sock:readreply")
+-- sock:handshake(): true once the TLS handshake is done.
+Socket.handshake = read_method(READ.HANDSHAKE, "sock:handshake")
+
 function Socket:write(...)
     local id = self[1]
     local ok, err = c_write(id, ...)

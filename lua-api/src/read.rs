@@ -4,10 +4,18 @@
 //!
 //! An answer is copied out into a byte buffer of the caller's before any Lua
 //! string is made of it: the VM's state may not be borrowed while Lua
-//! allocates (see `state.rs`).
+//! allocates (see `state.rs`). A parsed answer (a RESP command or reply) is
+//! copied out whole and parsed again from that copy to make its Lua value:
+//! the codec is stateless and the second parse of bytes known to be whole
+//! costs less than carrying the parse across the borrow.
+
+use std::borrow::Cow;
+use std::cell::Cell;
 
 use lunet_core::connection::Fill;
+use lunet_core::proto::resp::{self, Progress};
 use memchr::memmem;
+use mlua::{Lua, Value};
 
 use crate::protocol::ReadKind;
 use crate::state::{ConnEntry, ConnectionPhase};
@@ -15,13 +23,47 @@ use crate::state::{ConnEntry, ConnectionPhase};
 /// Size of a `readsome` without a `max`.
 const READSOME_DEFAULT: usize = 64 * 1024;
 
+/// The `err` of a failed read: a word ("closed", "timeout", ...) or a
+/// message made for this failure (a protocol error, a TLS alert).
+pub type ErrorText = Cow<'static, str>;
+
 /// A read, validated: what it waits for and its bounds.
 #[derive(Clone, Debug)]
 pub enum ReadRequest {
-    Line { max: usize },
-    Exact { n: usize },
-    Until { delim: Vec<u8>, max: usize },
-    Some { max: usize },
+    Line {
+        max: usize,
+    },
+    Exact {
+        n: usize,
+    },
+    Until {
+        delim: Vec<u8>,
+        max: usize,
+    },
+    Some {
+        max: usize,
+    },
+    /// One RESP command, as a server reads it (`sock:readresp`); a bulk
+    /// longer than `max_bulk` is refused before its data is read.
+    Command {
+        max_bulk: usize,
+    },
+    /// One RESP reply, as a client reads it (`sock:readreply`).
+    Reply,
+    /// The end of the TLS handshake (`sock:handshake`); at once on a plain
+    /// socket.
+    Handshake,
+}
+
+/// What a parsed read hands to Lua.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shape {
+    /// A table of the command's words.
+    Command,
+    /// The reply as a Lua value.
+    Reply,
+    /// `true`.
+    Handshake,
 }
 
 /// Smallest read syscall: pipelined requests arrive in one read.
@@ -34,9 +76,14 @@ pub enum ReadOutcome {
         end: usize,
         consume: usize,
     },
+    /// The first `len` bytes of the input make a whole value of `shape`.
+    Parsed {
+        len: usize,
+        shape: Shape,
+    },
     Wait,
     Failed {
-        err: &'static str,
+        err: ErrorText,
         /// Hand back (and drop) the buffered partial data.
         partial: bool,
     },
@@ -78,14 +125,27 @@ impl ReadRequest {
                         Some(_) => bound("sock:readsome")?,
                     },
                 },
+                ReadKind::Command => ReadRequest::Command {
+                    max_bulk: match size {
+                        None => resp::Limits::default().max_bulk,
+                        Some(_) => bound("sock:readresp")?,
+                    },
+                },
+                ReadKind::Reply => ReadRequest::Reply,
+                ReadKind::Handshake => ReadRequest::Handshake,
             },
         )
     }
 
-    /// Whether a timeout hands back what arrived (as OpenResty does); a
-    /// `readsome` has nothing partial to hand back.
+    /// Whether a timeout hands back what arrived (as OpenResty does). A
+    /// `readsome` has nothing partial to hand back; a parsed read leaves
+    /// the bytes of an unfinished value in the buffer, so it can be tried
+    /// again.
     pub fn returns_partial(&self) -> bool {
-        !matches!(self, ReadRequest::Some { .. })
+        matches!(
+            self,
+            ReadRequest::Line { .. } | ReadRequest::Exact { .. } | ReadRequest::Until { .. }
+        )
     }
 }
 
@@ -103,13 +163,15 @@ pub enum ReadMisuse {
 }
 
 /// A finished read, its bytes (if any) moved to the caller's buffer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Taken {
     /// The answer is the buffer's content.
     Data,
+    /// The buffer's content is a whole value of this shape.
+    Parsed(Shape),
     /// The read failed with `err`; `partial`: the buffer's content is the
     /// partial data to hand back with it.
-    Failed { err: &'static str, partial: bool },
+    Failed { err: ErrorText, partial: bool },
 }
 
 /// Moves the answer of `outcome` (not `Wait`) out of the entry's input
@@ -122,6 +184,11 @@ pub fn take(entry: &mut ConnEntry, outcome: ReadOutcome, bytes: &mut Vec<u8>) ->
             entry.conn.input.consume(consume);
             Taken::Data
         }
+        ReadOutcome::Parsed { len, shape } => {
+            bytes.extend_from_slice(&entry.conn.input.as_slice()[..len]);
+            entry.conn.input.consume(len);
+            Taken::Parsed(shape)
+        }
         ReadOutcome::Failed { err, partial } => {
             if partial {
                 take_all(entry, bytes);
@@ -129,7 +196,7 @@ pub fn take(entry: &mut ConnEntry, outcome: ReadOutcome, bytes: &mut Vec<u8>) ->
             Taken::Failed { err, partial }
         }
         ReadOutcome::Wait => Taken::Failed {
-            err: "closed",
+            err: "closed".into(),
             partial: false,
         },
     }
@@ -145,21 +212,97 @@ pub fn take_all(entry: &mut ConnEntry, bytes: &mut Vec<u8>) {
 }
 
 /// The values a read returns to Lua, made once the state is no longer
-/// borrowed: `data` or `nil, err [, partial]`.
-pub fn answer(
-    lua: &mlua::Lua,
-    taken: Taken,
-    bytes: &[u8],
-) -> mlua::Result<(mlua::Value, Option<&'static str>, Option<mlua::LuaString>)> {
+/// borrowed: `data` or `nil, err [, partial]`. A parsed reply that is an
+/// error reply gives `nil, text, true` (the third value tells it from a
+/// failed read).
+pub fn answer(lua: &Lua, taken: Taken, bytes: &[u8]) -> mlua::Result<ReadAnswer> {
     Ok(match taken {
-        Taken::Data => (mlua::Value::String(lua.create_string(bytes)?), None, None),
+        Taken::Data => (Value::String(lua.create_string(bytes)?), None, Value::Nil),
+        Taken::Parsed(Shape::Handshake) => (Value::Boolean(true), None, Value::Nil),
+        Taken::Parsed(Shape::Command) => (command_value(lua, bytes)?, None, Value::Nil),
+        Taken::Parsed(Shape::Reply) => match resp::parse_reply(bytes, &resp::Limits::default()) {
+            Ok(Progress::Done(resp::Reply::Error(text), _)) => (
+                Value::Nil,
+                Some(String::from_utf8_lossy(text).into_owned().into()),
+                Value::Boolean(true),
+            ),
+            Ok(Progress::Done(reply, _)) => (reply_value(lua, &reply)?, None, Value::Nil),
+            // The bytes held a whole reply when they were taken.
+            _ => (Value::Nil, Some("lunet: reply lost".into()), Value::Nil),
+        },
         Taken::Failed { err, partial } => {
             let partial = if partial {
-                Some(lua.create_string(bytes)?)
+                Value::String(lua.create_string(bytes)?)
             } else {
-                None
+                Value::Nil
             };
-            (mlua::Value::Nil, Some(err), partial)
+            (Value::Nil, Some(err), partial)
+        }
+    })
+}
+
+/// What a read returns to Lua: the value, the error, the third value.
+pub type ReadAnswer = (Value, Option<ErrorText>, Value);
+
+thread_local! {
+    /// The words of the command being parsed, kept between calls. Taken out
+    /// while in use: a finalizer that reads during a Lua allocation finds
+    /// it empty and uses a fresh one.
+    static WORDS: Cell<Vec<resp::Arg>> = const { Cell::new(Vec::new()) };
+}
+
+/// Runs `f` with the kept vector of command words.
+fn with_words<R>(f: impl FnOnce(&mut Vec<resp::Arg>) -> R) -> R {
+    let mut words = WORDS.take();
+    let result = f(&mut words);
+    WORDS.set(words);
+    result
+}
+
+/// The command in `bytes` (whole, parsed before) as a table of strings.
+fn command_value(lua: &Lua, bytes: &[u8]) -> mlua::Result<Value> {
+    with_words(|words| {
+        let parsed = resp::parse_command(bytes, &COMMAND_LIMITS, words);
+        let table = lua.create_table_with_capacity(words.len(), 0)?;
+        if let Ok(Progress::Done(..)) = parsed {
+            for (index, word) in words.iter().enumerate() {
+                table.raw_set(index + 1, lua.create_string(word.bytes(bytes))?)?;
+            }
+        }
+        Ok(Value::Table(table))
+    })
+}
+
+/// The limits of parsing a command again: it was checked when it was read.
+const COMMAND_LIMITS: resp::Limits = resp::Limits {
+    max_bulk: usize::MAX,
+    max_elements: usize::MAX,
+    max_inline: usize::MAX,
+    max_command: usize::MAX,
+    max_depth: usize::MAX,
+};
+
+/// A reply as a Lua value: strings, integers, tables for arrays,
+/// [`Value::NULL`] for a null bulk or array, `{false, text}` for an error
+/// inside an array (as lua-resty-redis).
+fn reply_value(lua: &Lua, reply: &resp::Reply) -> mlua::Result<Value> {
+    Ok(match reply {
+        resp::Reply::Simple(text) => Value::String(lua.create_string(text)?),
+        resp::Reply::Bulk(Some(bytes)) => Value::String(lua.create_string(bytes)?),
+        resp::Reply::Integer(n) => Value::Integer(*n),
+        resp::Reply::Bulk(None) | resp::Reply::Array(None) => Value::NULL,
+        resp::Reply::Error(text) => {
+            let pair = lua.create_table_with_capacity(2, 0)?;
+            pair.raw_set(1, false)?;
+            pair.raw_set(2, lua.create_string(text)?)?;
+            Value::Table(pair)
+        }
+        resp::Reply::Array(Some(items)) => {
+            let table = lua.create_table_with_capacity(items.len(), 0)?;
+            for (index, item) in items.iter().enumerate() {
+                table.raw_set(index + 1, reply_value(lua, item)?)?;
+            }
+            Value::Table(table)
         }
     })
 }
@@ -182,10 +325,7 @@ pub fn try_read(entry: &mut ConnEntry, request: &ReadRequest) -> ReadOutcome {
                         at
                     };
                     if end > *max {
-                        return ReadOutcome::Failed {
-                            err: "too long",
-                            partial: false,
-                        };
+                        return too_long();
                     }
                     return ReadOutcome::Ready {
                         end,
@@ -194,10 +334,7 @@ pub fn try_read(entry: &mut ConnEntry, request: &ReadRequest) -> ReadOutcome {
                 }
                 // A trailing '\r' may belong to the terminator.
                 if input.len() > max.saturating_add(1) {
-                    return ReadOutcome::Failed {
-                        err: "too long",
-                        partial: false,
-                    };
+                    return too_long();
                 }
                 max.saturating_add(2) - input.len()
             }
@@ -213,10 +350,7 @@ pub fn try_read(entry: &mut ConnEntry, request: &ReadRequest) -> ReadOutcome {
             ReadRequest::Until { delim, max } => {
                 if let Some(at) = memmem::find(input, delim) {
                     if at > *max {
-                        return ReadOutcome::Failed {
-                            err: "too long",
-                            partial: false,
-                        };
+                        return too_long();
                     }
                     return ReadOutcome::Ready {
                         end: at,
@@ -224,10 +358,7 @@ pub fn try_read(entry: &mut ConnEntry, request: &ReadRequest) -> ReadOutcome {
                     };
                 }
                 if input.len() >= max.saturating_add(delim.len()) {
-                    return ReadOutcome::Failed {
-                        err: "too long",
-                        partial: false,
-                    };
+                    return too_long();
                 }
                 max.saturating_add(delim.len()) - input.len()
             }
@@ -238,16 +369,61 @@ pub fn try_read(entry: &mut ConnEntry, request: &ReadRequest) -> ReadOutcome {
                 }
                 *max
             }
+            ReadRequest::Command { max_bulk } => {
+                let limits = resp::Limits {
+                    max_bulk: *max_bulk,
+                    ..resp::Limits::default()
+                };
+                match with_words(|words| {
+                    resp::parse_command(input, &limits, words).map(|p| (p, words.is_empty()))
+                }) {
+                    // An empty command (`*0`, a blank line): Redis skips it.
+                    Ok((Progress::Done((), used), true)) => {
+                        entry.conn.input.consume(used);
+                        continue;
+                    }
+                    Ok((Progress::Done((), used), false)) => {
+                        return ReadOutcome::Parsed {
+                            len: used,
+                            shape: Shape::Command,
+                        }
+                    }
+                    Ok((Progress::NeedMore { at_least }, _)) => at_least - input.len(),
+                    Err(e) => return protocol_error(e),
+                }
+            }
+            ReadRequest::Reply => match resp::parse_reply(input, &resp::Limits::default()) {
+                Ok(Progress::Done(_, used)) => {
+                    return ReadOutcome::Parsed {
+                        len: used,
+                        shape: Shape::Reply,
+                    }
+                }
+                Ok(Progress::NeedMore { at_least }) => at_least - input.len(),
+                Err(e) => return protocol_error(e),
+            },
+            ReadRequest::Handshake => {
+                if !entry.conn.handshaking() {
+                    return ReadOutcome::Parsed {
+                        len: 0,
+                        shape: Shape::Handshake,
+                    };
+                }
+                1
+            }
         };
         if entry.conn.failed {
             return ReadOutcome::Failed {
-                err: "reset",
+                err: entry
+                    .conn
+                    .failure()
+                    .map_or(Cow::Borrowed("reset"), |text| Cow::Owned(text.to_owned())),
                 partial: true,
             };
         }
         if entry.conn.eof {
             return ReadOutcome::Failed {
-                err: "closed",
+                err: "closed".into(),
                 partial: true,
             };
         }
@@ -260,5 +436,22 @@ pub fn try_read(entry: &mut ConnEntry, request: &ReadRequest) -> ReadOutcome {
             Fill::Data(_) | Fill::Closed | Fill::Reset => continue,
             Fill::WouldBlock => return ReadOutcome::Wait,
         }
+    }
+}
+
+fn too_long() -> ReadOutcome {
+    ReadOutcome::Failed {
+        err: "too long".into(),
+        partial: false,
+    }
+}
+
+/// A RESP protocol error, in Redis's words ("Protocol error: invalid bulk
+/// length"); what arrived stays in the buffer.
+#[inline(never)]
+fn protocol_error(error: resp::Error) -> ReadOutcome {
+    ReadOutcome::Failed {
+        err: format!("Protocol error: {error}").into(),
+        partial: false,
     }
 }

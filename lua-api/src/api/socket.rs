@@ -78,8 +78,8 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
                 })??;
                 let answer = match step {
                     ReadStep::Taken(taken) => read::answer(lua, taken, &bytes),
-                    ReadStep::Wait => Ok((Value::Boolean(false), None, None)),
-                    ReadStep::Closed => Ok((Value::Nil, Some("closed"), None)),
+                    ReadStep::Wait => Ok((Value::Boolean(false), None, Value::Nil)),
+                    ReadStep::Closed => Ok((Value::Nil, Some("closed".into()), Value::Nil)),
                 };
                 if bytes.capacity() <= read::KEEP_BYTES {
                     kept.set(bytes);

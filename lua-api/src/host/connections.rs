@@ -178,7 +178,7 @@ impl LuaService {
     /// Queues a session whose read finished, its answer in `self.bytes`.
     pub(super) fn ready_with_read(&mut self, sid: SessionId, taken: Taken) {
         let reply = match read::answer(&self.lua, taken, &self.bytes) {
-            Ok((data, err, partial)) => ResumeWith::Read(data, err, partial),
+            Ok(answer) => ResumeWith::Read(answer),
             Err(_) => ResumeWith::Error("no memory"),
         };
         self.sched.ready.push_back((sid, reply));
