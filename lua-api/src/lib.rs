@@ -22,6 +22,7 @@ mod libraries;
 mod mail;
 pub mod protocol;
 mod read;
+mod redis;
 mod settings;
 mod slab;
 mod state;

@@ -100,8 +100,16 @@ local function read_method(kind, what)
     end
 end
 
--- sock:readresp([max_bulk]): one RESP command as a table of strings.
-Socket.readresp = read_method(READ.COMMAND, "sock:readresp")
+-- sock:readresp([max_bulk]): one RESP command as a table of strings (a
+-- raw C function: it runs once per command of a RESP server).
+local c_readresp = core.readresp
+function Socket:readresp(max_bulk)
+    local id = self[1]
+    local command, err = c_readresp(id, max_bulk)
+    if command ~= false then return command, err end
+    if not isyieldable() then cannot_wait("sock:readresp") end
+    return yield(OP_READ, id)
+end
 -- sock:readreply(): one RESP reply as a Lua value (nil, text, true: an error reply).
 Socket.readreply = read_method(READ.REPLY, "sock:readreply")
 -- sock:handshake(): true once the TLS handshake is done.
@@ -278,6 +286,7 @@ function lunet.lane.sleep(ms)
 end
 
 package.loaded.lunet = lunet
+lunet.redis = core.redis(core, lunet)
 
 -- Services (skynet's actor model): each service is its own VM.
 

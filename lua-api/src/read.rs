@@ -17,8 +17,9 @@ use lunet_core::proto::resp::{self, Progress};
 use memchr::memmem;
 use mlua::{Lua, Value};
 
+use crate::ids::ConnectionId;
 use crate::protocol::ReadKind;
-use crate::state::{ConnEntry, ConnectionPhase};
+use crate::state::{ConnEntry, ConnectionPhase, VmState};
 
 /// Size of a `readsome` without a `max`.
 const READSOME_DEFAULT: usize = 64 * 1024;
@@ -160,6 +161,49 @@ pub enum ReadMisuse {
     Delimiter,
     #[error("lunet: unknown read kind")]
     UnknownKind,
+    #[error("socket busy reading: another session waits on it")]
+    Busy,
+}
+
+/// What the fast path of a read found, before its answer becomes Lua
+/// values.
+pub enum FastRead {
+    /// The read finished; its bytes are in the caller's buffer.
+    Taken(Taken),
+    /// Must wait: the request is parked in `VmState::pending_read` for the
+    /// scheduler (the wrapper yields `(OP.READ, conn)` next).
+    Wait,
+    /// The socket is closed.
+    Closed,
+}
+
+/// The fast path of every read (`core.read`, `core.readresp`): validates
+/// the arguments, tries to satisfy the read from the buffer and the socket,
+/// and moves its answer into `bytes`, or parks the request.
+pub fn fast_read(
+    state: &mut VmState,
+    id: ConnectionId,
+    kind: i64,
+    size: Option<i64>,
+    delim: Option<&[u8]>,
+    bytes: &mut Vec<u8>,
+) -> Result<FastRead, ReadMisuse> {
+    let request = ReadRequest::parse(kind, size, delim, state.settings.max_line)?;
+    let Some(entry) = state.conns.get_mut(id) else {
+        return Ok(FastRead::Closed);
+    };
+    if entry.phase == ConnectionPhase::Closing {
+        return Ok(FastRead::Closed);
+    }
+    if entry.reader.is_some() {
+        return Err(ReadMisuse::Busy);
+    }
+    let outcome = try_read(entry, &request);
+    if matches!(outcome, ReadOutcome::Wait) {
+        state.pending_read = Some((id, request));
+        return Ok(FastRead::Wait);
+    }
+    Ok(FastRead::Taken(take(entry, outcome, bytes)))
 }
 
 /// A finished read, its bytes (if any) moved to the caller's buffer.
@@ -259,15 +303,19 @@ fn with_words<R>(f: impl FnOnce(&mut Vec<resp::Arg>) -> R) -> R {
     result
 }
 
+/// The words of the command in `bytes` (whole, parsed before) into
+/// `words`.
+pub fn command_words(bytes: &[u8], words: &mut Vec<resp::Arg>) {
+    let _ = resp::parse_command(bytes, &COMMAND_LIMITS, words);
+}
+
 /// The command in `bytes` (whole, parsed before) as a table of strings.
 fn command_value(lua: &Lua, bytes: &[u8]) -> mlua::Result<Value> {
     with_words(|words| {
-        let parsed = resp::parse_command(bytes, &COMMAND_LIMITS, words);
+        command_words(bytes, words);
         let table = lua.create_table_with_capacity(words.len(), 0)?;
-        if let Ok(Progress::Done(..)) = parsed {
-            for (index, word) in words.iter().enumerate() {
-                table.raw_set(index + 1, lua.create_string(word.bytes(bytes))?)?;
-            }
+        for (index, word) in words.iter().enumerate() {
+            table.raw_set(index + 1, lua.create_string(word.bytes(bytes))?)?;
         }
         Ok(Value::Table(table))
     })

@@ -44,6 +44,7 @@ pub fn build(
     core.set("Socket", socket_meta)?;
 
     socket::build(lua, runtime, &core)?;
+    crate::redis::install(lua, &core)?;
 
     let env = settings.clone();
     core.set(

@@ -8,7 +8,7 @@ use lunet_core::Runtime;
 use mlua::{Lua, Table, Value, Variadic};
 
 use crate::ids::ConnectionId;
-use crate::read::{self, ReadOutcome, ReadRequest, Taken};
+use crate::read::{self, FastRead};
 use crate::state::{with_state, ConnEntry, ConnectionPhase};
 
 fn append_value(out: &mut lunet_core::buffer::Buffer, value: &Value, n: usize) -> mlua::Result<()> {
@@ -34,14 +34,6 @@ fn format_number(f: f64) -> String {
     }
 }
 
-/// What `core.read` found, before its answer becomes Lua values.
-enum ReadStep {
-    Taken(Taken),
-    /// Must wait: the request is parked for the scheduler.
-    Wait,
-    Closed,
-}
-
 pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     // The bytes of an answer, kept between calls. Taken out of the cell
     // while in use: a finalizer that reads during the string's allocation
@@ -53,33 +45,15 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
             move |lua, (id, kind, size, delim): (i64, i64, Option<i64>, Option<mlua::LuaString>)| {
                 let id = ConnectionId::from_lua_integer(id);
                 let mut bytes = kept.take();
-                let step = with_state(lua, |state| -> mlua::Result<ReadStep> {
+                let step = with_state(lua, |state| {
                     let delim = delim.as_ref().map(|d| d.as_bytes());
-                    let request =
-                        ReadRequest::parse(kind, size, delim.as_deref(), state.settings.max_line)
-                            .map_err(|e| mlua::Error::runtime(e.to_string()))?;
-                    let Some(entry) = state.conns.get_mut(id) else {
-                        return Ok(ReadStep::Closed);
-                    };
-                    if entry.phase == ConnectionPhase::Closing {
-                        return Ok(ReadStep::Closed);
-                    }
-                    if entry.reader.is_some() {
-                        return Err(mlua::Error::runtime(
-                            "socket busy reading: another session waits on it",
-                        ));
-                    }
-                    let outcome = read::try_read(entry, &request);
-                    if matches!(outcome, ReadOutcome::Wait) {
-                        state.pending_read = Some((id, request));
-                        return Ok(ReadStep::Wait);
-                    }
-                    Ok(ReadStep::Taken(read::take(entry, outcome, &mut bytes)))
-                })??;
+                    read::fast_read(state, id, kind, size, delim.as_deref(), &mut bytes)
+                })?
+                .map_err(|e| mlua::Error::runtime(e.to_string()))?;
                 let answer = match step {
-                    ReadStep::Taken(taken) => read::answer(lua, taken, &bytes),
-                    ReadStep::Wait => Ok((Value::Boolean(false), None, Value::Nil)),
-                    ReadStep::Closed => Ok((Value::Nil, Some("closed".into()), Value::Nil)),
+                    FastRead::Taken(taken) => read::answer(lua, taken, &bytes),
+                    FastRead::Wait => Ok((Value::Boolean(false), None, Value::Nil)),
+                    FastRead::Closed => Ok((Value::Nil, Some("closed".into()), Value::Nil)),
                 };
                 if bytes.capacity() <= read::KEEP_BYTES {
                     kept.set(bytes);
