@@ -62,8 +62,9 @@ function Redis:read()
     local sock = self.sock
     if not sock then return nil, "closed" end
     local value, err, is_reply = sock:readreply()
-    if value == nil and not is_reply then return failed(self, err) end
-    return value, err
+    if value ~= nil then return value end
+    if not is_reply then return failed(self, err) end
+    return nil, err
 end
 
 --- r:call(command, ...): send, then read its reply (yields).
