@@ -14,11 +14,16 @@
 //! that came with the data raised its edge before the read, so after an
 //! event that reported a hang-up the socket is read until `WouldBlock` or
 //! EOF as usual.
+//!
+//! A connection may speak TLS (`tls.rs`): then `fill` decrypts into the
+//! same input buffer and `flush` encrypts the same output buffer, so the
+//! layers above read and write as they do on a plain connection.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 
 use crate::buffer::Buffer;
+use crate::tls::Tls;
 
 /// Size of the per-thread read scratch: one read syscall takes at most this.
 const SCRATCH: usize = 64 * 1024;
@@ -55,6 +60,8 @@ pub struct Connection {
     /// The last readiness reported a hang-up: read until EOF, not just a
     /// short read.
     pub hangup: bool,
+    /// The TLS layer, when the connection speaks TLS.
+    pub tls: Option<Box<Tls>>,
 }
 
 impl Connection {
@@ -68,19 +75,8 @@ impl Connection {
             eof: false,
             failed: false,
             hangup: false,
+            tls: None,
         }
-    }
-
-    /// The TLS handshake is not finished yet (never true on a plain
-    /// connection).
-    pub fn handshaking(&self) -> bool {
-        false
-    }
-
-    /// Why the connection failed, when there is more to say than "reset"
-    /// (a TLS error).
-    pub fn failure(&self) -> Option<&str> {
-        None
     }
 
     /// One read syscall into the input buffer, capped at `limit` bytes (so
@@ -94,6 +90,11 @@ impl Connection {
         }
         SCRATCH_BUFFER.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
+            if self.tls.is_some() {
+                // Ciphertext comes in records of up to 16 KiB: read what is
+                // there, the plaintext stays bounded by what was read.
+                return self.fill_tls(&mut scratch[..]);
+            }
             let want = limit.clamp(1, SCRATCH);
             loop {
                 match self.stream.read(&mut scratch[..want]) {
@@ -129,6 +130,9 @@ impl Connection {
     pub fn flush(&mut self) -> io::Result<usize> {
         if self.failed {
             return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        if self.tls.is_some() {
+            return self.flush_tls();
         }
         while !self.output.is_empty() {
             match self.stream.write(self.output.as_slice()) {

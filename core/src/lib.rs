@@ -26,6 +26,7 @@ mod scheduler;
 pub mod service;
 pub mod shared_dict;
 pub mod timer_wheel;
+pub mod tls;
 
 #[cfg(all(test, not(loom)))]
 mod tests;

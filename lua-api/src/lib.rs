@@ -26,6 +26,7 @@ mod redis;
 mod settings;
 mod slab;
 mod state;
+mod tls;
 
 pub use host::{
     check_script, BuildError, LuaService, Script, ScriptError, ServiceOptions, StartError, Startup,

@@ -157,20 +157,29 @@ function lunet.log(level, ...)
 end
 
 local handlers = {}
+-- The TLS context of each listener that serves TLS (lua-api/src/tls.rs).
+local listener_tls = {}
 
-function lunet.listen(addr, handler)
+-- lunet.listen(addr, handler) or lunet.listen(addr, {tls = {cert=, key=}}, handler)
+function lunet.listen(addr, options, handler)
+    if handler == nil then options, handler = nil, options end
     if type(addr) ~= "string" then error("lunet.listen: address must be a string like '127.0.0.1:7000'", 2) end
+    if options ~= nil and type(options) ~= "table" then error("lunet.listen: options must be a table", 2) end
     if type(handler) ~= "function" then error("lunet.listen: handler must be a function", 2) end
+    local tls = options and options.tls
+    if tls ~= nil and type(tls) ~= "table" then error("lunet.listen: tls must be a table {cert=, key=}", 2) end
+    local context = tls and core.tls_server(tls)
     local listener, bound = core.listen(addr)
     handlers[listener] = handler
+    listener_tls[listener] = context
     return bound
 end
 
--- lunet.connect(addr [, timeout_ms]) or lunet.connect(addr, {timeout = ms, bind = "127.0.0.2"})
+-- lunet.connect(addr [, timeout_ms]) or lunet.connect(addr, {timeout = ms, bind = "127.0.0.2", tls = {...}})
 function lunet.connect(addr, options)
-    local timeout, bind = options, nil
+    local timeout, bind, tls = options, nil, nil
     if type(options) == "table" then
-        timeout, bind = options.timeout, options.bind
+        timeout, bind, tls = options.timeout, options.bind, options.tls
     end
     local id, err = core.connect(addr, timeout, bind)
     if not id then return nil, err end
@@ -179,6 +188,14 @@ function lunet.connect(addr, options)
         cannot_wait("lunet.connect")
     end
     local ok, cerr = yield(OP_CONNECT, id)
+    if ok and tls then
+        ok, cerr = core.tls_connect(id, tls, addr)
+        if ok then
+            local done, herr = c_read(id, READ.HANDSHAKE)
+            if done == false then done, herr = yield(OP_READ, id) end
+            ok, cerr = done, herr
+        end
+    end
     if not ok then
         c_close(id)
         return nil, cerr
@@ -439,6 +456,8 @@ package.loaded.coroutine = user_coroutine
 
 -- What the scheduler calls to start a connection's handler.
 local function run_handler(listener, id)
+    local tls = listener_tls[listener]
+    if tls then core.tls_accept(id, tls) end
     return handlers[listener](new_socket(id))
 end
 

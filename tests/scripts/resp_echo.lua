@@ -1,13 +1,15 @@
 -- A RESP server for tests of sock:readresp: every command comes back as an
 -- array of its words; a failed read is answered "-<err>" and closes, except
 -- a timeout (settimeout=MS), answered "+timeout", after which reading goes
--- on. max_bulk=N is passed to readresp.
+-- on. max_bulk=N is passed to readresp; cert=FILE key=FILE serve TLS.
 local lunet = require "lunet"
+
+local tls = lunet.getenv("cert") and { cert = lunet.getenv("cert"), key = lunet.getenv("key") }
 
 local max_bulk = tonumber(lunet.getenv("max_bulk", ""))
 local timeout = tonumber(lunet.getenv("settimeout", ""))
 
-lunet.listen(lunet.getenv("listen", "127.0.0.1:0"), function(sock)
+lunet.listen(lunet.getenv("listen", "127.0.0.1:0"), { tls = tls }, function(sock)
     if timeout then sock:settimeout(timeout) end
     while true do
         local command, err = sock:readresp(max_bulk)

@@ -45,6 +45,7 @@ pub fn build(
 
     socket::build(lua, runtime, &core)?;
     crate::redis::install(lua, &core)?;
+    crate::tls::install(lua, runtime, &core)?;
 
     let env = settings.clone();
     core.set(

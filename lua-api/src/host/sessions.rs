@@ -582,8 +582,8 @@ impl LuaService {
         let now = now_ms();
         let sid = match key {
             TimerKey::Session(sid) => sid,
-            TimerKey::Linger(cid) => {
-                self.on_linger_timer(cid, now);
+            TimerKey::Connection(cid) => {
+                self.on_connection_timer(service, cid, now);
                 return;
             }
         };
