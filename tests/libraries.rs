@@ -7,46 +7,27 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
-use std::thread;
+use std::process::{Command, Output};
 
-use common::{TempDir, DEADLINE};
+use common::TempDir;
 
 /// `lunet run script` from `cwd` with `env` added; its output, bounded by
-/// [`DEADLINE`].
+/// [`common::DEADLINE`].
 #[track_caller]
 fn run_in(cwd: &Path, script: &Path, env: &[(&str, &str)]) -> Output {
-    let mut command = Command::new(common::binary());
-    command
-        .arg("run")
-        .arg(script)
-        .current_dir(cwd)
-        .env_remove("LUA_PATH")
-        .env_remove("LUA_PATH_5_4")
-        .env_remove("LUA_CPATH")
-        .env_remove("LUA_CPATH_5_4")
-        .envs(env.iter().copied())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let child = command
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {command:?}: {e}"));
-    let pid = child.id();
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    match receiver.recv_timeout(DEADLINE) {
-        Ok(output) => output.expect("collect output"),
-        Err(_) => {
-            // SAFETY: kill(2) of the child this test started.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("{command:?} did not exit within {DEADLINE:?}");
-        }
-    }
+    common::run_with_input(
+        Command::new(common::binary())
+            .arg("run")
+            .arg(script)
+            .current_dir(cwd)
+            .env_remove("LUA_PATH")
+            .env_remove("LUA_PATH_5_4")
+            .env_remove("LUA_CPATH")
+            .env_remove("LUA_CPATH_5_4")
+            .envs(env.iter().copied())
+            .env("NO_COLOR", "1"),
+        b"",
+    )
 }
 
 /// Asserts the run succeeded and printed exactly `expected` on stdout.

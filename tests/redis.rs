@@ -10,78 +10,9 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
 
-use common::{closed_port, try_connect, Client, Server, TempDir, DEADLINE};
-
-const INSTALL: &str = "apt-get install redis-server";
-
-/// A `redis-server --save '' --appendonly no` on a free loopback port.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        // The free port may be taken between the probe and the bind; try
-        // again with another one.
-        for _ in 0..5 {
-            let dir = TempDir::new("redis-client");
-            let port = closed_port();
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--dir", &dir.file("")])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start redis-server: {e}; install: {INSTALL}"));
-            let deadline = Instant::now() + DEADLINE;
-            while Instant::now() < deadline {
-                if child.try_wait().expect("try_wait").is_some() {
-                    break;
-                }
-                if let Ok(mut stream) = try_connect(port) {
-                    let mut answer = [0u8; 7];
-                    if stream.write_all(b"PING\r\n").is_ok()
-                        && stream.read_exact(&mut answer).is_ok()
-                        && &answer == b"+PONG\r\n"
-                    {
-                        return Redis {
-                            child,
-                            port,
-                            _dir: dir,
-                        };
-                    }
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("redis-server did not start on a free port within {DEADLINE:?} (5 tries)");
-    }
-
-    fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// `kill -9`: the server dies without a word.
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
+use common::{closed_port, Client, RedisServer as Redis, Server, DEADLINE};
 
 /// A connection to `steps.lua`: each step is a line of Lua.
 struct Steps {
@@ -242,6 +173,15 @@ fn connect_options_and_misuse() {
     steps.expect(
         "select(2, pcall(zero.call, zero)):match('expected a command')",
         "true 'expected a command'",
+    );
+    // Misuse is raised at the caller's line.
+    steps.expect(
+        "select(2, pcall(function() zero:send('SET', 'k', {}) end)):match('^step:%d+: lunet.redis')",
+        "true 'step:1: lunet.redis'",
+    );
+    steps.expect(
+        "select(2, pcall(function() zero:call() end)):match('^step:%d+: lunet.redis')",
+        "true 'step:1: lunet.redis'",
     );
     steps.expect(
         "select(2, pcall(lunet.redis.connect, 42)):match('addr must be a string')",

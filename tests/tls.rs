@@ -7,10 +7,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -18,35 +17,26 @@ use common::{closed_port, try_connect, Client, End, Server, TempDir, DEADLINE};
 
 const INSTALL: &str = "apt-get install openssl curl";
 
-/// Runs `command` to its end (bounded by [`DEADLINE`]), `input` on stdin.
+/// Runs `command` to its end, `input` on stdin; says how to install the
+/// tools when they are missing.
 #[track_caller]
 fn run(command: &mut Command, input: &[u8]) -> Output {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}; install: {INSTALL}"));
-    let mut stdin = child.stdin.take().unwrap();
-    let input = input.to_vec();
-    thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-        // Keep stdin open a moment: s_client ends when its stdin ends.
-        thread::sleep(Duration::from_millis(500));
-    });
-    let pid = child.id();
-    let (sender, receiver) = mpsc::channel();
-    thread::spawn(move || {
-        let _ = sender.send(child.wait_with_output());
-    });
-    match receiver.recv_timeout(DEADLINE) {
-        Ok(output) => output.expect("collect output"),
-        Err(_) => {
-            // SAFETY: kill(2) of the child this test started.
-            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-            panic!("{command:?} did not finish within {DEADLINE:?}");
-        }
+    if let Err(e) = Command::new(command.get_program()).arg("version").output() {
+        panic!("cannot run {command:?}: {e}; install: {INSTALL}");
     }
+    common::run_with_input(command, input)
+}
+
+/// `openssl s_client -quiet` to `port`, trusting `ca`, with `input`.
+#[track_caller]
+fn s_client(port: u16, ca: &str, extra: &[&str], input: &[u8]) -> Output {
+    run(
+        Command::new("openssl")
+            .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
+            .args(["-CAfile", ca, "-quiet"])
+            .args(extra),
+        input,
+    )
 }
 
 /// Certificates made for one test: a CA, a leaf it signed for `localhost`
@@ -220,19 +210,11 @@ fn curl_gets_https_answers_with_the_ca() {
 fn openssl_s_client_talks_lines_over_tls_1_3_and_1_2() {
     let certs = Certs::make();
     let server = certs.server("leaf.pem", &[]);
-    let connect = format!("127.0.0.1:{}", server.port());
     for version in ["-tls1_3", "-tls1_2"] {
-        let output = run(
-            Command::new("openssl").args([
-                "s_client",
-                "-connect",
-                &connect,
-                "-CAfile",
-                &certs.file("ca.pem"),
-                "-verify_return_error",
-                "-quiet",
-                version,
-            ]),
+        let output = s_client(
+            server.port(),
+            &certs.file("ca.pem"),
+            &["-verify_return_error", version],
             b"hello\nworld\nquit\n",
         );
         assert_eq!(
@@ -263,15 +245,10 @@ fn handshake_garbage_costs_only_that_connection() {
     random.send([0x16, 0x03, 0x01, 0x00, 0x05, 1, 2, 3, 4, 5]);
     let _ = random.reader().read_to_end(&mut Vec::new());
     // Others are served meanwhile.
-    let output = run(
-        Command::new("openssl").args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{}", server.port()),
-            "-CAfile",
-            &certs.file("ca.pem"),
-            "-quiet",
-        ]),
+    let output = s_client(
+        server.port(),
+        &certs.file("ca.pem"),
+        &[],
         b"still here\nquit\n",
     );
     assert_eq!(text(&output.stdout), "still here\nbye\n");
@@ -286,15 +263,10 @@ fn a_stalled_handshake_times_out_and_costs_only_that_connection() {
     stalled.send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]);
     let started = Instant::now();
     // A good client is served while the other one stalls.
-    let output = run(
-        Command::new("openssl").args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{}", server.port()),
-            "-CAfile",
-            &certs.file("ca.pem"),
-            "-quiet",
-        ]),
+    let output = s_client(
+        server.port(),
+        &certs.file("ca.pem"),
+        &[],
         b"meanwhile\nquit\n",
     );
     assert_eq!(text(&output.stdout), "meanwhile\nbye\n");
@@ -583,15 +555,10 @@ fn a_tls_socket_handed_to_another_service_works_unchanged() {
     let cert = format!("cert={}", certs.file("leaf.pem"));
     let key = format!("key={}", certs.file("leaf.key"));
     let server = Server::start(&common::test_script("tls_gate.lua"), &[&cert, &key]);
-    let output = run(
-        Command::new("openssl").args([
-            "s_client",
-            "-connect",
-            &format!("127.0.0.1:{}", server.port()),
-            "-CAfile",
-            &certs.file("ca.pem"),
-            "-quiet",
-        ]),
+    let output = s_client(
+        server.port(),
+        &certs.file("ca.pem"),
+        &[],
         b"send tlsclient\nhello\nworld\nexit\n",
     );
     let stdout = text(&output.stdout);

@@ -96,33 +96,42 @@ impl Connection {
                 return self.fill_tls(&mut scratch[..]);
             }
             let want = limit.clamp(1, SCRATCH);
-            loop {
-                match self.stream.read(&mut scratch[..want]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        self.readable = false;
-                        return Fill::Closed;
-                    }
-                    Ok(n) => {
-                        self.input.extend(&scratch[..n]);
-                        if n < want && !self.hangup {
-                            self.readable = false;
-                        }
-                        return Fill::Data(n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.readable = false;
-                        return Fill::WouldBlock;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        self.failed = true;
-                        self.readable = false;
-                        return Fill::Reset;
-                    }
+            match self.read_socket(&mut scratch[..want]) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.readable = false;
+                    Fill::Closed
                 }
+                Ok(n) => {
+                    self.input.extend(&scratch[..n]);
+                    if n < want && !self.hangup {
+                        self.readable = false;
+                    }
+                    Fill::Data(n)
+                }
+                Err(fill) => fill,
             }
         })
+    }
+
+    /// One read syscall (again if interrupted): the bytes read (0 at end
+    /// of file), or how it ended otherwise, with the flags set.
+    pub(crate) fn read_socket(&mut self, into: &mut [u8]) -> Result<usize, Fill> {
+        loop {
+            match self.stream.read(into) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Err(Fill::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.failed = true;
+                    self.readable = false;
+                    return Err(Fill::Reset);
+                }
+            }
+        }
     }
 
     /// Writes as much of the output buffer as the socket takes. Returns the

@@ -31,7 +31,7 @@
 //! places of Debian, Fedora and Alpine).
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, BufRead, Write};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -440,22 +440,26 @@ impl Connection {
         self.readable = false;
     }
 
-    /// Writes the records TLS owes, as far as the socket takes them.
+    /// Writes the records TLS owes, as far as the socket takes them; a
+    /// failed write fails the connection.
     fn send_records(&mut self) -> Sent {
         let Some(tls) = self.tls.as_mut() else {
             return Sent::All;
         };
         while tls.session.wants_write() {
-            match tls.session.write_tls(&mut self.stream) {
-                Ok(0) => return Sent::Failed(io::ErrorKind::WriteZero.into()),
-                Ok(_) => {}
+            let error = match tls.session.write_tls(&mut self.stream) {
+                Ok(0) => io::ErrorKind::WriteZero.into(),
+                Ok(_) => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.writable = false;
                     return Sent::Blocked;
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Sent::Failed(e),
-            }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => e,
+            };
+            self.failed = true;
+            self.readable = false;
+            return Sent::Failed(error);
         }
         Sent::All
     }
@@ -464,53 +468,38 @@ impl Connection {
     /// `failed` and `eof`.
     pub(crate) fn fill_tls(&mut self, scratch: &mut [u8]) -> Fill {
         if let Sent::Failed(_) = self.send_records() {
-            self.failed = true;
-            self.readable = false;
             return Fill::Reset;
         }
-        loop {
-            let read = match self.stream.read(scratch) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.readable = false;
-                    return Fill::WouldBlock;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => {
-                    self.failed = true;
-                    self.readable = false;
-                    return Fill::Reset;
-                }
-            };
-            let before = self.input.len();
-            if let Err(text) = self.decrypt(&scratch[..read]) {
-                // The alert rustls queued for the peer, if the socket takes it.
-                let _ = self.send_records();
-                self.fail_tls(text);
-                return Fill::Reset;
-            }
-            if let Sent::Failed(_) = self.send_records() {
-                self.failed = true;
-                self.readable = false;
-                return Fill::Reset;
-            }
-            let plaintext = self.input.len() - before;
-            if read == 0 {
-                self.eof = true;
-            }
-            if self.eof {
-                self.readable = false;
-                return if plaintext > 0 {
-                    Fill::Data(plaintext)
-                } else {
-                    Fill::Closed
-                };
-            }
-            if read < scratch.len() && !self.hangup {
-                self.readable = false;
-            }
-            return Fill::Data(plaintext);
+        let read = match self.read_socket(scratch) {
+            Ok(n) => n,
+            Err(fill) => return fill,
+        };
+        let before = self.input.len();
+        if let Err(text) = self.decrypt(&scratch[..read]) {
+            // The alert rustls queued for the peer, if the socket takes it.
+            let _ = self.send_records();
+            self.fail_tls(text);
+            return Fill::Reset;
         }
+        if let Sent::Failed(_) = self.send_records() {
+            return Fill::Reset;
+        }
+        let plaintext = self.input.len() - before;
+        if read == 0 {
+            self.eof = true;
+        }
+        if self.eof {
+            self.readable = false;
+            return if plaintext > 0 {
+                Fill::Data(plaintext)
+            } else {
+                Fill::Closed
+            };
+        }
+        if read < scratch.len() && !self.hangup {
+            self.readable = false;
+        }
+        Fill::Data(plaintext)
     }
 
     /// Hands `records` (empty: the socket's end of file) to rustls and
@@ -572,10 +561,7 @@ impl Connection {
                 tls.close_sent = true;
             }
             match self.send_records() {
-                Sent::Failed(e) => {
-                    self.failed = true;
-                    return Err(e);
-                }
+                Sent::Failed(e) => return Err(e),
                 Sent::Blocked => break,
                 Sent::All if self.output.is_empty() || took == 0 => break,
                 Sent::All => {}

@@ -4,8 +4,8 @@
 -- core/src/proto/resp.rs). Loaded by prelude.lua with (core, lunet).
 
 local core, lunet = ...
-local concat, select, type, tostring, error, setmetatable =
-    table.concat, select, type, tostring, error, setmetatable
+local concat, select, type, tostring, error, setmetatable, ipairs =
+    table.concat, select, type, tostring, error, setmetatable, ipairs
 local math_type = math.type
 local connect_allowed = core.redis_connect_allowed
 
@@ -46,15 +46,24 @@ local function failed(self, err)
     return nil, err
 end
 
---- r:send(command, ...): queues a command; its reply is read with r:read().
-function Redis:send(...)
+-- Encodes a command and queues it; misuse raises at the caller of the
+-- public method that called this.
+local function queue(self, ...)
     local sock = self.sock
     if not sock then return nil, "closed" end
     local n = select("#", ...)
-    if n == 0 then error("lunet.redis: expected a command", 2) end
-    local ok, err = sock:write(encode(3, n, ...))
+    if n == 0 then error("lunet.redis: expected a command", 3) end
+    local ok, err = sock:write(encode(4, n, ...))
     if not ok then return failed(self, err) end
     return true
+end
+
+--- r:send(command, ...): queues a command; its reply is read with r:read().
+function Redis:send(...)
+    -- Not a tail call: the error levels of `queue` count this frame.
+    local ok, err = queue(self, ...)
+    if ok then return true end
+    return nil, err
 end
 
 --- r:read(): the next reply (yields): a value, or nil, err.
@@ -69,12 +78,8 @@ end
 
 --- r:call(command, ...): send, then read its reply (yields).
 function Redis:call(...)
-    local sock = self.sock
-    if not sock then return nil, "closed" end
-    local n = select("#", ...)
-    if n == 0 then error("lunet.redis: expected a command", 2) end
-    local ok, err = sock:write(encode(3, n, ...))
-    if not ok then return failed(self, err) end
+    local ok, err = queue(self, ...)
+    if not ok then return nil, err end
     return self:read()
 end
 
@@ -105,18 +110,14 @@ function redis.connect(addr, options)
     if not sock then return nil, err end
     local self = setmetatable({ sock = sock, addr = addr }, Redis)
     if type(options) == "table" then
-        if options.password ~= nil then
-            local ok, auth_err = self:call("AUTH", options.password)
-            if not ok then
-                self:close()
-                return nil, auth_err
-            end
-        end
-        if options.db ~= nil then
-            local ok, select_err = self:call("SELECT", options.db)
-            if not ok then
-                self:close()
-                return nil, select_err
+        -- AUTH before SELECT: a server with a password refuses SELECT first.
+        for _, setup in ipairs({ { "AUTH", options.password }, { "SELECT", options.db } }) do
+            if setup[2] ~= nil then
+                local ok, setup_err = self:call(setup[1], setup[2])
+                if not ok then
+                    self:close()
+                    return nil, setup_err
+                end
             end
         end
     end

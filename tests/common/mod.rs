@@ -640,3 +640,104 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Runs `command` to its end with `input` on its stdin (kept open half a
+/// second after it is written: `openssl s_client` ends when stdin does),
+/// bounded by [`DEADLINE`]; the child is killed and the test fails past it.
+#[track_caller]
+pub fn run_with_input(command: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+        thread::sleep(Duration::from_millis(500));
+    });
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(DEADLINE) {
+        Ok(output) => output.expect("collect output"),
+        Err(_) => {
+            // SAFETY: kill(2) of the child started here.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{command:?} did not finish within {DEADLINE:?}");
+        }
+    }
+}
+
+/// A `redis-server --save '' --appendonly no` on a free loopback port,
+/// killed on drop (Debian's `redis-server`; the tests that use it fail
+/// and say how to install it when it is missing).
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        // The free port may be taken between the probe and the bind; try
+        // again with another one.
+        for _ in 0..5 {
+            let dir = TempDir::new("redis");
+            let port = closed_port();
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--dir", &dir.file("")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start redis-server: {e}; apt-get install redis-server")
+                });
+            let deadline = Instant::now() + DEADLINE;
+            while Instant::now() < deadline {
+                if child.try_wait().expect("try_wait").is_some() {
+                    break;
+                }
+                if let Ok(mut stream) = try_connect(port) {
+                    let mut answer = [0u8; 7];
+                    if stream.write_all(b"PING\r\n").is_ok()
+                        && stream.read_exact(&mut answer).is_ok()
+                        && &answer == b"+PONG\r\n"
+                    {
+                        return RedisServer {
+                            child,
+                            port,
+                            _dir: dir,
+                        };
+                    }
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start on a free port within {DEADLINE:?} (5 tries)");
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `kill -9`: the server dies without a word.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
