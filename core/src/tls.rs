@@ -570,3 +570,54 @@ impl Connection {
         Ok(self.output.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn certificate_and_key_sources_that_hold_nothing_are_refused_by_name() {
+        match server_config("/no/such/cert.pem", "/no/such/key.pem") {
+            Err(TlsError::Read { what, path, .. }) => {
+                assert_eq!((what, path.as_str()), ("certificate", "/no/such/cert.pem"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let empty = "-----BEGIN NOTHING-----\n-----END NOTHING-----\n";
+        match server_config(empty, empty) {
+            Err(TlsError::NoCertificate(origin)) => assert_eq!(origin, "the certificate text"),
+            other => panic!("{other:?}"),
+        }
+        match client_config(true, Some("/dev/null")) {
+            Err(error) => assert!(error.to_string().contains("/dev/null"), "{error}"),
+            Ok(_) => panic!("a CA file without certificates was accepted"),
+        }
+        let broken = "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n";
+        assert!(matches!(
+            server_config(broken, broken),
+            Err(TlsError::Pem {
+                what: "certificate",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn configurations_are_made_once_per_set_of_options() {
+        let first = client_config(false, None).expect("verify off needs no roots");
+        let again = client_config(false, None).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+    }
+
+    #[test]
+    fn a_server_name_must_be_a_name_or_an_address() {
+        let config = client_config(false, None).unwrap();
+        assert!(matches!(
+            Tls::client(config.clone(), "not a name!", 1000),
+            Err(TlsError::ServerName(_))
+        ));
+        let tls = Tls::client(config.clone(), "127.0.0.1", 1000).unwrap();
+        assert!(tls.session.is_handshaking() && tls.session.wants_write());
+        assert!(Tls::client(config, "example.com", 1000).is_ok());
+    }
+}
