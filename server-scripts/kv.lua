@@ -24,6 +24,9 @@
 --   persist   SQLite file: every write is committed there before its reply
 --             (acknowledged = durable, also across kill -9) and the data is
 --             reloaded at start
+--   tls_cert, tls_key
+--             serve TLS with this certificate chain and key (PEM files), as
+--             redis-server's tls-port does: `redis-cli --tls --cacert CA`
 --
 -- Protocol. Commands are read with sock:readresp, which parses RESP2 in
 -- Rust (core/src/proto/resp.rs) and behaves as redis-server 7.0: inline
@@ -843,4 +846,10 @@ else
     wall_offset = meta:get("wall_offset")
 end
 
-lunet.listen(lunet.getenv("listen", "127.0.0.1:6380"), serve)
+local tls_cert, tls_key = lunet.getenv("tls_cert"), lunet.getenv("tls_key")
+if (tls_cert == nil) ~= (tls_key == nil) then
+    error("kv.lua: tls_cert and tls_key go together", 0)
+end
+local tls = tls_cert and { cert = tls_cert, key = tls_key }
+
+lunet.listen(lunet.getenv("listen", "127.0.0.1:6380"), { tls = tls }, serve)

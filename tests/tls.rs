@@ -15,22 +15,13 @@ use std::time::{Duration, Instant};
 
 use common::{closed_port, try_connect, Client, End, Server, TempDir, DEADLINE};
 
-const INSTALL: &str = "apt-get install openssl curl";
-
-/// Runs `command` to its end, `input` on stdin; says how to install the
-/// tools when they are missing.
-#[track_caller]
-fn run(command: &mut Command, input: &[u8]) -> Output {
-    if let Err(e) = Command::new(command.get_program()).arg("version").output() {
-        panic!("cannot run {command:?}: {e}; install: {INSTALL}");
-    }
-    common::run_with_input(command, input)
-}
+/// Where the peers come from (scripts/test.sh installs them).
+const INSTALL: &str = "apt-get install openssl curl redis-tools";
 
 /// `openssl s_client -quiet` to `port`, trusting `ca`, with `input`.
 #[track_caller]
 fn s_client(port: u16, ca: &str, extra: &[&str], input: &[u8]) -> Output {
-    run(
+    common::run_with_input(
         Command::new("openssl")
             .args(["s_client", "-connect", &format!("127.0.0.1:{port}")])
             .args(["-CAfile", ca, "-quiet"])
@@ -148,7 +139,7 @@ impl Certs {
 
 #[track_caller]
 fn openssl(args: &[&str]) {
-    let output = run(Command::new("openssl").args(args), b"");
+    let output = common::run_with_input(Command::new("openssl").args(args), b"");
     assert!(
         output.status.success(),
         "openssl {args:?}: {}",
@@ -166,7 +157,7 @@ fn curl_gets_https_answers_with_the_ca() {
     let server = certs.server("leaf.pem", &[]);
     let port = server.port();
     // Two requests on one kept-alive connection, by name and by address.
-    let output = run(
+    let output = common::run_with_input(
         Command::new("curl").args([
             "-sS",
             "--cacert",
@@ -182,7 +173,7 @@ fn curl_gets_https_answers_with_the_ca() {
         "curl: {}",
         text(&output.stderr)
     );
-    let output = run(
+    let output = common::run_with_input(
         Command::new("curl").args([
             "-sS",
             "--cacert",
@@ -198,7 +189,7 @@ fn curl_gets_https_answers_with_the_ca() {
         text(&output.stderr)
     );
     // Without the CA curl refuses, and the server logs the peer's alert.
-    let output = run(
+    let output = common::run_with_input(
         Command::new("curl").args(["-sS", &format!("https://localhost:{port}/")]),
         b"",
     );
@@ -570,4 +561,58 @@ fn a_tls_socket_handed_to_another_service_works_unchanged() {
             "{line}"
         );
     }
+}
+
+#[test]
+fn kv_lua_serves_redis_cli_and_redis_benchmark_over_tls() {
+    let certs = Certs::make();
+    let cert = format!("tls_cert={}", certs.file("leaf.pem"));
+    let key = format!("tls_key={}", certs.file("leaf.key"));
+    let server = Server::start(&common::server_script("kv.lua"), &[&cert, &key]);
+    let port = server.port().to_string();
+    let ca = certs.file("ca.pem");
+    let cli = |args: &[&str]| {
+        let output = common::run_with_input(
+            Command::new("redis-cli")
+                .args(["--tls", "--cacert", &ca, "-h", "localhost", "-p", &port])
+                .args(args),
+            b"",
+        );
+        text(&output.stdout).trim_end().to_string()
+    };
+    assert_eq!(cli(&["SET", "over", "tls"]), "OK");
+    assert_eq!(cli(&["GET", "over"]), "tls");
+    // Pipelined load through TLS: every request answered, no error.
+    let output = common::run_with_input(
+        Command::new("redis-benchmark")
+            .args(["--tls", "--cacert", &ca, "-h", "localhost", "-p", &port])
+            .args([
+                "-c", "20", "-n", "20000", "-P", "16", "-t", "set,get", "-q", "--csv",
+            ]),
+        b"",
+    );
+    let stdout = text(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("\"SET\"") && stdout.contains("\"GET\""),
+        "redis-benchmark: {stdout}\n{}",
+        text(&output.stderr)
+    );
+    assert!(
+        !text(&output.stderr).to_lowercase().contains("error"),
+        "{}",
+        text(&output.stderr)
+    );
+    // A plain client on the TLS port is refused; the server goes on.
+    let plain = common::run_with_input(Command::new("redis-cli").args(["-p", &port, "PING"]), b"");
+    assert_ne!(text(&plain.stdout).trim_end(), "PONG");
+    assert_eq!(cli(&["GET", "over"]), "tls");
+    // A key without its certificate is a load error.
+    let (status, log) = common::run_to_exit(
+        &common::server_script("kv.lua"),
+        &["listen=127.0.0.1:0", &key],
+    );
+    assert!(
+        !status.success() && log.contains("tls_cert and tls_key go together"),
+        "{log}"
+    );
 }
