@@ -21,6 +21,7 @@ mod launch;
 mod libraries;
 mod mail;
 pub mod protocol;
+mod raw;
 mod read;
 mod redis;
 mod settings;

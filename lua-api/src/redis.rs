@@ -8,16 +8,14 @@
 //! the command as a table of strings, `false` (must wait: the request is
 //! parked, the wrapper yields), or `nil, err`.
 //!
-//! Its frames hold only plain data and raw pointers while it calls the Lua
-//! API, which raises a memory error by `longjmp`: the buffers live in a
-//! scratch taken out of a thread-local cell for the call (a finalizer that
-//! reads during an allocation finds the cell empty and uses a fresh
-//! scratch) and put back after it; a memory error leaks that scratch once.
+//! It keeps the contract of `raw.rs`: the buffers live in a scratch taken
+//! out of a thread-local cell for the call (a finalizer that reads during
+//! an allocation finds the cell empty and uses a fresh scratch) and put
+//! back after it; a memory error leaks that scratch once.
 
 use std::cell::Cell;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::ptr;
 
 use lunet_core::proto::resp;
 use mlua::{ffi, Function, Lua, Table, Value};
@@ -25,8 +23,9 @@ use mlua::{ffi, Function, Lua, Table, Value};
 use crate::caps::{self, Capability};
 use crate::ids::ConnectionId;
 use crate::protocol::ReadKind;
+use crate::raw::{self, raise};
 use crate::read::{self, FastRead, Shape, Taken};
-use crate::state::{vm_identity, with_state_of};
+use crate::state::with_state_of;
 
 /// Buffers of one `readresp` call.
 #[derive(Default)]
@@ -52,15 +51,7 @@ enum Step {
 /// Puts the codes and functions of the Redis bindings on `core`:
 /// `core.readresp` and `core.redis` (which makes the `lunet.redis` table).
 pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
-    let identity = vm_identity(lua)?;
-    // SAFETY: exec_raw runs the closure in a protected call; it leaves
-    // exactly the closure above the arguments' base, which it returns.
-    let readresp: Function = unsafe {
-        lua.exec_raw((), |state| {
-            ffi::lua_pushinteger(state, identity as ffi::lua_Integer);
-            ffi::lua_pushcclosure(state, readresp, 1);
-        })?
-    };
+    let readresp = raw::closure(lua, readresp)?;
     core.raw_set("readresp", readresp)?;
     core.raw_set(
         "redis_connect_allowed",
@@ -77,7 +68,7 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
 
 /// `core.readresp(conn [, max_bulk])`.
 unsafe extern "C-unwind" fn readresp(state: *mut ffi::lua_State) -> c_int {
-    let vm = ffi::lua_tointegerx(state, ffi::lua_upvalueindex(1), ptr::null_mut()) as usize;
+    let vm = raw::identity(state);
     let mut is_number = 0;
     let id = ffi::lua_tointegerx(state, 1, &mut is_number);
     if is_number == 0 {
@@ -152,12 +143,6 @@ unsafe fn give_back(scratch: *mut Scratch) {
     if scratch.bytes.capacity() <= read::KEEP_BYTES {
         SCRATCH.set(Some(scratch));
     }
-}
-
-/// Raises `message` (a static C string): nothing with a destructor is live.
-unsafe fn raise(state: *mut ffi::lua_State, message: *const std::os::raw::c_char) -> c_int {
-    ffi::lua_pushstring(state, message);
-    ffi::lua_error(state)
 }
 
 /// The Rust half: the read, and the command's words or the error's text

@@ -9,6 +9,7 @@
 
 mod services;
 mod socket;
+mod write;
 
 pub use socket::connect_word;
 

@@ -1,38 +1,16 @@
-//! The socket methods' fast paths: read, write, close, peer, settimeout,
-//! connect, and the note a collected socket object leaves.
+//! The socket methods' fast paths: read, close, peer, settimeout,
+//! connect, and the note a collected socket object leaves (write is in
+//! `write.rs`).
 
 use std::cell::Cell;
 
 use lunet_core::connection::Connection;
 use lunet_core::Runtime;
-use mlua::{Lua, Table, Value, Variadic};
+use mlua::{Lua, Table, Value};
 
 use crate::ids::ConnectionId;
 use crate::read::{self, FastRead};
 use crate::state::{with_state, ConnEntry, ConnectionPhase};
-
-fn append_value(out: &mut lunet_core::buffer::Buffer, value: &Value, n: usize) -> mlua::Result<()> {
-    match value {
-        Value::String(s) => out.extend(&s.as_bytes()),
-        Value::Integer(i) => out.extend(i.to_string().as_bytes()),
-        Value::Number(f) => out.extend(format_number(*f).as_bytes()),
-        other => {
-            return Err(mlua::Error::runtime(format!(
-                "sock:write: argument #{n} must be a string or a number, got {}",
-                other.type_name()
-            )))
-        }
-    }
-    Ok(())
-}
-
-fn format_number(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e15 {
-        format!("{f:.1}")
-    } else {
-        format!("{f}")
-    }
-}
 
 pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     // The bytes of an answer, kept between calls. Taken out of the cell
@@ -63,40 +41,7 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
         )?,
     )?;
 
-    core.set(
-        "write",
-        lua.create_function(|lua, (id, first, rest): (i64, Value, Variadic<Value>)| {
-            let id = ConnectionId::from_lua_integer(id);
-            with_state(lua, |state| {
-                let high_water = state.settings.high_water;
-                let Some(entry) = state.conns.get_mut(id) else {
-                    return Ok((Value::Nil, Some("closed")));
-                };
-                if entry.phase == ConnectionPhase::Closing || entry.conn.failed {
-                    return Ok((Value::Nil, Some("closed")));
-                }
-                append_value(&mut entry.conn.output, &first, 1)?;
-                for (i, value) in rest.iter().enumerate() {
-                    append_value(&mut entry.conn.output, value, i + 2)?;
-                }
-                if entry.conn.output.len() > high_water && entry.phase == ConnectionPhase::Open {
-                    // Try once now; wait only if the peer really is slow.
-                    let _ = entry.conn.flush();
-                    if entry.conn.failed {
-                        return Ok((Value::Nil, Some("closed")));
-                    }
-                    if entry.conn.output.len() > high_water {
-                        state.mark_dirty(id);
-                        return Ok((Value::Boolean(false), None));
-                    }
-                }
-                if !entry.conn.output.is_empty() {
-                    state.mark_dirty(id);
-                }
-                Ok((Value::Boolean(true), None))
-            })?
-        })?,
-    )?;
+    super::write::install(lua, core)?;
 
     core.set(
         "close",
