@@ -101,14 +101,18 @@ local function read_method(kind, what)
 end
 
 -- sock:readresp([max_bulk]): one RESP command as a table of strings (a
--- raw C function: it runs once per command of a RESP server).
+-- raw C function: it runs once per command of a RESP server). A wait ends
+-- with `true` when a whole command is buffered: the fast path takes it.
 local c_readresp = core.readresp
 function Socket:readresp(max_bulk)
     local id = self[1]
-    local command, err = c_readresp(id, max_bulk)
-    if command ~= false then return command, err end
-    if not isyieldable() then cannot_wait("sock:readresp") end
-    return yield(OP_READ, id)
+    while true do
+        local command, err = c_readresp(id, max_bulk)
+        if command ~= false then return command, err end
+        if not isyieldable() then cannot_wait("sock:readresp") end
+        local ready, wait_err = yield(OP_READ, id)
+        if ready ~= true then return ready, wait_err end
+    end
 end
 -- sock:readreply(): one RESP reply as a Lua value (nil, text, true: an error reply).
 Socket.readreply = read_method(READ.REPLY, "sock:readreply")

@@ -198,12 +198,18 @@ pub fn fast_read(
     if entry.reader.is_some() {
         return Err(ReadMisuse::Busy);
     }
-    let outcome = try_read(entry, &request);
-    if matches!(outcome, ReadOutcome::Wait) {
-        state.pending_read = Some((id, request));
-        return Ok(FastRead::Wait);
+    match try_read(entry, &request) {
+        ReadOutcome::Wait => {
+            state.pending_read = Some((id, request));
+            Ok(FastRead::Wait)
+        }
+        // Here the caller makes the value at once: take every shape.
+        ReadOutcome::Parsed { len, shape } => {
+            bytes.clear();
+            Ok(FastRead::Taken(take_parsed(entry, len, shape, bytes)))
+        }
+        outcome => Ok(FastRead::Taken(take(entry, outcome, bytes))),
     }
-    Ok(FastRead::Taken(take(entry, outcome, bytes)))
 }
 
 /// A finished read, its bytes (if any) moved to the caller's buffer.
@@ -213,6 +219,11 @@ pub enum Taken {
     Data,
     /// The buffer's content is a whole value of this shape.
     Parsed(Shape),
+    /// A whole command waits at the front of the input, left there: the
+    /// session that waited for it takes it with the fast path when it runs
+    /// (`sock:readresp` calls it again), so a command that arrives while a
+    /// session waits costs what one found buffered costs.
+    Buffered,
     /// The read failed with `err`; `partial`: the buffer's content is the
     /// partial data to hand back with it.
     Failed { err: ErrorText, partial: bool },
@@ -228,11 +239,11 @@ pub fn take(entry: &mut ConnEntry, outcome: ReadOutcome, bytes: &mut Vec<u8>) ->
             entry.conn.input.consume(consume);
             Taken::Data
         }
-        ReadOutcome::Parsed { len, shape } => {
-            bytes.extend_from_slice(&entry.conn.input.as_slice()[..len]);
-            entry.conn.input.consume(len);
-            Taken::Parsed(shape)
-        }
+        ReadOutcome::Parsed {
+            shape: Shape::Command,
+            ..
+        } => Taken::Buffered,
+        ReadOutcome::Parsed { len, shape } => take_parsed(entry, len, shape, bytes),
         ReadOutcome::Failed { err, partial } => {
             if partial {
                 take_all(entry, bytes);
@@ -244,6 +255,13 @@ pub fn take(entry: &mut ConnEntry, outcome: ReadOutcome, bytes: &mut Vec<u8>) ->
             partial: false,
         },
     }
+}
+
+/// Moves the `len` bytes of a parsed value into `bytes`.
+fn take_parsed(entry: &mut ConnEntry, len: usize, shape: Shape, bytes: &mut Vec<u8>) -> Taken {
+    bytes.extend_from_slice(&entry.conn.input.as_slice()[..len]);
+    entry.conn.input.consume(len);
+    Taken::Parsed(shape)
 }
 
 /// Moves everything buffered into `bytes` (cleared first): what a read that
@@ -262,7 +280,9 @@ pub fn take_all(entry: &mut ConnEntry, bytes: &mut Vec<u8>) {
 pub fn answer(lua: &Lua, taken: Taken, bytes: &[u8]) -> mlua::Result<ReadAnswer> {
     Ok(match taken {
         Taken::Data => (Value::String(lua.create_string(bytes)?), None, Value::Nil),
-        Taken::Parsed(Shape::Handshake) => (Value::Boolean(true), None, Value::Nil),
+        Taken::Parsed(Shape::Handshake) | Taken::Buffered => {
+            (Value::Boolean(true), None, Value::Nil)
+        }
         Taken::Parsed(Shape::Command) => (command_value(lua, bytes)?, None, Value::Nil),
         Taken::Parsed(Shape::Reply) => match resp::parse_reply(bytes, &resp::Limits::default()) {
             Ok(Progress::Done(resp::Reply::Error(text), _)) => (
