@@ -12,44 +12,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::thread;
 
-use common::{closed_port, Client, RedisServer as Redis, Server, DEADLINE};
-
-/// A connection to `steps.lua`: each step is a line of Lua.
-struct Steps {
-    client: Client,
-}
-
-impl Steps {
-    fn start(args: &[&str]) -> (Server, Steps) {
-        let mut all = vec!["--hosts", "1"];
-        all.extend_from_slice(args);
-        let server = Server::start(&common::test_script("steps.lua"), &all);
-        let client = server.client();
-        (server, Steps { client })
-    }
-
-    /// Runs `lua` and returns what it returned, described.
-    #[track_caller]
-    fn run(&mut self, lua: &str) -> String {
-        self.client.send(format!("{lua}\n"));
-        self.client.line()
-    }
-
-    #[track_caller]
-    fn expect(&mut self, lua: &str, expected: &str) {
-        let got = self.run(lua);
-        if got != expected {
-            self.client
-                .fail(&format!("{lua}\n  expected: {expected}\n  got:      {got}"));
-        }
-    }
-
-    /// Sends `lua` without waiting for its answer (it may wait for
-    /// something the test does next).
-    fn start_step(&mut self, lua: &str) {
-        self.client.send(format!("{lua}\n"));
-    }
-}
+use common::{closed_port, Client, RedisServer as Redis, Server, Steps, DEADLINE};
 
 #[test]
 fn calls_return_lua_values() {
@@ -234,7 +197,7 @@ fn a_server_that_dies_in_the_middle_of_a_pipeline() {
     // whether the read is already waiting or starts after the kill.
     steps.start_step("r:read()");
     redis.kill();
-    let answer = steps.client.line();
+    let answer = steps.line();
     assert!(is_connection_error(&answer), "the read in flight: {answer}");
     steps.expect("r:read()", "true nil 'closed'");
 }

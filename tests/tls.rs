@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{closed_port, try_connect, Client, End, Server, TempDir, DEADLINE};
+use common::{closed_port, try_connect, End, Server, Steps, TempDir, DEADLINE};
 
 /// Where the peers come from (scripts/test.sh installs them).
 const INSTALL: &str = "apt-get install openssl curl redis-tools";
@@ -313,48 +313,31 @@ impl Drop for SServer {
     }
 }
 
-/// `steps.lua` with `args`: each step a line of Lua.
-fn steps(args: &[&str]) -> (Server, Client) {
-    let mut all = vec!["--hosts", "1"];
-    all.extend_from_slice(args);
-    let server = Server::start(&common::test_script("steps.lua"), &all);
-    let client = server.client();
-    (server, client)
-}
-
-#[track_caller]
-fn step(client: &mut Client, lua: &str) -> String {
-    client.send(format!("{lua}\n"));
-    client.line()
-}
-
 #[test]
 fn a_lunet_client_talks_to_openssl_s_server() {
     let certs = Certs::make();
     let good = SServer::start(&certs, "leaf.pem");
-    let (_server, mut client) = steps(&[
+    let (_server, mut client) = Steps::start(&[
         &format!("addr=127.0.0.1:{}", good.port),
         &format!("named=localhost:{}", good.port),
         &format!("ca={}", certs.file("ca.pem")),
     ]);
     assert_eq!(
-        step(
-            &mut client,
+        client.run(
             "s = assert(lunet.connect(getenv('addr'), {tls = {ca = getenv('ca')}})) \
              s:write('hello\\n') return (s:readline())"
         ),
         "true 'olleh'"
     );
-    assert_eq!(step(&mut client, "(s:handshake())"), "true true");
+    assert_eq!(client.run("(s:handshake())"), "true true");
     assert_eq!(
-        step(&mut client, "s:write('abc\\n') return (s:readline())"),
+        client.run("s:write('abc\\n') return (s:readline())"),
         "true 'cba'"
     );
-    assert_eq!(step(&mut client, "(s:close())"), "true true");
+    assert_eq!(client.run("(s:close())"), "true true");
     // By name, and with the CA given as PEM text.
     assert_eq!(
-        step(
-            &mut client,
+        client.run(
             "local pem = io.open(getenv('ca')):read('a') \
              s = assert(lunet.connect(getenv('named'), {tls = {ca = pem}, timeout = 5000})) \
              s:write('named\\n') local line = s:readline() s:close() return line"
@@ -369,15 +352,15 @@ fn a_lunet_client_refuses_bad_certificates_with_verify_on() {
     let expired = SServer::start(&certs, "expired.pem");
     let self_signed = SServer::start(&certs, "self-signed.pem");
     let good = SServer::start(&certs, "leaf.pem");
-    let (_server, mut client) = steps(&[
+    let (_server, mut client) = Steps::start(&[
         &format!("expired=127.0.0.1:{}", expired.port),
         &format!("self_signed=127.0.0.1:{}", self_signed.port),
         &format!("good=127.0.0.1:{}", good.port),
         &format!("ca={}", certs.file("ca.pem")),
         &format!("other_ca={}", certs.file("other-ca.pem")),
     ]);
-    let refused = |client: &mut Client, lua: &str, words: &[&str]| {
-        let answer = step(client, lua);
+    let refused = |client: &mut Steps, lua: &str, words: &[&str]| {
+        let answer = client.run(lua);
         assert!(
             answer.starts_with("true nil 'tls: ") && words.iter().all(|w| answer.contains(w)),
             "{lua}\n  expected nil, 'tls: ...' with {words:?}\n  got: {answer}"
@@ -411,23 +394,16 @@ fn a_lunet_client_refuses_bad_certificates_with_verify_on() {
     );
     // verify = false takes any certificate (an expired one here).
     assert_eq!(
-        step(
-            &mut client,
+        client.run(
             "local s = assert(lunet.connect(getenv('expired'), {tls = {verify = false}})) \
              s:write('anyway\\n') return (s:readline())"
         ),
         "true 'yawyna'"
     );
     // Options that make no sense raise; a CA file that is not there fails.
-    let answer = step(
-        &mut client,
-        "lunet.connect(getenv('good'), {tls = {verify = 'yes'}})",
-    );
+    let answer = client.run("lunet.connect(getenv('good'), {tls = {verify = 'yes'}})");
     assert!(answer.contains("tls.verify must be a boolean"), "{answer}");
-    let answer = step(
-        &mut client,
-        "lunet.connect(getenv('good'), {tls = {ca = '/no/such/ca.pem'}})",
-    );
+    let answer = client.run("lunet.connect(getenv('good'), {tls = {ca = '/no/such/ca.pem'}})");
     assert!(
         answer.starts_with("true nil 'tls: cannot read the ca file /no/such/ca.pem"),
         "{answer}"
@@ -441,7 +417,7 @@ fn lunet_to_lunet_with_large_transfers_and_a_handshake_timeout_on_connect() {
     // A plain TCP server that accepts and never answers: the handshake stalls.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    let (_server, mut client) = steps(&[
+    let (_server, mut client) = Steps::start(&[
         &format!("tls=127.0.0.1:{}", tls_server.port()),
         &format!("silent=127.0.0.1:{silent_port}"),
         &format!("ca={}", certs.file("ca.pem")),
@@ -449,8 +425,7 @@ fn lunet_to_lunet_with_large_transfers_and_a_handshake_timeout_on_connect() {
     // 1 MiB out in one write and back: output beyond what TLS buffers waits
     // in the connection's buffer and is sent as the peer reads.
     assert_eq!(
-        step(
-            &mut client,
+        client.run(
             "s = assert(lunet.connect(getenv('tls'), {tls = {ca = getenv('ca')}})) \
              local line = ('0123456789abcdef'):rep(4000) \
              for i = 1, 16 do assert(s:write(line, '\\n')) end \
@@ -459,20 +434,17 @@ fn lunet_to_lunet_with_large_transfers_and_a_handshake_timeout_on_connect() {
         "true 1024000"
     );
     assert_eq!(
-        step(&mut client, "s:write('quit\\n') return (s:readline())"),
+        client.run("s:write('quit\\n') return (s:readline())"),
         "true 'bye'"
     );
-    assert_eq!(step(&mut client, "s:readline()"), "true nil 'closed' ''");
-    let answer = step(
-        &mut client,
+    assert_eq!(client.run("s:readline()"), "true nil 'closed' ''");
+    let answer = client.run(
         "lunet.connect(getenv('silent'), {tls = {ca = getenv('ca'), handshake_timeout = 200}})",
     );
     assert_eq!(answer, "true nil 'tls: handshake timed out'");
     // The socket timeout bounds the handshake too.
-    let answer = step(
-        &mut client,
-        "lunet.connect(getenv('silent'), {timeout = 200, tls = {ca = getenv('ca')}})",
-    );
+    let answer =
+        client.run("lunet.connect(getenv('silent'), {timeout = 200, tls = {ca = getenv('ca')}})");
     assert_eq!(answer, "true nil 'timeout'");
     drop(silent);
 }
@@ -517,22 +489,20 @@ fn redis_commands_and_replies_over_tls() {
     let cert = format!("cert={}", certs.file("leaf.pem"));
     let key = format!("key={}", certs.file("leaf.key"));
     let resp = Server::start(&common::test_script("resp_echo.lua"), &[&cert, &key]);
-    let (_server, mut client) = steps(&[
+    let (_server, mut client) = Steps::start(&[
         &format!("resp=127.0.0.1:{}", resp.port()),
         &format!("ca={}", certs.file("ca.pem")),
     ]);
     // readresp on the server side, readreply on the client side, through TLS.
     assert_eq!(
-        step(
-            &mut client,
+        client.run(
             "r = assert(lunet.redis.connect(getenv('resp'), {tls = {ca = getenv('ca')}})) \
              return r:call('ECHO', 'over tls')"
         ),
         "true {'ECHO' 'over tls'}"
     );
     assert_eq!(
-        step(
-            &mut client,
+        client.run(
             "for i = 1, 100 do r:send('INCR', i) end \
              local last for i = 1, 100 do last = r:read() end return last"
         ),

@@ -10,7 +10,7 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 use std::thread;
 
-use common::{Client, Server, DEADLINE};
+use common::{Steps, DEADLINE};
 
 /// A peer that accepts one connection and sends back everything it read
 /// once the connection ends.
@@ -29,61 +29,32 @@ fn peer() -> (u16, mpsc::Receiver<Vec<u8>>) {
     (port, receiver)
 }
 
-fn steps(args: &[&str]) -> (Server, Client) {
-    let mut all = vec!["--hosts", "1"];
-    all.extend_from_slice(args);
-    let server = Server::start(&common::test_script("steps.lua"), &all);
-    let client = server.client();
-    (server, client)
-}
-
-#[track_caller]
-fn step(client: &mut Client, lua: &str) -> String {
-    client.send(format!("{lua}\n"));
-    client.line()
-}
-
 #[test]
 fn write_queues_strings_and_numbers_as_tostring_shows_them() {
     let (port, received) = peer();
-    let (_server, mut client) = steps(&[&format!("peer=127.0.0.1:{port}")]);
+    let (_server, mut client) = Steps::start(&[&format!("peer=127.0.0.1:{port}")]);
     assert_eq!(
-        step(
-            &mut client,
-            "s = assert(lunet.connect(getenv('peer'))) return true"
-        ),
+        client.run("s = assert(lunet.connect(getenv('peer'))) return true"),
         "true true"
     );
     assert_eq!(
-        step(&mut client, "s:write('a', 1, -7, 2.5, 3.0, 1e20, 1/3, '|')"),
+        client.run("s:write('a', 1, -7, 2.5, 3.0, 1e20, 1/3, '|')"),
         "true true nil"
     );
     // Misuse raises, naming the argument, and queues nothing of the call.
     assert_eq!(
-        step(
-            &mut client,
-            "select(2, pcall(s.write, s, 'lost', {})):match('sock:write: .*')"
-        ),
+        client.run("select(2, pcall(s.write, s, 'lost', {})):match('sock:write: .*')"),
         "true 'sock:write: argument #2 must be a string or a number, got table'"
     );
     assert_eq!(
-        step(
-            &mut client,
-            "select(2, pcall(s.write, s)):match('sock:write: .*')"
-        ),
+        client.run("select(2, pcall(s.write, s)):match('sock:write: .*')"),
         "true 'sock:write: argument #1 must be a string or a number, got nil'"
     );
     assert_eq!(
-        step(
-            &mut client,
-            "local ok = s:write('\\0binary\\255', '') s:close() return ok"
-        ),
+        client.run("local ok = s:write('\\0binary\\255', '') s:close() return ok"),
         "true true"
     );
-    assert_eq!(
-        step(&mut client, "s:write('after close')"),
-        "true nil 'closed'"
-    );
+    assert_eq!(client.run("s:write('after close')"), "true nil 'closed'");
     let bytes = received.recv_timeout(DEADLINE).expect("the peer's bytes");
     assert_eq!(
         bytes,
@@ -98,11 +69,11 @@ fn write_waits_past_the_high_water_mark_until_the_peer_reads() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let (_server, mut client) =
-        steps(&[&format!("peer=127.0.0.1:{port}"), "--high-water", "65536"]);
-    client.send(
+        Steps::start(&[&format!("peer=127.0.0.1:{port}"), "--high-water", "65536"]);
+    client.start_step(
         "s = assert(lunet.connect(getenv('peer'))) \
          local chunk = ('x'):rep(65536) local n = 0 \
-         for i = 1, 64 do assert(s:write(chunk)) n = n + #chunk end return n\n",
+         for i = 1, 64 do assert(s:write(chunk)) n = n + #chunk end return n",
     );
     // The writes wait for the peer (4 MiB do not fit the socket buffers);
     // reading them all lets the step finish.

@@ -741,3 +741,52 @@ impl Drop for RedisServer {
         self.kill();
     }
 }
+
+/// A connection to `tests/scripts/steps.lua`: each step is a line of Lua
+/// run in the server's session, answered with what it returned,
+/// described (see the script).
+pub struct Steps {
+    client: Client,
+}
+
+impl Steps {
+    /// `steps.lua` in one host with `args` (`key=value` pairs it reads with
+    /// `getenv`, engine options).
+    pub fn start(args: &[&str]) -> (Server, Steps) {
+        let mut all = vec!["--hosts", "1"];
+        all.extend_from_slice(args);
+        let server = Server::start(&test_script("steps.lua"), &all);
+        let client = server.client();
+        (server, Steps { client })
+    }
+
+    /// Runs `lua` and returns what it returned, described.
+    #[track_caller]
+    pub fn run(&mut self, lua: &str) -> String {
+        self.start_step(lua);
+        self.client.line()
+    }
+
+    /// Runs `lua`; fails the test (with the server's log) unless it
+    /// returned `expected`.
+    #[track_caller]
+    pub fn expect(&mut self, lua: &str, expected: &str) {
+        let got = self.run(lua);
+        if got != expected {
+            self.client
+                .fail(&format!("{lua}\n  expected: {expected}\n  got:      {got}"));
+        }
+    }
+
+    /// Sends `lua` without waiting for its answer (it may wait for
+    /// something the test does next); [`Steps::line`] reads the answer.
+    pub fn start_step(&mut self, lua: &str) {
+        self.client.send(format!("{lua}\n"));
+    }
+
+    /// The answer of a step started with [`Steps::start_step`].
+    #[track_caller]
+    pub fn line(&mut self) -> String {
+        self.client.line()
+    }
+}
