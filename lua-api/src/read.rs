@@ -5,9 +5,9 @@
 //! An answer is copied out into a byte buffer of the caller's before any Lua
 //! string is made of it: the VM's state may not be borrowed while Lua
 //! allocates (see `state.rs`). A parsed answer (a RESP command or reply) is
-//! copied out whole and parsed again from that copy to make its Lua value:
-//! the codec is stateless and the second parse of bytes known to be whole
-//! costs less than carrying the parse across the borrow.
+//! copied out whole and parsed again from that copy to make its Lua value
+//! (`redis.rs`): the codec is stateless and the second parse of bytes known
+//! to be whole costs less than carrying the parse across the borrow.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -19,6 +19,7 @@ use mlua::{Lua, Value};
 
 use crate::ids::ConnectionId;
 use crate::protocol::ReadKind;
+use crate::redis;
 use crate::state::{ConnEntry, ConnectionPhase, VmState};
 
 /// Size of a `readsome` without a `max`.
@@ -283,17 +284,8 @@ pub fn answer(lua: &Lua, taken: Taken, bytes: &[u8]) -> mlua::Result<ReadAnswer>
         Taken::Parsed(Shape::Handshake) | Taken::Buffered => {
             (Value::Boolean(true), None, Value::Nil)
         }
-        Taken::Parsed(Shape::Command) => (command_value(lua, bytes)?, None, Value::Nil),
-        Taken::Parsed(Shape::Reply) => match resp::parse_reply(bytes, &resp::Limits::default()) {
-            Ok(Progress::Done(resp::Reply::Error(text), _)) => (
-                Value::Nil,
-                Some(String::from_utf8_lossy(text).into_owned().into()),
-                Value::Boolean(true),
-            ),
-            Ok(Progress::Done(reply, _)) => (reply_value(lua, &reply)?, None, Value::Nil),
-            // The bytes held a whole reply when they were taken.
-            _ => (Value::Nil, Some("lunet: reply lost".into()), Value::Nil),
-        },
+        Taken::Parsed(Shape::Command) => (redis::command_table(lua, bytes)?, None, Value::Nil),
+        Taken::Parsed(Shape::Reply) => redis::reply_answer(lua, bytes)?,
         Taken::Failed { err, partial } => {
             let partial = if partial {
                 Value::String(lua.create_string(bytes)?)
@@ -316,63 +308,11 @@ thread_local! {
 }
 
 /// Runs `f` with the kept vector of command words.
-fn with_words<R>(f: impl FnOnce(&mut Vec<resp::Arg>) -> R) -> R {
+pub(crate) fn with_words<R>(f: impl FnOnce(&mut Vec<resp::Arg>) -> R) -> R {
     let mut words = WORDS.take();
     let result = f(&mut words);
     WORDS.set(words);
     result
-}
-
-/// The words of the command in `bytes` (whole, parsed before) into
-/// `words`.
-pub fn command_words(bytes: &[u8], words: &mut Vec<resp::Arg>) {
-    let _ = resp::parse_command(bytes, &COMMAND_LIMITS, words);
-}
-
-/// The command in `bytes` (whole, parsed before) as a table of strings.
-fn command_value(lua: &Lua, bytes: &[u8]) -> mlua::Result<Value> {
-    with_words(|words| {
-        command_words(bytes, words);
-        let table = lua.create_table_with_capacity(words.len(), 0)?;
-        for (index, word) in words.iter().enumerate() {
-            table.raw_set(index + 1, lua.create_string(word.bytes(bytes))?)?;
-        }
-        Ok(Value::Table(table))
-    })
-}
-
-/// The limits of parsing a command again: it was checked when it was read.
-const COMMAND_LIMITS: resp::Limits = resp::Limits {
-    max_bulk: usize::MAX,
-    max_elements: usize::MAX,
-    max_inline: usize::MAX,
-    max_command: usize::MAX,
-    max_depth: usize::MAX,
-};
-
-/// A reply as a Lua value: strings, integers, tables for arrays,
-/// [`Value::NULL`] for a null bulk or array, `{false, text}` for an error
-/// inside an array (as lua-resty-redis).
-fn reply_value(lua: &Lua, reply: &resp::Reply) -> mlua::Result<Value> {
-    Ok(match reply {
-        resp::Reply::Simple(text) => Value::String(lua.create_string(text)?),
-        resp::Reply::Bulk(Some(bytes)) => Value::String(lua.create_string(bytes)?),
-        resp::Reply::Integer(n) => Value::Integer(*n),
-        resp::Reply::Bulk(None) | resp::Reply::Array(None) => Value::NULL,
-        resp::Reply::Error(text) => {
-            let pair = lua.create_table_with_capacity(2, 0)?;
-            pair.raw_set(1, false)?;
-            pair.raw_set(2, lua.create_string(text)?)?;
-            Value::Table(pair)
-        }
-        resp::Reply::Array(Some(items)) => {
-            let table = lua.create_table_with_capacity(items.len(), 0)?;
-            for (index, item) in items.iter().enumerate() {
-                table.raw_set(index + 1, reply_value(lua, item)?)?;
-            }
-            Value::Table(table)
-        }
-    })
 }
 
 /// A byte buffer kept for reads: past this capacity it is given back after

@@ -1,5 +1,6 @@
-//! The Redis bindings: the fast path of `sock:readresp` and the
-//! `lunet.redis` client (`redis.lua`).
+//! The Redis bindings: the fast path of `sock:readresp`, RESP commands and
+//! replies as Lua values (`sock:readreply`), and the `lunet.redis` client
+//! (`redis.lua`).
 //!
 //! `core.readresp(conn [, max_bulk])` is a C function on the raw Lua
 //! stack, because it runs once per command of a RESP server and mlua's
@@ -17,14 +18,14 @@ use std::cell::Cell;
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use lunet_core::proto::resp;
+use lunet_core::proto::resp::{self, Progress};
 use mlua::{ffi, Function, Lua, Table, Value};
 
 use crate::caps::{self, Capability};
 use crate::ids::ConnectionId;
 use crate::protocol::ReadKind;
 use crate::raw::{self, raise};
-use crate::read::{self, FastRead, Shape, Taken};
+use crate::read::{self, FastRead, ReadAnswer, Shape, Taken};
 use crate::state::with_state_of;
 
 /// Buffers of one `readresp` call.
@@ -64,6 +65,73 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.raw_set("redis", module)?;
     core.raw_set("null", Value::NULL)?;
     Ok(())
+}
+
+/// The words of the command in `bytes` (whole, parsed before) into
+/// `words`.
+pub(crate) fn command_words(bytes: &[u8], words: &mut Vec<resp::Arg>) {
+    let _ = resp::parse_command(bytes, &COMMAND_LIMITS, words);
+}
+
+/// The command in `bytes` (whole, parsed before) as a table of strings.
+pub(crate) fn command_table(lua: &Lua, bytes: &[u8]) -> mlua::Result<Value> {
+    read::with_words(|words| {
+        command_words(bytes, words);
+        let table = lua.create_table_with_capacity(words.len(), 0)?;
+        for (index, word) in words.iter().enumerate() {
+            table.raw_set(index + 1, lua.create_string(word.bytes(bytes))?)?;
+        }
+        Ok(Value::Table(table))
+    })
+}
+
+/// The limits of parsing a command again: it was checked when it was read.
+const COMMAND_LIMITS: resp::Limits = resp::Limits {
+    max_bulk: usize::MAX,
+    max_elements: usize::MAX,
+    max_inline: usize::MAX,
+    max_command: usize::MAX,
+    max_depth: usize::MAX,
+};
+
+/// A reply as a Lua value: strings, integers, tables for arrays,
+/// [`Value::NULL`] for a null bulk or array, `{false, text}` for an error
+/// inside an array (as lua-resty-redis).
+fn reply_value(lua: &Lua, reply: &resp::Reply) -> mlua::Result<Value> {
+    Ok(match reply {
+        resp::Reply::Simple(text) => Value::String(lua.create_string(text)?),
+        resp::Reply::Bulk(Some(bytes)) => Value::String(lua.create_string(bytes)?),
+        resp::Reply::Integer(n) => Value::Integer(*n),
+        resp::Reply::Bulk(None) | resp::Reply::Array(None) => Value::NULL,
+        resp::Reply::Error(text) => {
+            let pair = lua.create_table_with_capacity(2, 0)?;
+            pair.raw_set(1, false)?;
+            pair.raw_set(2, lua.create_string(text)?)?;
+            Value::Table(pair)
+        }
+        resp::Reply::Array(Some(items)) => {
+            let table = lua.create_table_with_capacity(items.len(), 0)?;
+            for (index, item) in items.iter().enumerate() {
+                table.raw_set(index + 1, reply_value(lua, item)?)?;
+            }
+            Value::Table(table)
+        }
+    })
+}
+
+/// What `sock:readreply` returns for the whole reply in `bytes`: the
+/// value, or `nil, text, true` for an error reply.
+pub(crate) fn reply_answer(lua: &Lua, bytes: &[u8]) -> mlua::Result<ReadAnswer> {
+    Ok(match resp::parse_reply(bytes, &resp::Limits::default()) {
+        Ok(Progress::Done(resp::Reply::Error(text), _)) => (
+            Value::Nil,
+            Some(String::from_utf8_lossy(text).into_owned().into()),
+            Value::Boolean(true),
+        ),
+        Ok(Progress::Done(reply, _)) => (reply_value(lua, &reply)?, None, Value::Nil),
+        // The bytes held a whole reply when they were taken.
+        _ => (Value::Nil, Some("lunet: reply lost".into()), Value::Nil),
+    })
 }
 
 /// `core.readresp(conn [, max_bulk])`.
@@ -155,7 +223,7 @@ fn fetch(vm: usize, id: i64, max_bulk: Option<i64>, scratch: &mut Scratch) -> St
     });
     let (step, text) = match found {
         Ok(Ok(FastRead::Taken(Taken::Parsed(Shape::Command)))) => {
-            read::command_words(&scratch.bytes, &mut scratch.words);
+            command_words(&scratch.bytes, &mut scratch.words);
             return Step::Command;
         }
         Ok(Ok(FastRead::Wait)) => return Step::Wait,
