@@ -511,10 +511,14 @@ impl Connection {
         };
         let at_end = records.is_empty();
         loop {
-            if !records.is_empty() || at_end {
-                tls.session
-                    .read_tls(&mut records)
-                    .map_err(|e| format!("tls: {e}"))?;
+            let took = tls
+                .session
+                .read_tls(&mut records)
+                .map_err(|e| format!("tls: {e}"))?;
+            // rustls refuses more than it can hold with an error, so taking
+            // nothing of what is left would be a bug: never spin on it.
+            if took == 0 && !at_end {
+                return Err("tls: the record layer took no input".to_string());
             }
             if let Err(e) = tls.session.process_new_packets() {
                 return Err(format!("tls: {e}"));
