@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # bench/resp.sh: server-scripts/kv.lua against redis-server with
 # redis-benchmark, in the same run (issue 3; about 1 minute once built).
+# kv.lua reads its commands with sock:readresp (RESP parsed in Rust, issue
+# 11); its per-command Lua is the dispatch and the reply.
 #
 #   bench/resp.sh
 #

@@ -31,6 +31,8 @@ debian gcc cc                   # links Rust; builds the vendored Lua and SQLite
 debian redis-server redis-server
 debian redis-tools redis-cli    # redis-cli, redis-benchmark
 debian curl curl
+debian openssl openssl         # TLS peers: openssl s_client and s_server, test certificates
+debian lua-cjson                # a Lua 5.4 C module that require loads into the binary
 debian nats-server nats-server  # NATS peer: proto tests, the cluster
 pypi websocket-client websocket # WebSocket peer: proto tests
 '

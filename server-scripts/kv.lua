@@ -24,18 +24,24 @@
 --   persist   SQLite file: every write is committed there before its reply
 --             (acknowledged = durable, also across kill -9) and the data is
 --             reloaded at start
+--   tls_cert, tls_key
+--             serve TLS with this certificate chain and key (PEM files), as
+--             redis-server's tls-port does: `redis-cli --tls --cacert CA`
 --
--- Protocol. Pipelined commands are parsed from one buffer and their replies
--- written together, so a batch of 16 commands costs one read and one write
--- system call. Inline commands (`PING`, `SET "a b" 'c'` typed by hand) are
--- split like Redis's sdssplitargs. Malformed input gets Redis's
--- `-ERR Protocol error: ...` and the connection is closed. Like Redis 7.0,
--- the two bytes after a header line's `\r` and after a bulk's data are
--- skipped, not checked. Bounds: a bulk over `max_bulk`, a multibulk count
--- over 1024 * 1024 (Redis 7 allows up to INT_MAX; this keeps the argument
--- table bounded), a header or inline line over 64 KiB without its line end,
--- and one command over 1 GiB in total (Redis's client-query-buffer-limit)
--- are refused; a declared bulk is validated before a byte of it is read.
+-- Protocol. Commands are read with sock:readresp, which parses RESP2 in
+-- Rust (core/src/proto/resp.rs) and behaves as redis-server 7.0: inline
+-- commands (`PING`, `SET "a b" 'c'` typed by hand) are split like Redis's
+-- sdssplitargs; malformed input gets Redis's `-ERR Protocol error: ...`
+-- and the connection is closed; the two bytes after a header line's `\r`
+-- and after a bulk's data are skipped, not checked. Bounds: a bulk over
+-- `max_bulk`, a multibulk count over 1024 * 1024 (Redis 7 allows up to
+-- INT_MAX; this keeps the argument table bounded), a header or inline line
+-- over 64 KiB without its line end are refused, a declared bulk before a
+-- byte of it is read; one command over 1 GiB in total (Redis's
+-- client-query-buffer-limit) closes the connection without a reply.
+-- Pipelined commands are parsed from one buffer and their replies written
+-- together, so a batch of 16 commands costs one read and one write system
+-- call.
 --
 -- Storage. All hosts share the dict named "kv". Values are strings;
 -- a string that is a canonical 64-bit integer ("42", "-7", not "042") is
@@ -58,27 +64,16 @@
 
 local lunet = require "lunet"
 
-local byte, char, find, match, sub, lower, upper, gsub =
-    string.byte, string.char, string.find, string.match, string.sub, string.lower, string.upper, string.gsub
+local byte, find, sub, lower, upper, gsub =
+    string.byte, string.find, string.sub, string.lower, string.upper, string.gsub
 local concat, unpack = table.concat, table.unpack
 local tonumber, tostring, type, error, pcall = tonumber, tostring, type, error, pcall
 local math_type, floor = math.type, math.floor
 local now = lunet.now
 
 local MIB = 1024 * 1024
-local INLINE_MAX = 64 * 1024        -- Redis's PROTO_INLINE_MAX_SIZE
-local MAX_MULTIBULK = 1024 * 1024   -- arguments in one command
-local MAX_COMMAND = 1024 * MIB      -- bytes of arguments in one command
-local BIG_BULK = 64 * 1024          -- bulks this large are read with readn
-local MAX_BATCH = 256               -- replies buffered before one write
+local MAX_COMMAND = 1024 * MIB      -- bytes of arguments in one command (readresp's bound)
 local LLONG_MAX, LLONG_MIN = math.maxinteger, math.mininteger
-
--- Byte → digit value, for the header fast paths (nil for other bytes).
-local DIGIT, NONZERO = {}, {}
-for d = 0, 9 do
-    DIGIT[48 + d] = d
-    if d > 0 then NONZERO[48 + d] = d end
-end
 
 local function setting(key, default)
     local value = lunet.getenv(key)
@@ -752,287 +747,44 @@ end)
 
 -- The connection ----------------------------------------------------------------
 
--- Redis's sdssplitargs: words separated by blanks; "..." with \n \r \t \b
--- \a \xHH escapes; '...' with \' only; a closing quote must end the word.
--- Returns the number of words put in argv, or nil if quotes do not balance.
-local ESCAPES = { [110] = "\n", [114] = "\r", [116] = "\t", [98] = "\b", [97] = "\a" }
-local SPACE = { [32] = true, [9] = true, [10] = true, [11] = true, [12] = true, [13] = true }
-
-local function split_args(line, argv)
-    line = c_string(line)
-    if not find(line, "[\"'\v\f]") then
-        local argc = 0
-        for word in string.gmatch(line, "[^ \t\n\v\f\r]+") do
-            argc = argc + 1
-            argv[argc] = word
-        end
-        return argc
-    end
-    local argc, i, n = 0, 1, #line
-    while true do
-        while SPACE[byte(line, i)] do i = i + 1 end
-        if i > n then return argc end
-        local word, w = {}, 0
-        local in_double, in_single, done = false, false, false
-        while not done do
-            local c = byte(line, i)
-            if in_double then
-                local nxt = byte(line, i + 1)
-                if c == 92 and nxt == 120 and match(line, "^%x%x", i + 2) then -- \xHH
-                    w = w + 1
-                    word[w] = char(tonumber(sub(line, i + 2, i + 3), 16))
-                    i = i + 3
-                elseif c == 92 and nxt then
-                    i = i + 1
-                    w = w + 1
-                    word[w] = ESCAPES[nxt] or char(nxt)
-                elseif c == 34 then
-                    if nxt and not SPACE[nxt] then return nil end
-                    done = true
-                elseif not c then
-                    return nil
-                else
-                    w = w + 1
-                    word[w] = char(c)
-                end
-            elseif in_single then
-                local nxt = byte(line, i + 1)
-                if c == 92 and nxt == 39 then
-                    i = i + 1
-                    w = w + 1
-                    word[w] = "'"
-                elseif c == 39 then
-                    if nxt and not SPACE[nxt] then return nil end
-                    done = true
-                elseif not c then
-                    return nil
-                else
-                    w = w + 1
-                    word[w] = char(c)
-                end
-            elseif not c or c == 32 or c == 10 or c == 13 or c == 9 then
-                done = true
-            elseif c == 34 then
-                in_double = true
-            elseif c == 39 then
-                in_single = true
-            else
-                w = w + 1
-                word[w] = char(c)
-            end
-            if c then i = i + 1 end
-        end
-        argc = argc + 1
-        argv[argc] = concat(word)
-    end
-end
+-- Commands arrive parsed (sock:readresp parses RESP in Rust, inline
+-- commands included, with Redis's error texts). Replies go out with
+-- sock:write; what a slice wrote is sent when the session next waits, so a
+-- pipelined batch costs one read and one write system call.
+local PROTOCOL_ERROR = "^Protocol error: "
+local TOO_LARGE = "Protocol error: command too large"
 
 local function serve(sock)
-    local readsome, readn, write = sock.readsome, sock.readn, sock.write
-    local buf, pos, len = "", 1, 0 -- unparsed input is buf[pos..len]
-    local out, nout = {}, 0         -- replies not yet handed to sock:write
-    local argv = {}
-
-    local function flush()
-        if nout == 1 then
-            write(sock, out[1])
-        elseif nout > 1 then
-            write(sock, concat(out, "", 1, nout))
-        end
-        nout = 0
-    end
-
-    -- More input after buf[pos..len]; false when the connection is gone.
-    -- Flushes first: the peer may be waiting for replies before it sends.
-    local function fill()
-        flush()
-        local data = readsome(sock)
-        if not data then return false end
-        if pos > len then
-            buf = data
-        else
-            buf = sub(buf, pos, len) .. data
-        end
-        pos, len = 1, #buf
-        return true
-    end
-
-    -- The end of the header line at pos (its '\r'), waiting for the byte
-    -- after it as Redis does; nil, err past `too_big` bytes without one.
-    local function header_end(too_big)
-        while true do
-            local cr = find(buf, "\r", pos, true)
-            if cr and cr < len then return cr end
-            if not cr and len - pos + 1 > INLINE_MAX then return nil, too_big end
-            if not fill() then return nil end
-        end
-    end
-
-    -- One RESP multibulk command into argv; its word count, 0 for an empty
-    -- one, or nil [, protocol error] (no error: the connection is gone).
-    -- d1..d3: the three bytes after the '*' at pos (the caller read them).
-    local function multibulk(d1, d2, d3)
-        -- Fast path: a count of 1 to 99 whose line is complete.
-        local count
-        d1 = NONZERO[d1]
-        if d1 and d2 == 13 and pos + 3 <= len then
-            count = d1
-            pos = pos + 4
-        elseif d1 and DIGIT[d2] and d3 == 13 and pos + 4 <= len then
-            count = d1 * 10 + DIGIT[d2]
-            pos = pos + 5
-        else
-            local cr, err = header_end("too big mbulk count string")
-            if not cr then return nil, err end
-            count = to_integer(sub(buf, pos + 1, cr - 1))
-            if not count then return nil, "invalid multibulk length" end
-            pos = cr + 2
-            if count <= 0 then return 0 end
-        end
-        if count > MAX_MULTIBULK then return nil, "invalid multibulk length" end
-
-        local total = 0
-        for i = 1, count do
-            -- Fast path: '$', a size of 1 to 999, '\r' and one more byte.
-            local size, start
-            local dollar, c1, c2, c3, c4 = byte(buf, pos, pos + 4)
-            if dollar == 36 then
-                c1 = NONZERO[c1]
-                if c1 then
-                    if c2 == 13 then
-                        size, start = c1, pos + 4
-                    else
-                        c2 = DIGIT[c2]
-                        if c2 then
-                            if c3 == 13 then
-                                size, start = c1 * 10 + c2, pos + 5
-                            else
-                                c3 = DIGIT[c3]
-                                if c3 and c4 == 13 then size, start = c1 * 100 + c2 * 10 + c3, pos + 6 end
-                            end
-                        end
-                    end
-                    if start and start > len + 1 then size = nil end -- the '\n' is not here yet
-                end
-            end
-            if not size then
-                local cr, err = header_end("too big bulk count string")
-                if not cr then return nil, err end
-                local first = byte(buf, pos)
-                if first ~= 36 then return nil, "expected '$', got '" .. char(first) .. "'" end
-                size = to_integer(sub(buf, pos + 1, cr - 1))
-                if not size or size < 0 then return nil, "invalid bulk length" end
-                start = cr + 2
-            end
-            if size > max_bulk then return nil, "invalid bulk length" end
-            total = total + size
-            if total > MAX_COMMAND then
+    local readresp, write = sock.readresp, sock.write
+    while true do
+        local argv, err = readresp(sock, max_bulk)
+        if not argv then
+            if err == TOO_LARGE then
+                -- Redis's client-query-buffer-limit: closed without a reply.
                 lunet.log("warn", string.format("kv: closing %s: a command over %d bytes",
                     tostring(sock:peer()), MAX_COMMAND))
-                return nil
-            end
-
-            local last = start + size - 1
-            if last + 2 <= len then
-                argv[i] = sub(buf, start, last)
-                pos = last + 3
-            elseif size >= BIG_BULK then
-                -- Read the rest straight from the socket: no copies of a
-                -- growing buffer. The size was checked above.
-                flush()
-                local have = len - start + 1
-                local data, rest
-                if have >= size then
-                    data, rest = sub(buf, start, last), size + 2 - have
-                else
-                    local more = readn(sock, size - have)
-                    if not more then return nil end
-                    data, rest = sub(buf, start, len) .. more, 2
-                end
-                if not readn(sock, rest) then return nil end
-                argv[i] = data
-                buf, pos, len = "", 1, 0
-            else
-                pos = start
-                repeat
-                    if not fill() then return nil end
-                until len >= size + 2
-                argv[i] = sub(buf, 1, size)
-                pos = size + 3
-            end
-        end
-        return count, nil, total
-    end
-
-    -- One inline command (a text line) into argv.
-    local function inline()
-        local nl
-        while true do
-            nl = find(buf, "\n", pos, true)
-            if nl then break end
-            if len - pos + 1 > INLINE_MAX then return nil, "too big inline request" end
-            if not fill() then return nil end
-        end
-        local stop = nl - 1
-        if stop >= pos and byte(buf, stop) == 13 then stop = stop - 1 end
-        local line = sub(buf, pos, stop)
-        pos = nl + 1
-        local argc = split_args(line, argv)
-        if not argc then return nil, "unbalanced quotes in request" end
-        return argc, nil, #line
-    end
-
-    while true do
-        if pos > len then
-            flush()
-            local data = readsome(sock)
-            if not data then return end
-            buf, pos, len = data, 1, #data
-        end
-
-        local argc, err, size
-        local first, d1, d2, d3 = byte(buf, pos, pos + 3)
-        if first == 42 then
-            argc, err, size = multibulk(d1, d2, d3)
-        else
-            argc, err, size = inline()
-        end
-        if not argc then
-            if err then
-                nout = nout + 1
-                out[nout] = error_reply("ERR Protocol error: " .. err)
-                flush()
+            elseif find(err, PROTOCOL_ERROR) then
+                write(sock, error_reply("ERR " .. err))
             end
             return
         end
-
-        if argc > 0 then
-            local name = argv[1]
-            local entry = commands[name]
-            if entry == nil and #name <= 16 then entry = commands[lower(name)] end
-            local reply, close
-            if entry == nil then
-                reply = unknown_command(argv, argc)
+        local argc = #argv
+        local name = argv[1]
+        local entry = commands[name]
+        if entry == nil and #name <= 16 then entry = commands[lower(name)] end
+        local reply, close
+        if entry == nil then
+            reply = unknown_command(argv, argc)
+        else
+            local arity = entry[2]
+            if (arity > 0 and argc ~= arity) or argc < -arity then
+                reply = arity_error(entry[3])
             else
-                local arity = entry[2]
-                if (arity > 0 and argc ~= arity) or argc < -arity then
-                    reply = arity_error(entry[3])
-                else
-                    reply, close = entry[1](argv, argc)
-                end
-            end
-            nout = nout + 1
-            out[nout] = reply
-            if close then
-                flush()
-                return
-            end
-            if nout >= MAX_BATCH then flush() end
-            -- Do not keep big arguments alive until the next command.
-            if size > BIG_BULK then
-                for i = 1, argc do argv[i] = nil end
+                reply, close = entry[1](argv, argc)
             end
         end
+        write(sock, reply)
+        if close then return end
     end
 end
 
@@ -1094,4 +846,10 @@ else
     wall_offset = meta:get("wall_offset")
 end
 
-lunet.listen(lunet.getenv("listen", "127.0.0.1:6380"), serve)
+local tls_cert, tls_key = lunet.getenv("tls_cert"), lunet.getenv("tls_key")
+if (tls_cert == nil) ~= (tls_key == nil) then
+    error("kv.lua: tls_cert and tls_key go together", 0)
+end
+local tls = tls_cert and { cert = tls_cert, key = tls_key }
+
+lunet.listen(lunet.getenv("listen", "127.0.0.1:6380"), { tls = tls }, serve)

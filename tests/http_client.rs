@@ -171,7 +171,7 @@ fn lunet_http_request() {
     ran.expect("too_big", "nil response body larger than max_body");
     ran.expect("slow", "nil timeout");
     ran.expect("refused", "nil refused");
-    ran.expect("https", "nil https: TLS is not available");
+    ran.expect("https", "nil https: refused");
     ran.expect("bad_url", "nil unsupported scheme 'ftp' in 'ftp://x/'");
     ran.expect_parts("no_host", "nil 'nonsense' is not an absolute URL", &[]);
     ran.expect_parts("name", "nil no.such.host.invalid", &[]);

@@ -10,10 +10,10 @@
 
 mod common;
 
-use common::{closed_port, try_connect, Server, TempDir, DEADLINE};
+use common::{try_connect, RedisServer as Redis, Server, TempDir, DEADLINE};
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -61,61 +61,6 @@ fn run_bounded(command: &mut Command, timeout: Duration) -> Output {
             );
         }
         thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// A `redis-server --save '' --appendonly no` on a free loopback port,
-/// killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-    _dir: TempDir,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        require("redis-server");
-        // The free port may be taken between the probe and the bind; try
-        // again with another one.
-        for _ in 0..5 {
-            let dir = TempDir::new("redis");
-            let port = closed_port();
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no", "--dir", &dir.file("")])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start redis-server: {e}; install: {INSTALL}"));
-            let deadline = Instant::now() + DEADLINE;
-            while Instant::now() < deadline {
-                if child.try_wait().expect("try_wait").is_some() {
-                    break;
-                }
-                if let Ok(stream) = try_connect(port) {
-                    let mut conn = RespClient::new(stream);
-                    if conn.command(&["PING"]) == Reply::Status("PONG".into()) {
-                        return Redis {
-                            child,
-                            port,
-                            _dir: dir,
-                        };
-                    }
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("redis-server did not start on a free port within {DEADLINE:?} (5 tries)");
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

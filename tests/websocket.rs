@@ -312,7 +312,7 @@ fn lunet_ws_connect() {
     );
     ran.expect("/masked", "nil protocol error: masked frame from a server");
     ran.expect_parts("/garbage", "nil websocket handshake: ", &[]);
-    ran.expect("wss", "nil wss: TLS is not available");
+    ran.expect("wss", "nil wss: refused");
     ran.expect(
         "bad_url",
         "nil unsupported scheme 'http' in 'http://127.0.0.1:1/'",

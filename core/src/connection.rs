@@ -14,11 +14,16 @@
 //! that came with the data raised its edge before the read, so after an
 //! event that reported a hang-up the socket is read until `WouldBlock` or
 //! EOF as usual.
+//!
+//! A connection may speak TLS (`tls.rs`): then `fill` decrypts into the
+//! same input buffer and `flush` encrypts the same output buffer, so the
+//! layers above read and write as they do on a plain connection.
 
 use std::cell::RefCell;
 use std::io::{self, Read, Write};
 
 use crate::buffer::Buffer;
+use crate::tls::Tls;
 
 /// Size of the per-thread read scratch: one read syscall takes at most this.
 const SCRATCH: usize = 64 * 1024;
@@ -55,6 +60,8 @@ pub struct Connection {
     /// The last readiness reported a hang-up: read until EOF, not just a
     /// short read.
     pub hangup: bool,
+    /// The TLS layer, when the connection speaks TLS.
+    pub tls: Option<Box<Tls>>,
 }
 
 impl Connection {
@@ -68,6 +75,7 @@ impl Connection {
             eof: false,
             failed: false,
             hangup: false,
+            tls: None,
         }
     }
 
@@ -82,34 +90,48 @@ impl Connection {
         }
         SCRATCH_BUFFER.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
+            if self.tls.is_some() {
+                // Ciphertext comes in records of up to 16 KiB: read what is
+                // there, the plaintext stays bounded by what was read.
+                return self.fill_tls(&mut scratch[..]);
+            }
             let want = limit.clamp(1, SCRATCH);
-            loop {
-                match self.stream.read(&mut scratch[..want]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        self.readable = false;
-                        return Fill::Closed;
-                    }
-                    Ok(n) => {
-                        self.input.extend(&scratch[..n]);
-                        if n < want && !self.hangup {
-                            self.readable = false;
-                        }
-                        return Fill::Data(n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                        self.readable = false;
-                        return Fill::WouldBlock;
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(_) => {
-                        self.failed = true;
-                        self.readable = false;
-                        return Fill::Reset;
-                    }
+            match self.read_socket(&mut scratch[..want]) {
+                Ok(0) => {
+                    self.eof = true;
+                    self.readable = false;
+                    Fill::Closed
                 }
+                Ok(n) => {
+                    self.input.extend(&scratch[..n]);
+                    if n < want && !self.hangup {
+                        self.readable = false;
+                    }
+                    Fill::Data(n)
+                }
+                Err(fill) => fill,
             }
         })
+    }
+
+    /// One read syscall (again if interrupted): the bytes read (0 at end
+    /// of file), or how it ended otherwise, with the flags set.
+    pub(crate) fn read_socket(&mut self, into: &mut [u8]) -> Result<usize, Fill> {
+        loop {
+            match self.stream.read(into) {
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Err(Fill::WouldBlock);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.failed = true;
+                    self.readable = false;
+                    return Err(Fill::Reset);
+                }
+            }
+        }
     }
 
     /// Writes as much of the output buffer as the socket takes. Returns the
@@ -117,6 +139,9 @@ impl Connection {
     pub fn flush(&mut self) -> io::Result<usize> {
         if self.failed {
             return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        if self.tls.is_some() {
+            return self.flush_tls();
         }
         while !self.output.is_empty() {
             match self.stream.write(self.output.as_slice()) {

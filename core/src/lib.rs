@@ -27,6 +27,7 @@ pub mod service;
 pub mod shared_dict;
 pub mod stats;
 pub mod timer_wheel;
+pub mod tls;
 
 #[cfg(all(test, not(loom)))]
 mod tests;

@@ -137,21 +137,22 @@ impl mlua::IntoLua for CallToken {
 pub enum TimerKey {
     /// A session's deadline (a timeout or a sleep).
     Session(SessionId),
-    /// A closing connection's linger deadline.
-    Linger(ConnectionId),
+    /// A connection's deadline: the linger of a closing connection, or the
+    /// end of its TLS handshake.
+    Connection(ConnectionId),
 }
 
 impl TimerKey {
     pub fn to_raw(self) -> u64 {
         match self {
             TimerKey::Session(session) => session.to_raw() << 1,
-            TimerKey::Linger(connection) => connection.to_raw() << 1 | 1,
+            TimerKey::Connection(connection) => connection.to_raw() << 1 | 1,
         }
     }
 
     pub fn from_raw(raw: u64) -> TimerKey {
         if raw & 1 == 1 {
-            TimerKey::Linger(ConnectionId::from_raw(raw >> 1))
+            TimerKey::Connection(ConnectionId::from_raw(raw >> 1))
         } else {
             TimerKey::Session(SessionId::from_raw(raw >> 1))
         }
@@ -166,7 +167,7 @@ mod tests {
     fn packings_round_trip() {
         let session = SessionId::from_slot(SlotId::new(7, GENERATION_MASK));
         let connection = ConnectionId::from_slot(SlotId::new(u32::MAX, 3));
-        for key in [TimerKey::Session(session), TimerKey::Linger(connection)] {
+        for key in [TimerKey::Session(session), TimerKey::Connection(connection)] {
             assert_eq!(TimerKey::from_raw(key.to_raw()), key);
         }
         // Ids fit a Lua integer with the timer tag.

@@ -22,14 +22,18 @@ mod interrupt;
 pub mod json;
 mod lane;
 mod launch;
+mod libraries;
 mod mail;
 mod memory;
 mod pool;
 pub mod protocol;
+mod raw;
 mod read;
+mod redis;
 mod settings;
 mod slab;
 mod state;
+mod tls;
 mod ws;
 
 pub use host::{

@@ -128,7 +128,7 @@ fn put(
     entry.dirty = false;
     entry.linger_deadline = Some(deadline);
     if let Some(service) = service {
-        runtime.add_timer(&service, deadline, TimerKey::Linger(pooled).to_raw());
+        runtime.add_timer(&service, deadline, TimerKey::Connection(pooled).to_raw());
     }
     let list = state.pool.by_key.entry(key.to_string()).or_default();
     list.push_back(pooled);

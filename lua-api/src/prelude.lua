@@ -100,6 +100,36 @@ function Socket:readsome(max)
     return yield(OP_READ, id)
 end
 
+-- A read method of one kind with one optional size argument.
+local function read_method(kind, what)
+    return function(self, size)
+        local id = self[1]
+        local data, err, extra = c_read(id, kind, size)
+        if data ~= false then return data, err, extra end
+        if not isyieldable() then cannot_wait(what) end
+        return yield(OP_READ, id)
+    end
+end
+
+-- sock:readresp([max_bulk]): one RESP command as a table of strings (a
+-- raw C function: it runs once per command of a RESP server). A wait ends
+-- with `true` when a whole command is buffered: the fast path takes it.
+local c_readresp = core.readresp
+function Socket:readresp(max_bulk)
+    local id = self[1]
+    while true do
+        local command, err = c_readresp(id, max_bulk)
+        if command ~= false then return command, err end
+        if not isyieldable() then cannot_wait("sock:readresp") end
+        local ready, wait_err = yield(OP_READ, id)
+        if ready ~= true then return ready, wait_err end
+    end
+end
+-- sock:readreply(): one RESP reply as a Lua value (nil, text, true: an error reply).
+Socket.readreply = read_method(READ.REPLY, "sock:readreply")
+-- sock:handshake(): true once the TLS handshake is done.
+Socket.handshake = read_method(READ.HANDSHAKE, "sock:handshake")
+
 function Socket:write(...)
     local id = self[1]
     local ok, err = c_write(id, ...)
@@ -142,26 +172,38 @@ function lunet.log(level, ...)
 end
 
 local handlers = {}
+-- The TLS context of each listener that serves TLS (lua-api/src/tls.rs).
+local listener_tls = {}
 
-function lunet.listen(addr, handler)
+-- lunet.listen(addr, handler) or lunet.listen(addr, {tls = {cert=, key=}}, handler)
+function lunet.listen(addr, options, handler)
     permitted("listen", "lunet.listen")
+    if handler == nil then options, handler = nil, options end
     if type(addr) ~= "string" then error("lunet.listen: address must be a string like '127.0.0.1:7000'", 2) end
+    if options ~= nil and type(options) ~= "table" then error("lunet.listen: options must be a table", 2) end
     if type(handler) ~= "function" then error("lunet.listen: handler must be a function", 2) end
+    local tls = options and options.tls
+    if tls ~= nil and type(tls) ~= "table" then error("lunet.listen: tls must be a table {cert=, key=}", 2) end
+    local context = tls and core.tls_server(tls)
     local listener, bound = core.listen(addr)
     handlers[listener] = handler
+    listener_tls[listener] = context
     return bound
 end
 
 -- lunet.connect(addr [, timeout_ms]) or
--- lunet.connect(addr, {timeout = ms, bind = "127.0.0.2", pool = "name"})
+-- lunet.connect(addr, {timeout = ms, bind = "127.0.0.2", pool = "name", tls = {...}})
 function lunet.connect(addr, options)
     permitted("net", "lunet.connect")
-    local timeout, bind, pool = options, nil, nil
+    local timeout, bind, pool, tls = options, nil, nil, nil
     if type(options) == "table" then
-        timeout, bind, pool = options.timeout, options.bind, options.pool
+        timeout, bind, pool, tls = options.timeout, options.bind, options.pool, options.tls
     end
     -- A connection sock:setkeepalive put back (lua-api/src/pool.rs).
     if type(addr) ~= "string" then error("lunet.connect: address must be a string like '127.0.0.1:6379'", 2) end
+    -- Without a pool name, a TLS connection is pooled apart from a plain
+    -- one, per server name.
+    if pool == nil and tls then pool = addr .. "#tls:" .. tostring(tls.server_name or "") end
     pool = tostring(pool or addr) .. (bind and ("@" .. tostring(bind)) or "")
     local pooled = core.pool_take(pool, timeout)
     if pooled then return new_socket(pooled, pool) end
@@ -172,6 +214,14 @@ function lunet.connect(addr, options)
         cannot_wait("lunet.connect")
     end
     local ok, cerr = yield(OP_CONNECT, id)
+    if ok and tls then
+        ok, cerr = core.tls_connect(id, tls, addr)
+        if ok then
+            local done, herr = c_read(id, READ.HANDSHAKE)
+            if done == false then done, herr = yield(OP_READ, id) end
+            ok, cerr = done, herr
+        end
+    end
     if not ok then
         c_close(id)
         return nil, cerr
@@ -332,6 +382,7 @@ function lunet.lane.sleep(ms)
 end
 
 package.loaded.lunet = lunet
+lunet.redis = core.redis(core, lunet)
 
 -- Services (skynet's actor model): each service is its own VM.
 
@@ -527,11 +578,9 @@ local function until_read(what, fast, id, arg)
     return a, b, c
 end
 -- The one place the batteries' TLS clients (https, wss) connect through:
--- TLS under sockets is not in this build yet. With it, this becomes
--- lunet.connect(address, {timeout = timeout, pool = pool,
--- tls = {server_name = host}}).
+-- https and wss: a TLS connection that verifies `host`'s certificate.
 local function tls_connect(address, host, timeout, pool)
-    return nil, "TLS is not available"
+    return lunet.connect(address, { timeout = timeout, pool = pool, tls = { server_name = host } })
 end
 local battery_internals = {
     yield = yield, cannot_wait = cannot_wait, new_socket = new_socket, Socket = Socket,
@@ -550,6 +599,8 @@ setmetatable(lunet, {
 
 -- What the scheduler calls to start a connection's handler.
 local function run_handler(listener, id)
+    local tls = listener_tls[listener]
+    if tls then core.tls_accept(id, tls) end
     return handlers[listener](new_socket(id))
 end
 

@@ -85,6 +85,12 @@ codes! {
         Exact = 2 => "EXACT",
         Until = 3 => "UNTIL",
         Some = 4 => "SOME",
+        /// A RESP command (`sock:readresp`).
+        Command = 5 => "COMMAND",
+        /// A RESP reply (`sock:readreply`).
+        Reply = 6 => "REPLY",
+        /// The end of the TLS handshake (`sock:handshake`).
+        Handshake = 7 => "HANDSHAKE",
     }
 }
 

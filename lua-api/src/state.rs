@@ -342,7 +342,16 @@ fn lend<R>(
 /// The one way a callback reaches its VM's state (see the protocol above).
 #[inline]
 pub fn with_state<R>(lua: &Lua, f: impl FnOnce(&mut VmState) -> R) -> Result<R, StateUnavailable> {
-    let vm = lua as *const Lua as usize;
+    with_state_of(lua as *const Lua as usize, f)
+}
+
+/// [`with_state`] for a raw C function, which has no `Lua`: `vm` is the
+/// identity of the VM it was made in ([`vm_identity`]).
+#[inline]
+pub fn with_state_of<R>(
+    vm: usize,
+    f: impl FnOnce(&mut VmState) -> R,
+) -> Result<R, StateUnavailable> {
     lend(|state| state.vm == vm, f)
 }
 

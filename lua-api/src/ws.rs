@@ -125,7 +125,7 @@ fn receive(entry: &mut ConnEntry, ws: &mut WsState) -> Received {
             Ok(Progress::NeedMore { at_least }) => {
                 let request = ReadRequest::Fill { at_least };
                 match read::try_read(entry, &request) {
-                    ReadOutcome::Ready { .. } => {}
+                    ReadOutcome::Ready { .. } | ReadOutcome::Parsed { .. } => {}
                     ReadOutcome::Wait => return Received::Wait(request),
                     ReadOutcome::Failed { err, .. } => {
                         ws.failed = Some(err.to_string());
@@ -482,7 +482,7 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
                             Ok(Progress::NeedMore { at_least }) => {
                                 let request = ReadRequest::Fill { at_least };
                                 match read::try_read(entry, &request) {
-                                    ReadOutcome::Ready { .. } => {}
+                                    ReadOutcome::Ready { .. } | ReadOutcome::Parsed { .. } => {}
                                     ReadOutcome::Wait => {
                                         state.pending_read = Some((id, request));
                                         return Ok(None);

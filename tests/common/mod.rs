@@ -680,3 +680,153 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Runs `command` to its end with `input` on its stdin (kept open half a
+/// second after it is written: `openssl s_client` ends when stdin does),
+/// bounded by [`DEADLINE`]; the child is killed and the test fails past it.
+#[track_caller]
+pub fn run_with_input(command: &mut Command, input: &[u8]) -> std::process::Output {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    let input = input.to_vec();
+    thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+        thread::sleep(Duration::from_millis(500));
+    });
+    let pid = child.id();
+    let (sender, receiver) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = sender.send(child.wait_with_output());
+    });
+    match receiver.recv_timeout(DEADLINE) {
+        Ok(output) => output.expect("collect output"),
+        Err(_) => {
+            // SAFETY: kill(2) of the child started here.
+            unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+            panic!("{command:?} did not finish within {DEADLINE:?}");
+        }
+    }
+}
+
+/// A `redis-server --save '' --appendonly no` on a free loopback port,
+/// killed on drop (Debian's `redis-server`; the tests that use it fail
+/// and say how to install it when it is missing).
+pub struct RedisServer {
+    child: Child,
+    pub port: u16,
+    _dir: TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        // The free port may be taken between the probe and the bind; try
+        // again with another one.
+        for _ in 0..5 {
+            let dir = TempDir::new("redis");
+            let port = closed_port();
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no", "--dir", &dir.file("")])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start redis-server: {e}; apt-get install redis-server")
+                });
+            let deadline = Instant::now() + DEADLINE;
+            while Instant::now() < deadline {
+                if child.try_wait().expect("try_wait").is_some() {
+                    break;
+                }
+                if let Ok(mut stream) = try_connect(port) {
+                    let mut answer = [0u8; 7];
+                    if stream.write_all(b"PING\r\n").is_ok()
+                        && stream.read_exact(&mut answer).is_ok()
+                        && &answer == b"+PONG\r\n"
+                    {
+                        return RedisServer {
+                            child,
+                            port,
+                            _dir: dir,
+                        };
+                    }
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start on a free port within {DEADLINE:?} (5 tries)");
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `kill -9`: the server dies without a word.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A connection to `tests/scripts/steps.lua`: each step is a line of Lua
+/// run in the server's session, answered with what it returned,
+/// described (see the script).
+pub struct Steps {
+    client: Client,
+}
+
+impl Steps {
+    /// `steps.lua` in one host with `args` (`key=value` pairs it reads with
+    /// `getenv`, engine options).
+    pub fn start(args: &[&str]) -> (Server, Steps) {
+        let mut all = vec!["--hosts", "1"];
+        all.extend_from_slice(args);
+        let server = Server::start(&test_script("steps.lua"), &all);
+        let client = server.client();
+        (server, Steps { client })
+    }
+
+    /// Runs `lua` and returns what it returned, described.
+    #[track_caller]
+    pub fn run(&mut self, lua: &str) -> String {
+        self.start_step(lua);
+        self.client.line()
+    }
+
+    /// Runs `lua`; fails the test (with the server's log) unless it
+    /// returned `expected`.
+    #[track_caller]
+    pub fn expect(&mut self, lua: &str, expected: &str) {
+        let got = self.run(lua);
+        if got != expected {
+            self.client
+                .fail(&format!("{lua}\n  expected: {expected}\n  got:      {got}"));
+        }
+    }
+
+    /// Sends `lua` without waiting for its answer (it may wait for
+    /// something the test does next); [`Steps::line`] reads the answer.
+    pub fn start_step(&mut self, lua: &str) {
+        self.client.send(format!("{lua}\n"));
+    }
+
+    /// The answer of a step started with [`Steps::start_step`].
+    #[track_caller]
+    pub fn line(&mut self) -> String {
+        self.client.line()
+    }
+}

@@ -9,6 +9,7 @@
 
 mod services;
 mod socket;
+mod write;
 
 pub use socket::{connect_word, queued, Queued};
 
@@ -51,6 +52,8 @@ pub fn build(
     core.set("switch", crate::interrupt::switch_function(lua)?)?;
 
     socket::build(lua, runtime, &core)?;
+    crate::redis::install(lua, &core)?;
+    crate::tls::install(lua, runtime, &core)?;
 
     let env = settings.clone();
     core.set(

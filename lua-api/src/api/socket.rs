@@ -1,51 +1,16 @@
-//! The socket methods' fast paths: read, write, close, peer, settimeout,
-//! connect, and the note a collected socket object leaves.
+//! The socket methods' fast paths: read, close, peer, settimeout,
+//! connect, and the note a collected socket object leaves (write is in
+//! `write.rs`).
 
 use std::cell::Cell;
 
 use lunet_core::connection::Connection;
 use lunet_core::Runtime;
-use mlua::{FromLua, Lua, Table, Value, Variadic};
+use mlua::{FromLua, Lua, Table, Value};
 
 use crate::ids::ConnectionId;
-use crate::read::{self, ReadOutcome, ReadRequest, Taken};
+use crate::read::{self, FastRead};
 use crate::state::{with_state, ConnEntry, ConnectionPhase, VmState};
-
-fn append_value(out: &mut lunet_core::buffer::Buffer, value: &Value, n: usize) -> mlua::Result<()> {
-    match value {
-        Value::String(s) => {
-            let bytes = s.as_bytes();
-            out.try_reserve(bytes.len())
-                .map_err(|_| mlua::Error::MemoryError("not enough memory".into()))?;
-            out.extend(&bytes)
-        }
-        Value::Integer(i) => out.extend(i.to_string().as_bytes()),
-        Value::Number(f) => out.extend(format_number(*f).as_bytes()),
-        other => {
-            return Err(mlua::Error::runtime(format!(
-                "sock:write: argument #{n} must be a string or a number, got {}",
-                other.type_name()
-            )))
-        }
-    }
-    Ok(())
-}
-
-fn format_number(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e15 {
-        format!("{f:.1}")
-    } else {
-        format!("{f}")
-    }
-}
-
-/// What `core.read` found, before its answer becomes Lua values.
-enum ReadStep {
-    Taken(Taken),
-    /// Must wait: the request is parked for the scheduler.
-    Wait,
-    Closed,
-}
 
 pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     // The bytes of an answer, kept between calls. Taken out of the cell
@@ -58,33 +23,15 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
             move |lua, (id, kind, size, delim): (i64, i64, Option<i64>, Option<mlua::LuaString>)| {
                 let id = ConnectionId::from_lua_integer(id);
                 let mut bytes = kept.take();
-                let step = with_state(lua, |state| -> mlua::Result<ReadStep> {
+                let step = with_state(lua, |state| {
                     let delim = delim.as_ref().map(|d| d.as_bytes());
-                    let request =
-                        ReadRequest::parse(kind, size, delim.as_deref(), state.settings.max_line)
-                            .map_err(|e| mlua::Error::runtime(e.to_string()))?;
-                    let Some(entry) = state.conns.get_mut(id) else {
-                        return Ok(ReadStep::Closed);
-                    };
-                    if entry.phase == ConnectionPhase::Closing {
-                        return Ok(ReadStep::Closed);
-                    }
-                    if entry.reader.is_some() {
-                        return Err(mlua::Error::runtime(
-                            "socket busy reading: another session waits on it",
-                        ));
-                    }
-                    let outcome = read::try_read(entry, &request);
-                    if matches!(outcome, ReadOutcome::Wait) {
-                        state.pending_read = Some((id, request));
-                        return Ok(ReadStep::Wait);
-                    }
-                    Ok(ReadStep::Taken(read::take(entry, outcome, &mut bytes)))
-                })??;
+                    read::fast_read(state, id, kind, size, delim.as_deref(), &mut bytes)
+                })?
+                .map_err(|e| mlua::Error::runtime(e.to_string()))?;
                 let answer = match step {
-                    ReadStep::Taken(taken) => read::answer(lua, taken, &bytes),
-                    ReadStep::Wait => Ok((Value::Boolean(false), None, None)),
-                    ReadStep::Closed => Ok((Value::Nil, Some("closed"), None)),
+                    FastRead::Taken(taken) => read::answer(lua, taken, &bytes),
+                    FastRead::Wait => Ok((Value::Boolean(false), None, Value::Nil)),
+                    FastRead::Closed => Ok((Value::Nil, Some("closed".into()), Value::Nil)),
                 };
                 if bytes.capacity() <= read::KEEP_BYTES {
                     kept.set(bytes);
@@ -94,29 +41,7 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
         )?,
     )?;
 
-    core.set(
-        "write",
-        lua.create_function(|lua, (id, first, rest): (i64, Value, Variadic<Value>)| {
-            let id = ConnectionId::from_lua_integer(id);
-            with_state(lua, |state| {
-                let Some(entry) = state.conns.get_mut(id) else {
-                    return Ok((Value::Nil, Some("closed")));
-                };
-                if entry.phase == ConnectionPhase::Closing || entry.conn.failed {
-                    return Ok((Value::Nil, Some("closed")));
-                }
-                append_value(&mut entry.conn.output, &first, 1)?;
-                for (i, value) in rest.iter().enumerate() {
-                    append_value(&mut entry.conn.output, value, i + 2)?;
-                }
-                Ok(match queued(state, id) {
-                    Queued::Ok => (Value::Boolean(true), None),
-                    Queued::Wait => (Value::Boolean(false), None),
-                    Queued::Closed => (Value::Nil, Some("closed")),
-                })
-            })?
-        })?,
-    )?;
+    super::write::install(lua, core)?;
 
     core.set(
         "close",

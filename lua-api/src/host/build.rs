@@ -173,6 +173,7 @@ impl LuaService {
         let state = OwnedState::new(vm_state);
         let socket_meta = lua.create_table().map_err(BuildError::Lunet)?;
         let lunet = || -> mlua::Result<(Function, Function)> {
+            crate::libraries::install(&lua, &settings)?;
             let core = api::build(&lua, runtime, &settings, &socket_meta, &options.caps)?;
             let (run_handler, dispatch): (Function, Function) = lua
                 .load(prelude_bytecode())

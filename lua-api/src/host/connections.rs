@@ -128,7 +128,8 @@ impl LuaService {
                     None
                 }
                 ConnectionPhase::Open => {
-                    if !entry.conn.output.is_empty() && entry.conn.writable {
+                    entry.conn.advance_handshake();
+                    if entry.conn.writable && entry.conn.wants_flush() {
                         let _ = entry.conn.flush();
                     }
                     if !entry.writers.is_empty()
@@ -169,24 +170,38 @@ impl LuaService {
         }
     }
 
-    /// A closing connection's linger deadline, or a pooled one's idle
-    /// deadline: drop it if it is still there.
-    pub(super) fn on_linger_timer(&mut self, cid: ConnectionId, now: u64) {
-        vm(|state| {
-            let expired = state.conns.get(cid).is_some_and(|e| {
-                matches!(e.phase, ConnectionPhase::Closing | ConnectionPhase::Pooled)
-                    && e.linger_deadline.is_some_and(|d| d <= now)
-            });
-            if expired {
+    /// A connection's deadline: a closing connection past its linger, or a
+    /// pooled one past its idle time, is dropped; one whose TLS handshake
+    /// is past its deadline fails, and whoever waits on it is woken with
+    /// the error.
+    pub(super) fn on_connection_timer(
+        &mut self,
+        service: &Arc<Service>,
+        cid: ConnectionId,
+        now: u64,
+    ) {
+        let expired_handshake = vm(|state| {
+            let entry = state.conns.get_mut(cid)?;
+            if matches!(
+                entry.phase,
+                ConnectionPhase::Closing | ConnectionPhase::Pooled
+            ) && entry.linger_deadline.is_some_and(|d| d <= now)
+            {
                 drop_conn(state, cid);
+                return None;
             }
+            entry.conn.expire_handshake(now).then_some(())
         });
+        if expired_handshake.is_some() {
+            // As an event on a failed socket: waiters get its error.
+            self.on_io(service, cid.index(), Readiness::empty());
+        }
     }
 
     /// Queues a session whose read finished, its answer in `self.bytes`.
     pub(super) fn ready_with_read(&mut self, sid: SessionId, taken: Taken) {
         let reply = match read::answer(&self.lua, taken, &self.bytes) {
-            Ok((data, err, partial)) => ResumeWith::Read(data, err, partial),
+            Ok(answer) => ResumeWith::Read(answer),
             Err(_) => ResumeWith::Error("no memory"),
         };
         self.sched.ready.push_back((sid, reply));
@@ -268,10 +283,11 @@ pub(super) fn advance_close(
     };
     let mut done = entry.conn.failed;
     if !done {
+        entry.conn.close_output();
         let _ = entry.conn.flush();
         done = entry.conn.failed;
     }
-    if !done && entry.conn.output.is_empty() {
+    if !done && !entry.conn.wants_flush() {
         if !entry.draining {
             entry.conn.input.clear();
             let unread = !entry.conn.eof && matches!(entry.conn.fill(64 * 1024), Fill::Data(_));
@@ -305,7 +321,7 @@ pub(super) fn advance_close(
     if entry.linger_deadline.is_none() {
         let deadline = now_ms() + linger_ms;
         entry.linger_deadline = Some(deadline);
-        runtime.add_timer(service, deadline, TimerKey::Linger(cid).to_raw());
+        runtime.add_timer(service, deadline, TimerKey::Connection(cid).to_raw());
     }
 }
 

@@ -63,7 +63,7 @@ pub(super) enum ResumeWith {
     True,
     Args(MultiValue),
     /// A read's answer: `data` or `nil, err [, partial]`.
-    Read(Value, Option<&'static str>, Option<mlua::LuaString>),
+    Read(read::ReadAnswer),
     Error(&'static str),
     Plain(Vec<Plain>),
     /// The call was misused: the Lua wrapper raises this message.
@@ -306,9 +306,7 @@ impl LuaService {
             ResumeWith::Nothing => thread.resume::<MultiValue>(()),
             ResumeWith::True => thread.resume::<MultiValue>(true),
             ResumeWith::Args(args) => thread.resume::<MultiValue>(args),
-            ResumeWith::Read(data, err, partial) => {
-                thread.resume::<MultiValue>((data, err, partial))
-            }
+            ResumeWith::Read(answer) => thread.resume::<MultiValue>(answer),
             ResumeWith::Error(err) => thread.resume::<MultiValue>((Value::Nil, err)),
             ResumeWith::Misuse(err) => thread.resume::<MultiValue>((Value::Nil, err, MISUSE)),
             ResumeWith::Plain(values) => {
@@ -622,8 +620,8 @@ impl LuaService {
         let now = now_ms();
         let sid = match key {
             TimerKey::Session(sid) => sid,
-            TimerKey::Linger(cid) => {
-                self.on_linger_timer(cid, now);
+            TimerKey::Connection(cid) => {
+                self.on_connection_timer(service, cid, now);
                 return;
             }
         };
@@ -652,7 +650,7 @@ impl LuaService {
                             read::take_all(entry, bytes);
                             sched.unlink(state, sid);
                             return Some(Taken::Failed {
-                                err: "timeout",
+                                err: "timeout".into(),
                                 partial: true,
                             });
                         }

@@ -255,7 +255,7 @@ fn advance(entry: &mut ConnEntry, reader: &mut Reader) -> Step {
 fn fill(entry: &mut ConnEntry, at_least: usize, gone: &str) -> Option<Step> {
     let request = ReadRequest::Fill { at_least };
     match read::try_read(entry, &request) {
-        ReadOutcome::Ready { .. } => None,
+        ReadOutcome::Ready { .. } | ReadOutcome::Parsed { .. } => None,
         ReadOutcome::Wait => Some(Step::Wait(request)),
         ReadOutcome::Failed { err, .. } => Some(Step::Failed(if err == "closed" {
             gone.to_string()
@@ -491,14 +491,14 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
                 Option<mlua::LuaString>,
             )| {
                 let id = ConnectionId::from_lua_integer(id);
-                let step = match wait_error {
-                    Some(word) => Step::Failed(match &*word.as_bytes() {
-                        b"closed" if reader.stage == Stage::Head => {
-                            "closed before the response".to_string()
-                        }
-                        b"closed" => "closed in the middle of the body".to_string(),
-                        other => String::from_utf8_lossy(other).into_owned(),
-                    }),
+                // A wait that ended with "closed" goes through `advance`
+                // like any read: the end of a body that runs until the
+                // server closes is no error, and the words for the others
+                // are chosen there.
+                let step = match wait_error.filter(|word| &*word.as_bytes() != b"closed") {
+                    Some(word) => {
+                        Step::Failed(String::from_utf8_lossy(&word.as_bytes()).into_owned())
+                    }
                     None => with_state(lua, |state| {
                         let Some(entry) = state.conns.get_mut(id) else {
                             return Step::Failed("closed".into());

@@ -604,7 +604,7 @@ enum Waited {
 fn fill(entry: &mut ConnEntry, at_least: usize, timeout_ms: u64) -> (Waited, Option<ReadRequest>) {
     let request = ReadRequest::Fill { at_least };
     match read::try_read(entry, &request) {
-        ReadOutcome::Ready { .. } => (Waited::Ready, None),
+        ReadOutcome::Ready { .. } | ReadOutcome::Parsed { .. } => (Waited::Ready, None),
         ReadOutcome::Wait => {
             entry.timeout_ms = timeout_ms;
             (Waited::Parked, Some(request))

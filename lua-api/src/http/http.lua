@@ -140,7 +140,9 @@ function http.listen(addr, options, handler)
     if options ~= nil and type(options) ~= "table" then error("lunet.http.listen: options must be a table", 2) end
     if not callable(handler) then error("lunet.http.listen: handler must be a function (or a router)", 2) end
     local config = core.http_config(options)
-    local bound = lunet.listen(addr, function(sock) return serve(sock, handler, config) end)
+    local tls = options and options.tls
+    local bound = lunet.listen(addr, tls and { tls = tls } or nil,
+        function(sock) return serve(sock, handler, config) end)
     -- The server drains its own connections (docs/operations.md): while the
     -- host drains, reads are left alone and every answer says
     -- `Connection: close`, so no request in flight is cut.

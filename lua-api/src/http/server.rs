@@ -152,13 +152,8 @@ fn read_config(options: Option<Table>) -> mlua::Result<ServerConfig> {
                     _ => return Err(bad(&key, "a header value or false")),
                 }
             }
-            // TLS comes with the TLS layer of connections (lunet.listen's
-            // `tls` option): this is the one place to pass it through.
-            "tls" => {
-                return Err(mlua::Error::runtime(
-                    "lunet.http.listen: tls is not available in this build",
-                ))
-            }
+            // Passed through to lunet.listen by http.lua, which checks it.
+            "tls" => {}
             _ => {
                 return Err(mlua::Error::runtime(format!(
                     "lunet.http.listen: unknown option '{key}'"
