@@ -16,5 +16,10 @@ pub mod state;
 pub use host::{check_script, LuaService, Script, ServiceOptions, KIND_START};
 pub use state::Settings;
 
+/// The message codec between services, for the fuzz targets in `fuzz/`
+/// only: not a stable API.
+#[doc(hidden)]
+pub use codec::{decode as decode_message, encode as encode_message};
+
 /// The mlua this crate is built on, for embedders that add their own modules.
 pub use mlua;
