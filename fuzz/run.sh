@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# fuzz/run.sh: builds and runs the fuzz targets of fuzz/fuzz_targets/
+# (docs/fuzzing.md).
+#
+#   fuzz/run.sh ci [SECONDS]         # fmt, clippy, then every target SECONDS (default 15)
+#   fuzz/run.sh run TARGET RUNS      # one target for RUNS executions; prints the figures
+#   fuzz/run.sh cmin                 # keeps the seeds that add coverage
+#   fuzz/run.sh list                 # the targets
+#
+# cargo-fuzz needs nightly flags (-Zsanitizer); RUSTC_BOOTSTRAP=1 lets the
+# stable toolchain take them. Installs cargo-fuzz when it is missing.
+# A run starts from fuzz/seeds/TARGET (committed) and grows
+# fuzz/corpus/TARGET (not committed); a crash is written under
+# fuzz/artifacts/TARGET and fails the run.
+
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+
+export RUSTC_BOOTSTRAP=1
+# The build's own target dir (the sanitizer flags change every
+# fingerprint); --debug-assertions turns integer overflow into a crash.
+BUILD=(--debug-assertions)
+
+log() { printf '[fuzz] %s\n' "$*" >&2; }
+
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    log "cargo install cargo-fuzz --locked"
+    cargo install cargo-fuzz --locked
+fi
+
+targets() { cargo fuzz list; }
+
+# -detect_leaks=0: the Lua targets keep one VM whose garbage outlives an
+# input, which libFuzzer's leak check after each input takes for a leak
+# (and spends seconds on before it gives up).
+run() {
+    local target=$1
+    shift
+    mkdir -p "corpus/$target"
+    cargo fuzz run "${BUILD[@]}" "$target" "corpus/$target" "seeds/$target" -- -detect_leaks=0 "$@"
+}
+
+case ${1:-} in
+ci)
+    seconds=${2:-15}
+    # This crate is a workspace of its own: the root's fmt and clippy
+    # steps do not see it.
+    log "cargo fmt --check; cargo clippy -D warnings (fuzz crate)"
+    cargo fmt -- --check
+    cargo clippy --all-targets --quiet -- -D warnings
+    log "cargo fuzz build ${BUILD[*]}"
+    cargo fuzz build "${BUILD[@]}"
+    output=$(mktemp)
+    trap 'rm -f "$output"' EXIT
+    for target in $(targets); do
+        if ! run "$target" -max_total_time="$seconds" -print_final_stats=1 >"$output" 2>&1; then
+            tail -n 60 "$output" >&2
+            log "$target: FAILED (a crash is saved under fuzz/artifacts/$target/)"
+            exit 1
+        fi
+        log "$target: $(grep -m1 '^stat::number_of_executed_units' "$output" | awk '{print $2}') executions in ${seconds} s"
+    done
+    ;;
+run)
+    target=${2:?target}
+    runs=${3:?runs}
+    start=$(date +%s)
+    run "$target" -runs="$runs" -print_final_stats=1
+    log "$target: $runs executions in $(($(date +%s) - start)) s"
+    ;;
+cmin)
+    for target in $(targets); do
+        cargo fuzz cmin "${BUILD[@]}" "$target" "seeds/$target"
+    done
+    ;;
+list) targets ;;
+*)
+    sed -n '2,9p' "${BASH_SOURCE[0]}" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,96 @@
+//! Helpers shared by the fuzz targets in `fuzz_targets/`.
+//!
+//! Every target checks invariants of a codec, not only that it does not
+//! panic; the checks that several targets share live here:
+//!
+//! - [`prefix_lengths`]: which prefixes of a parsed input to parse again
+//!   (contract 3 of `lunet_core::proto`: a prefix of a valid input is
+//!   "need more", never an error);
+//! - [`Pieces`]: split sizes for feeding a stream in pieces, derived from
+//!   the input so that a crash reproduces from its file alone;
+//! - [`canonical`]: a Lua value as bytes that do not depend on the
+//!   iteration order of its tables, to compare two decodes.
+
+use lunet_lua::mlua::Value;
+
+/// The prefix lengths `1..len` to check for an input of `len` bytes: all of
+/// them for short inputs, an even spread plus the longest for long ones, so
+/// that a check stays linear in the input.
+pub fn prefix_lengths(len: usize) -> Vec<usize> {
+    const ALL_BELOW: usize = 64;
+    const SPREAD: usize = 32;
+    if len <= ALL_BELOW {
+        return (1..len).collect();
+    }
+    let mut lengths: Vec<usize> = (1..SPREAD).map(|i| i * len / SPREAD).collect();
+    lengths.push(len - 1);
+    lengths.dedup();
+    lengths
+}
+
+/// Piece sizes of 1 to 16 bytes, a deterministic function of `seed_bytes`.
+pub struct Pieces(u64);
+
+impl Pieces {
+    pub fn new(seed_bytes: &[u8]) -> Pieces {
+        // FNV-1a of the input: the same input splits the same way.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for &byte in seed_bytes {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        Pieces(hash | 1)
+    }
+
+    /// The size of the next piece (xorshift64*).
+    pub fn next_size(&mut self) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 60) as usize + 1
+    }
+}
+
+/// Appends a canonical form of `value`: a table is its pairs, each as the
+/// canonical forms of key and value, sorted; so two tables with the same
+/// contents give the same bytes whatever order `next` visits them in.
+/// Floats keep their bits (NaN, -0.0), integers stay apart from floats.
+pub fn canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Nil => out.push(b'n'),
+        Value::Boolean(b) => out.extend_from_slice(if *b { b"t" } else { b"f" }),
+        Value::Integer(i) => {
+            out.push(b'i');
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::Number(f) => {
+            out.push(b'd');
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        Value::String(s) => {
+            let bytes = s.as_bytes();
+            out.push(b's');
+            out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+            out.extend_from_slice(&bytes);
+        }
+        Value::Table(table) => {
+            let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            for pair in table.pairs::<Value, Value>() {
+                let (key, value) = pair.expect("iterating a decoded table");
+                let (mut key_form, mut value_form) = (Vec::new(), Vec::new());
+                canonical(&key, &mut key_form);
+                canonical(&value, &mut value_form);
+                pairs.push((key_form, value_form));
+            }
+            pairs.sort();
+            out.push(b'{');
+            out.extend_from_slice(&(pairs.len() as u64).to_le_bytes());
+            for (key, value) in pairs {
+                out.extend_from_slice(&key);
+                out.extend_from_slice(&value);
+            }
+            out.push(b'}');
+        }
+        other => panic!("a decoder produced a {}", other.type_name()),
+    }
+}
