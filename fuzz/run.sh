@@ -6,6 +6,7 @@
 #   fuzz/run.sh run TARGET RUNS      # one target for RUNS executions; prints the figures
 #   fuzz/run.sh cmin                 # keeps the seeds that add coverage
 #   fuzz/run.sh list                 # the targets
+#   fuzz/run.sh install              # only install cargo-fuzz if it is missing
 #
 # cargo-fuzz needs nightly flags (-Zsanitizer); RUSTC_BOOTSTRAP=1 lets the
 # stable toolchain take them. Installs cargo-fuzz when it is missing.
@@ -27,6 +28,7 @@ if ! cargo fuzz --version >/dev/null 2>&1; then
     log "cargo install cargo-fuzz --locked"
     cargo install cargo-fuzz --locked
 fi
+[ "${1:-}" = install ] && exit 0
 
 targets() { cargo fuzz list; }
 
@@ -75,7 +77,7 @@ cmin)
     ;;
 list) targets ;;
 *)
-    sed -n '2,9p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,10p' "${BASH_SOURCE[0]}" >&2
     exit 2
     ;;
 esac
