@@ -18,17 +18,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use lunet_core::proto::resp::{parse_command, write_command, Arg, Error, Limits, Progress};
-use lunet_fuzz::prefix_lengths;
-
-fn limits() -> Limits {
-    Limits {
-        max_bulk: 512,
-        max_elements: 64,
-        max_inline: 256,
-        max_command: 2048,
-        max_depth: 8,
-    }
-}
+use lunet_fuzz::{each_message, prefix_lengths, resp_limits};
 
 fn words(input: &[u8], args: &[Arg]) -> Vec<Vec<u8>> {
     args.iter().map(|arg| arg.bytes(input).to_vec()).collect()
@@ -107,9 +97,6 @@ fn check(input: &[u8], limits: &Limits) -> Option<usize> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let limits = limits();
-    let mut rest = data;
-    while let Some(consumed) = check(rest, &limits) {
-        rest = &rest[consumed..];
-    }
+    let limits = resp_limits();
+    each_message(data, |rest| check(rest, &limits));
 });

@@ -20,17 +20,7 @@ use lunet_core::proto::resp::{
     parse_reply, write_array_header, write_bulk, write_error, write_integer, write_null,
     write_null_array, write_simple, Limits, Progress, Reply,
 };
-use lunet_fuzz::prefix_lengths;
-
-fn limits() -> Limits {
-    Limits {
-        max_bulk: 512,
-        max_elements: 64,
-        max_inline: 256,
-        max_command: 2048,
-        max_depth: 8,
-    }
-}
+use lunet_fuzz::{each_message, prefix_lengths, resp_limits};
 
 fn write(reply: &Reply, out: &mut Vec<u8>) {
     match reply {
@@ -115,9 +105,6 @@ fn check(input: &[u8], limits: &Limits) -> Option<usize> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let limits = limits();
-    let mut rest = data;
-    while let Some(consumed) = check(rest, &limits) {
-        rest = &rest[consumed..];
-    }
+    let limits = resp_limits();
+    each_message(data, |rest| check(rest, &limits));
 });

@@ -9,9 +9,31 @@
 //! - [`Pieces`]: split sizes for feeding a stream in pieces, derived from
 //!   the input so that a crash reproduces from its file alone;
 //! - [`canonical`]: a Lua value as bytes that do not depend on the
-//!   iteration order of its tables, to compare two decodes.
+//!   iteration order of its tables, to compare two decodes;
+//! - [`resp_limits`] and [`each_message`] for the two RESP targets.
 
+use lunet_core::proto::resp;
 use lunet_lua::mlua::Value;
+
+/// RESP limits small enough for inputs of a few KB to reach each of them.
+pub fn resp_limits() -> resp::Limits {
+    resp::Limits {
+        max_bulk: 512,
+        max_elements: 64,
+        max_inline: 256,
+        max_command: 2048,
+        max_depth: 8,
+    }
+}
+
+/// Runs `check` on the message at the front of `data`, then on the rest,
+/// while it returns the length of a whole message (pipelining).
+pub fn each_message(data: &[u8], mut check: impl FnMut(&[u8]) -> Option<usize>) {
+    let mut rest = data;
+    while let Some(consumed) = check(rest) {
+        rest = &rest[consumed..];
+    }
+}
 
 /// The prefix lengths `1..len` to check for an input of `len` bytes: all of
 /// them for short inputs, an even spread plus the longest for long ones, so
