@@ -1,8 +1,8 @@
 //! Durability of `server-scripts/kv.lua` with `persist=FILE` under
-//! concurrent writers: four clients SET keys of one shared key space while
-//! the server is killed with SIGKILL at a random moment, twenty times in a
-//! row on the same file. After each restart every key must hold a value
-//! that the acknowledged writes allow.
+//! concurrent writers: four clients SET (and MSET) keys of one shared key
+//! space while the server is killed with SIGKILL at a random moment, twenty
+//! times in a row on the same file. After each restart every key must hold
+//! a value that the acknowledged writes allow.
 //!
 //! What "allow" means, per key (linearizability of single-key writes):
 //! a write W is overwritten for sure when another write Y to the key was
@@ -139,7 +139,9 @@ struct Writes {
     refused: Vec<String>,
 }
 
-/// SETs random keys, one at a time, until the connection ends.
+/// Writes random keys, one command at a time, until the connection ends:
+/// mostly SET, one in eight an MSET of two or three distinct keys (one
+/// transaction in kv.lua's file).
 fn writer(port: u16, id: u64, round: usize, seed: u64) -> Writes {
     let mut random = Random::new(seed);
     let mut connection = Connection::open(port);
@@ -148,36 +150,59 @@ fn writer(port: u16, id: u64, round: usize, seed: u64) -> Writes {
         refused: Vec::new(),
     };
     for n in 0..MAX_WRITES_PER_ROUND {
-        let key = random.below(KEYS);
-        // A unique value of 0 to ~200 bytes: its head names the write.
-        let mut value = format!("w{id}.r{round}.n{n}.").into_bytes();
-        let padding = random.below(200) as usize;
-        value.extend(std::iter::repeat_n(b'v', padding));
-        let sent = Instant::now();
-        let mut record = Attempt {
-            value: Some(value.clone()),
-            sent,
-            acked: None,
+        let count = if random.below(8) == 0 {
+            2 + random.below(2)
+        } else {
+            1
         };
-        let sent_ok = connection
-            .send(&[b"SET", key_name(key).as_bytes(), &value])
-            .is_ok();
-        let reply = if sent_ok { connection.line() } else { None };
-        match reply {
-            Some(line) if line == b"+OK" => {
-                record.acked = Some(Instant::now());
-                done.writes.push((key, record));
+        let mut keys: Vec<u64> = Vec::new();
+        while (keys.len() as u64) < count {
+            let key = random.below(KEYS);
+            if !keys.contains(&key) {
+                keys.push(key);
             }
+        }
+        let mut args: Vec<Vec<u8>> = vec![if count == 1 {
+            b"SET".to_vec()
+        } else {
+            b"MSET".to_vec()
+        }];
+        let mut values = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            // A unique value of 0 to ~200 bytes: its head names the write.
+            let mut value = format!("w{id}.r{round}.n{n}.{i}.").into_bytes();
+            let padding = random.below(200) as usize;
+            value.extend(std::iter::repeat_n(b'v', padding));
+            args.push(key_name(*key).into_bytes());
+            args.push(value.clone());
+            values.push(value);
+        }
+        let args: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        let sent = Instant::now();
+        let reply = match connection.send(&args) {
+            Ok(()) => connection.line(),
+            Err(_) => None,
+        };
+        let acked = match &reply {
+            Some(line) if line == b"+OK" => Some(Instant::now()),
             Some(line) => {
                 done.refused
-                    .push(String::from_utf8_lossy(&line).into_owned());
-                done.writes.push((key, record));
+                    .push(String::from_utf8_lossy(line).into_owned());
+                None
             }
-            None => {
-                // The server died with this write in flight.
-                done.writes.push((key, record));
-                return done;
-            }
+            // The server died with this write in flight.
+            None => None,
+        };
+        for (key, value) in keys.into_iter().zip(values) {
+            let attempt = Attempt {
+                value: Some(value),
+                sent,
+                acked,
+            };
+            done.writes.push((key, attempt));
+        }
+        if reply.is_none() {
+            return done;
         }
     }
     done
