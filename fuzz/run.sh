@@ -2,7 +2,7 @@
 # fuzz/run.sh: builds and runs the fuzz targets of fuzz/fuzz_targets/
 # (docs/fuzzing.md).
 #
-#   fuzz/run.sh ci [SECONDS]         # fmt, clippy, then every target SECONDS (default 15)
+#   fuzz/run.sh ci [SECONDS]         # fmt, clippy, then every target SECONDS (default 10)
 #   fuzz/run.sh run TARGET RUNS      # one target for RUNS executions; prints the figures
 #   fuzz/run.sh cmin                 # keeps the seeds that add coverage
 #   fuzz/run.sh list                 # the targets
@@ -18,8 +18,9 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 export RUSTC_BOOTSTRAP=1
-# The build's own target dir (the sanitizer flags change every
-# fingerprint); --debug-assertions turns integer overflow into a crash.
+# --debug-assertions: integer overflow is a crash too. (The crate builds
+# into fuzz/target, apart from the workspace's target/: the sanitizer
+# flags would change every fingerprint there.)
 BUILD=(--debug-assertions)
 
 log() { printf '[fuzz] %s\n' "$*" >&2; }
@@ -44,7 +45,7 @@ run() {
 
 case ${1:-} in
 ci)
-    seconds=${2:-15}
+    seconds=${2:-10}
     # This crate is a workspace of its own: the root's fmt and clippy
     # steps do not see it.
     log "cargo fmt --check; cargo clippy -D warnings (fuzz crate)"
