@@ -8,6 +8,8 @@
 #   fuzz/run.sh list                 # the targets
 #   fuzz/run.sh install              # only install cargo-fuzz if it is missing
 #
+# FUZZ_SANITIZER=none fuzz/run.sh run ...   # without AddressSanitizer (faster)
+#
 # cargo-fuzz needs nightly flags (-Zsanitizer); RUSTC_BOOTSTRAP=1 lets the
 # stable toolchain take them. Installs cargo-fuzz when it is missing.
 # A run starts from fuzz/seeds/TARGET (committed) and grows
@@ -18,10 +20,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
 export RUSTC_BOOTSTRAP=1
-# --debug-assertions: integer overflow is a crash too. (The crate builds
-# into fuzz/target, apart from the workspace's target/: the sanitizer
-# flags would change every fingerprint there.)
-BUILD=(--debug-assertions)
+# --debug-assertions: integer overflow is a crash too. The crate builds
+# into fuzz/target, apart from the workspace's target/ (the sanitizer
+# flags would change every fingerprint there). FUZZ_SANITIZER=none (or
+# another cargo-fuzz sanitizer) instead of AddressSanitizer, in a target
+# dir of its own so that the builds do not undo each other.
+SANITIZER=${FUZZ_SANITIZER:-address}
+BUILD=(--debug-assertions --sanitizer "$SANITIZER")
+[ "$SANITIZER" = address ] || BUILD+=(--target-dir "target/sanitizer-$SANITIZER")
 
 log() { printf '[fuzz] %s\n' "$*" >&2; }
 
@@ -78,7 +84,7 @@ cmin)
     ;;
 list) targets ;;
 *)
-    sed -n '2,10p' "${BASH_SOURCE[0]}" >&2
+    sed -n '2,12p' run.sh >&2 # (the working directory is fuzz/)
     exit 2
     ;;
 esac

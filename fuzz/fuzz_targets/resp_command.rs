@@ -6,7 +6,8 @@
 //! - `Done(n)`: 0 < n <= input length, every argument span inside the n
 //!   bytes, and the same command from `input[..n]` alone;
 //! - `NeedMore { at_least }`: at_least > input length;
-//! - a prefix of a parsed command is "need more" with `at_least` no more
+//! - a prefix of a parsed command (every prefix of a short one, eight
+//!   drawn per input of a long one) is "need more" with `at_least` no more
 //!   than the command's length, never an error, except the documented
 //!   one: a header or inline line over `max_inline` bytes without its end
 //!   is refused (as Redis does), although the same line arriving whole
@@ -18,7 +19,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use lunet_core::proto::resp::{parse_command, write_command, Arg, Error, Limits, Progress};
-use lunet_fuzz::{each_message, prefix_lengths, resp_limits};
+use lunet_fuzz::{each_message, prefix_lengths, resp_limits, Pieces};
 
 fn words(input: &[u8], args: &[Arg]) -> Vec<Vec<u8>> {
     args.iter().map(|arg| arg.bytes(input).to_vec()).collect()
@@ -65,7 +66,7 @@ fn check(input: &[u8], limits: &Limits) -> Option<usize> {
         other => panic!("input[..{consumed}] alone gave {other:?}"),
     }
 
-    for len in prefix_lengths(consumed) {
+    for len in prefix_lengths(consumed, &mut Pieces::new(&input[..consumed])) {
         let mut partial = Vec::new();
         match parse_command(&input[..len], limits, &mut partial) {
             Ok(Progress::NeedMore { at_least }) => assert!(

@@ -6,7 +6,8 @@
 //! - `Done(reply, n)`: 0 < n <= input length, and the same reply from
 //!   `input[..n]` alone;
 //! - `NeedMore { at_least }`: at_least > input length;
-//! - every prefix of a parsed reply is "need more" with `at_least` no more
+//! - a prefix of a parsed reply (every prefix of a short one, eight drawn
+//!   per input of a long one) is "need more" with `at_least` no more
 //!   than the reply's length, never an error (a reply line is bounded
 //!   whether or not its end has arrived);
 //! - the reply written back with the `write_*` functions parses to the same
@@ -20,7 +21,7 @@ use lunet_core::proto::resp::{
     parse_reply, write_array_header, write_bulk, write_error, write_integer, write_null,
     write_null_array, write_simple, Limits, Progress, Reply,
 };
-use lunet_fuzz::{each_message, prefix_lengths, resp_limits};
+use lunet_fuzz::{each_message, prefix_lengths, resp_limits, Pieces};
 
 fn write(reply: &Reply, out: &mut Vec<u8>) {
     match reply {
@@ -83,7 +84,7 @@ fn check(input: &[u8], limits: &Limits) -> Option<usize> {
         }
         other => panic!("input[..{consumed}] alone gave {other:?}"),
     }
-    for len in prefix_lengths(consumed) {
+    for len in prefix_lengths(consumed, &mut Pieces::new(&input[..consumed])) {
         match parse_reply(&input[..len], limits) {
             Ok(Progress::NeedMore { at_least }) => assert!(
                 at_least > len && at_least <= consumed,

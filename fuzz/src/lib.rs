@@ -35,22 +35,25 @@ pub fn each_message(data: &[u8], mut check: impl FnMut(&[u8]) -> Option<usize>) 
     }
 }
 
-/// The prefix lengths `1..len` to check for an input of `len` bytes: all of
-/// them for short inputs, an even spread plus the longest for long ones, so
-/// that a check stays linear in the input.
-pub fn prefix_lengths(len: usize) -> Vec<usize> {
-    const ALL_BELOW: usize = 64;
-    const SPREAD: usize = 32;
+/// The prefix lengths in `1..len` to check for an input of `len` bytes: all
+/// of them for short inputs; for long ones the longest and a few drawn from
+/// `pieces` (a function of the input), so that a check costs a few parses
+/// and the runs together still try every length.
+pub fn prefix_lengths(len: usize, pieces: &mut Pieces) -> Vec<usize> {
+    const ALL_BELOW: usize = 32;
+    const DRAWN: usize = 8;
     if len <= ALL_BELOW {
         return (1..len).collect();
     }
-    let mut lengths: Vec<usize> = (1..SPREAD).map(|i| i * len / SPREAD).collect();
+    let mut lengths: Vec<usize> = (0..DRAWN)
+        .map(|_| 1 + pieces.next_number() as usize % (len - 1))
+        .collect();
     lengths.push(len - 1);
-    lengths.dedup();
     lengths
 }
 
-/// Piece sizes of 1 to 16 bytes, a deterministic function of `seed_bytes`.
+/// Piece sizes of 1 to 16 bytes (and other numbers), a deterministic
+/// function of `seed_bytes`.
 pub struct Pieces(u64);
 
 impl Pieces {
@@ -64,12 +67,17 @@ impl Pieces {
         Pieces(hash | 1)
     }
 
-    /// The size of the next piece (xorshift64*).
-    pub fn next_size(&mut self) -> usize {
+    /// The next number of the sequence (xorshift64*).
+    pub fn next_number(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 60) as usize + 1
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// The size of the next piece.
+    pub fn next_size(&mut self) -> usize {
+        (self.next_number() >> 60) as usize + 1
     }
 }
 
