@@ -3,7 +3,7 @@
 # (docs/fuzzing.md).
 #
 #   fuzz/run.sh ci [SECONDS]         # fmt, clippy, then every target SECONDS (default 10)
-#   fuzz/run.sh run TARGET RUNS      # one target for RUNS executions; prints the figures
+#   fuzz/run.sh run TARGET RUNS [LIBFUZZER OPTIONS]   # RUNS executions of one target
 #   fuzz/run.sh cmin                 # keeps the seeds that add coverage
 #   fuzz/run.sh list                 # the targets
 #   fuzz/run.sh install              # only install cargo-fuzz if it is missing
@@ -74,7 +74,7 @@ run)
     target=${2:?target}
     runs=${3:?runs}
     start=$(date +%s)
-    run "$target" -runs="$runs" -print_final_stats=1
+    run "$target" -runs="$runs" -print_final_stats=1 "${@:4}"
     log "$target: $runs executions in $(($(date +%s) - start)) s"
     ;;
 cmin)
