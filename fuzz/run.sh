@@ -52,10 +52,11 @@ run() {
 case ${1:-} in
 ci)
     seconds=${2:-10}
-    # The dev profile: its cold build takes a quarter of the release one's
-    # time (1.5 min against 5 here), which is most of this step; the runs
-    # do an eighth of the executions, still every seed and some 10^4
-    # mutations per target. The long runs use the release profile.
+    # The dev profile: its cold build takes under half the release one's
+    # time (2 min against 5 here), which is most of this step; the runs
+    # make an eighth to a fortieth of the executions, still every seed and
+    # thousands of mutations per target (docs/fuzzing.md has the figures).
+    # The long runs use the release profile.
     BUILD+=(--dev)
     # This crate is a workspace of its own: the root's fmt and clippy
     # steps do not see it.
