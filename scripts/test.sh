@@ -15,6 +15,9 @@
 # 3. cargo clippy --workspace --all-targets -- -D warnings
 # 4. cargo test --workspace
 # 5. the loom model of the scheduler's parking protocol
+# 6. every fuzz target for FUZZ_SECONDS (default 10) from its committed
+#    seeds (fuzz/run.sh ci; the fuzz crate's own fmt and clippy first);
+#    cargo-fuzz is installed with `cargo install` when missing
 # Stops at the first step that fails, with its status.
 
 set -euo pipefail
@@ -33,6 +36,7 @@ debian redis-tools redis-cli    # redis-cli, redis-benchmark
 debian curl curl
 debian openssl openssl         # TLS peers: openssl s_client and s_server, test certificates
 debian lua-cjson                # a Lua 5.4 C module that require loads into the binary
+debian g++ c++                  # builds libFuzzer (fuzz/run.sh)
 debian nats-server nats-server  # NATS peer: proto tests, the cluster
 pypi websocket-client websocket # WebSocket peer: proto tests
 '
@@ -101,6 +105,8 @@ for tool in rustfmt clippy; do
     fi
 done
 
+fuzz/run.sh install
+
 if [ "${1:-}" = --install-only ]; then
     log "everything the tests use is installed"
     exit 0
@@ -117,3 +123,8 @@ cargo test --workspace "$@"
 # fingerprint, and sharing target/ would rebuild the workspace each time.
 log "loom: cargo test -p lunet-core --release --lib loom"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom cargo test -p lunet-core --release --lib loom
+# Short runs: a smoke test of every target and its invariants on the
+# seeds and what a few seconds of mutation reach. The long runs
+# (docs/fuzzing.md) are made by hand.
+log "fuzz: fuzz/run.sh ci ${FUZZ_SECONDS:-10}"
+fuzz/run.sh ci "${FUZZ_SECONDS:-10}"

@@ -43,5 +43,10 @@ pub use http::build_request;
 pub use launch::{launch, Launch, LaunchError, Progress};
 pub use settings::Settings;
 
+/// The message codec between services, for the fuzz targets in `fuzz/`
+/// only: not a stable API.
+#[doc(hidden)]
+pub use codec::{decode as decode_message, encode as encode_message, SocketMeta};
+
 /// The mlua this crate is built on, for embedders that add their own modules.
 pub use mlua;
