@@ -491,6 +491,9 @@ end
 coroutine = user_coroutine
 package.loaded.coroutine = user_coroutine
 
+-- The runtime model's Lua half (model/model.lua) yields as lunet does.
+core.lunet_yield, core.cannot_wait = yield, cannot_wait
+
 -- What the scheduler calls to start a connection's handler.
 local function run_handler(listener, id)
     return handlers[listener](new_socket(id))

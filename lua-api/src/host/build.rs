@@ -13,6 +13,8 @@ use crate::caps::Caps;
 use crate::codec::SocketMeta;
 use crate::interrupt::LuaInterrupt;
 use crate::memory::{InstallError, VmMemory};
+use crate::model::state_store::StateStore;
+use crate::model::RuntimeSpec;
 use crate::settings::Settings;
 use crate::state::{vm_identity, OwnedState, VmState};
 use lunet_core::shared_dict::Account;
@@ -31,6 +33,9 @@ pub struct ServiceOptions {
     /// The dict account of a sandboxed parent, which pays for what this
     /// service puts in shared dicts too.
     pub dict_parent: Option<Arc<Account>>,
+    /// What a `lunet.spawn` declared of the runtime model: modules, state,
+    /// storage (`None`: hosts and the first service of `lunet run`).
+    pub runtime: Option<RuntimeSpec>,
 }
 
 impl ServiceOptions {
@@ -40,6 +45,7 @@ impl ServiceOptions {
             caps: Caps::all(),
             memory_limit,
             dict_parent: None,
+            runtime: None,
         }
     }
 }
@@ -65,6 +71,16 @@ fn prelude_bytecode() -> &'static [u8] {
             .map(|f| f.dump(true))
             .expect("prelude.lua compiles (checked by the unit tests)")
     })
+}
+
+/// What the Lua half hands the scheduler: the functions it calls.
+struct Halves {
+    run_handler: Function,
+    dispatch: Function,
+    run_sub: Function,
+    start_runtime: Function,
+    reload_module: Function,
+    functions: mlua::Table,
 }
 
 /// Why a VM could not be built.
@@ -170,29 +186,65 @@ impl LuaService {
             .memory_limit
             .map(|limit| Account::new(limit, options.dict_parent.clone()))
             .or(options.dict_parent.clone());
+        if let Some(spec) = &options.runtime {
+            vm_state.model.declared = spec.modules.clone();
+            if spec.state {
+                vm_state.model.state = Some(StateStore::new(
+                    spec.name.clone(),
+                    &settings.data_dir,
+                    vm_state.dict_account.clone(),
+                ));
+            }
+            vm_state.model.storage = spec.storage.as_ref().map(|file| file.display().to_string());
+        }
         let state = OwnedState::new(vm_state);
         let socket_meta = lua.create_table().map_err(BuildError::Lunet)?;
-        let lunet = || -> mlua::Result<(Function, Function)> {
+        let lunet = || -> mlua::Result<Halves> {
             let core = api::build(&lua, runtime, &settings, &socket_meta, &options.caps)?;
             let (run_handler, dispatch): (Function, Function) = lua
                 .load(prelude_bytecode())
                 .set_name("@lunet/prelude.lua")
                 .set_mode(mlua::chunk::ChunkMode::Binary)
-                .call(core)?;
+                .call(&core)?;
+            let lunet_table: mlua::Table = lua
+                .globals()
+                .get::<mlua::Table>("package")?
+                .get::<mlua::Table>("loaded")?
+                .get("lunet")?;
+            let (run_sub, start_runtime, reload_module): (Function, Function, Function) = lua
+                .load(crate::model::lua_bytecode())
+                .set_name("@lunet/model.lua")
+                .set_mode(mlua::chunk::ChunkMode::Binary)
+                .call((&core, lunet_table))?;
             if !trusted {
                 lua.load(include_str!("../sandbox.lua"))
                     .set_name("@lunet/sandbox.lua")
                     .exec()?;
             }
-            Ok((run_handler, dispatch))
+            Ok(Halves {
+                run_handler,
+                dispatch,
+                run_sub,
+                start_runtime,
+                reload_module,
+                functions: crate::model::functions(&lua)?,
+            })
         };
-        let (run_handler, dispatch) = lunet().map_err(BuildError::Lunet)?;
+        let halves = lunet().map_err(BuildError::Lunet)?;
         setup(&lua).map_err(BuildError::Setup)?;
-        let main = lua
+        let mut main = lua
             .load(&script.source[..])
             .set_name(format!("@{}", script.path))
             .into_function()
             .map_err(BuildError::Script)?;
+        if options
+            .runtime
+            .as_ref()
+            .is_some_and(RuntimeSpec::starts_runtime)
+        {
+            // Model step 1: the state, the modules, then the script.
+            main = halves.start_runtime.bind(main).map_err(BuildError::Lunet)?;
+        }
         memory.limit_from_now(options.memory_limit);
         Ok(LuaService {
             lua,
@@ -205,11 +257,14 @@ impl LuaService {
             self_id: 0,
             sched: Sched::default(),
             threads: Vec::new(),
-            run_handler,
+            run_handler: halves.run_handler,
             main: Some(main),
             main_session: None,
             startup,
-            dispatch,
+            dispatch: halves.dispatch,
+            run_sub: halves.run_sub,
+            reload_module: halves.reload_module,
+            functions: halves.functions,
             socket_key: SocketMeta::of(&socket_meta),
             socket_meta,
             interrupt,
@@ -231,6 +286,7 @@ mod tests {
     #[test]
     fn prelude_and_sandbox_compile() {
         assert!(!prelude_bytecode().is_empty());
+        assert!(!crate::model::lua_bytecode().is_empty());
         let lua = Lua::new();
         lua.load(include_str!("../sandbox.lua"))
             .into_function()

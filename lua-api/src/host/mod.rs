@@ -7,7 +7,9 @@
 //!   them and what follows each slice;
 //! - `connections.rs`: the life of a connection: accepted, ready, closing,
 //!   lingering, dropped;
-//! - `inbox.rs`: messages from other services, answers owed, and exit.
+//! - `inbox.rs`: messages from other services, answers owed, and exit;
+//! - `runtime.rs`: the runtime model's messages (Subs, event deliveries,
+//!   attachments, module reloads).
 //!
 //! Protocol of a blocking call (the other half is in `prelude.lua`):
 //! 1. A wrapper calls a Rust fast path (`api/`). If the answer is at hand
@@ -30,6 +32,7 @@
 mod build;
 mod connections;
 mod inbox;
+mod runtime;
 mod sessions;
 
 use std::collections::VecDeque;
@@ -76,6 +79,12 @@ pub struct LuaService {
     startup: Option<Startup>,
     /// Runs `lunet.dispatch`'s function for a message.
     dispatch: Function,
+    /// Runs a Sub: `run_sub(fn, source, ...)` (`model.lua`).
+    run_sub: Function,
+    /// Loads a module's new code: `reload_module(name)` (`model.lua`).
+    reload_module: Function,
+    /// The model's table of functions (Subs, attached functions) by slot.
+    functions: Table,
     /// The metatable of socket objects, to make those a message hands over,
     /// and its address, to tell them apart when encoding.
     socket_meta: Table,
@@ -126,6 +135,7 @@ impl LuaService {
                 state.exiting
                     || (quiet
                         && !state.dispatch
+                        && !state.model.serves()
                         && state.listen_calls.is_empty()
                         && state.conns.is_empty())
             })
@@ -182,7 +192,8 @@ impl ServiceBody for LuaService {
         for event in events {
             match event {
                 Event::Message(message)
-                    if message.kind == MessageKind::Call.code()
+                    if MessageKind::from_byte(message.kind)
+                        .is_some_and(MessageKind::expects_answer)
                         || (message.kind == MessageKind::Start.code() && message.session != 0) =>
                 {
                     let text = format!("service :{} ({}) has exited", service.id(), self.name);
