@@ -491,8 +491,19 @@ end
 coroutine = user_coroutine
 package.loaded.coroutine = user_coroutine
 
--- The runtime model's Lua half (model/model.lua) yields as lunet does.
-core.lunet_yield, core.cannot_wait = yield, cannot_wait
+-- The runtime model's calls (model/model.lua) load it on first use: a
+-- runtime has them from the start, a service that never uses them pays
+-- nothing for them. (An __index, not stubs: the lunet table keeps its size.)
+local load_model = core.load_model
+setmetatable(lunet, {
+    __index = function(_, name)
+        if name == "sub" or name == "module" or name == "fire" or name == "attach"
+            or name == "group" or name == "state" or name == "storage" then
+            load_model(core, lunet, yield, cannot_wait)
+            return rawget(lunet, name)
+        end
+    end,
+})
 
 -- What the scheduler calls to start a connection's handler.
 local function run_handler(listener, id)

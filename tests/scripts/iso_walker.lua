@@ -5,6 +5,9 @@
 -- "path verdict" where verdict is ok, denied (raised "not permitted") or
 -- raised (another error).
 local lunet = require "lunet"
+-- The runtime model's calls load on first use: use one, so the walk
+-- covers them all (lunet.state and lunet.storage are gated).
+local _ = lunet.group
 
 local waiter
 -- Functions every service may call, with harmless arguments (a function
@@ -17,6 +20,8 @@ local ungated = {
     timeout = { 0, function() end }, queue = {}, response = {}, kill = { -1 },
     wakeup = { false }, call_timeout = { 1000, lunet.self(), "noop" },
     on_shutdown = { function() end },
+    module = {}, sub = { "walk.module", "sub", "1" }, fire = { "walk.event" },
+    attach = { "walk.event", function() end }, group = { "walk" },
     wait = false, exit = false, dispatch = false, -- called apart, below
 }
 

@@ -10,7 +10,7 @@
 mod services;
 mod socket;
 
-pub(crate) use services::{encode_message, target};
+pub(crate) use services::{encode_message, target, target_error};
 pub use socket::connect_word;
 
 use std::sync::Arc;
@@ -151,7 +151,7 @@ pub fn build(
 
     core.set("shared_dict", lua.create_function(crate::dict::open)?)?;
     services::build(lua, runtime, settings, SocketMeta::of(socket_meta), &core)?;
-    crate::model::install(lua, runtime, SocketMeta::of(socket_meta), &core)?;
+    crate::model::install_loader(lua, runtime, SocketMeta::of(socket_meta), &core)?;
 
     Ok(core)
 }

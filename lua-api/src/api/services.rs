@@ -53,7 +53,16 @@ pub(crate) fn target(runtime: &Runtime, handle: &Value) -> Result<Arc<Service>, 
     runtime.service(id).ok_or(TargetError::Dead)
 }
 
-fn describe(handle: &Value) -> String {
+/// Why `handle` names no live service, as `what` raises it.
+pub(crate) fn target_error(what: &str, handle: &Value, error: TargetError) -> String {
+    match error {
+        TargetError::Dead => format!("{what}: service {} is dead", describe(handle)),
+        other => format!("{what}: {other}"),
+    }
+}
+
+/// A handle as messages show it: `:12`, `'name'`.
+pub(crate) fn describe(handle: &Value) -> String {
     match handle {
         Value::Integer(id) => format!(":{id}"),
         Value::Number(f) => format!(":{f}"),
@@ -511,7 +520,7 @@ fn spawn(
         // What a sandbox's children put in dicts counts against its own
         // bound too; a trusted parent's bound covers only its own writes.
         dict_parent: parent.dict_account.filter(|_| !parent.caps.is_trusted()),
-        runtime: Some(spec),
+        runtime: spec.is_runtime().then_some(spec),
     };
     let body = LuaService::build(
         runtime,

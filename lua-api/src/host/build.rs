@@ -77,10 +77,8 @@ fn prelude_bytecode() -> &'static [u8] {
 struct Halves {
     run_handler: Function,
     dispatch: Function,
-    run_sub: Function,
-    start_runtime: Function,
-    reload_module: Function,
-    functions: mlua::Table,
+    /// A runtime's (`model.lua`).
+    model: Option<crate::model::ModelHalves>,
 }
 
 /// Why a VM could not be built.
@@ -206,16 +204,19 @@ impl LuaService {
                 .set_name("@lunet/prelude.lua")
                 .set_mode(mlua::chunk::ChunkMode::Binary)
                 .call(&core)?;
-            let lunet_table: mlua::Table = lua
-                .globals()
-                .get::<mlua::Table>("package")?
-                .get::<mlua::Table>("loaded")?
-                .get("lunet")?;
-            let (run_sub, start_runtime, reload_module): (Function, Function, Function) = lua
-                .load(crate::model::lua_bytecode())
-                .set_name("@lunet/model.lua")
-                .set_mode(mlua::chunk::ChunkMode::Binary)
-                .call((&core, lunet_table))?;
+            // A runtime loads the model's half now; any other VM when it
+            // first uses it (`core.load_model`).
+            let model = match &options.runtime {
+                Some(_) => {
+                    let lunet_table: mlua::Table = lua
+                        .globals()
+                        .get::<mlua::Table>("package")?
+                        .get::<mlua::Table>("loaded")?
+                        .get("lunet")?;
+                    Some(crate::model::load_now(&lua, &lunet_table)?)
+                }
+                None => None,
+            };
             if !trusted {
                 lua.load(include_str!("../sandbox.lua"))
                     .set_name("@lunet/sandbox.lua")
@@ -224,10 +225,7 @@ impl LuaService {
             Ok(Halves {
                 run_handler,
                 dispatch,
-                run_sub,
-                start_runtime,
-                reload_module,
-                functions: crate::model::functions(&lua)?,
+                model,
             })
         };
         let halves = lunet().map_err(BuildError::Lunet)?;
@@ -237,13 +235,15 @@ impl LuaService {
             .set_name(format!("@{}", script.path))
             .into_function()
             .map_err(BuildError::Script)?;
-        if options
-            .runtime
-            .as_ref()
-            .is_some_and(RuntimeSpec::starts_runtime)
-        {
-            // Model step 1: the state, the modules, then the script.
-            main = halves.start_runtime.bind(main).map_err(BuildError::Lunet)?;
+        if let Some(model) = &halves.model {
+            if options
+                .runtime
+                .as_ref()
+                .is_some_and(RuntimeSpec::starts_runtime)
+            {
+                // Model step 1: the state, the modules, then the script.
+                main = model.start_runtime.bind(main).map_err(BuildError::Lunet)?;
+            }
         }
         memory.limit_from_now(options.memory_limit);
         Ok(LuaService {
@@ -262,9 +262,7 @@ impl LuaService {
             main_session: None,
             startup,
             dispatch: halves.dispatch,
-            run_sub: halves.run_sub,
-            reload_module: halves.reload_module,
-            functions: halves.functions,
+            model: halves.model,
             socket_key: SocketMeta::of(&socket_meta),
             socket_meta,
             interrupt,

@@ -79,12 +79,9 @@ pub struct LuaService {
     startup: Option<Startup>,
     /// Runs `lunet.dispatch`'s function for a message.
     dispatch: Function,
-    /// Runs a Sub: `run_sub(fn, source, ...)` (`model.lua`).
-    run_sub: Function,
-    /// Loads a module's new code: `reload_module(name)` (`model.lua`).
-    reload_module: Function,
-    /// The model's table of functions (Subs, attached functions) by slot.
-    functions: Table,
+    /// A runtime's functions of the model's Lua half (`None`: not a
+    /// runtime; such a VM runs no Sub and reloads no module).
+    model: Option<crate::model::ModelHalves>,
     /// The metatable of socket objects, to make those a message hands over,
     /// and its address, to tell them apart when encoding.
     socket_meta: Table,

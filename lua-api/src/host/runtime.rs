@@ -16,9 +16,16 @@ use crate::protocol::MessageKind;
 use crate::state::Caller;
 
 impl LuaService {
-    /// The function in slot `slot` of the model's table.
+    /// The function in slot `slot` of the model's table (none before the
+    /// model is loaded).
     fn model_function(&self, slot: u32) -> Option<Function> {
-        match self.functions.raw_get::<Value>(slot) {
+        let value = match &self.model {
+            Some(model) => model.functions.raw_get::<Value>(slot),
+            None => crate::model::functions(&self.lua)
+                .ok()?
+                .raw_get::<Value>(slot),
+        };
+        match value {
             Ok(Value::Function(function)) => Some(function),
             _ => None,
         }
@@ -56,11 +63,12 @@ impl LuaService {
                 return;
             }
         };
-        let Some(function) = self.model_function(slot) else {
+        let (Some(function), Some(model)) = (self.model_function(slot), &self.model) else {
             let text = format!("Sub {sub}: its function is gone (reloaded meanwhile?)");
             self.refuse(service, &message, caller, text);
             return;
         };
+        let run_sub = model.run_sub.clone();
         let mut args = match self.decode_arguments(service, &mut message, len) {
             Ok(args) => args,
             Err(e) => {
@@ -70,7 +78,6 @@ impl LuaService {
         };
         args.push_front(Value::Integer(message.source as i64));
         args.push_front(Value::Function(function));
-        let run_sub = self.run_sub.clone();
         self.start_session(&run_sub, args, caller);
     }
 
@@ -158,6 +165,12 @@ impl LuaService {
     /// answers the console.
     pub(super) fn on_reload_module(&mut self, message: Message) {
         let caller = Caller::of(&message);
+        let Some(model) = &self.model else {
+            let text = format!("service ({}) runs no modules", self.name);
+            self.answer(caller, MessageKind::Error, mail::error_payload(&text));
+            return;
+        };
+        let reload = model.reload_module.clone();
         let name = String::from_utf8_lossy(&message.payload).into_owned();
         let name = match self.lua.create_string(name) {
             Ok(name) => Value::String(name),
@@ -170,7 +183,6 @@ impl LuaService {
                 return;
             }
         };
-        let reload = self.reload_module.clone();
         self.start_session(&reload, std::iter::once(name).collect(), Some(caller));
     }
 }

@@ -334,7 +334,10 @@ pub fn install(lua: &Lua, runtime: &Runtime, meta: SocketMeta, core: &Table) -> 
                 let event = event_name("lunet.attach", event)?;
                 let target = match crate::api::target(&rt, &handle) {
                     Ok(target) => target,
-                    Err(e) => return Ok((None, Some(format!("lunet.attach: {e}")), None)),
+                    Err(e) => {
+                        let text = crate::api::target_error("lunet.attach", &handle, e);
+                        return Ok((None, Some(text), None));
+                    }
                 };
                 let id = note_attachment(lua, &rt, function, false, target.id())?;
                 let (from, token) =

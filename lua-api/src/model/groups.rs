@@ -230,7 +230,7 @@ fn member_id(lua: &Lua, runtime: &Runtime, handle: &Value, what: &str) -> mlua::
     }
     crate::api::target(runtime, handle)
         .map(|service| service.id())
-        .map_err(|e| runtime_error(format!("{what}: {e}")))
+        .map_err(|e| runtime_error(crate::api::target_error(what, handle, e)))
 }
 
 /// Of two members, the live one with the shorter mailbox; a dead one is
@@ -357,10 +357,7 @@ pub fn install(lua: &Lua, runtime: &Runtime, meta: SocketMeta, core: &Table) -> 
                         }
                     }
                 }
-                Ok((
-                    None,
-                    Some(format!("g:call: group '{name}' has no live members")),
-                ))
+                Ok((None, Some(format!("g:call: group '{name}' has no members"))))
             },
         )?,
     )?;

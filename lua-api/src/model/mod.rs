@@ -155,6 +155,12 @@ impl RuntimeSpec {
         })
     }
 
+    /// Whether it declares anything of the model (otherwise the spawn is of
+    /// a plain service, which loads the model only if it uses it).
+    pub fn is_runtime(&self) -> bool {
+        self.starts_runtime() || self.storage.is_some()
+    }
+
     /// Whether the main chunk is `start_runtime` (step 1).
     pub fn starts_runtime(&self) -> bool {
         !self.modules.is_empty() || self.state
@@ -287,9 +293,80 @@ pub fn functions(lua: &Lua) -> mlua::Result<Table> {
     lua.named_registry_value(FUNCTIONS)
 }
 
+/// The functions of `model.lua` the scheduler calls.
+pub struct ModelHalves {
+    /// `run_sub(fn, source, ...)`: a Sub with its `ctx`.
+    pub run_sub: mlua::Function,
+    /// `start_runtime(main, ...)`: a runtime's main chunk (step 1).
+    pub start_runtime: mlua::Function,
+    /// `reload_module(name)`: a module's new code (step 2).
+    pub reload_module: mlua::Function,
+    /// The table of functions (step 3).
+    pub functions: Table,
+}
+
+/// Where `load` keeps what `model.lua` returned, in the registry.
+const HALVES: &str = "lunet.model.halves";
+
+/// Loads the model into a VM, once: its Rust calls into `core`, then
+/// `model.lua` with (`core`, `lunet`, and the prelude's `yield` and
+/// `cannot_wait`). Called by the prelude's `__index` on `lunet` the first
+/// time a model call is used; a runtime's build uses one at once. A
+/// service that never does pays nothing (about 35 KB of Lua heap).
+fn load(
+    lua: &Lua,
+    runtime: &lunet_core::Runtime,
+    meta: SocketMeta,
+    args: LoadArgs,
+) -> mlua::Result<()> {
+    let loaded: Option<Table> = lua.named_registry_value(HALVES)?;
+    if loaded.is_some() {
+        return Ok(());
+    }
+    let (core, lunet, yield_fn, cannot_wait) = args;
+    install(lua, runtime, meta, &core)?;
+    let (run_sub, start_runtime, reload_module): (Value, Value, Value) = lua
+        .load(lua_bytecode())
+        .set_name("@lunet/model.lua")
+        .set_mode(mlua::chunk::ChunkMode::Binary)
+        .call((core, lunet, yield_fn, cannot_wait))?;
+    let halves = lua.create_sequence_from([run_sub, start_runtime, reload_module])?;
+    lua.set_named_registry_value(HALVES, &halves)
+}
+
+/// What the prelude hands `core.load_model`.
+type LoadArgs = (Table, Table, mlua::Function, mlua::Function);
+
+/// A runtime's model, loaded at its build: indexing a model call of
+/// `lunet` loads it (the prelude's `__index`).
+pub fn load_now(lua: &Lua, lunet: &Table) -> mlua::Result<ModelHalves> {
+    lunet.get::<mlua::Function>("module")?;
+    let halves: Table = lua.named_registry_value(HALVES)?;
+    Ok(ModelHalves {
+        run_sub: halves.raw_get(1)?,
+        start_runtime: halves.raw_get(2)?,
+        reload_module: halves.raw_get(3)?,
+        functions: functions(lua)?,
+    })
+}
+
+/// Puts `core.load_model`, which brings the rest, on `core`.
+pub fn install_loader(
+    lua: &Lua,
+    runtime: &lunet_core::Runtime,
+    meta: SocketMeta,
+    core: &Table,
+) -> mlua::Result<()> {
+    let rt = runtime.clone();
+    core.set(
+        "load_model",
+        lua.create_function(move |lua, args: LoadArgs| load(lua, &rt, meta, args))?,
+    )
+}
+
 /// Adds the model's calls to `core` (the table handed to the prelude and
 /// to `model.lua`).
-pub fn install(
+fn install(
     lua: &Lua,
     runtime: &lunet_core::Runtime,
     meta: SocketMeta,

@@ -1,12 +1,12 @@
 -- The runtime model, Lua half (lua-api/src/model/mod.rs has the protocol):
 -- lunet.module and the module loader, lunet.sub, events, groups, and the
--- state and storage interfaces. Loaded after prelude.lua, before the
--- sandbox; `core` is the table of Rust functions the prelude got (it left
--- its yield and helpers there), `lunet` the module table.
+-- state and storage interfaces. Loaded once per VM, when a runtime is
+-- built or when a service first uses a model call (the prelude's __index
+-- on `lunet`). `core` is the table of Rust functions the prelude got,
+-- `lunet` the module table; `yield` and `cannot_wait` are the prelude's.
 
-local core, lunet = ...
+local core, lunet, yield, cannot_wait = ...
 local G = _G
-local yield, cannot_wait = core.lunet_yield, core.cannot_wait
 local FUNCTIONS = core.FUNCTIONS
 local OP_CALL, OP_LANE, LANE = core.OP.CALL, core.OP.LANE, core.LANE
 local setmetatable, error, type, ipairs, tostring, xpcall =

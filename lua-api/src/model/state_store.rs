@@ -359,7 +359,8 @@ pub fn install(lua: &Lua, core: &Table, meta: SocketMeta) -> mlua::Result<()> {
             with_store(lua, "state:set", |store| {
                 store.set(&key, bytes, "state:set")
             })?
-            .map_err(runtime_error)
+            .map_err(runtime_error)?;
+            Ok(true)
         })?,
     )?;
     core.set(

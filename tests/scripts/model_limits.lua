@@ -1,0 +1,45 @@
+-- tests/model.rs: the bounds of services hold for runtimes (run with
+-- --slice-kill 0.5). Prints key=value lines.
+local lunet = require "lunet"
+
+local function report(key, ...)
+    local parts = table.pack(...)
+    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    print(key .. "=" .. table.concat(parts, " ", 1, parts.n):gsub("\n.*", ""))
+end
+local function sub(name) return lunet.sub("t.echo", name, "1.0") end
+
+-- Mailbox: while the runtime is busy in one slice, sends past its cap are
+-- refused and a call raises.
+local flags = lunet.shared.dict("model")
+local boxed = lunet.spawn { modules = { "t.echo" }, mailbox = 2, caps = { dicts = { "model" } } }
+flags:delete("release")
+lunet.send(boxed, sub("busy"))
+while not flags:get("busy") do lunet.sleep(1) end
+local results = {}
+for i = 1, 5 do
+    local ok, err = lunet.send(boxed, sub("note"), i)
+    results[i] = ok and "ok" or tostring(err)
+end
+report("mailbox", table.concat(results, " "))
+report("mailbox_call", pcall(lunet.call, boxed, sub("twice"), 1))
+flags:set("release", true)
+local notes
+for _ = 1, 1000 do
+    local ok, sent = pcall(lunet.call, boxed, sub("sent"))
+    if ok then notes = sent break end
+    lunet.sleep(1)
+end
+report("mailbox_after", table.concat(notes, ","))
+
+-- Memory: an allocation past the bound raises in the Sub, at the caller;
+-- the runtime lives on.
+local small = lunet.spawn { modules = { "t.echo" }, memory = 2 * 1024 * 1024 }
+report("memory", pcall(lunet.call, small, sub("allocate"), 8 * 1024 * 1024))
+report("memory_alive", lunet.call(small, sub("allocate"), 1000))
+
+-- A slice past --slice-kill is interrupted; the caller gets the error.
+local spinner = lunet.spawn { modules = { "t.echo" } }
+report("slice", pcall(lunet.call, spinner, sub("spin")))
+report("slice_alive", lunet.call(spinner, sub("twice"), 5))
+lunet.exit()
