@@ -52,6 +52,8 @@ fn subs_run_in_the_runtime_with_ctx_and_carry_continuations() {
     ran.expect("returned_reference", "true lunet.sub(t.cps@2.0:result)");
     ran.expect("reference_rawequal", "false");
     ran.expect("sent_reference", "true");
+    ran.expect("early_call", "hello after loading true");
+    ran.expect("early_attach", "fired");
     ran.expect("version_known", "2.0");
     ran.expect("version_given", "3.1");
 }

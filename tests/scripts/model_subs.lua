@@ -44,6 +44,18 @@ report("returned_reference", ref == done, tostring(tbl.k))
 report("reference_rawequal", rawequal(ref, done))
 report("sent_reference", select(2, lunet.call(echo_rt, echo, done)) == done)
 
+-- A runtime found by its name while its modules still load: what comes
+-- meanwhile waits until they are loaded.
+lunet.fork(function() lunet.spawn { modules = { "t.slow" }, name = "slow" } end)
+local slow
+repeat lunet.sleep(1) slow = lunet.query("slow") until slow
+local heard
+local attached = lunet.attach(slow, "t.slow.up", function(_, what) heard = what end)
+report("early_call", lunet.call(slow, lunet.sub("t.slow", "hello", "1")), attached)
+lunet.call(slow, lunet.sub("t.slow", "fire", "1"))
+for _ = 1, 500 do if heard then break end lunet.sleep(1) end
+report("early_attach", heard)
+
 -- Versions: lunet.sub takes the one this process loaded, or the one given.
 report("version_known", lunet.sub("t.cps", "ask").version)
 report("version_given", lunet.sub("t.nowhere", "x", "3.1").version)

@@ -263,6 +263,7 @@ impl LuaService {
             startup,
             dispatch: halves.dispatch,
             model: halves.model,
+            early: Vec::new(),
             socket_key: SocketMeta::of(&socket_meta),
             socket_meta,
             interrupt,

@@ -201,6 +201,7 @@ impl LuaService {
             service.id(),
             self.name
         );
+        self.answer_early(&message);
         for caller in owed {
             self.answer(caller, MessageKind::Error, mail::error_payload(&message));
         }

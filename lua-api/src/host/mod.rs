@@ -82,6 +82,9 @@ pub struct LuaService {
     /// A runtime's functions of the model's Lua half (`None`: not a
     /// runtime; such a VM runs no Sub and reloads no module).
     model: Option<crate::model::ModelHalves>,
+    /// A runtime's Sub and attach messages that came before its modules
+    /// were loaded (model step 1): handled once they are.
+    early: Vec<lunet_core::Message>,
     /// The metatable of socket objects, to make those a message hands over,
     /// and its address, to tell them apart when encoding.
     socket_meta: Table,
@@ -169,6 +172,9 @@ impl ServiceBody for LuaService {
             if self.exiting {
                 break;
             }
+        }
+        if !self.early.is_empty() && !self.exiting {
+            self.handle_early(service);
         }
         if self.done() {
             // What is left of the batch is not dispatched: callers get errors.

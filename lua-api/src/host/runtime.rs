@@ -31,10 +31,54 @@ impl LuaService {
         }
     }
 
+    /// Whether `message` waits for the runtime's modules (model step 1).
+    fn too_early(&mut self, message: Message) -> Option<Message> {
+        if self.model.is_none() || vm(|state| state.model.ready) {
+            return Some(message);
+        }
+        self.early.push(message);
+        None
+    }
+
+    /// The Sub and attach messages that came early, once the runtime is
+    /// ready, in arrival order (called at the end of a turn).
+    pub(super) fn handle_early(&mut self, service: &Arc<Service>) {
+        if !vm(|state| state.model.ready) {
+            return;
+        }
+        for message in std::mem::take(&mut self.early) {
+            match MessageKind::from_byte(message.kind) {
+                Some(MessageKind::RunSub) => self.on_sub(service, message, false),
+                Some(MessageKind::CallSub) => self.on_sub(service, message, true),
+                Some(MessageKind::Attach) => self.on_attach(service, message),
+                _ => {}
+            }
+        }
+        self.drain_ready(service);
+    }
+
+    /// The runtime exits before it was ready: the early callers get errors.
+    pub(super) fn answer_early(&mut self, text: &str) {
+        for message in std::mem::take(&mut self.early) {
+            let expects =
+                MessageKind::from_byte(message.kind).is_some_and(MessageKind::expects_answer);
+            if expects {
+                self.answer(
+                    Caller::of(&message),
+                    MessageKind::Error,
+                    mail::error_payload(text),
+                );
+            }
+        }
+    }
+
     /// `RunSub` and `CallSub`: the id is checked before anything is
     /// decoded; an unknown module, a wrong version or an unknown Sub costs
     /// a log line, and a caller gets the reason.
-    pub(super) fn on_sub(&mut self, service: &Arc<Service>, mut message: Message, call: bool) {
+    pub(super) fn on_sub(&mut self, service: &Arc<Service>, message: Message, call: bool) {
+        let Some(mut message) = self.too_early(message) else {
+            return;
+        };
         let caller = call.then(|| Caller::of(&message));
         let checked = codec::sub_header(&message.payload).map(|(len, parts)| {
             let key = &message.payload[..len];
@@ -125,6 +169,9 @@ impl LuaService {
     /// `Attach`: another runtime attaches to an event defined here (model
     /// `events.rs`, step 2). Answered at once, without Lua.
     pub(super) fn on_attach(&mut self, service: &Arc<Service>, message: Message) {
+        let Some(message) = self.too_early(message) else {
+            return;
+        };
         let caller = Caller::of(&message);
         let outcome = match parse_attach(&message.payload) {
             Some((id, event)) => {

@@ -373,6 +373,10 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
         })?,
     )?;
     core.set(
+        "runtime_ready",
+        lua.create_function(|lua, ()| Ok(with_state(lua, |state| state.model.ready = true)?))?,
+    )?;
+    core.set(
         "runtime_modules",
         lua.create_function(|lua, ()| {
             let declared = with_state(lua, |state| state.model.declared.clone())?;

@@ -18,7 +18,10 @@
 //! 1. A runtime's main chunk is `model.lua`'s `start_runtime`: it reads the
 //!    saved state (if declared), loads each module of `spawn{modules=}`
 //!    with its dependencies (a failure fails the spawn with the module's
-//!    error and traceback), then runs the script, if one was given.
+//!    error and traceback), then runs the script, if one was given. The
+//!    runtime's name is taken at spawn, before that: Sub messages and
+//!    attachments that arrive while it starts wait (`LuaService::early`)
+//!    until its modules are loaded (`ready`), then run in arrival order.
 //! 2. Loading a module runs its file in an environment of its own; what it
 //!    declares (`lunet.module{}`, `M.sub`, `M.event`) is *staged* in
 //!    [`ModelState`] and becomes the runtime's when the file has run
@@ -244,6 +247,8 @@ pub struct ModelState {
     pub state: Option<StateStore>,
     /// The database file of the storage interface.
     pub storage: Option<String>,
+    /// The modules of the spawn are loaded (step 1).
+    pub ready: bool,
 }
 
 impl ModelState {

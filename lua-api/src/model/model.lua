@@ -366,6 +366,8 @@ local function start_runtime(main, ...)
     for _, name in ipairs(core.runtime_modules()) do
         load_module(name, {})
     end
+    -- Subs and attachments that came meanwhile run now (model step 1).
+    core.runtime_ready()
     return main(...)
 end
 
