@@ -185,7 +185,7 @@ fn modules_load_with_their_dependencies_and_a_bad_one_fails_the_spawn() {
     );
     ran.expect(
         "nothing",
-        "lunet.spawn: a script path (or modules) is required",
+        "lunet.spawn: a script path is required (or modules, for a runtime)",
     );
     ran.expect("two", "ok");
     ran.expect_parts("module_outside", "lunet.module: call it once", &[]);

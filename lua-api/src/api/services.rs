@@ -401,7 +401,7 @@ fn kill_verdict(state: &mut VmState, runtime: &Runtime, target: u64) -> Kill {
 /// Why `lunet.spawn` failed (raised at the caller).
 #[derive(Debug, thiserror::Error)]
 enum SpawnError {
-    #[error("lunet.spawn: a script path (or modules) is required")]
+    #[error("lunet.spawn: a script path is required (or modules, for a runtime)")]
     NoScript,
     #[error("lunet.spawn: cannot find script '{0}'")]
     NotFound(String),
