@@ -93,7 +93,7 @@ fn sub_calls_that_cannot_run_raise_at_the_caller_and_cost_the_receiver_a_log_lin
         "false",
         &["the answer could not be sent: cannot send a function"],
     );
-    ran.expect("send_refused", "true nil");
+    ran.expect("send_refused", "true");
     ran.expect_parts(
         "sub_unknown_name",
         "false",
@@ -412,6 +412,7 @@ fn storage_is_a_database_of_the_runtime_whose_every_call_yields() {
         &["lunet.storage: this runtime was spawned without storage"],
     );
     ran.expect("scripted", "1");
+    ran.expect_parts("scripted_sub", "false", &["runs no modules"]);
     for file in ["kept.sqlite", "archive.sqlite", "scripted.sqlite"] {
         assert!(data.0.join(file).is_file(), "{file} in the data directory");
     }

@@ -499,7 +499,10 @@ setmetatable(lunet, {
     __index = function(_, name)
         if name == "sub" or name == "module" or name == "fire" or name == "attach"
             or name == "group" or name == "state" or name == "storage" then
-            load_model(core, lunet, yield, cannot_wait)
+            load_model(core, lunet, {
+                yield = yield, cannot_wait = cannot_wait, answer = answer,
+                lane = lane, lane_result = lane_result, check_string = check_string,
+            })
             return rawget(lunet, name)
         end
     end,

@@ -1,22 +1,9 @@
 -- tests/model.rs: events. Prints key=value lines.
 local lunet = require "lunet"
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or ""
+local report, settle = dofile(here .. "model_report.lua")
 
-local function show(...)
-    local parts = table.pack(...)
-    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
-    return table.concat(parts, " ", 1, parts.n)
-end
-local function report(key, ...) print(key .. "=" .. show(...):gsub("\n.*", "")) end
 local function sub(name) return lunet.sub("t.counter", name, "1") end
-
--- Waits (bounded) until `done()` holds; the deliveries are messages.
-local function settle(done)
-    for _ = 1, 500 do
-        if done() then return true end
-        lunet.sleep(2)
-    end
-    return false
-end
 
 local firing = lunet.spawn { modules = { "t.counter" } }
 

@@ -1,12 +1,9 @@
 -- tests/model.rs: the bounds of services hold for runtimes (run with
 -- --slice-kill 0.5). Prints key=value lines.
 local lunet = require "lunet"
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or ""
+local report, settle = dofile(here .. "model_report.lua")
 
-local function report(key, ...)
-    local parts = table.pack(...)
-    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
-    print(key .. "=" .. table.concat(parts, " ", 1, parts.n):gsub("\n.*", ""))
-end
 local function sub(name) return lunet.sub("t.echo", name, "1.0") end
 
 -- Mailbox: while the runtime is busy in one slice, sends past its cap are

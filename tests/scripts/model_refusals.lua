@@ -1,10 +1,9 @@
 -- tests/model.rs: Sub calls that cannot run raise at the caller; the
 -- receiver only logs. Prints key=value lines.
 local lunet = require "lunet"
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or ""
+local report = dofile(here .. "model_report.lua")
 
-local function report(key, ok, err)
-    print(key .. "=" .. tostring(ok) .. " " .. tostring(err):gsub("\n.*", ""))
-end
 
 local rt = lunet.spawn { modules = { "t.echo" }, name = "target" }
 local echo = lunet.sub("t.echo", "echo")

@@ -2,13 +2,9 @@
 -- `phase=load` (a second `lunet run` with the same --data) reads it back.
 -- Prints key=value lines.
 local lunet = require "lunet"
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or ""
+local report, settle = dofile(here .. "model_report.lua")
 
-local function show(...)
-    local parts = table.pack(...)
-    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
-    return table.concat(parts, " ", 1, parts.n)
-end
-local function report(key, ...) print(key .. "=" .. show(...):gsub("\n.*", "")) end
 local function sub(name) return lunet.sub("t.state", name, "1") end
 
 local phase = lunet.getenv("phase")

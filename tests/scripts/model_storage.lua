@@ -1,12 +1,8 @@
 -- tests/model.rs: the storage interface. Prints key=value lines.
 local lunet = require "lunet"
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or ""
+local report, settle = dofile(here .. "model_report.lua")
 
-local function show(...)
-    local parts = table.pack(...)
-    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
-    return table.concat(parts, " ", 1, parts.n)
-end
-local function report(key, ...) print(key .. "=" .. show(...):gsub("\n.*", "")) end
 local function sub(name) return lunet.sub("t.store", name, "1") end
 
 local rt = lunet.spawn { modules = { "t.store" }, storage = "kept.sqlite" }
@@ -25,4 +21,6 @@ report("undeclared_main", pcall(lunet.storage))
 -- A script can reach its own storage as well.
 local scripted = lunet.spawn { script = "model_storage_user.lua", storage = "scripted.sqlite" }
 report("scripted", lunet.call(scripted, "count"))
+-- It runs no modules: a Sub is refused at once (nothing to wait for).
+report("scripted_sub", pcall(lunet.call, scripted, sub("get"), "a"))
 lunet.exit()

@@ -1,13 +1,8 @@
 -- tests/model.rs: Subs. Runtimes of tests/modules/t/*.lua (lunet run
 -- --modules tests/modules); prints key=value lines the test checks.
 local lunet = require "lunet"
-
-local function show(...)
-    local parts = table.pack(...)
-    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
-    return table.concat(parts, " ", 1, parts.n)
-end
-local function report(key, ...) print(key .. "=" .. show(...)) end
+local here = debug.getinfo(1, "S").source:match("^@(.*/)") or ""
+local report, settle = dofile(here .. "model_report.lua")
 
 local echo_rt = lunet.spawn { modules = { "t.echo" }, name = "echo" }
 local cps_rt = lunet.spawn { modules = { "t.cps" } }

@@ -97,13 +97,18 @@ fn printable(text: &str) -> String {
     out
 }
 
-/// A service's name as one word (quoted if it has spaces or is empty).
-fn name(service: &ServiceSnapshot) -> String {
-    if service.name.is_empty() || service.name.contains(char::is_whitespace) {
-        format!("{:?}", service.name)
+/// A name as one word (quoted if it has spaces or is empty).
+fn word(name: &str) -> String {
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        format!("{name:?}")
     } else {
-        service.name.clone()
+        name.to_string()
     }
+}
+
+/// A service's name as one word.
+fn name(service: &ServiceSnapshot) -> String {
+    word(&service.name)
 }
 
 fn seconds(duration: Duration) -> String {
@@ -224,11 +229,7 @@ pub fn gc(results: &[(u64, String, Collected)]) -> String {
     let mut out = String::new();
     let (mut before_total, mut after_total) = (0u64, 0u64);
     for (id, name, collected) in results {
-        let name = if name.contains(char::is_whitespace) {
-            format!("{name:?}")
-        } else {
-            name.clone()
-        };
+        let name = word(name);
         match collected {
             Collected::Done(before, after) => {
                 before_total += before;
@@ -261,11 +262,7 @@ pub fn module_reload(module: &str, results: &[(u64, String, Reloaded)]) -> Resul
     let mut out = String::new();
     let mut reloaded = 0;
     for (id, name, outcome) in results {
-        let name = if name.contains(char::is_whitespace) {
-            format!("{name:?}")
-        } else {
-            name.clone()
-        };
+        let name = word(name);
         match outcome {
             Reloaded::Done(text) => {
                 reloaded += 1;

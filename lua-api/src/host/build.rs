@@ -57,20 +57,33 @@ pub struct Script {
     pub source: Vec<u8>,
 }
 
-/// `prelude.lua` compiled once per process, without debug info: every VM
-/// loads the same bytecode, which saves compiling it again and ~15 KB of
-/// line tables per VM (a service's idle footprint matters when there are
+/// lunet's own Lua (`source`, named `name`) compiled once per process
+/// into `cell`, without debug info: every VM loads the same bytecode,
+/// which saves compiling it again and its line tables per VM (~15 KB for
+/// the prelude; a service's idle footprint matters when there are
 /// thousands). Errors in user code still carry their positions.
-fn prelude_bytecode() -> &'static [u8] {
-    static BYTECODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    BYTECODE.get_or_init(|| {
+pub(crate) fn lunet_bytecode(
+    cell: &'static std::sync::OnceLock<Vec<u8>>,
+    source: &str,
+    name: &str,
+) -> &'static [u8] {
+    cell.get_or_init(|| {
         let lua = Lua::new();
-        lua.load(include_str!("../prelude.lua"))
-            .set_name("@lunet/prelude.lua")
+        lua.load(source)
+            .set_name(name)
             .into_function()
             .map(|f| f.dump(true))
-            .expect("prelude.lua compiles (checked by the unit tests)")
+            .unwrap_or_else(|e| panic!("{name} compiles (checked by the unit tests): {e}"))
     })
+}
+
+fn prelude_bytecode() -> &'static [u8] {
+    static BYTECODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    lunet_bytecode(
+        &BYTECODE,
+        include_str!("../prelude.lua"),
+        "@lunet/prelude.lua",
+    )
 }
 
 /// What the Lua half hands the scheduler: the functions it calls.
@@ -186,6 +199,9 @@ impl LuaService {
             .or(options.dict_parent.clone());
         if let Some(spec) = &options.runtime {
             vm_state.model.declared = spec.modules.clone();
+            // Without modules to load there is nothing to wait for (model
+            // step 1): `start_runtime` marks the others ready.
+            vm_state.model.ready = !spec.starts_runtime();
             if spec.state {
                 vm_state.model.state = Some(StateStore::new(
                     spec.name.clone(),

@@ -51,6 +51,7 @@ use crate::protocol::MessageKind;
 use crate::settings::Settings;
 use crate::state::{with_own_state, Caller, OwnedState, VmState};
 
+pub(crate) use build::lunet_bytecode;
 pub use build::{
     check_script, BuildError, Script, ScriptError, ServiceOptions, StartError, Startup,
 };

@@ -314,16 +314,7 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set(
         "sub_register",
         lua.create_function(|lua, (module, name, function): (String, Value, Value)| {
-            let Value::String(name) = name else {
-                return Err(runtime_error(format!(
-                    "M.sub: the name must be a string, got {}",
-                    name.type_name()
-                )));
-            };
-            let name = name.to_str()?.to_string();
-            check_name("Sub", &name)
-                .map_err(named("M.sub"))
-                .map_err(runtime_error)?;
+            let name = name_argument("M.sub", "Sub", name)?;
             let Value::Function(function) = function else {
                 return Err(runtime_error(ManagerError::NotLua(name)));
             };
@@ -337,16 +328,7 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.set(
         "event_define",
         lua.create_function(|lua, (module, name): (String, Value)| {
-            let Value::String(name) = name else {
-                return Err(runtime_error(format!(
-                    "M.event: the name must be a string, got {}",
-                    name.type_name()
-                )));
-            };
-            let name = name.to_str()?.to_string();
-            check_name("event", &name)
-                .map_err(named("M.event"))
-                .map_err(runtime_error)?;
+            let name = name_argument("M.event", "event", name)?;
             with_state(lua, |state| state.model.define_event(&module, &name))?
                 .map_err(runtime_error)
         })?,
@@ -384,6 +366,21 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
         })?,
     )?;
     Ok(())
+}
+
+/// The name a declaration (`what`) is given: a string that is a `kind` name.
+fn name_argument(what: &'static str, kind: &'static str, name: Value) -> mlua::Result<String> {
+    let Value::String(name) = name else {
+        return Err(runtime_error(format!(
+            "{what}: the name must be a string, got {}",
+            name.type_name()
+        )));
+    };
+    let name = name.to_str()?.to_string();
+    check_name(kind, &name)
+        .map_err(named(what))
+        .map_err(runtime_error)?;
+    Ok(name)
 }
 
 /// A Sub is a Lua function that captures nothing but `_ENV`.

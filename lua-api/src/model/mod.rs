@@ -59,18 +59,10 @@ use subs::{check_module_name, check_name, NameError};
 /// The name of the VM's table of functions in the Lua registry (step 3).
 pub const FUNCTIONS: &str = "lunet.model.functions";
 
-/// `model.lua` compiled once per process, without debug info (as the
-/// prelude, see `host/build.rs`).
+/// `model.lua` compiled once per process (as the prelude).
 pub fn lua_bytecode() -> &'static [u8] {
     static BYTECODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    BYTECODE.get_or_init(|| {
-        let lua = Lua::new();
-        lua.load(include_str!("model.lua"))
-            .set_name("@lunet/model.lua")
-            .into_function()
-            .map(|f| f.dump(true))
-            .expect("model.lua compiles (checked by the unit tests)")
-    })
+    crate::host::lunet_bytecode(&BYTECODE, include_str!("model.lua"), "@lunet/model.lua")
 }
 
 /// What a spawn declared for its runtime.
@@ -314,8 +306,7 @@ pub struct ModelHalves {
 const HALVES: &str = "lunet.model.halves";
 
 /// Loads the model into a VM, once: its Rust calls into `core`, then
-/// `model.lua` with (`core`, `lunet`, and the prelude's `yield` and
-/// `cannot_wait`). Called by the prelude's `__index` on `lunet` the first
+/// `model.lua` with (`core`, `lunet`, the prelude's helpers). Called by the prelude's `__index` on `lunet` the first
 /// time a model call is used; a runtime's build uses one at once. A
 /// service that never does pays nothing (about 35 KB of Lua heap).
 fn load(
@@ -328,19 +319,19 @@ fn load(
     if loaded.is_some() {
         return Ok(());
     }
-    let (core, lunet, yield_fn, cannot_wait) = args;
+    let (core, lunet, prelude) = args;
     install(lua, runtime, meta, &core)?;
     let (run_sub, start_runtime, reload_module): (Value, Value, Value) = lua
         .load(lua_bytecode())
         .set_name("@lunet/model.lua")
         .set_mode(mlua::chunk::ChunkMode::Binary)
-        .call((core, lunet, yield_fn, cannot_wait))?;
+        .call((core, lunet, prelude))?;
     let halves = lua.create_sequence_from([run_sub, start_runtime, reload_module])?;
     lua.set_named_registry_value(HALVES, &halves)
 }
 
-/// What the prelude hands `core.load_model`.
-type LoadArgs = (Table, Table, mlua::Function, mlua::Function);
+/// What the prelude hands `core.load_model`: `core`, `lunet`, its helpers.
+type LoadArgs = (Table, Table, Table);
 
 /// A runtime's model, loaded at its build: indexing a model call of
 /// `lunet` loads it (the prelude's `__index`).

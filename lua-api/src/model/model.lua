@@ -3,37 +3,19 @@
 -- state and storage interfaces. Loaded once per VM, when a runtime is
 -- built or when a service first uses a model call (the prelude's __index
 -- on `lunet`). `core` is the table of Rust functions the prelude got,
--- `lunet` the module table; `yield` and `cannot_wait` are the prelude's.
+-- `lunet` the module table, `prelude` the prelude's helpers: its yield and
+-- the wrappers of answers and lane calls.
 
-local core, lunet, yield, cannot_wait = ...
+local core, lunet, prelude = ...
 local G = _G
+local yield, cannot_wait, answer = prelude.yield, prelude.cannot_wait, prelude.answer
+local lane, lane_result, check_string = prelude.lane, prelude.lane_result, prelude.check_string
 local FUNCTIONS = core.FUNCTIONS
 local OP_CALL, OP_LANE, LANE = core.OP.CALL, core.OP.LANE, core.LANE
 local setmetatable, error, type, ipairs, tostring, xpcall =
     setmetatable, error, type, ipairs, tostring, xpcall
 local concat = table.concat
 local isyieldable = coroutine.isyieldable
-local MISUSE = "lunet:misuse"
-
--- As the prelude's: an answer that is an error raises at the caller's caller.
-local function answer(ok, ...)
-    if not ok then error(..., 3) end
-    return ...
-end
-
-local function lane_result(a, b, c, ...)
-    if a == nil and c == MISUSE then error(b, 2) end
-    return a, b, c, ...
-end
-
-local function lane(what, ...)
-    if not isyieldable() then cannot_wait(what, 4) end
-    return yield(OP_LANE, ...)
-end
-
-local function check_string(value, what)
-    if type(value) ~= "string" then error(what .. " must be a string, got " .. type(value), 3) end
-end
 
 ---------------------------------------------------------------- modules
 

@@ -1,22 +1,18 @@
--- bench/model.sh: one of three modules of a runtime (the memory row): a few
--- Subs and an event, about the size of a small real module.
+-- bench/model.sh: the third module of the memory row: a queue of jobs
+-- that callers push and take.
 local M = lunet.module { name = "bench.c", version = "1" }
-M.event("changed")
-STORE = {}
-M.sub("put", function(ctx, key, value)
-    STORE[key] = value
-    lunet.fire("bench.c.changed", key)
-    return true
+M.event("pushed")
+QUEUE, HEAD, TAIL = {}, 1, 0
+M.sub("push", function(ctx, job)
+    TAIL = TAIL + 1
+    QUEUE[TAIL] = job
+    lunet.fire("bench.c.pushed", TAIL - HEAD + 1)
+    return TAIL - HEAD + 1
 end)
-M.sub("get", function(ctx, key)
-    return STORE[key]
-end)
-M.sub("count", function(ctx)
-    local n = 0
-    for _ in pairs(STORE) do n = n + 1 end
-    return n
-end)
-M.sub("memory", function(ctx)
-    return collectgarbage("count") * 1024
+M.sub("take", function(ctx)
+    if HEAD > TAIL then return nil end
+    local job = QUEUE[HEAD]
+    QUEUE[HEAD], HEAD = nil, HEAD + 1
+    return job
 end)
 return M
