@@ -401,6 +401,14 @@ fn storage_is_a_database_of_the_runtime_whose_every_call_yields() {
         "false",
         &["storage must be a file name or true, got integer"],
     );
+    for outside in ["outside_storage", "absolute_storage"] {
+        ran.expect_parts(
+            outside,
+            "false",
+            &["must name a file in the data directory (a relative path without '..')"],
+        );
+    }
+    ran.expect("nested_storage", "1 1 nil");
     ran.expect_parts(
         "undeclared",
         "false",
@@ -413,7 +421,12 @@ fn storage_is_a_database_of_the_runtime_whose_every_call_yields() {
     );
     ran.expect("scripted", "1");
     ran.expect_parts("scripted_sub", "false", &["runs no modules"]);
-    for file in ["kept.sqlite", "archive.sqlite", "scripted.sqlite"] {
+    for file in [
+        "kept.sqlite",
+        "archive.sqlite",
+        "scripted.sqlite",
+        "deeper/n.sqlite",
+    ] {
         assert!(data.0.join(file).is_file(), "{file} in the data directory");
     }
 }
@@ -427,6 +440,12 @@ fn mailbox_memory_and_slice_bounds_apply_to_runtimes() {
     ran.expect("mailbox", "ok ok overloaded overloaded overloaded");
     ran.expect_parts("mailbox_call", "false", &["is overloaded"]);
     ran.expect("mailbox_after", "1,2");
+    ran.expect_parts(
+        "early_full",
+        "false",
+        &["is still loading its modules and keeps no more than 10000 messages"],
+    );
+    ran.expect("early_kept", "10001");
     ran.expect_parts("memory", "false", &["not enough memory"]);
     ran.expect("memory_alive", "1000");
     ran.expect_parts(

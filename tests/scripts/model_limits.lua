@@ -29,6 +29,28 @@ for _ = 1, 1000 do
 end
 report("mailbox_after", table.concat(notes, ","))
 
+-- While a runtime loads its modules it keeps what comes for them, up to
+-- 10,000 messages; past that a call is refused, and what was kept runs
+-- once the modules are loaded.
+flags:delete("open")
+lunet.fork(function()
+    lunet.spawn { modules = { "t.gate" }, name = "gate", caps = { dicts = { "model" } } }
+end)
+local gate
+repeat lunet.sleep(1) gate = lunet.query("gate") until gate
+local count = lunet.sub("t.gate", "count", "1")
+for _ = 1, 10000 do lunet.send(gate, count) end
+report("early_full", pcall(lunet.call, gate, count))
+flags:set("open", true)
+-- Until it has loaded, calls are still refused (and not kept).
+local ok, counted
+for _ = 1, 1000 do
+    ok, counted = pcall(lunet.call, gate, count)
+    if ok then break end
+    lunet.sleep(1)
+end
+report("early_kept", counted)
+
 -- Memory: an allocation past the bound raises in the Sub, at the caller;
 -- the runtime lives on.
 local small = lunet.spawn { modules = { "t.echo" }, memory = 2 * 1024 * 1024 }

@@ -15,6 +15,10 @@ report("named_put", lunet.call(named, sub("put"), "b", "two"))
 report("separate", lunet.call(named, sub("get"), "a"), lunet.call(rt, sub("get"), "b"))
 report("unnamed_true", pcall(lunet.spawn, { modules = { "t.store" }, storage = true }))
 report("bad_storage", pcall(lunet.spawn, { modules = { "t.store" }, storage = 5 }))
+report("outside_storage", pcall(lunet.spawn, { modules = { "t.store" }, storage = "../x.sqlite" }))
+report("absolute_storage", pcall(lunet.spawn, { modules = { "t.store" }, storage = "/tmp/x.sqlite" }))
+report("nested_storage", lunet.call(lunet.spawn { modules = { "t.store" }, storage = "deeper/n.sqlite" },
+    sub("put"), "k", "v"))
 local plain = lunet.spawn { modules = { "t.store" } }
 report("undeclared", pcall(lunet.call, plain, sub("get"), "a"))
 report("undeclared_main", pcall(lunet.storage))

@@ -15,6 +15,9 @@ use crate::model::events::{parse_attach, EventError};
 use crate::protocol::MessageKind;
 use crate::state::Caller;
 
+/// Sub and attach messages a runtime keeps while its modules load.
+const EARLY_MAX: usize = 10_000;
+
 impl LuaService {
     /// The function in slot `slot` of the model's table (none before the
     /// model is loaded).
@@ -32,11 +35,25 @@ impl LuaService {
     }
 
     /// Whether `message` waits for the runtime's modules (model step 1).
-    fn too_early(&mut self, message: Message) -> Option<Message> {
+    /// They are out of the mailbox, so its cap no longer bounds them:
+    /// past `EARLY_MAX` they are refused.
+    fn too_early(&mut self, service: &Arc<Service>, message: Message) -> Option<Message> {
         if self.model.is_none() || vm(|state| state.model.ready) {
             return Some(message);
         }
-        self.early.push(message);
+        if self.early.len() < EARLY_MAX {
+            self.early.push(message);
+            return None;
+        }
+        let caller = MessageKind::from_byte(message.kind)
+            .is_some_and(MessageKind::expects_answer)
+            .then(|| Caller::of(&message));
+        let text = format!(
+            "service :{} ({}) is still loading its modules and keeps no more than {EARLY_MAX} messages until then",
+            service.id(),
+            self.name
+        );
+        self.refuse(service, &message, caller, text);
         None
     }
 
@@ -76,7 +93,7 @@ impl LuaService {
     /// decoded; an unknown module, a wrong version or an unknown Sub costs
     /// a log line, and a caller gets the reason.
     pub(super) fn on_sub(&mut self, service: &Arc<Service>, message: Message, call: bool) {
-        let Some(mut message) = self.too_early(message) else {
+        let Some(mut message) = self.too_early(service, message) else {
             return;
         };
         let caller = call.then(|| Caller::of(&message));
@@ -125,8 +142,8 @@ impl LuaService {
         self.start_session(&run_sub, args, caller);
     }
 
-    /// A Sub message that will not run: a log line here, the reason to a
-    /// caller.
+    /// A Sub (or attach) message that will not run: a log line here, the
+    /// reason to a caller.
     fn refuse(
         &mut self,
         service: &Arc<Service>,
@@ -169,7 +186,7 @@ impl LuaService {
     /// `Attach`: another runtime attaches to an event defined here (model
     /// `events.rs`, step 2). Answered at once, without Lua.
     pub(super) fn on_attach(&mut self, service: &Arc<Service>, message: Message) {
-        let Some(message) = self.too_early(message) else {
+        let Some(message) = self.too_early(service, message) else {
             return;
         };
         let caller = Caller::of(&message);

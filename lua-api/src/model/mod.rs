@@ -93,6 +93,8 @@ pub enum SpecError {
     StorageName,
     #[error("lunet.spawn: storage = true: the name '{0}' cannot be a file name (letters, digits, '.', '_', '-', ':', not starting with '.')")]
     StorageFile(String),
+    #[error("lunet.spawn: storage = '{0}' must name a file in the data directory (a relative path without '..')")]
+    StoragePath(String),
     #[error("lunet.spawn: group must be a group name, got {0}")]
     Group(&'static str),
 }
@@ -138,7 +140,7 @@ impl RuntimeSpec {
             Value::Nil | Value::Boolean(false) => None,
             Value::Boolean(true) => Some(named_file(&name, data_dir)?),
             Value::String(file) if !file.as_bytes().is_empty() => {
-                Some(data_dir.join(file.to_string_lossy()))
+                Some(data_dir.join(data_file(&file.to_string_lossy())?))
             }
             other => return Err(SpecError::Storage(other.type_name())),
         };
@@ -173,6 +175,20 @@ fn named_file(name: &Option<String>, data_dir: &Path) -> Result<PathBuf, SpecErr
         return Err(SpecError::StorageFile(name.to_string()));
     }
     Ok(data_dir.join(format!("{name}.sqlite")))
+}
+
+/// `storage = "file"`: a path inside the data directory, so that storage
+/// reaches no other file (`lunet.db`, with the `db` capability, does).
+fn data_file(file: &str) -> Result<PathBuf, SpecError> {
+    let path = PathBuf::from(file);
+    let inside = path
+        .components()
+        .all(|part| matches!(part, std::path::Component::Normal(_)));
+    if inside {
+        Ok(path)
+    } else {
+        Err(SpecError::StoragePath(file.to_string()))
+    }
 }
 
 /// `spawn{group = name}`: the group the runtime joins at birth.
