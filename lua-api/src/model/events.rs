@@ -168,21 +168,30 @@ fn event_name(what: &'static str, event: Value) -> mlua::Result<String> {
     }
 }
 
-/// Posts a delivery (step 4); false if the attacher is gone.
-fn deliver(runtime: &Runtime, from: u64, attacher: u64, id: u64, payload: &[u8]) -> bool {
+/// What became of a delivery (step 4).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Sent,
+    /// The attacher is gone: forget it (step 5).
+    Gone,
+    /// Its mailbox is full: this delivery is lost, with a log line.
+    Dropped,
+}
+
+fn deliver(runtime: &Runtime, from: u64, attacher: u64, id: u64, payload: &[u8]) -> Delivery {
     let Some(target) = runtime.service(attacher) else {
-        return false;
+        return Delivery::Gone;
     };
     let message = Message::new(from, id, MessageKind::Fired.code(), payload.to_vec());
     match runtime.post_message(&target, message) {
-        Ok(()) => true,
-        Err((PostError::Dead, _)) => false,
+        Ok(()) => Delivery::Sent,
+        Err((PostError::Dead, _)) => Delivery::Gone,
         Err((PostError::Overloaded, _)) => {
             tracing::warn!(
                 attacher,
                 "an event was not delivered to :{attacher}: its mailbox is full"
             );
-            true
+            Delivery::Dropped
         }
     }
 }
@@ -212,17 +221,17 @@ fn fire(
             .map_err(|e| runtime_error(format!("{what}: {e}")))?;
         let mut gone = Vec::new();
         for &(attacher, id) in &attached.remote {
-            if deliver(runtime, from, attacher, id, &payload) {
-                reached += 1;
-            } else {
-                gone.push((attacher, id));
+            match deliver(runtime, from, attacher, id, &payload) {
+                Delivery::Sent => reached += 1,
+                Delivery::Gone => gone.push((attacher, id)),
+                Delivery::Dropped => {}
             }
         }
         for &(attacher, id) in &watchers {
-            if deliver(runtime, from, attacher, id, &payload) {
-                reached += 1;
-            } else {
-                groups::forget(attacher);
+            match deliver(runtime, from, attacher, id, &payload) {
+                Delivery::Sent => reached += 1,
+                Delivery::Gone => groups::forget(attacher),
+                Delivery::Dropped => {}
             }
         }
         if !gone.is_empty() {

@@ -384,9 +384,7 @@ fn install(
     meta: SocketMeta,
     core: &Table,
 ) -> mlua::Result<()> {
-    let functions = lua.create_table()?;
-    lua.set_named_registry_value(FUNCTIONS, &functions)?;
-    core.set("FUNCTIONS", functions)?;
+    lua.set_named_registry_value(FUNCTIONS, lua.create_table()?)?;
     manager::install(lua, core)?;
     subs_install(lua, core)?;
     events::install(lua, runtime, meta, core)?;

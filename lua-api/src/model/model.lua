@@ -10,7 +10,6 @@ local core, lunet, prelude = ...
 local G = _G
 local yield, cannot_wait, answer = prelude.yield, prelude.cannot_wait, prelude.answer
 local lane, lane_result, check_string = prelude.lane, prelude.lane_result, prelude.check_string
-local FUNCTIONS = core.FUNCTIONS
 local OP_CALL, OP_LANE, LANE = core.OP.CALL, core.OP.LANE, core.LANE
 local setmetatable, error, type, ipairs, tostring, xpcall =
     setmetatable, error, type, ipairs, tostring, xpcall
