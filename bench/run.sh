@@ -14,6 +14,8 @@
 #   connector  `lunet load` vs wrk and vs echo-load, on one server each
 #   resp       kv.lua vs redis-server (bench/resp.sh)
 #   services   ping-pong calls, sends, idle service vs skynet (bench/services.sh)
+#   model      Sub call vs plain call, spawn with a module, memory per runtime,
+#              event deliveries (bench/model.sh)
 #   lane       head-of-line ratio, SQLite inserts/s (bench/lane.sh)
 #   json       lunet.json encode/decode vs lua-cjson (cargo bench --bench json)
 #   todo       server-scripts/todo.lua: GET /todos/:id and POST /todos with lunet load
@@ -36,6 +38,8 @@
 #   LUNET_WORKERS=N         pass --workers N to lunet
 #   SERVICES_ROUNDS=5       bench/services.sh rounds (its BENCH_ROUNDS)
 #   BENCH_CALLS, BENCH_SECONDS, BENCH_MESSAGES, BENCH_IDLE: passed to services.sh
+#   MODEL_ROUNDS=5          bench/model.sh rounds (its BENCH_ROUNDS)
+#   MODEL_SPAWNS, MODEL_RUNTIMES, MODEL_ATTACHED, MODEL_FIRES: passed to model.sh
 #   RESP_BENCH_REQUESTS, RESP_BENCH_CLIENTS, RESP_BENCH_ROUNDS: passed to resp.sh
 #   LANE_BENCH_DURATION=6, LANE_BENCH_ROUNDS=3, LANE_BENCH_RATE: passed to lane.sh
 
@@ -43,7 +47,7 @@ set -u -o pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_LEGS=(echo http reload mem scale connector resp services lane json todo)
+ALL_LEGS=(echo http reload mem scale connector resp services model lane json todo)
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
@@ -54,7 +58,7 @@ for arg in "$@"; do
     all) LEGS+=("${ALL_LEGS[@]}") ;;
     memory | rss) LEGS+=(mem) ;;
     load) LEGS+=(connector) ;;
-    echo | http | reload | mem | scale | connector | resp | services | lane | json | todo) LEGS+=("$arg") ;;
+    echo | http | reload | mem | scale | connector | resp | services | model | lane | json | todo) LEGS+=("$arg") ;;
     *) printf 'bench/run.sh: unknown leg %q (legs: %s, all)\n' "$arg" "${ALL_LEGS[*]}" >&2; exit 2 ;;
     esac
 done
@@ -92,6 +96,11 @@ smoke_default SERVICES_ROUNDS 1 5
 smoke_default BENCH_CALLS 100000 1000000
 smoke_default BENCH_MESSAGES 200000 2000000
 smoke_default BENCH_IDLE 1000 10000
+smoke_default MODEL_ROUNDS 1 5
+smoke_default MODEL_SPAWNS 500 5000
+smoke_default MODEL_RUNTIMES 500 5000
+smoke_default MODEL_ATTACHED 1000 1000
+smoke_default MODEL_FIRES 20 200
 smoke_default RESP_BENCH_REQUESTS 20000 200000
 smoke_default RESP_BENCH_ROUNDS 1 3
 smoke_default LANE_BENCH_DURATION 2 6
@@ -117,6 +126,7 @@ BODY="hello world"
 # Bounds on the called scripts (seconds); each is far above its usual time.
 LIMIT_RESP=300
 LIMIT_SERVICES=180
+LIMIT_MODEL=300
 LIMIT_LANE=240
 
 ROWS=()     # the table's rows, in order
@@ -760,6 +770,41 @@ if want services; then
     fi
 fi
 
+# ---------------------------------------------------------------- model
+if want model; then
+    log "leg model (bench/model.sh)"
+    skip=
+    [ -f bench/model.sh ] || skip="bench/model.sh missing"
+    [ -z "$skip" ] && [ "$LUNET_OK" != 1 ] && skip="lunet did not build"
+    if [ -z "$skip" ]; then
+        cmd=(env LUNET_BIN="$BIN/lunet" BENCH_ROUNDS="$MODEL_ROUNDS" BENCH_RESULTS= bash bench/model.sh)
+        COMMANDS+=("LUNET_BIN=$BIN/lunet BENCH_ROUNDS=$MODEL_ROUNDS BENCH_CALLS=$BENCH_CALLS MODEL_SPAWNS=$MODEL_SPAWNS MODEL_RUNTIMES=$MODEL_RUNTIMES MODEL_ATTACHED=$MODEL_ATTACHED MODEL_FIRES=$MODEL_FIRES bench/model.sh   # its commands: see the appendix")
+        if run_script "$WORK/model.out" "$WORK/model.err" "$LIMIT_MODEL" "${cmd[@]}"; then
+            DETAIL+=("bench/model.sh|$WORK/model.out")
+        else
+            skip="bench/model.sh failed (status $?): $(grep -v '^\s*$' "$WORK/model.err" | tail -3 | tr '\n' ' ' | tail -c 300)"
+        fi
+    fi
+    if [ -n "$skip" ]; then
+        note "model rows skipped: $skip"
+        row "runtime model (bench/model.sh)" "skipped: $skip" "-" "-" "-" "-" "-"
+    else
+        # "| Sub call vs ... | 500k calls/s (runs: ...) | plain call: 520k ... | 1.04x | <= 1.15x | met |"
+        while IFS='|' read -r _ what lunet reference r goal verdict _; do
+            what=$(echo $what) r=$(echo $r) goal=$(echo $goal)
+            case $what in
+            "Sub call"* | spawn* | memory* | "an event"*) ;;
+            *) continue ;;
+            esac
+            [ "$goal" = "<= 1.15x" ] && goal="≤ 1.15x"
+            # "plain call: 156k calls/s": the reference, then its figure.
+            reference=$(echo $reference) figure=-
+            if [[ $reference == *": "* ]]; then figure=${reference#*: } reference=${reference%%: *}; fi
+            row "model: $what" "$(echo $lunet)" "$reference" "$figure" "$r" "$goal" "$(echo $verdict)"
+        done < <(grep '^|' "$WORK/model.out")
+    fi
+fi
+
 # ---------------------------------------------------------------- lane
 if want lane; then
     log "leg lane (bench/lane.sh)"
@@ -909,7 +954,7 @@ mkdir -p "$(dirname "$RESULTS")"
     echo "generators against one server. RESP and services rows are medians, as their scripts"
     echo "report them (every run is in the appendix). Load generators share the 2 cores with"
     echo "the server. Nothing is pinned. Goals are those of the issues (2: echo, HTTP, memory;"
-    echo "3: RESP, lane; 4: services; 5: connector, scale)."
+    echo "3: RESP, lane; 4: services; 5: connector, scale; 10: the runtime model)."
     echo
     echo "## Machine"
     echo

@@ -85,6 +85,15 @@ struct EngineArgs {
     /// bound. Services it spawns inherit it.
     #[arg(long, default_value_t = Settings::default().host_memory.unwrap_or(0), value_parser = parse_bytes)]
     host_memory: usize,
+    /// A directory where runtimes find their modules (module a.b is the
+    /// file a/b.lua); repeatable, searched in order [default: modules/
+    /// next to the script].
+    #[arg(long = "modules", value_name = "DIR")]
+    modules: Vec<PathBuf>,
+    /// Where runtimes save their state (state.sqlite) and keep their
+    /// storage [default: data/ next to the script].
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
 }
 
 /// The admin listener (docs/operations.md).
@@ -126,7 +135,7 @@ fn parse_bytes(text: &str) -> Result<usize, String> {
 
 #[derive(Args)]
 struct RunArgs {
-    /// The Lua script.
+    /// The Lua script, or an app directory (its app.lua).
     script: PathBuf,
     /// key=value pairs the script reads with lunet.getenv.
     #[arg(value_name = "KEY=VALUE")]
@@ -137,7 +146,9 @@ struct RunArgs {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// The Lua script (it calls lunet.listen).
+    /// The Lua script (it calls lunet.listen), or an app directory: its
+    /// app.lua is the script, its modules/ the module path, its data/ the
+    /// data directory.
     script: PathBuf,
     /// key=value pairs the script reads with lunet.getenv.
     #[arg(value_name = "KEY=VALUE")]
@@ -186,6 +197,15 @@ fn init_logging(level: &str) -> Result<()> {
         .with_ansi(false)
         .init();
     Ok(())
+}
+
+/// The script of `path`: itself, or `path/app.lua` for an app directory.
+fn app_script(path: &std::path::Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("app.lua")
+    } else {
+        path.to_path_buf()
+    }
 }
 
 fn load_script(path: &std::path::Path) -> Result<Script> {
@@ -237,6 +257,17 @@ fn engine(
     config.slice_kill = Duration::from_secs_f64(engine.slice_kill.max(0.0));
     // Busy times are shown by the admin listener only.
     config.time_turns = engine.admin.admin.is_some();
+    let beside = |name: &str| {
+        script
+            .parent()
+            .unwrap_or(std::path::Path::new(""))
+            .join(name)
+    };
+    let module_path = if engine.modules.is_empty() {
+        vec![beside("modules")]
+    } else {
+        engine.modules.clone()
+    };
     let settings = Arc::new(Settings {
         max_line: engine.max_line.max(1),
         high_water: engine.high_water.max(1),
@@ -245,6 +276,8 @@ fn engine(
         env: parse_env(env)?,
         script_dir: script.parent().map(|dir| dir.to_path_buf()),
         host_memory: (engine.host_memory > 0).then_some(engine.host_memory),
+        module_path,
+        data_dir: engine.data.clone().unwrap_or_else(|| beside("data")),
     });
     Ok((config, settings))
 }
@@ -270,10 +303,11 @@ fn start_admin(
 
 fn run(args: RunArgs) -> Result<()> {
     init_logging(&args.engine.log_level)?;
-    let script = load_script(&args.script)?;
+    let path = app_script(&args.script);
+    let script = load_script(&path)?;
     compile(&script)?;
     let signals = signals::block()?;
-    let (config, settings) = engine(&args.engine, &args.script, &args.env)?;
+    let (config, settings) = engine(&args.engine, &path, &args.env)?;
     let (runtime, _threads) = Runtime::start(config).context("cannot start the runtime")?;
     let health = Arc::new(Health::new(HealthState::Starting));
     let _admin = start_admin(&runtime, &args.engine.admin, &health, None)?;
@@ -301,10 +335,11 @@ fn run(args: RunArgs) -> Result<()> {
 
 fn serve(args: ServeArgs) -> Result<()> {
     init_logging(&args.engine.log_level)?;
-    let script = load_script(&args.script)?;
+    let path = app_script(&args.script);
+    let script = load_script(&path)?;
     compile(&script)?;
     let signals = signals::block()?;
-    let (mut config, settings) = engine(&args.engine, &args.script, &args.env)?;
+    let (mut config, settings) = engine(&args.engine, &path, &args.env)?;
     config.max_conns = args.max_conns;
     let hosts = args.hosts.unwrap_or(config.workers * 2).max(1);
 
@@ -333,7 +368,7 @@ fn serve(args: ServeArgs) -> Result<()> {
     };
     let server = Server {
         runtime,
-        script: args.script.clone(),
+        script: path,
         hosts,
         grace: Duration::from_secs_f64(args.grace.max(0.0)),
         health,

@@ -153,8 +153,9 @@ impl Account {
     }
 
     /// Charges `bytes` here and above, or nowhere if any level would pass
-    /// its limit.
-    fn charge(&self, bytes: usize) -> bool {
+    /// its limit. (Public for the other things a service holds outside its
+    /// VM: a runtime's state.)
+    pub fn charge(&self, bytes: usize) -> bool {
         if bytes == 0 {
             return true;
         }
@@ -177,7 +178,8 @@ impl Account {
         }
     }
 
-    fn release(&self, bytes: usize) {
+    /// Gives back what [`Account::charge`] took.
+    pub fn release(&self, bytes: usize) {
         let mut account = Some(self);
         while let Some(level) = account {
             level.used.fetch_sub(bytes, Ordering::Relaxed);

@@ -162,6 +162,19 @@ impl Caps {
         }))
     }
 
+    /// These caps and `capability` (`spawn{state = true}` and `storage =`
+    /// declare theirs this way).
+    pub fn with(&self, capability: Capability) -> Caps {
+        if self.allows(capability) {
+            return self.clone();
+        }
+        Caps(Arc::new(Held {
+            trusted: self.0.trusted,
+            bits: self.0.bits | capability.bit(),
+            dicts: self.0.dicts.clone(),
+        }))
+    }
+
     /// Full standard library and every capability.
     pub fn is_trusted(&self) -> bool {
         self.0.trusted
@@ -292,6 +305,11 @@ pub fn lane_capability(op: LaneOp) -> (Capability, &'static str) {
         LaneOp::FsWrite => (Capability::Fs, "lunet.fs.write"),
         LaneOp::Resolve => (Capability::Net, "lunet.resolve"),
         LaneOp::Sleep => (Capability::Lane, "lunet.lane.sleep"),
+        LaneOp::StateLoad => (Capability::State, "lunet.state"),
+        LaneOp::StateSave => (Capability::State, "state:save"),
+        LaneOp::StorageExec => (Capability::Storage, "storage:exec"),
+        LaneOp::StorageQuery => (Capability::Storage, "storage:query"),
+        LaneOp::StorageAtomic => (Capability::Storage, "storage:atomic"),
     }
 }
 

@@ -11,15 +11,22 @@
 //! ([`Receiving`] makes one object per attachment). Anywhere else (answers,
 //! spawn arguments) a socket is an error.
 //!
+//! Sub references (`model/subs.rs`) travel as their id, (module, version,
+//! name), anywhere a value may: arguments, answers, spawn arguments, state.
+//! The receiver of a Sub message checks the id before it decodes anything
+//! else (`model/`).
+//!
 //! Layout: a count of values (u32 LE), then each value as a tag byte and
 //! its payload. A table is its array part (1..n) then its other pairs; a
-//! socket is the index of its attachment (u32 LE).
+//! socket is the index of its attachment (u32 LE); a Sub is three strings
+//! (u32 LE length, bytes): module, version, name.
 
 use std::ffi::c_void;
 
 use mlua::{Lua, MultiValue, Table, Value};
 
 use crate::ids::ConnectionId;
+use crate::model::subs::{SubId, SubRef};
 
 pub const MAX_DEPTH: usize = 32;
 
@@ -31,6 +38,8 @@ const FLOAT: u8 = 4;
 const STR: u8 = 5;
 const TABLE: u8 = 6;
 const SOCKET: u8 = 7;
+/// A Sub reference; public for the key of `SubId`.
+pub const SUB: u8 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -163,9 +172,11 @@ impl Encoder<'_> {
             }
             Value::Function(_) => return Err(CodecError::Type("function")),
             Value::Thread(_) => return Err(CodecError::Type("coroutine")),
-            Value::UserData(_) | Value::LightUserData(_) => {
-                return Err(CodecError::Type("userdata"))
-            }
+            Value::UserData(data) => match data.borrow::<SubRef>() {
+                Ok(sub) => out.extend_from_slice(sub.0.key()),
+                Err(_) => return Err(CodecError::Type("userdata")),
+            },
+            Value::LightUserData(_) => return Err(CodecError::Type("userdata")),
             Value::Error(_) => return Err(CodecError::Type("error object")),
             _ => return Err(CodecError::Type("value of this type")),
         }
@@ -240,12 +251,48 @@ pub fn encode_str(message: &str, out: &mut Vec<u8>) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// The codec's bytes of a Sub id: the tag, then module, version and name.
+pub fn sub_key(module: &str, version: &str, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(13 + module.len() + version.len() + name.len());
+    key.push(SUB);
+    for part in [module, version, name] {
+        key.extend_from_slice(&(part.len() as u32).to_le_bytes());
+        key.extend_from_slice(part.as_bytes());
+    }
+    key
+}
+
+/// The Sub id at the front of `bytes` (a Sub message's header): its key's
+/// length and its three parts, checked as bytes only (no Lua value made).
+pub fn sub_header(bytes: &[u8]) -> Result<(usize, [&[u8]; 3]), CodecError> {
+    let mut reader = Reader { bytes, at: 0 };
+    if reader.u8()? != SUB {
+        return Err(CodecError::Corrupt);
+    }
+    let parts = reader.sub_parts()?;
+    Ok((reader.at, parts))
+}
+
+/// The one string of a payload made by [`encode_str`] (an error answer),
+/// for readers without a Lua VM (the console).
+pub fn decode_text(payload: &[u8]) -> Option<String> {
+    let mut reader = Reader {
+        bytes: payload,
+        at: 0,
+    };
+    if reader.u32().ok()? != 1 || reader.u8().ok()? != STR {
+        return None;
+    }
+    let len = reader.u32().ok()? as usize;
+    Some(String::from_utf8_lossy(reader.take(len).ok()?).into_owned())
+}
+
 struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&[u8], CodecError> {
         let end = self.at.checked_add(n).ok_or(CodecError::Corrupt)?;
         let slice = self.bytes.get(self.at..end).ok_or(CodecError::Corrupt)?;
@@ -263,6 +310,41 @@ impl Reader<'_> {
     fn u64(&mut self) -> Result<[u8; 8], CodecError> {
         self.take(8)?.try_into().map_err(|_| CodecError::Corrupt)
     }
+    /// Module, version and name of a Sub, after its tag.
+    fn sub_parts(&mut self) -> Result<[&'a [u8]; 3], CodecError> {
+        let start = self.at;
+        let mut ends = [0usize; 3];
+        for end in &mut ends {
+            let len = self.u32()? as usize;
+            self.take(len)?;
+            *end = self.at;
+        }
+        let bytes = self.bytes;
+        let part = |from: usize, to: usize| &bytes[from + 4..to];
+        Ok([
+            part(start, ends[0]),
+            part(ends[0], ends[1]),
+            part(ends[1], ends[2]),
+        ])
+    }
+}
+
+/// A Sub reference of `lua` from the parts of a received id; parts that are
+/// not valid names make the payload corrupt.
+fn sub_value(lua: &Lua, parts: [&[u8]; 3]) -> Result<Value, CodecError> {
+    fn text(bytes: &[u8]) -> Result<&str, CodecError> {
+        std::str::from_utf8(bytes).map_err(|_| CodecError::Corrupt)
+    }
+    let (module, version, name) = (text(parts[0])?, text(parts[1])?, text(parts[2])?);
+    use crate::model::subs::{check_module_name, check_name, check_version};
+    if check_module_name(module).is_err()
+        || check_version(version).is_err()
+        || check_name("Sub", name).is_err()
+    {
+        return Err(CodecError::Corrupt);
+    }
+    let sub = SubRef(std::sync::Arc::new(SubId::new(module, version, name)));
+    Ok(Value::UserData(lua.create_userdata(sub)?))
 }
 
 /// The sockets a received message carries, attached to the receiver:
@@ -353,6 +435,10 @@ fn decode_value(
         STR => {
             let len = reader.u32()? as usize;
             Value::String(lua.create_string(reader.take(len)?)?)
+        }
+        SUB => {
+            let parts = reader.sub_parts()?;
+            sub_value(lua, parts)?
         }
         SOCKET => {
             let index = reader.u32()? as usize;
@@ -448,6 +534,40 @@ mod tests {
             round_trip(&lua, "return coroutine.create(print)"),
             Err(CodecError::Type("coroutine"))
         ));
+    }
+
+    #[test]
+    fn sub_references_round_trip_and_their_header_parses() {
+        let lua = Lua::new();
+        let sub = SubRef(std::sync::Arc::new(SubId::new("a.b", "1.0", "login")));
+        lua.globals().set("k", sub.clone()).unwrap();
+        let values = round_trip(&lua, "return 1, {k = k}, k").unwrap();
+        let check: mlua::Function = lua
+            .load("return function(n, t, s) return n == 1 and t.k == k and s == k end")
+            .eval()
+            .unwrap();
+        assert!(check.call::<bool>(values).unwrap());
+        let mut bytes = sub.0.key().to_vec();
+        bytes.extend_from_slice(b"rest");
+        let (len, parts) = sub_header(&bytes).unwrap();
+        assert_eq!(&bytes[len..], b"rest");
+        assert_eq!(parts, [&b"a.b"[..], &b"1.0"[..], &b"login"[..]]);
+        for cut in 0..sub.0.key().len() {
+            assert!(sub_header(&bytes[..cut]).is_err());
+        }
+        // A name that is not one makes the payload corrupt.
+        let mut forged = Vec::new();
+        forged.extend_from_slice(&1u32.to_le_bytes());
+        forged.extend_from_slice(&sub_key("../etc", "1", "x"));
+        assert!(matches!(decode(&lua, &forged), Err(CodecError::Corrupt)));
+    }
+
+    #[test]
+    fn error_text_reads_without_lua() {
+        let mut payload = Vec::new();
+        encode_str("boom", &mut payload).unwrap();
+        assert_eq!(decode_text(&payload).as_deref(), Some("boom"));
+        assert_eq!(decode_text(&payload[..payload.len() - 1]), None);
     }
 
     #[test]

@@ -76,11 +76,11 @@ impl Plain {
 /// What a lane task returns: the values the session resumes with.
 pub struct LaneReply(pub Vec<Plain>);
 
-fn reply(values: Vec<Plain>) -> Box<dyn Any + Send> {
+pub(crate) fn reply(values: Vec<Plain>) -> Box<dyn Any + Send> {
     Box::new(LaneReply(values))
 }
 
-fn failure(message: impl Into<String>) -> Box<dyn Any + Send> {
+pub(crate) fn failure(message: impl Into<String>) -> Box<dyn Any + Send> {
     reply(vec![Plain::Nil, Plain::Str(message.into().into_bytes())])
 }
 
@@ -104,13 +104,17 @@ pub enum LaneMisuse {
     EmptyStatement(usize),
     #[error("lunet.lane.sleep: ms must be a number")]
     NotANumber,
+    /// A state or storage call yielded by hand without the object lunet
+    /// made for it.
+    #[error("{0}: not this runtime's state or storage")]
+    NotOurs(&'static str),
     #[error("{0}")]
     Lua(#[from] mlua::Error),
 }
 
 /// Why a database call failed (handed back to Lua as `nil, err`).
 #[derive(Debug, thiserror::Error)]
-enum DbError {
+pub(crate) enum DbError {
     #[error("{path}: {error}")]
     Open {
         path: String,
@@ -135,10 +139,26 @@ fn binds(values: &MultiValue, from: usize, call: &'static str) -> Result<Vec<Pla
         .collect()
 }
 
+/// The database a db or storage call runs on: the path the db handle
+/// yielded, or the file of the runtime's storage handle.
+fn db_path(op: LaneOp, values: &MultiValue) -> Result<String, LaneMisuse> {
+    let (_, call) = crate::caps::lane_capability(op);
+    match op {
+        LaneOp::StorageExec | LaneOp::StorageQuery | LaneOp::StorageAtomic => {
+            crate::model::state_store::storage_path(values, call)
+        }
+        _ => string_arg(values, 0, "db"),
+    }
+}
+
 /// Builds the task for a lane call from the arguments the session
 /// yielded after `(OP.LANE, op)`.
 pub fn build_task(op: LaneOp, values: &MultiValue) -> Result<Task, LaneMisuse> {
+    // The name of the call, for messages: "db:exec", "storage:exec", ...
+    let (_, call) = crate::caps::lane_capability(op);
     Ok(match op {
+        LaneOp::StateLoad => crate::model::state_store::load_task(values)?,
+        LaneOp::StateSave => crate::model::state_store::save_task(values)?,
         LaneOp::DbOpen => {
             let path = string_arg(values, 0, "lunet.db.open: path")?;
             Box::new(move || match with_db(&path, |_| Ok(())) {
@@ -146,10 +166,10 @@ pub fn build_task(op: LaneOp, values: &MultiValue) -> Result<Task, LaneMisuse> {
                 Err(e) => failure(e.to_string()),
             })
         }
-        LaneOp::DbExec => {
-            let path = string_arg(values, 0, "db")?;
-            let sql = string_arg(values, 1, "db:exec: sql")?;
-            let params = binds(values, 2, "db:exec")?;
+        LaneOp::DbExec | LaneOp::StorageExec => {
+            let path = db_path(op, values)?;
+            let sql = string_arg(values, 1, sql_what(op))?;
+            let params = binds(values, 2, call)?;
             Box::new(move || {
                 match with_db(&path, |conn| {
                     let mut statement = conn.prepare_cached(&sql)?;
@@ -162,10 +182,10 @@ pub fn build_task(op: LaneOp, values: &MultiValue) -> Result<Task, LaneMisuse> {
                 }
             })
         }
-        LaneOp::DbQuery => {
-            let path = string_arg(values, 0, "db")?;
-            let sql = string_arg(values, 1, "db:query: sql")?;
-            let params = binds(values, 2, "db:query")?;
+        LaneOp::DbQuery | LaneOp::StorageQuery => {
+            let path = db_path(op, values)?;
+            let sql = string_arg(values, 1, sql_what(op))?;
+            let params = binds(values, 2, call)?;
             Box::new(
                 move || match with_db(&path, |conn| query(conn, &sql, &params)) {
                     Ok(rows) => reply(vec![Plain::List(rows)]),
@@ -173,8 +193,8 @@ pub fn build_task(op: LaneOp, values: &MultiValue) -> Result<Task, LaneMisuse> {
                 },
             )
         }
-        LaneOp::DbAtomic => {
-            let path = string_arg(values, 0, "db")?;
+        LaneOp::DbAtomic | LaneOp::StorageAtomic => {
+            let path = db_path(op, values)?;
             let statements = match values.get(1) {
                 Some(Value::Table(list)) => {
                     let mut statements = Vec::new();
@@ -192,7 +212,7 @@ pub fn build_task(op: LaneOp, values: &MultiValue) -> Result<Task, LaneMisuse> {
                                     _ => return Err(LaneMisuse::NoSql(n + 1)),
                                 }
                             } else {
-                                params.push(Plain::scalar(&value, "db:atomic")?);
+                                params.push(Plain::scalar(&value, call)?);
                             }
                         }
                         let sql = sql.ok_or(LaneMisuse::EmptyStatement(n + 1))?;
@@ -272,6 +292,17 @@ pub fn build_task(op: LaneOp, values: &MultiValue) -> Result<Task, LaneMisuse> {
     })
 }
 
+/// "db:exec: sql", as `string_arg` names what it checks.
+fn sql_what(op: LaneOp) -> &'static str {
+    match op {
+        LaneOp::DbExec => "db:exec: sql",
+        LaneOp::DbQuery => "db:query: sql",
+        LaneOp::StorageExec => "storage:exec: sql",
+        LaneOp::StorageQuery => "storage:query: sql",
+        _ => "sql",
+    }
+}
+
 fn to_sql(plain: &Plain) -> SqlValue {
     match plain {
         Plain::Nil => SqlValue::Null,
@@ -317,7 +348,7 @@ thread_local! {
     static DATABASES: RefCell<HashMap<String, rusqlite::Connection>> = RefCell::new(HashMap::new());
 }
 
-fn with_db<R>(
+pub(crate) fn with_db<R>(
     path: &str,
     f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<R>,
 ) -> Result<R, DbError> {

@@ -6,7 +6,8 @@
 //! share), `ids.rs` (typed ids), `state.rs` (what a VM owns), `host/` (the
 //! scheduler of a VM), `api/` (the Rust half of the `lunet` module),
 //! `launch.rs` (starting services from a script), `admin/` (the console
-//! and `/metrics`, a system service without Lua).
+//! and `/metrics`, a system service without Lua), `model/` (the runtime
+//! model: modules, Subs, events, groups, state and storage).
 
 pub mod admin;
 mod api;
@@ -25,6 +26,7 @@ mod launch;
 mod libraries;
 mod mail;
 mod memory;
+mod model;
 mod pool;
 pub mod protocol;
 mod raw;

@@ -586,8 +586,22 @@ local battery_internals = {
     yield = yield, cannot_wait = cannot_wait, new_socket = new_socket, Socket = Socket,
     until_read = until_read, tls_connect = tls_connect, permitted = permitted,
 }
+-- The runtime model's calls (model/model.lua) load it on first use too: a
+-- runtime has them from the start, a service that never uses them pays
+-- nothing for them. (An __index, not stubs: the lunet table keeps its size.)
+local load_model = core.load_model
+local model_calls = {
+    sub = true, module = true, fire = true, attach = true, group = true, state = true, storage = true,
+}
 setmetatable(lunet, {
     __index = function(module, name)
+        if model_calls[name] then
+            load_model(core, lunet, {
+                yield = yield, cannot_wait = cannot_wait, answer = answer,
+                lane = lane, lane_result = lane_result, check_string = check_string,
+            })
+            return rawget(lunet, name)
+        end
         local build = core.battery(name)
         if build == nil then return nil end
         local battery = build(core, lunet, battery_internals)

@@ -105,6 +105,15 @@ codes! {
         FsWrite = 6 => "FS_WRITE",
         Resolve = 7 => "RESOLVE",
         Sleep = 8 => "SLEEP",
+        /// The runtime model (`model/state_store.rs`): a runtime's saved
+        /// state, read at its start and written by `state:save()`.
+        StateLoad = 9 => "STATE_LOAD",
+        StateSave = 10 => "STATE_SAVE",
+        /// `lunet.storage()`'s methods: as the db ones, on the runtime's
+        /// own database only.
+        StorageExec = 11 => "STORAGE_EXEC",
+        StorageQuery = 12 => "STORAGE_QUERY",
+        StorageAtomic = 13 => "STORAGE_ATOMIC",
     }
 }
 
@@ -133,12 +142,39 @@ codes! {
         /// The answer to `Collect`: the VM's bytes before and after, two
         /// little-endian u64 (see [`collected_payload`]).
         Collected = 16 => "COLLECTED",
+        /// The runtime model (`model/`). `lunet.send(h, sub, ...)`: run a
+        /// Sub; the payload is the Sub's id then its arguments.
+        RunSub = 17 => "RUN_SUB",
+        /// `lunet.call(h, sub, ...)`: as `RunSub`, answered as `Call`.
+        CallSub = 18 => "CALL_SUB",
+        /// An event fired where this VM attached (`session`: the
+        /// attachment's id; `source`: the runtime that fired it).
+        Fired = 19 => "FIRED",
+        /// `lunet.attach(h, event, fn)`: attach the sender to an event of
+        /// the receiver (payload: the attachment's id, u64 LE, then the
+        /// event's name); answered as `Call`.
+        Attach = 20 => "ATTACH",
+        /// From the console: load a module's new code (payload: its name);
+        /// answered as `Call`.
+        ReloadModule = 21 => "RELOAD_MODULE",
     }
 }
 
 impl MessageKind {
     pub fn from_byte(kind: u8) -> Option<MessageKind> {
         MessageKind::from_code(kind as i64)
+    }
+
+    /// Whether the sender waits for a `Response` or an `Error`
+    /// (`session` names its wait). `Start` waits when its session is not 0.
+    pub fn expects_answer(self) -> bool {
+        matches!(
+            self,
+            MessageKind::Call
+                | MessageKind::CallSub
+                | MessageKind::Attach
+                | MessageKind::ReloadModule
+        )
     }
 }
 

@@ -25,6 +25,12 @@ pub struct Settings {
     /// `lunet serve`, the first service of `lunet run`) may allocate beyond
     /// its fresh VM, and hold in shared dicts (`None`: no bound).
     pub host_memory: Option<usize>,
+    /// Where runtimes find their modules, first match wins (`--modules`;
+    /// the command line's default is `modules/` next to the script).
+    pub module_path: Vec<std::path::PathBuf>,
+    /// Where runtimes save their state and keep their storage (`--data`;
+    /// the command line's default is `data/` next to the script).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// The default of `--host-memory`: far above what a host needs, far below
@@ -41,6 +47,8 @@ impl Default for Settings {
             env: HashMap::new(),
             script_dir: None,
             host_memory: Some(DEFAULT_HOST_MEMORY),
+            module_path: vec!["modules".into()],
+            data_dir: "data".into(),
         }
     }
 }

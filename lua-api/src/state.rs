@@ -183,6 +183,8 @@ pub struct VmState {
     /// The read a fast path could not finish, validated: the session yields
     /// `(OP.READ, conn)` next and the scheduler takes it from here.
     pub pending_read: Option<(ConnectionId, ReadRequest)>,
+    /// The runtime model's part: modules, Subs, events, state, storage.
+    pub model: crate::model::ModelState,
 }
 
 impl VmState {
@@ -216,6 +218,7 @@ impl VmState {
             children_pruned_at: 64,
             pool: crate::pool::Pool::default(),
             pending_read: None,
+            model: crate::model::ModelState::default(),
         }
     }
 

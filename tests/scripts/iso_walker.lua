@@ -5,6 +5,9 @@
 -- "path verdict" where verdict is ok, denied (raised "not permitted") or
 -- raised (another error).
 local lunet = require "lunet"
+-- The runtime model's calls load on first use: use one, so the walk
+-- covers them all (lunet.state and lunet.storage are gated).
+local _ = lunet.group
 
 local waiter
 -- Functions every service may call, with harmless arguments (a function
@@ -19,6 +22,8 @@ local ungated = {
     on_shutdown = { function() end },
     -- Batteries that reach out only through what a caller already holds.
     ["http.router"] = {}, ["http.read_response"] = {}, ["ws.upgrade"] = {},
+    module = {}, sub = { "walk.module", "sub", "1" }, fire = { "walk.event" },
+    attach = { "walk.event", function() end }, group = { "walk" },
     wait = false, exit = false, dispatch = false, -- called apart, below
 }
 

@@ -25,6 +25,7 @@ gc              a full garbage collection in every Lua service (before and after
 kill HANDLE     kill a service (HANDLE as :12 or 12)
 info HANDLE     everything about one service
 reload          start new hosts on the script as it is now; the old ones drain
+reload MODULE   load a module's file again in every runtime that runs it
 ";
 
 /// A command line, parsed.
@@ -37,7 +38,7 @@ pub enum Command<'a> {
     Gc,
     Kill(u64),
     Info(u64),
-    /// `reload`, or `reload MODULE` (module reload, not there yet).
+    /// `reload`, or `reload MODULE`.
     Reload(Option<&'a str>),
 }
 
@@ -96,13 +97,18 @@ fn printable(text: &str) -> String {
     out
 }
 
-/// A service's name as one word (quoted if it has spaces or is empty).
-fn name(service: &ServiceSnapshot) -> String {
-    if service.name.is_empty() || service.name.contains(char::is_whitespace) {
-        format!("{:?}", service.name)
+/// A name as one word (quoted if it has spaces or is empty).
+fn word(name: &str) -> String {
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        format!("{name:?}")
     } else {
-        service.name.clone()
+        name.to_string()
     }
+}
+
+/// A service's name as one word.
+fn name(service: &ServiceSnapshot) -> String {
+    word(&service.name)
 }
 
 fn seconds(duration: Duration) -> String {
@@ -113,16 +119,17 @@ fn busy(service: &ServiceSnapshot) -> Duration {
     Duration::from_nanos(service.totals.busy_ns)
 }
 
-/// `list`: one line per service. `modules` stays empty until services run
-/// modules (issue 10).
-pub fn list(snapshot: &Snapshot) -> String {
+/// `list`: one line per service; `modules(id)` is what it runs
+/// (`name@version,...`, empty for a service that is not a runtime).
+pub fn list(snapshot: &Snapshot, modules: &dyn Fn(u64) -> String) -> String {
     let mut out = String::new();
     for service in &snapshot.services {
         let _ = writeln!(
             out,
-            ":{} {} modules= memory={} mailbox={} messages={} cpu={}",
+            ":{} {} modules={} memory={} mailbox={} messages={} cpu={}",
             service.id,
             name(service),
+            modules(service.id),
             service.memory,
             service.mailbox,
             service.totals.messages_handled,
@@ -132,14 +139,15 @@ pub fn list(snapshot: &Snapshot) -> String {
     out
 }
 
-/// `info HANDLE`: everything about one service.
-pub fn info(service: &ServiceSnapshot) -> String {
+/// `info HANDLE`: everything about one service, which runs `modules`.
+pub fn info(service: &ServiceSnapshot, modules: &str) -> String {
     let totals = &service.totals;
     format!(
-        "handle :{}\nname {}\nmodules \nmemory {}\nmailbox {}\nsessions {}\nconnections {}\n\
+        "handle :{}\nname {}\nmodules {}\nmemory {}\nmailbox {}\nsessions {}\nconnections {}\n\
          messages_handled {}\nmessages_queued {}\nevents {}\nturns {}\ncpu {}\n",
         service.id,
         name(service),
+        modules,
         service.memory,
         service.mailbox,
         service.sessions,
@@ -221,11 +229,7 @@ pub fn gc(results: &[(u64, String, Collected)]) -> String {
     let mut out = String::new();
     let (mut before_total, mut after_total) = (0u64, 0u64);
     for (id, name, collected) in results {
-        let name = if name.contains(char::is_whitespace) {
-            format!("{name:?}")
-        } else {
-            name.clone()
-        };
+        let name = word(name);
         match collected {
             Collected::Done(before, after) => {
                 before_total += before;
@@ -239,6 +243,55 @@ pub fn gc(results: &[(u64, String, Collected)]) -> String {
     }
     let _ = writeln!(out, "total before={before_total} after={after_total}");
     out
+}
+
+/// One runtime's part of a `reload MODULE` answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reloaded {
+    /// It runs the new code: `a@1 -> a@2`.
+    Done(String),
+    /// The new code failed to load there; the old one runs on.
+    Failed(String),
+    /// It did not answer in time, or exited meanwhile.
+    NoAnswer,
+}
+
+/// `reload MODULE`: a line per runtime (sorted by handle), then a summary;
+/// an error unless every runtime took the new code.
+pub fn module_reload(module: &str, results: &[(u64, String, Reloaded)]) -> Result<String, String> {
+    let mut out = String::new();
+    let mut reloaded = 0;
+    for (id, name, outcome) in results {
+        let name = word(name);
+        match outcome {
+            Reloaded::Done(text) => {
+                reloaded += 1;
+                let _ = writeln!(out, ":{id} {name} {text}");
+            }
+            Reloaded::Failed(error) => {
+                // The first line says why; the traceback is in the log.
+                let first = error.lines().next().unwrap_or("");
+                let _ = writeln!(out, ":{id} {name} failed, the old code runs on: {first}");
+            }
+            Reloaded::NoAnswer => {
+                let _ = writeln!(out, ":{id} {name} no answer (busy or exited)");
+            }
+        }
+    }
+    let total = results.len();
+    if total == 0 {
+        let _ = writeln!(
+            out,
+            "{module}: compiled again; no runtime runs it now (runtimes spawned from now on load the new code)"
+        );
+        return Ok(out);
+    }
+    let _ = writeln!(out, "{module}: reloaded in {reloaded} of {total} runtimes");
+    if reloaded == total {
+        Ok(out)
+    } else {
+        Err(out)
+    }
 }
 
 /// An answer: its text, then the line that ends it.
@@ -308,16 +361,43 @@ mod tests {
             }],
             ..Snapshot::default()
         };
-        let listed = list(&snapshot);
+        let modules = |id: u64| {
+            if id == 9 {
+                "a@1,b@2".to_string()
+            } else {
+                String::new()
+            }
+        };
+        let listed = list(&snapshot, &modules);
         assert_eq!(
             listed.lines().next(),
             Some(":1 host-0 modules= memory=2048 mailbox=2 messages=6 cpu=0.001500s")
         );
+        assert!(listed.contains(" modules=a@1,b@2 "), "{listed}");
         assert!(listed.contains(":9 \"my service\" "));
         assert!(stat(&snapshot).contains("worker 0 turns=8 busy=0.002000s"));
         assert!(stat(&snapshot).contains("messages_sent 14\n"));
         assert!(mem(&snapshot).ends_with("total 2058 bytes\n"));
-        assert!(info(&snapshot.services[0]).contains("connections 1\n"));
+        assert!(info(&snapshot.services[0], "").contains("connections 1\n"));
+        assert!(info(&snapshot.services[1], "a@1").contains("modules a@1\n"));
+        let reloaded = module_reload(
+            "a",
+            &[
+                (3, "r".into(), Reloaded::Done("a@1 -> a@2".into())),
+                (
+                    4,
+                    "s".into(),
+                    Reloaded::Failed("a.lua:2: boom\nstack traceback:".into()),
+                ),
+            ],
+        )
+        .unwrap_err();
+        assert!(reloaded.contains(":3 r a@1 -> a@2\n"), "{reloaded}");
+        assert!(reloaded.contains(":4 s failed, the old code runs on: a.lua:2: boom\n"));
+        assert!(reloaded.ends_with("a: reloaded in 1 of 2 runtimes\n"));
+        assert!(module_reload("a", &[])
+            .unwrap()
+            .contains("no runtime runs it"));
         let report = gc(&[
             (1, "host-0".into(), Collected::Done(100, 40)),
             (2, "stuck".into(), Collected::NoAnswer),

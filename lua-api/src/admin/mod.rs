@@ -15,11 +15,15 @@
 //!    answered with lines ending in `<CMD OK>` or `<CMD Error>`, until the
 //!    client closes. Bytes after the last newline at the client's end of
 //!    file are dropped: a command ends with a newline.
-//! 3. `gc` and `reload` wait for others. `gc` posts `Collect` to every
-//!    other service and gathers the `Collected` answers, at most
-//!    `GC_WAIT_MS` (a service in a long slice is reported as not
-//!    answering). `reload` hands a [`ReloadReply`] to the server's
+//! 3. `gc`, `reload` and `reload MODULE` wait for others. `gc` posts
+//!    `Collect` to every other service and gathers the `Collected`
+//!    answers, at most `WAIT_MS` (a service in a long slice is reported as
+//!    not answering). `reload` hands a [`ReloadReply`] to the server's
 //!    [`ReloadHook`], which posts the outcome back here as a message.
+//!    `reload MODULE` compiles the module's file again (a file that does
+//!    not compile changes nothing), then posts `ReloadModule` to every
+//!    runtime that runs it and gathers their answers as `gc` does: each
+//!    loads the new code, or keeps the old if it fails to load.
 //!    Meanwhile the connection's later lines wait in its buffer; a client
 //!    that leaves meanwhile is simply not answered.
 //! 4. The admin is not a host: a reload leaves it alone, and it gets no
@@ -44,12 +48,13 @@ use lunet_core::{now_ms, Accepted, ConnectionCount, Event, Message, Runtime, Ser
 use lunet_core::{ListenError, ServiceBody};
 
 use crate::ids::ConnectionId;
+use crate::model::modules;
 use crate::protocol::{parse_collected, MessageKind};
 use crate::slab::Slab;
-use console::{Collected, Command};
+use console::{Collected, Command, Reloaded};
 
-/// How long `gc` waits for the services' answers.
-const GC_WAIT_MS: u64 = 2000;
+/// How long `gc` and `reload MODULE` wait for the services' answers.
+const WAIT_MS: u64 = 2000;
 /// Bytes a connection may have buffered: a console line, or an HTTP head.
 const MAX_INPUT: usize = 16 * 1024;
 /// Longest console line.
@@ -232,6 +237,12 @@ enum Work {
         done: Vec<(u64, String, Collected)>,
     },
     Reload,
+    /// `reload MODULE`: runtimes not yet answered, and the answers so far.
+    Module {
+        module: String,
+        waiting: HashMap<u64, String>,
+        done: Vec<(u64, String, Reloaded)>,
+    },
 }
 
 struct Job {
@@ -270,7 +281,7 @@ impl ServiceBody for AdminService {
                     }
                     self.on_message(service, message);
                 }
-                Event::Timer { id } => self.on_gc_deadline(service, id),
+                Event::Timer { id } => self.on_deadline(service, id),
                 // Step 4: the admin serves while the server drains.
                 Event::Shutdown | Event::LaneDone { .. } | Event::LaneSlot => {}
             }
@@ -394,7 +405,7 @@ impl AdminService {
             Err(message) => Err(message),
             Ok(Some(command)) => match command {
                 Command::Help => Ok(console::HELP.to_string()),
-                Command::List => Ok(console::list(&self.runtime.stats())),
+                Command::List => Ok(console::list(&self.runtime.stats(), &modules::running_text)),
                 Command::Stat => Ok(console::stat(&self.runtime.stats())),
                 Command::Mem => Ok(console::mem(&self.runtime.stats())),
                 Command::Info(id) => self
@@ -403,7 +414,7 @@ impl AdminService {
                     .services
                     .iter()
                     .find(|s| s.id == id)
-                    .map(console::info)
+                    .map(|s| console::info(s, &modules::running_text(s.id)))
                     .ok_or_else(|| format!("info: no service :{id}")),
                 Command::Kill(id) => self.kill(service, id),
                 Command::Gc => return self.start_gc(service, cid),
@@ -411,12 +422,9 @@ impl AdminService {
                     Some(hook) => return self.start_reload(service, cid, &hook),
                     None => Err("reload: only `lunet serve` reloads".to_string()),
                 },
-                // The hook of module reload (issue 10): services do not run
-                // modules yet.
-                Command::Reload(Some(module)) => Err(format!(
-                    "reload {module}: module reload needs the module system, which lunet does \
-                     not have yet; `reload` alone reloads the script"
-                )),
+                Command::Reload(Some(module)) => {
+                    return self.start_module_reload(service, cid, module)
+                }
             },
         };
         self.reply(cid, reply);
@@ -484,8 +492,41 @@ impl AdminService {
         }
         let done = Vec::new();
         self.add_job(cid, job, Work::Gc { waiting, done });
-        self.runtime.add_timer(service, now_ms() + GC_WAIT_MS, job);
-        self.finish_gc_if_done(service, job);
+        self.runtime.add_timer(service, now_ms() + WAIT_MS, job);
+        self.finish_if_done(service, job);
+    }
+
+    /// Step 3, `reload MODULE`.
+    fn start_module_reload(&mut self, service: &Arc<Service>, cid: ConnectionId, module: &str) {
+        if let Err(e) = modules::recompile(module) {
+            let text = format!("reload {module}: {e}; nothing changed");
+            self.reply(cid, Err(text));
+            return;
+        }
+        let job = self.job_id();
+        let mut waiting = HashMap::new();
+        for id in modules::users(module) {
+            let Some(target) = self.runtime.service(id) else {
+                continue;
+            };
+            let message = Message::new(
+                service.id(),
+                job,
+                MessageKind::ReloadModule.code(),
+                module.as_bytes().to_vec(),
+            );
+            if self.runtime.post_message(&target, message).is_ok() {
+                waiting.insert(id, target.name().to_string());
+            }
+        }
+        let work = Work::Module {
+            module: module.to_string(),
+            waiting,
+            done: Vec::new(),
+        };
+        self.add_job(cid, job, work);
+        self.runtime.add_timer(service, now_ms() + WAIT_MS, job);
+        self.finish_if_done(service, job);
     }
 
     /// Step 3, `reload`.
@@ -519,7 +560,33 @@ impl AdminService {
                         done.push((message.source, name, Collected::Done(before, after)));
                     }
                 }
-                self.finish_gc_if_done(service, job);
+                self.finish_if_done(service, job);
+            }
+            Some(kind @ (MessageKind::Response | MessageKind::Error))
+                if matches!(
+                    self.jobs.get(&job),
+                    Some(Job {
+                        work: Work::Module { .. },
+                        ..
+                    })
+                ) =>
+            {
+                if let Some(Job {
+                    work: Work::Module { waiting, done, .. },
+                    ..
+                }) = self.jobs.get_mut(&job)
+                {
+                    if let Some(name) = waiting.remove(&message.source) {
+                        let text = crate::codec::decode_text(&message.payload).unwrap_or_default();
+                        let outcome = if kind == MessageKind::Response {
+                            Reloaded::Done(text)
+                        } else {
+                            Reloaded::Failed(text)
+                        };
+                        done.push((message.source, name, outcome));
+                    }
+                }
+                self.finish_if_done(service, job);
             }
             Some(kind @ (MessageKind::Response | MessageKind::Error)) => {
                 if let Some(Job {
@@ -540,35 +607,49 @@ impl AdminService {
         }
     }
 
-    fn on_gc_deadline(&mut self, service: &Arc<Service>, job: u64) {
-        if let Some(Job {
-            work: Work::Gc { waiting, done },
-            ..
-        }) = self.jobs.get_mut(&job)
-        {
-            for (id, name) in waiting.drain() {
-                done.push((id, name, Collected::NoAnswer));
+    fn on_deadline(&mut self, service: &Arc<Service>, job: u64) {
+        match self.jobs.get_mut(&job).map(|job| &mut job.work) {
+            Some(Work::Gc { waiting, done }) => {
+                for (id, name) in waiting.drain() {
+                    done.push((id, name, Collected::NoAnswer));
+                }
             }
+            Some(Work::Module { waiting, done, .. }) => {
+                for (id, name) in waiting.drain() {
+                    done.push((id, name, Reloaded::NoAnswer));
+                }
+            }
+            _ => {}
         }
-        self.finish_gc_if_done(service, job);
+        self.finish_if_done(service, job);
     }
 
-    fn finish_gc_if_done(&mut self, service: &Arc<Service>, job: u64) {
+    /// Answers a `gc` or `reload MODULE` once nobody is left to answer.
+    fn finish_if_done(&mut self, service: &Arc<Service>, job: u64) {
         let complete = matches!(
-            self.jobs.get(&job),
-            Some(Job { work: Work::Gc { waiting, .. }, .. }) if waiting.is_empty()
+            self.jobs.get(&job).map(|job| &job.work),
+            Some(Work::Gc { waiting, .. } | Work::Module { waiting, .. }) if waiting.is_empty()
         );
         if !complete {
             return;
         }
-        if let Some(Job {
-            conn,
-            work: Work::Gc { mut done, .. },
-        }) = self.jobs.remove(&job)
-        {
-            done.sort_by_key(|(id, _, _)| *id);
-            self.finish_job(service, conn, Ok(console::gc(&done)));
-        }
+        let Some(Job { conn, work }) = self.jobs.remove(&job) else {
+            return;
+        };
+        let reply = match work {
+            Work::Gc { mut done, .. } => {
+                done.sort_by_key(|(id, _, _)| *id);
+                Ok(console::gc(&done))
+            }
+            Work::Module {
+                module, mut done, ..
+            } => {
+                done.sort_by_key(|(id, _, _)| *id);
+                console::module_reload(&module, &done)
+            }
+            Work::Reload => return,
+        };
+        self.finish_job(service, conn, reply);
     }
 
     /// A job's answer: to its connection if it is still there, then the

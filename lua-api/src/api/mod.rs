@@ -11,6 +11,7 @@ mod services;
 mod socket;
 mod write;
 
+pub(crate) use services::{encode_message, target, target_error};
 pub use socket::{connect_word, queued, Queued};
 
 use std::sync::Arc;
@@ -154,6 +155,7 @@ pub fn build(
     core.set("shared_dict", lua.create_function(crate::dict::open)?)?;
     crate::batteries::install(lua, runtime, &core)?;
     services::build(lua, runtime, settings, SocketMeta::of(socket_meta), &core)?;
+    crate::model::install_loader(lua, runtime, SocketMeta::of(socket_meta), &core)?;
 
     Ok(core)
 }

@@ -1,7 +1,9 @@
 //! The actor half of the `lunet` module: spawn, send, call, names, exit,
 //! delayed answers and wait/wakeup. Messages travel as `Event::Message`
 //! with a payload made by `codec.rs`; kinds are `protocol::MessageKind`;
-//! answers go out through `mail.rs`.
+//! answers go out through `mail.rs`. A send or a call whose first value is
+//! a Sub reference is a Sub message (`encode_message`); a spawn with
+//! `modules`, `state` or `storage` starts a runtime (`model/`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +17,8 @@ use crate::handoff::{self, HandOffError};
 use crate::host::{BuildError, LuaService, Script, ServiceOptions};
 use crate::ids::CallToken;
 use crate::mail::{answer, error_payload};
+use crate::model::subs::SubRef;
+use crate::model::{groups, RuntimeSpec, SpecError};
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
 use crate::state::{with_state, StateUnavailable, VmState};
@@ -26,7 +30,7 @@ fn runtime_error(message: impl Into<String>) -> mlua::Error {
 
 /// Why a handle names no live service.
 #[derive(Debug, thiserror::Error)]
-enum TargetError {
+pub(crate) enum TargetError {
     #[error("dead")]
     Dead,
     #[error("no service is named '{0}'")]
@@ -36,7 +40,7 @@ enum TargetError {
 }
 
 /// The live service a handle (integer) or a registered name names.
-fn target(runtime: &Runtime, handle: &Value) -> Result<Arc<Service>, TargetError> {
+pub(crate) fn target(runtime: &Runtime, handle: &Value) -> Result<Arc<Service>, TargetError> {
     let id = match handle {
         Value::Integer(id) => *id as u64,
         Value::Number(f) => *f as u64,
@@ -49,7 +53,16 @@ fn target(runtime: &Runtime, handle: &Value) -> Result<Arc<Service>, TargetError
     runtime.service(id).ok_or(TargetError::Dead)
 }
 
-fn describe(handle: &Value) -> String {
+/// Why `handle` names no live service, as `what` raises it.
+pub(crate) fn target_error(what: &str, handle: &Value, error: TargetError) -> String {
+    match error {
+        TargetError::Dead => format!("{what}: service {} is dead", describe(handle)),
+        other => format!("{what}: {other}"),
+    }
+}
+
+/// A handle as messages show it: `:12`, `'name'`.
+pub(crate) fn describe(handle: &Value) -> String {
     match handle {
         Value::Integer(id) => format!(":{id}"),
         Value::Number(f) => format!(":{f}"),
@@ -73,6 +86,36 @@ enum PostFailure {
     State(#[from] StateUnavailable),
 }
 
+/// The kind and payload of a send (`kind` is `Send`) or a call (`Call`) of
+/// `args`. A Sub reference as the first value makes it a Sub message
+/// (`RunSub`, `CallSub`): the Sub's id, then the other values. Sockets are
+/// handed over when `handing` collects them, refused otherwise.
+pub(crate) fn encode_message(
+    args: &MultiValue,
+    kind: MessageKind,
+    handing: Option<&mut Handing>,
+    meta: SocketMeta,
+) -> Result<(MessageKind, Vec<u8>), CodecError> {
+    let mut payload = Vec::new();
+    let mut kind = kind;
+    let mut skip = 0;
+    if let Some(Value::UserData(data)) = args.front() {
+        if let Ok(sub) = data.borrow::<SubRef>() {
+            payload.extend_from_slice(sub.0.key());
+            kind = match kind {
+                MessageKind::Call => MessageKind::CallSub,
+                _ => MessageKind::RunSub,
+            };
+            skip = 1;
+        }
+    }
+    match handing {
+        Some(handing) => codec::encode_handing(args.iter().skip(skip), &mut payload, handing)?,
+        None => codec::encode(args.iter().skip(skip), &mut payload, meta)?,
+    }
+    Ok((kind, payload))
+}
+
 /// Posts a send or a call to `target`. Socket objects among the arguments
 /// are handed over (`handoff.rs`); if the post fails they come back to this
 /// VM. A call gets its token.
@@ -84,10 +127,9 @@ fn post(
     kind: MessageKind,
     args: &MultiValue,
 ) -> Result<Option<CallToken>, PostFailure> {
-    let mut payload = Vec::new();
     let mut handing = Handing::new(meta);
-    codec::encode_handing(args.iter(), &mut payload, &mut handing)?;
-    let call = kind == MessageKind::Call;
+    let (kind, payload) = encode_message(args, kind, Some(&mut handing), meta)?;
+    let call = kind.expects_answer();
     let (from, token, attachments) = with_state(lua, |state| {
         let attachments = if handing.sockets.is_empty() {
             Vec::new()
@@ -359,7 +401,7 @@ fn kill_verdict(state: &mut VmState, runtime: &Runtime, target: u64) -> Kill {
 /// Why `lunet.spawn` failed (raised at the caller).
 #[derive(Debug, thiserror::Error)]
 enum SpawnError {
-    #[error("lunet.spawn: a script path is required")]
+    #[error("lunet.spawn: a script path is required (or modules, for a runtime)")]
     NoScript,
     #[error("lunet.spawn: cannot find script '{0}'")]
     NotFound(String),
@@ -379,6 +421,10 @@ enum SpawnError {
     Memory { asked: usize, held: usize },
     #[error("lunet.spawn: memory must be a positive number of bytes, got {0}")]
     BadMemory(i64),
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("lunet.spawn: cannot create the data directory {path}: {error}")]
+    DataDir { path: String, error: std::io::Error },
     /// A bad option (a wrong type).
     #[error("{0}")]
     Options(#[from] mlua::Error),
@@ -392,9 +438,7 @@ fn spawn(
     options: Table,
     args: MultiValue,
 ) -> Result<(i64, CallToken), SpawnError> {
-    let script: String = options
-        .get::<Option<String>>("script")?
-        .ok_or(SpawnError::NoScript)?;
+    let script: Option<String> = options.get("script")?;
     let name: Option<String> = options.get("name")?;
     let memory: Option<i64> = options.get("memory")?;
     let mailbox: Option<i64> = options.get("mailbox")?;
@@ -403,11 +447,23 @@ fn spawn(
     if trusted && declared != Value::Nil {
         return Err(CapsError::TrustedWithCaps.into());
     }
-    let caps = if trusted {
+    let mut caps = if trusted {
         Caps::all()
     } else {
         Caps::from_lua(&declared)?
     };
+    // state and storage are capabilities declared as options, or in caps.
+    let spec = RuntimeSpec::parse(&options, name.clone(), &settings.data_dir, &caps)?;
+    let group = crate::model::spawn_group(&options)?;
+    if script.is_none() && spec.modules.is_empty() {
+        return Err(SpawnError::NoScript);
+    }
+    if spec.state {
+        caps = caps.with(Capability::State);
+    }
+    if spec.storage.is_some() {
+        caps = caps.with(Capability::Storage);
+    }
     let parent = with_state(lua, |state| Parent {
         caps: state.caps.clone(),
         memory_limit: state.memory_limit,
@@ -426,21 +482,37 @@ fn spawn(
             return Err(SpawnError::Memory { asked, held });
         }
     }
-    let path = resolve_script(&script, settings.script_dir.as_deref())
-        .ok_or(SpawnError::NotFound(script))?;
-    // A script is read here, on the worker: it is small and in the page cache
-    // in practice (skynet does the same); a tool that spawns from slow storage
-    // should read it with lunet.fs.read first.
-    let source = std::fs::read(&path).map_err(|error| SpawnError::Read {
-        path: path.display().to_string(),
-        error,
-    })?;
+    let script = match script {
+        Some(script) => {
+            let path = resolve_script(&script, settings.script_dir.as_deref())
+                .ok_or(SpawnError::NotFound(script))?;
+            // A script is read here, on the worker: it is small and in the
+            // page cache in practice (skynet does the same); a tool that
+            // spawns from slow storage should read it with lunet.fs.read
+            // first.
+            let source = std::fs::read(&path).map_err(|error| SpawnError::Read {
+                path: path.display().to_string(),
+                error,
+            })?;
+            Script {
+                path: path.display().to_string(),
+                source,
+            }
+        }
+        // A runtime of modules only: its script is empty.
+        None => Script {
+            path: format!("runtime of {}", spec.modules.join(", ")),
+            source: Vec::new(),
+        },
+    };
+    if let Some(dir) = spec.storage.as_ref().and_then(|file| file.parent()) {
+        std::fs::create_dir_all(dir).map_err(|error| SpawnError::DataDir {
+            path: dir.display().to_string(),
+            error,
+        })?;
+    }
     let mut payload = Vec::new();
     codec::encode(args.iter(), &mut payload, meta).map_err(SpawnError::Codec)?;
-    let script = Script {
-        path: path.display().to_string(),
-        source,
-    };
     let label = name.clone().unwrap_or_else(|| script.path.clone());
     let service_options = ServiceOptions {
         caps,
@@ -448,6 +520,7 @@ fn spawn(
         // What a sandbox's children put in dicts counts against its own
         // bound too; a trusted parent's bound covers only its own writes.
         dict_parent: parent.dict_account.filter(|_| !parent.caps.is_trusted()),
+        runtime: spec.is_runtime().then_some(spec),
     };
     let body = LuaService::build(
         runtime,
@@ -487,6 +560,10 @@ fn spawn(
             );
             return Err(SpawnError::NameTaken(taken));
         }
+    }
+    // Joins at birth; it leaves when it exits (a failed start included).
+    if let Some(group) = group {
+        groups::join(&group, service.id());
     }
     Ok((service.id() as i64, session))
 }

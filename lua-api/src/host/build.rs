@@ -13,6 +13,8 @@ use crate::caps::Caps;
 use crate::codec::SocketMeta;
 use crate::interrupt::LuaInterrupt;
 use crate::memory::{InstallError, VmMemory};
+use crate::model::state_store::StateStore;
+use crate::model::RuntimeSpec;
 use crate::settings::Settings;
 use crate::state::{vm_identity, OwnedState, VmState};
 use lunet_core::shared_dict::Account;
@@ -31,6 +33,9 @@ pub struct ServiceOptions {
     /// The dict account of a sandboxed parent, which pays for what this
     /// service puts in shared dicts too.
     pub dict_parent: Option<Arc<Account>>,
+    /// What a `lunet.spawn` declared of the runtime model: modules, state,
+    /// storage (`None`: hosts and the first service of `lunet run`).
+    pub runtime: Option<RuntimeSpec>,
 }
 
 impl ServiceOptions {
@@ -40,6 +45,7 @@ impl ServiceOptions {
             caps: Caps::all(),
             memory_limit,
             dict_parent: None,
+            runtime: None,
         }
     }
 }
@@ -51,20 +57,41 @@ pub struct Script {
     pub source: Vec<u8>,
 }
 
-/// `prelude.lua` compiled once per process, without debug info: every VM
-/// loads the same bytecode, which saves compiling it again and ~15 KB of
-/// line tables per VM (a service's idle footprint matters when there are
+/// lunet's own Lua (`source`, named `name`) compiled once per process
+/// into `cell`, without debug info: every VM loads the same bytecode,
+/// which saves compiling it again and its line tables per VM (~15 KB for
+/// the prelude; a service's idle footprint matters when there are
 /// thousands). Errors in user code still carry their positions.
-fn prelude_bytecode() -> &'static [u8] {
-    static BYTECODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    BYTECODE.get_or_init(|| {
+pub(crate) fn lunet_bytecode(
+    cell: &'static std::sync::OnceLock<Vec<u8>>,
+    source: &str,
+    name: &str,
+) -> &'static [u8] {
+    cell.get_or_init(|| {
         let lua = Lua::new();
-        lua.load(include_str!("../prelude.lua"))
-            .set_name("@lunet/prelude.lua")
+        lua.load(source)
+            .set_name(name)
             .into_function()
             .map(|f| f.dump(true))
-            .expect("prelude.lua compiles (checked by the unit tests)")
+            .unwrap_or_else(|e| panic!("{name} compiles (checked by the unit tests): {e}"))
     })
+}
+
+fn prelude_bytecode() -> &'static [u8] {
+    static BYTECODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    lunet_bytecode(
+        &BYTECODE,
+        include_str!("../prelude.lua"),
+        "@lunet/prelude.lua",
+    )
+}
+
+/// What the Lua half hands the scheduler: the functions it calls.
+struct Halves {
+    run_handler: Function,
+    dispatch: Function,
+    /// A runtime's (`model.lua`).
+    model: Option<crate::model::ModelHalves>,
 }
 
 /// Why a VM could not be built.
@@ -170,30 +197,71 @@ impl LuaService {
             .memory_limit
             .map(|limit| Account::new(limit, options.dict_parent.clone()))
             .or(options.dict_parent.clone());
+        if let Some(spec) = &options.runtime {
+            vm_state.model.declared = spec.modules.clone();
+            // Without modules to load there is nothing to wait for (model
+            // step 1): `start_runtime` marks the others ready.
+            vm_state.model.ready = !spec.starts_runtime();
+            if spec.state {
+                vm_state.model.state = Some(StateStore::new(
+                    spec.name.clone(),
+                    &settings.data_dir,
+                    vm_state.dict_account.clone(),
+                ));
+            }
+            vm_state.model.storage = spec.storage.as_ref().map(|file| file.display().to_string());
+        }
         let state = OwnedState::new(vm_state);
         let socket_meta = lua.create_table().map_err(BuildError::Lunet)?;
-        let lunet = || -> mlua::Result<(Function, Function)> {
+        let lunet = || -> mlua::Result<Halves> {
             crate::libraries::install(&lua, &settings)?;
             let core = api::build(&lua, runtime, &settings, &socket_meta, &options.caps)?;
             let (run_handler, dispatch): (Function, Function) = lua
                 .load(prelude_bytecode())
                 .set_name("@lunet/prelude.lua")
                 .set_mode(mlua::chunk::ChunkMode::Binary)
-                .call(core)?;
+                .call(&core)?;
+            // A runtime loads the model's half now; any other VM when it
+            // first uses it (`core.load_model`).
+            let model = match &options.runtime {
+                Some(_) => {
+                    let lunet_table: mlua::Table = lua
+                        .globals()
+                        .get::<mlua::Table>("package")?
+                        .get::<mlua::Table>("loaded")?
+                        .get("lunet")?;
+                    Some(crate::model::load_now(&lua, &lunet_table)?)
+                }
+                None => None,
+            };
             if !trusted {
                 lua.load(include_str!("../sandbox.lua"))
                     .set_name("@lunet/sandbox.lua")
                     .exec()?;
             }
-            Ok((run_handler, dispatch))
+            Ok(Halves {
+                run_handler,
+                dispatch,
+                model,
+            })
         };
-        let (run_handler, dispatch) = lunet().map_err(BuildError::Lunet)?;
+        let halves = lunet().map_err(BuildError::Lunet)?;
         setup(&lua).map_err(BuildError::Setup)?;
-        let main = lua
+        let mut main = lua
             .load(&script.source[..])
             .set_name(format!("@{}", script.path))
             .into_function()
             .map_err(BuildError::Script)?;
+        if let Some(model) = &halves.model {
+            if options
+                .runtime
+                .as_ref()
+                .is_some_and(RuntimeSpec::starts_runtime)
+            {
+                // Model step 1: the state, the modules, then the script.
+                main = model.start_runtime.bind(main).map_err(BuildError::Lunet)?;
+            }
+        }
         memory.limit_from_now(options.memory_limit);
         Ok(LuaService {
             lua,
@@ -206,11 +274,13 @@ impl LuaService {
             self_id: 0,
             sched: Sched::default(),
             threads: Vec::new(),
-            run_handler,
+            run_handler: halves.run_handler,
             main: Some(main),
             main_session: None,
             startup,
-            dispatch,
+            dispatch: halves.dispatch,
+            model: halves.model,
+            early: Vec::new(),
             socket_key: SocketMeta::of(&socket_meta),
             socket_meta,
             interrupt,
@@ -232,6 +302,7 @@ mod tests {
     #[test]
     fn prelude_and_sandbox_compile() {
         assert!(!prelude_bytecode().is_empty());
+        assert!(!crate::model::lua_bytecode().is_empty());
         let lua = Lua::new();
         lua.load(include_str!("../sandbox.lua"))
             .into_function()

@@ -37,22 +37,25 @@ impl LuaService {
         }
     }
 
-    /// The values of a send or a call, with the sockets it hands over
+    /// The values of a send or a call (from byte `from` of its payload: a
+    /// Sub message's id comes first), with the sockets it hands over
     /// attached to this VM first (`handoff.rs`, step 4). If the payload is
     /// corrupt, those sockets are closed.
-    fn decode_arguments(
+    pub(super) fn decode_arguments(
         &mut self,
         service: &Arc<Service>,
         message: &mut lunet_core::Message,
+        from: usize,
     ) -> Result<MultiValue, CodecError> {
+        let payload = message.payload.get(from..).ok_or(CodecError::Corrupt)?;
         if message.attachments.is_empty() {
-            return codec::decode(&self.lua, &message.payload);
+            return codec::decode(&self.lua, payload);
         }
         let attachments = std::mem::take(&mut message.attachments);
         let runtime = &self.runtime;
         let sockets = vm(|state| handoff::attach(state, runtime, service, attachments));
         let mut receiving = Receiving::new(self.socket_meta.clone(), sockets.clone());
-        let decoded = codec::decode_receiving(&self.lua, &message.payload, &mut receiving);
+        let decoded = codec::decode_receiving(&self.lua, &message.payload[from..], &mut receiving);
         if decoded.is_err() {
             let (sched, runtime) = (&mut self.sched, &self.runtime);
             vm(|state| {
@@ -62,6 +65,25 @@ impl LuaService {
             });
         }
         decoded
+    }
+
+    /// Runs `function(args...)` in a new session; with `answering`, the
+    /// session's end answers that caller (a call).
+    pub(super) fn start_session(
+        &mut self,
+        function: &mlua::Function,
+        args: MultiValue,
+        answering: Option<Caller>,
+    ) {
+        if let Some(sid) = self.new_session(function, None) {
+            if let Some(caller) = answering {
+                vm(|state| state.calls.insert(sid, caller));
+                if let Some(session) = self.sched.sessions.get_mut(sid) {
+                    session.answering = true;
+                }
+            }
+            self.sched.ready.push_back((sid, ResumeWith::Args(args)));
+        }
     }
 
     /// A message from another service.
@@ -93,7 +115,7 @@ impl LuaService {
                     }
                     return;
                 }
-                let mut args = match self.decode_arguments(service, &mut message) {
+                let mut args = match self.decode_arguments(service, &mut message, 0) {
                     Ok(args) => args,
                     Err(e) => {
                         if let Some(caller) = answering {
@@ -108,16 +130,13 @@ impl LuaService {
                 };
                 args.push_front(Value::Integer(message.source as i64));
                 let dispatch = self.dispatch.clone();
-                if let Some(sid) = self.new_session(&dispatch, None) {
-                    if let Some(caller) = answering {
-                        vm(|state| state.calls.insert(sid, caller));
-                        if let Some(session) = self.sched.sessions.get_mut(sid) {
-                            session.answering = true;
-                        }
-                    }
-                    self.sched.ready.push_back((sid, ResumeWith::Args(args)));
-                }
+                self.start_session(&dispatch, args, answering);
             }
+            MessageKind::RunSub => self.on_sub(service, message, false),
+            MessageKind::CallSub => self.on_sub(service, message, true),
+            MessageKind::Fired => self.on_fired(message),
+            MessageKind::Attach => self.on_attach(service, message),
+            MessageKind::ReloadModule => self.on_reload_module(message),
             MessageKind::Response | MessageKind::Error => {
                 let token = CallToken::from_raw(message.session);
                 let Some(sid) = self.sched.sessions.id_at(token.session_index()) else {
@@ -165,6 +184,9 @@ impl LuaService {
             return;
         }
         self.exited = true;
+        // Model step 5: out of its groups, its modules forgotten.
+        crate::model::groups::forget(service.id());
+        crate::model::modules::forget(service.id());
         let mut owed: Vec<Caller> = vm(|state| {
             let mut owed: Vec<Caller> = state.calls.drain().map(|(_, caller)| caller).collect();
             owed.extend(state.delayed.drain());
@@ -179,6 +201,7 @@ impl LuaService {
             service.id(),
             self.name
         );
+        self.answer_early(&message);
         for caller in owed {
             self.answer(caller, MessageKind::Error, mail::error_payload(&message));
         }

@@ -7,7 +7,9 @@
 //!   them and what follows each slice;
 //! - `connections.rs`: the life of a connection: accepted, ready, closing,
 //!   lingering, dropped;
-//! - `inbox.rs`: messages from other services, answers owed, and exit.
+//! - `inbox.rs`: messages from other services, answers owed, and exit;
+//! - `runtime.rs`: the runtime model's messages (Subs, event deliveries,
+//!   attachments, module reloads).
 //!
 //! Protocol of a blocking call (the other half is in `prelude.lua`):
 //! 1. A wrapper calls a Rust fast path (`api/`). If the answer is at hand
@@ -30,6 +32,7 @@
 mod build;
 mod connections;
 mod inbox;
+mod runtime;
 mod sessions;
 
 use std::collections::VecDeque;
@@ -48,6 +51,7 @@ use crate::protocol::MessageKind;
 use crate::settings::Settings;
 use crate::state::{with_own_state, Caller, ConnectionPhase, OwnedState, VmState};
 
+pub(crate) use build::lunet_bytecode;
 pub use build::{
     check_script, BuildError, Script, ScriptError, ServiceOptions, StartError, Startup,
 };
@@ -76,6 +80,12 @@ pub struct LuaService {
     startup: Option<Startup>,
     /// Runs `lunet.dispatch`'s function for a message.
     dispatch: Function,
+    /// A runtime's functions of the model's Lua half (`None`: not a
+    /// runtime; such a VM runs no Sub and reloads no module).
+    model: Option<crate::model::ModelHalves>,
+    /// A runtime's Sub and attach messages that came before its modules
+    /// were loaded (model step 1): handled once they are.
+    early: Vec<lunet_core::Message>,
     /// The metatable of socket objects, to make those a message hands over,
     /// and its address, to tell them apart when encoding.
     socket_meta: Table,
@@ -126,6 +136,7 @@ impl LuaService {
                 state.exiting
                     || (quiet
                         && !state.dispatch
+                        && !state.model.serves()
                         && state.listen_calls.is_empty()
                         && state
                             .conns
@@ -166,6 +177,9 @@ impl ServiceBody for LuaService {
                 break;
             }
         }
+        if !self.early.is_empty() && !self.exiting {
+            self.handle_early(service);
+        }
         if self.done() {
             // What is left of the batch is not dispatched: callers get errors.
             let rest = std::mem::take(events);
@@ -185,7 +199,8 @@ impl ServiceBody for LuaService {
         for event in events {
             match event {
                 Event::Message(message)
-                    if message.kind == MessageKind::Call.code()
+                    if MessageKind::from_byte(message.kind)
+                        .is_some_and(MessageKind::expects_answer)
                         || (message.kind == MessageKind::Start.code() && message.session != 0) =>
                 {
                     let text = format!("service :{} ({}) has exited", service.id(), self.name);

@@ -1,0 +1,2 @@
+local M = lunet.module { name = "t.b", version = "1", depends = { "t.c" } }
+return M

@@ -1,0 +1,2 @@
+local M = lunet.module { name = "t.c", version = "1", depends = { "t.a" } }
+return M

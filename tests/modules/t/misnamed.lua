@@ -1,0 +1,2 @@
+local M = lunet.module { name = "t.other", version = "1" }
+return M

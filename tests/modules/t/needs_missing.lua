@@ -1,0 +1,2 @@
+local M = lunet.module { name = "t.needs_missing", version = "1", depends = { "t.util", "t.nowhere" } }
+return M

@@ -1,0 +1,2 @@
+local M = lunet.module { name = "t.noversion" }
+return M
