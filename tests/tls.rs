@@ -224,6 +224,11 @@ fn a_lunet_client_refuses_bad_certificates_with_verify_on() {
     );
     refused(
         &mut client,
+        "lunet.connect(getenv('good'), {tls = true})",
+        &["UnknownIssuer"],
+    );
+    refused(
+        &mut client,
         "lunet.connect(getenv('good'), {tls = {ca = getenv('other_ca')}})",
         &["UnknownIssuer"],
     );
@@ -287,6 +292,28 @@ fn lunet_to_lunet_with_large_transfers_and_a_handshake_timeout_on_connect() {
         client.run("lunet.connect(getenv('silent'), {timeout = 200, tls = {ca = getenv('ca')}})");
     assert_eq!(answer, "true nil 'timeout'");
     drop(silent);
+    // A pooled TLS connection goes only to a caller with the same TLS
+    // settings: one verified with `ca` is not handed to a caller that
+    // trusts the system's roots alone.
+    assert_eq!(
+        client.run(
+            "local s = assert(lunet.connect(getenv('tls'), {tls = {ca = getenv('ca')}})) \
+             s:write('pooled\\n') s:readline() return s:setkeepalive()"
+        ),
+        "true true"
+    );
+    let answer = client.run("lunet.connect(getenv('tls'), {tls = {}})");
+    assert!(
+        answer.starts_with("true nil 'tls: invalid peer certificate: UnknownIssuer"),
+        "{answer}"
+    );
+    assert_eq!(
+        client.run(
+            "local s = assert(lunet.connect(getenv('tls'), {tls = {ca = getenv('ca')}})) \
+             s:write('again\\n') return (s:readline())"
+        ),
+        "true 'again'"
+    );
 }
 
 #[test]

@@ -191,6 +191,16 @@ function lunet.listen(addr, options, handler)
     return bound
 end
 
+-- What a TLS connection was made with, as a part of its pool key: a
+-- connection verified one way is never handed to a caller that asked for
+-- another. `tls` is lunet.connect's option (a table, or true for {}); a
+-- server_name left out is the host of the address, which the key has.
+local function tls_identity(tls)
+    if type(tls) ~= "table" then return "#tls" end
+    return "#tls|" .. tostring(tls.server_name or "") .. "|" .. tostring(tls.verify ~= false)
+        .. "|" .. tostring(tls.ca or "")
+end
+
 -- lunet.connect(addr [, timeout_ms]) or
 -- lunet.connect(addr, {timeout = ms, bind = "127.0.0.2", pool = "name", tls = {...}})
 function lunet.connect(addr, options)
@@ -202,8 +212,8 @@ function lunet.connect(addr, options)
     -- A connection sock:setkeepalive put back (lua-api/src/pool.rs).
     if type(addr) ~= "string" then error("lunet.connect: address must be a string like '127.0.0.1:6379'", 2) end
     -- Without a pool name, a TLS connection is pooled apart from a plain
-    -- one, per server name.
-    if pool == nil and tls then pool = addr .. "#tls:" .. tostring(tls.server_name or "") end
+    -- one, per TLS settings.
+    if pool == nil and tls then pool = addr .. tls_identity(tls) end
     pool = tostring(pool or addr) .. (bind and ("@" .. tostring(bind)) or "")
     local pooled = core.pool_take(pool, timeout)
     if pooled then return new_socket(pooled, pool) end
