@@ -5,7 +5,8 @@
 //! the server side (its admin console's `accepted`), wss between Python's
 //! websocket-client or `lunet.ws.connect` and `lunet.ws.upgrade`
 //! (`tests/scripts/ws_server.lua` with TLS), and handshake garbage and a
-//! stalled handshake on the https port. Certificates are made by each test
+//! stalled handshake on the https port; `server-scripts/http_hello.lua`
+//! with `tls_cert=`/`tls_key=`. Certificates are made by each test
 //! (`tests/tls_support`).
 
 mod common;
@@ -351,4 +352,24 @@ fn garbage_and_a_stalled_handshake_cost_only_their_connection() {
     https.server.wait_log("ended: tls: handshake timed out");
     let output = curl(&["--cacert", &ca, &https.url("localhost", "/hello")]);
     assert_eq!(text(&output.stdout), "hello over https");
+}
+
+#[test]
+fn http_hello_lua_serves_https_with_tls_cert_and_tls_key() {
+    let certs = Certs::make();
+    let cert = format!("tls_cert={}", certs.file("leaf.pem"));
+    let key = format!("tls_key={}", certs.file("leaf.key"));
+    let server = Server::start(&common::server_script("http_hello.lua"), &[&cert, &key]);
+    let url = format!("https://localhost:{}/", server.port());
+    let output = curl(&["--cacert", &certs.file("ca.pem"), &url, &url]);
+    assert_eq!(text(&output.stdout), "hello worldhello world");
+    // A certificate without its key is a load error.
+    let (status, log) = common::run_to_exit(
+        &common::server_script("http_hello.lua"),
+        &["listen=127.0.0.1:0", &cert],
+    );
+    assert!(
+        !status.success() && log.contains("tls_cert and tls_key go together"),
+        "{log}"
+    );
 }
