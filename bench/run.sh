@@ -472,20 +472,24 @@ run_http_nginx() { # SCHEME ROUND: nginx + lua, with TLS (the same certificate a
     stop_group "$pid"
 }
 
+run_http_leg() { # SCHEME: lunet and nginx + lua in turn, every round, kept under SCHEME:lunet and SCHEME:nginx
+    local scheme=$1 with_lunet=0 round
+    if ! ensure_packages; then
+        note "$scheme row skipped: $HTTP_SKIP"
+        SKIP[$scheme:lunet]=$HTTP_SKIP SKIP[$scheme:nginx]=$HTTP_SKIP
+        return
+    fi
+    lunet_has server-scripts/http_hello.lua && with_lunet=1
+    for round in $(seq "$ROUNDS"); do
+        [ "$with_lunet" = 1 ] && run_http_lunet "$scheme" "$round"
+        run_http_nginx "$scheme" "$round" || [ -z "$HTTP_SKIP" ] || break
+    done
+    [ -z "$HTTP_SKIP" ] || SKIP[$scheme:nginx]=$HTTP_SKIP
+}
+
 if want http; then
     log "leg http"
-    if ! ensure_packages; then
-        note "HTTP row skipped: $HTTP_SKIP"
-        SKIP[http:lunet]=$HTTP_SKIP SKIP[http:nginx]=$HTTP_SKIP
-    else
-        LUNET_HTTP=0
-        lunet_has server-scripts/http_hello.lua && LUNET_HTTP=1
-        for round in $(seq "$ROUNDS"); do
-            [ "$LUNET_HTTP" = 1 ] && run_http_lunet http "$round"
-            run_http_nginx http "$round" || [ -z "$HTTP_SKIP" ] || break
-        done
-        [ -n "$HTTP_SKIP" ] && SKIP[http:nginx]=$HTTP_SKIP
-    fi
+    run_http_leg http
     rate_row "HTTP hello, keep-alive: wrk -t2 -c100 -d$DURATION, best of $ROUNDS" \
         http:lunet "req/s" "nginx + lua, 2 workers" http:nginx 1.1
 fi
@@ -495,20 +499,11 @@ fi
 # (wrk reuses its 100 connections, so the handshakes are a small part).
 if want https; then
     log "leg https"
-    if ! ensure_packages; then
-        note "HTTPS row skipped: $HTTP_SKIP"
-        SKIP[https:lunet]=$HTTP_SKIP SKIP[https:nginx]=$HTTP_SKIP
-    elif ! make_certificate; then
-        note "HTTPS row skipped: openssl could not make a certificate: $(tail -c 300 "$WORK/openssl.log" | tr '\n' ' ')"
-        SKIP[https:lunet]="no certificate" SKIP[https:nginx]="no certificate"
+    if make_certificate; then
+        run_http_leg https
     else
-        LUNET_HTTPS=0
-        lunet_has server-scripts/http_hello.lua && LUNET_HTTPS=1
-        for round in $(seq "$ROUNDS"); do
-            [ "$LUNET_HTTPS" = 1 ] && run_http_lunet https "$round"
-            run_http_nginx https "$round" || [ -z "$HTTP_SKIP" ] || break
-        done
-        [ -n "$HTTP_SKIP" ] && SKIP[https:nginx]=$HTTP_SKIP
+        note "https row skipped: openssl could not make a certificate: $(tail -c 300 "$WORK/openssl.log" | tr '\n' ' ')"
+        SKIP[https:lunet]="no certificate" SKIP[https:nginx]="no certificate"
     fi
     rate_row "HTTPS hello, keep-alive, ECDSA P-256 certificate: wrk -t2 -c100 -d$DURATION, best of $ROUNDS" \
         https:lunet "req/s" "nginx + lua with TLS, 2 workers" https:nginx 1.0
