@@ -148,7 +148,12 @@ fn a_lunet_https_client_against_lunet_http_reuses_its_connection() {
         &format!("by_address={}", https.url("127.0.0.1", "")),
         &format!("ca={}", certs.file("ca.pem")),
     ]);
-    client.run("function get(url, tls) local res, err = lunet.http.request{url = url, tls = tls, timeout = 5000} if not res then return nil, err end return res.status, res.body end");
+    client.expect(
+        "function get(url, tls) \
+         local res, err = lunet.http.request{url = url, tls = tls, timeout = 5000} \
+         if not res then return nil, err end return res.status, res.body end",
+        "true",
+    );
 
     let before = https.accepted();
     for _ in 0..3 {
@@ -325,7 +330,7 @@ except ssl.SSLCertVerificationError:
 #[test]
 fn garbage_and_a_stalled_handshake_cost_only_their_connection() {
     let certs = Certs::make();
-    let https = Https::start(&certs, &["handshake_timeout=300"]);
+    let https = Https::start(&certs, &["handshake_timeout=1000"]);
     let ca = certs.file("ca.pem");
     // Plain HTTP on the https port: rustls's alert (or nothing), a close.
     let mut garbage = https.server.client_on(https.port);
