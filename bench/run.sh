@@ -8,6 +8,7 @@
 # Legs (default: all, in this order):
 #   echo       line echo: lunet vs raw-echo-server (mio), echo-load -c 50
 #   http       HTTP hello: lunet vs nginx + lua, wrk -t2 -c100
+#   https      HTTPS hello, keep-alive: lunet vs nginx + lua with TLS, wrk -t2 -c100
 #   reload     HTTP hello under wrk -t2 -c100 with a SIGHUP halfway: errors
 #   mem        RSS per idle connection, 10,000 held (hold-conns)
 #   scale      RSS per idle connection, 19,000 held by `lunet load --hold`
@@ -47,7 +48,7 @@ set -u -o pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_LEGS=(echo http reload mem scale connector resp services model lane json todo)
+ALL_LEGS=(echo http https reload mem scale connector resp services model lane json todo)
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
@@ -58,7 +59,7 @@ for arg in "$@"; do
     all) LEGS+=("${ALL_LEGS[@]}") ;;
     memory | rss) LEGS+=(mem) ;;
     load) LEGS+=(connector) ;;
-    echo | http | reload | mem | scale | connector | resp | services | model | lane | json | todo) LEGS+=("$arg") ;;
+    echo | http | https | reload | mem | scale | connector | resp | services | model | lane | json | todo) LEGS+=("$arg") ;;
     *) printf 'bench/run.sh: unknown leg %q (legs: %s, all)\n' "$arg" "${ALL_LEGS[*]}" >&2; exit 2 ;;
     esac
 done
@@ -328,8 +329,8 @@ module_path() { # PACKAGE NAME.so: where the package installed the module
     dpkg -L "$1" 2>/dev/null | grep -m1 "/$2\$"
 }
 
-write_nginx_conf() { # DIR PORT LUA: a private nginx prefix serving LUA at /
-    local dir=$1 port=$2 lua=$3 ndk lua_module
+write_nginx_conf() { # DIR PORT LUA [CERT KEY]: a private nginx prefix serving LUA at /, with TLS given CERT and KEY
+    local dir=$1 port=$2 lua=$3 cert=${4:-} key=${5:-} ndk lua_module
     ndk=$(module_path libnginx-mod-http-ndk ndk_http_module.so)
     lua_module=$(module_path libnginx-mod-http-lua ngx_http_lua_module.so)
     [ -n "$lua_module" ] || return 1
@@ -360,7 +361,9 @@ http {
     scgi_temp_path $dir/scgi;
 
     server {
-        listen 127.0.0.1:$port;
+        listen 127.0.0.1:$port${cert:+ ssl};
+        ${cert:+ssl_certificate $cert;}
+        ${key:+ssl_certificate_key $key;}
         location / {
             content_by_lua_block {
                 $lua
@@ -407,15 +410,30 @@ run_wrk() { # KEY ROUND URL: a 1 s warmup, then one measured wrk run, kept under
     keep "$key" "$rate" "$p99" "$errors" "$bytes"
 }
 
-check_body() { # URL: prints the response body, empty on failure
-    curl -s --max-time 2 "$1"
+check_body() { # URL: prints the response body, empty on failure (certificates unchecked: ours is self-signed)
+    curl -s --insecure --max-time 2 "$1"
 }
 
-start_http_lunet() { # LOG: a fresh http_hello.lua; checks its body; sets SERVER_PID, ADDR, LUNET_BODY
+# The https leg's certificate, for lunet and nginx alike: self-signed,
+# ECDSA P-256 (what a site would use), for 127.0.0.1.
+TLS_CERT=$WORK/tls-cert.pem
+TLS_KEY=$WORK/tls-key.pem
+make_certificate() {
+    [ -s "$TLS_CERT" ] && return 0
+    record openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$TLS_KEY" -out "$TLS_CERT" -days 2 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+        -keyout "$TLS_KEY" -out "$TLS_CERT" -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 >"$WORK/openssl.log" 2>&1
+}
+
+start_http_lunet() { # LOG [SCHEME]: a fresh http_hello.lua (https: with the certificate); checks its body; sets SERVER_PID, ADDR, LUNET_BODY
+    local scheme=${2:-http}
     lunet_cmd server-scripts/http_hello.lua
-    start_server lunet-http "$1" "${LUNET_CMD[@]}" || return 1
+    [ "$scheme" = https ] && LUNET_CMD+=("tls_cert=$TLS_CERT" "tls_key=$TLS_KEY")
+    start_server "lunet-$scheme" "$1" "${LUNET_CMD[@]}" || return 1
     local body
-    body=$(check_body "http://$ADDR/"; printf x) # x keeps a trailing newline
+    body=$(check_body "$scheme://$ADDR/"; printf x) # x keeps a trailing newline
     body=${body%x}
     if [ "$body" != "$BODY" ] && [ "$body" != "$BODY"$'\n' ]; then
         note "lunet http_hello answered $(printf '%q' "$body"), not '$BODY'"
@@ -423,14 +441,16 @@ start_http_lunet() { # LOG: a fresh http_hello.lua; checks its body; sets SERVER
     LUNET_BODY=$body
 }
 
-run_http_lunet() { # ROUND
-    start_http_lunet "$WORK/server-http-lunet-$1" || return 1
-    run_wrk http:lunet "$1" "http://$ADDR/"
+run_http_lunet() { # SCHEME ROUND
+    start_http_lunet "$WORK/server-$1-lunet-$2" "$1" || return 1
+    run_wrk "$1:lunet" "$2" "$1://$ADDR/"
     stop_group "$SERVER_PID"
 }
 
-run_http_nginx() { # ROUND
-    local dir="$WORK/nginx" port lua
+run_http_nginx() { # SCHEME ROUND: nginx + lua, with TLS (the same certificate as lunet's) for https
+    local scheme=$1 dir="$WORK/nginx-$1" port lua tls=()
+    shift
+    [ "$scheme" = https ] && tls=("$TLS_CERT" "$TLS_KEY")
     port=$(free_port)
     # Same body as lunet's, and Content-Length framing as lunet sends (nginx
     # would use chunked encoding for a lua body of unknown length).
@@ -439,45 +459,64 @@ run_http_nginx() { # ROUND
     else
         lua="ngx.header[\"Content-Length\"] = ${#BODY} ngx.print(\"$BODY\")"
     fi
-    write_nginx_conf "$dir" "$port" "$lua" || {
+    write_nginx_conf "$dir" "$port" "$lua" "${tls[@]}" || {
         HTTP_SKIP="ngx_http_lua_module.so not found (dpkg -L libnginx-mod-http-lua)"
         return 1
     }
     local nginx_cmd=(nginx -p "$dir" -c "$dir/nginx.conf" -e "$dir/logs/error.log" -g 'daemon off;')
     record "${nginx_cmd[@]}"
-    NGINX_CONF=$(cat "$dir/nginx.conf")
-    spawn "$WORK/nginx-$1.log" "${nginx_cmd[@]}"
+    if [ "$scheme" = https ]; then NGINX_TLS_CONF=$(cat "$dir/nginx.conf"); else NGINX_CONF=$(cat "$dir/nginx.conf"); fi
+    spawn "$WORK/nginx-$scheme-$1.log" "${nginx_cmd[@]}"
     local pid=$SPAWNED body=
     for _ in $(seq 50); do
-        body=$(check_body "http://127.0.0.1:$port/") && [ -n "$body" ] && break
+        body=$(check_body "$scheme://127.0.0.1:$port/") && [ -n "$body" ] && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
     if [ -z "$body" ]; then
-        note "nginx + lua did not answer: $(tail -c 300 "$dir/logs/error.log" "$WORK/nginx-$1.log" 2>/dev/null | tr '\n' ' ')"
+        note "nginx + lua ($scheme) did not answer: $(tail -c 300 "$dir/logs/error.log" "$WORK/nginx-$scheme-$1.log" 2>/dev/null | tr '\n' ' ')"
         stop_group "$pid"
         return 1
     fi
-    run_wrk http:nginx "$1" "http://127.0.0.1:$port/"
+    run_wrk "$scheme:nginx" "$1" "$scheme://127.0.0.1:$port/"
     stop_group "$pid"
+}
+
+run_http_leg() { # SCHEME: lunet and nginx + lua in turn, every round, kept under SCHEME:lunet and SCHEME:nginx
+    local scheme=$1 with_lunet=0 round
+    if ! ensure_packages; then
+        note "$scheme row skipped: $HTTP_SKIP"
+        SKIP[$scheme:lunet]=$HTTP_SKIP SKIP[$scheme:nginx]=$HTTP_SKIP
+        return
+    fi
+    lunet_has server-scripts/http_hello.lua && with_lunet=1
+    for round in $(seq "$ROUNDS"); do
+        [ "$with_lunet" = 1 ] && run_http_lunet "$scheme" "$round"
+        run_http_nginx "$scheme" "$round" || [ -z "$HTTP_SKIP" ] || break
+    done
+    [ -z "$HTTP_SKIP" ] || SKIP[$scheme:nginx]=$HTTP_SKIP
 }
 
 if want http; then
     log "leg http"
-    if ! ensure_packages; then
-        note "HTTP row skipped: $HTTP_SKIP"
-        SKIP[http:lunet]=$HTTP_SKIP SKIP[http:nginx]=$HTTP_SKIP
-    else
-        LUNET_HTTP=0
-        lunet_has server-scripts/http_hello.lua && LUNET_HTTP=1
-        for round in $(seq "$ROUNDS"); do
-            [ "$LUNET_HTTP" = 1 ] && run_http_lunet "$round"
-            run_http_nginx "$round" || [ -z "$HTTP_SKIP" ] || break
-        done
-        [ -n "$HTTP_SKIP" ] && SKIP[http:nginx]=$HTTP_SKIP
-    fi
+    run_http_leg http
     rate_row "HTTP hello, keep-alive: wrk -t2 -c100 -d$DURATION, best of $ROUNDS" \
         http:lunet "req/s" "nginx + lua, 2 workers" http:nginx 1.1
+fi
+
+# ---------------------------------------------------------------- HTTPS hello
+# The http leg over TLS: one self-signed certificate for both, keep-alive
+# (wrk reuses its 100 connections, so the handshakes are a small part).
+if want https; then
+    log "leg https"
+    if make_certificate; then
+        run_http_leg https
+    else
+        note "https row skipped: openssl could not make a certificate: $(tail -c 300 "$WORK/openssl.log" | tr '\n' ' ')"
+        SKIP[https:lunet]="no certificate" SKIP[https:nginx]="no certificate"
+    fi
+    rate_row "HTTPS hello, keep-alive, ECDSA P-256 certificate: wrk -t2 -c100 -d$DURATION, best of $ROUNDS" \
+        https:lunet "req/s" "nginx + lua with TLS, 2 workers" https:nginx 1.0
 fi
 
 # ---------------------------------------------------------------- reload
@@ -985,6 +1024,14 @@ mkdir -p "$(dirname "$RESULTS")"
         echo
         echo '```nginx'
         echo "$NGINX_CONF"
+        echo '```'
+    fi
+    if [ -n "${NGINX_TLS_CONF:-}" ]; then
+        echo
+        echo "nginx.conf of the https leg:"
+        echo
+        echo '```nginx'
+        echo "$NGINX_TLS_CONF"
         echo '```'
     fi
     if [ ${#DETAIL[@]} -gt 0 ]; then

@@ -6,17 +6,23 @@
 //! are made by each test with the openssl CLI (Debian's `openssl`).
 
 mod common;
+mod tls_support;
 
 use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Instant;
 
-use common::{closed_port, try_connect, End, Server, Steps, TempDir, DEADLINE};
+use common::{End, Server, Steps, TempDir, DEADLINE};
+use tls_support::{text, Certs, SServer};
 
-/// Where the peers come from (scripts/test.sh installs them).
-const INSTALL: &str = "apt-get install openssl curl redis-tools";
+/// `openssl s_server`'s mode for line tests: each line back reversed.
+const REV: &[&str] = &["-rev"];
+
+/// `tls_server.lua` serving the leaf certificate of `certs`.
+fn tls_server(certs: &Certs, extra: &[&str]) -> Server {
+    certs.serve("tls_server.lua", "leaf.pem", extra, 1)
+}
 
 /// `openssl s_client -quiet` to `port`, trusting `ca`, with `input`.
 #[track_caller]
@@ -30,131 +36,10 @@ fn s_client(port: u16, ca: &str, extra: &[&str], input: &[u8]) -> Output {
     )
 }
 
-/// Certificates made for one test: a CA, a leaf it signed for `localhost`
-/// and `127.0.0.1`, the same leaf expired, a self-signed leaf, another CA.
-struct Certs {
-    dir: TempDir,
-}
-
-impl Certs {
-    fn make() -> Certs {
-        let dir = TempDir::new("tls-certs");
-        let path = |name: &str| dir.file(name);
-        std::fs::write(
-            path("leaf.ext"),
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n\
-             keyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
-        )
-        .unwrap();
-        let key = [
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ];
-        for ca in ["ca", "other-ca"] {
-            openssl(
-                &[
-                    &["req", "-x509"][..],
-                    &key,
-                    &[
-                        "-keyout",
-                        &path(&format!("{ca}.key")),
-                        "-out",
-                        &path(&format!("{ca}.pem")),
-                        "-days",
-                        "2",
-                        "-subj",
-                        &format!("/CN=lunet test {ca}"),
-                    ],
-                ]
-                .concat(),
-            );
-        }
-        openssl(
-            &[
-                &["req"][..],
-                &key,
-                &[
-                    "-keyout",
-                    &path("leaf.key"),
-                    "-out",
-                    &path("leaf.csr"),
-                    "-subj",
-                    "/CN=localhost",
-                ],
-            ]
-            .concat(),
-        );
-        for (name, days) in [("leaf.pem", "2"), ("expired.pem", "-1")] {
-            openssl(&[
-                "x509",
-                "-req",
-                "-in",
-                &path("leaf.csr"),
-                "-CA",
-                &path("ca.pem"),
-                "-CAkey",
-                &path("ca.key"),
-                "-CAcreateserial",
-                "-out",
-                &path(name),
-                "-days",
-                days,
-                "-extfile",
-                &path("leaf.ext"),
-            ]);
-        }
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &path("leaf.csr"),
-            "-signkey",
-            &path("leaf.key"),
-            "-out",
-            &path("self-signed.pem"),
-            "-days",
-            "2",
-            "-extfile",
-            &path("leaf.ext"),
-        ]);
-        Certs { dir }
-    }
-
-    fn file(&self, name: &str) -> String {
-        self.dir.file(name)
-    }
-
-    /// `tls_server.lua` serving `cert` (a file of this set) with the leaf's key.
-    fn server(&self, cert: &str, extra: &[&str]) -> Server {
-        let cert = format!("cert={}", self.file(cert));
-        let key = format!("key={}", self.file("leaf.key"));
-        let mut args = vec![cert.as_str(), key.as_str()];
-        args.extend_from_slice(extra);
-        Server::start(&common::test_script("tls_server.lua"), &args)
-    }
-}
-
-#[track_caller]
-fn openssl(args: &[&str]) {
-    let output = common::run_with_input(Command::new("openssl").args(args), b"");
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 #[test]
 fn curl_gets_https_answers_with_the_ca() {
     let certs = Certs::make();
-    let server = certs.server("leaf.pem", &[]);
+    let server = tls_server(&certs, &[]);
     let port = server.port();
     // Two requests on one kept-alive connection, by name and by address.
     let output = common::run_with_input(
@@ -200,7 +85,7 @@ fn curl_gets_https_answers_with_the_ca() {
 #[test]
 fn openssl_s_client_talks_lines_over_tls_1_3_and_1_2() {
     let certs = Certs::make();
-    let server = certs.server("leaf.pem", &[]);
+    let server = tls_server(&certs, &[]);
     for version in ["-tls1_3", "-tls1_2"] {
         let output = s_client(
             server.port(),
@@ -220,7 +105,7 @@ fn openssl_s_client_talks_lines_over_tls_1_3_and_1_2() {
 #[test]
 fn handshake_garbage_costs_only_that_connection() {
     let certs = Certs::make();
-    let server = certs.server("leaf.pem", &[]);
+    let server = tls_server(&certs, &[]);
     let mut garbage = server.client();
     garbage.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     // rustls answers with an alert, then the server closes.
@@ -248,7 +133,7 @@ fn handshake_garbage_costs_only_that_connection() {
 #[test]
 fn a_stalled_handshake_times_out_and_costs_only_that_connection() {
     let certs = Certs::make();
-    let server = certs.server("leaf.pem", &["handshake_timeout=300"]);
+    let server = tls_server(&certs, &["handshake_timeout=300"]);
     let mut stalled = server.client();
     // A record header announcing 512 bytes of ClientHello, and no more.
     stalled.send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01]);
@@ -268,55 +153,10 @@ fn a_stalled_handshake_times_out_and_costs_only_that_connection() {
     server.wait_log("tls: handshake timed out");
 }
 
-/// `openssl s_server -rev` (answers each line reversed) serving `cert` on
-/// a free port, killed on drop.
-struct SServer {
-    child: Child,
-    port: u16,
-}
-
-impl SServer {
-    fn start(certs: &Certs, cert: &str) -> SServer {
-        for _ in 0..5 {
-            let port = closed_port();
-            let mut child = Command::new("openssl")
-                .args(["s_server", "-accept", &format!("127.0.0.1:{port}")])
-                .args(["-cert", &certs.file(cert), "-key", &certs.file("leaf.key")])
-                .args(["-rev", "-quiet"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start openssl s_server: {e}; {INSTALL}"));
-            let deadline = Instant::now() + DEADLINE;
-            while Instant::now() < deadline {
-                if child.try_wait().expect("try_wait").is_some() {
-                    break;
-                }
-                // A probe it takes for a failed handshake and goes on.
-                if try_connect(port).is_ok() {
-                    return SServer { child, port };
-                }
-                thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("openssl s_server did not start on a free port within {DEADLINE:?} (5 tries)");
-    }
-}
-
-impl Drop for SServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn a_lunet_client_talks_to_openssl_s_server() {
     let certs = Certs::make();
-    let good = SServer::start(&certs, "leaf.pem");
+    let good = SServer::start(&certs, "leaf.pem", REV);
     let (_server, mut client) = Steps::start(&[
         &format!("addr=127.0.0.1:{}", good.port),
         &format!("named=localhost:{}", good.port),
@@ -349,9 +189,9 @@ fn a_lunet_client_talks_to_openssl_s_server() {
 #[test]
 fn a_lunet_client_refuses_bad_certificates_with_verify_on() {
     let certs = Certs::make();
-    let expired = SServer::start(&certs, "expired.pem");
-    let self_signed = SServer::start(&certs, "self-signed.pem");
-    let good = SServer::start(&certs, "leaf.pem");
+    let expired = SServer::start(&certs, "expired.pem", REV);
+    let self_signed = SServer::start(&certs, "self-signed.pem", REV);
+    let good = SServer::start(&certs, "leaf.pem", REV);
     let (_server, mut client) = Steps::start(&[
         &format!("expired=127.0.0.1:{}", expired.port),
         &format!("self_signed=127.0.0.1:{}", self_signed.port),
@@ -380,6 +220,11 @@ fn a_lunet_client_refuses_bad_certificates_with_verify_on() {
     refused(
         &mut client,
         "lunet.connect(getenv('good'), {tls = {}})",
+        &["UnknownIssuer"],
+    );
+    refused(
+        &mut client,
+        "lunet.connect(getenv('good'), {tls = true})",
         &["UnknownIssuer"],
     );
     refused(
@@ -413,7 +258,7 @@ fn a_lunet_client_refuses_bad_certificates_with_verify_on() {
 #[test]
 fn lunet_to_lunet_with_large_transfers_and_a_handshake_timeout_on_connect() {
     let certs = Certs::make();
-    let tls_server = certs.server("leaf.pem", &[]);
+    let tls_server = tls_server(&certs, &[]);
     // A plain TCP server that accepts and never answers: the handshake stalls.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
@@ -447,6 +292,28 @@ fn lunet_to_lunet_with_large_transfers_and_a_handshake_timeout_on_connect() {
         client.run("lunet.connect(getenv('silent'), {timeout = 200, tls = {ca = getenv('ca')}})");
     assert_eq!(answer, "true nil 'timeout'");
     drop(silent);
+    // A pooled TLS connection goes only to a caller with the same TLS
+    // settings: one verified with `ca` is not handed to a caller that
+    // trusts the system's roots alone.
+    assert_eq!(
+        client.run(
+            "local s = assert(lunet.connect(getenv('tls'), {tls = {ca = getenv('ca')}})) \
+             s:write('pooled\\n') s:readline() return s:setkeepalive()"
+        ),
+        "true true"
+    );
+    let answer = client.run("lunet.connect(getenv('tls'), {tls = {}})");
+    assert!(
+        answer.starts_with("true nil 'tls: invalid peer certificate: UnknownIssuer"),
+        "{answer}"
+    );
+    assert_eq!(
+        client.run(
+            "local s = assert(lunet.connect(getenv('tls'), {tls = {ca = getenv('ca')}})) \
+             s:write('again\\n') return (s:readline())"
+        ),
+        "true 'again'"
+    );
 }
 
 #[test]

@@ -191,6 +191,16 @@ function lunet.listen(addr, options, handler)
     return bound
 end
 
+-- What a TLS connection was made with, as a part of its pool key: a
+-- connection verified one way is never handed to a caller that asked for
+-- another. `tls` is lunet.connect's option (a table, or true for {}); a
+-- server_name left out is the host of the address, which the key has.
+local function tls_identity(tls)
+    if type(tls) ~= "table" then return "#tls" end
+    return "#tls|" .. tostring(tls.server_name or "") .. "|" .. tostring(tls.verify ~= false)
+        .. "|" .. tostring(tls.ca or "")
+end
+
 -- lunet.connect(addr [, timeout_ms]) or
 -- lunet.connect(addr, {timeout = ms, bind = "127.0.0.2", pool = "name", tls = {...}})
 function lunet.connect(addr, options)
@@ -202,8 +212,8 @@ function lunet.connect(addr, options)
     -- A connection sock:setkeepalive put back (lua-api/src/pool.rs).
     if type(addr) ~= "string" then error("lunet.connect: address must be a string like '127.0.0.1:6379'", 2) end
     -- Without a pool name, a TLS connection is pooled apart from a plain
-    -- one, per server name.
-    if pool == nil and tls then pool = addr .. "#tls:" .. tostring(tls.server_name or "") end
+    -- one, per TLS settings.
+    if pool == nil and tls then pool = addr .. tls_identity(tls) end
     pool = tostring(pool or addr) .. (bind and ("@" .. tostring(bind)) or "")
     local pooled = core.pool_take(pool, timeout)
     if pooled then return new_socket(pooled, pool) end
@@ -577,14 +587,41 @@ local function until_read(what, fast, id, arg)
     end
     return a, b, c
 end
--- The one place the batteries' TLS clients (https, wss) connect through:
--- https and wss: a TLS connection that verifies `host`'s certificate.
-local function tls_connect(address, host, timeout, pool)
-    return lunet.connect(address, { timeout = timeout, pool = pool, tls = { server_name = host } })
+-- The batteries' TLS clients (https, wss) go through these three, with
+-- the `tls` option of their caller ({ca=, verify=, server_name=,
+-- handshake_timeout=}, as lunet.connect's).
+-- tls_check(tls, what): a bad option raises at the caller of `what`,
+-- before anything is connected.
+local TLS_OPTION_TYPES = { server_name = "string", ca = "string", verify = "boolean", handshake_timeout = "number" }
+local function tls_check(tls, what)
+    if tls == nil then return end
+    if type(tls) ~= "table" then error(what .. ": tls must be a table {ca=, verify=, server_name=}", 3) end
+    for key, kind in pairs(TLS_OPTION_TYPES) do
+        local value = tls[key]
+        if value ~= nil and type(value) ~= kind then
+            error(what .. ": tls." .. key .. " must be a " .. kind .. ", got " .. type(value), 3)
+        end
+    end
+end
+-- tls_options(tls, host): the options of one connection to `host` (the
+-- URL's: the default server name) and the part of a pool key that names
+-- them.
+local function tls_options(tls, host)
+    local options = { server_name = host }
+    if tls then
+        options.server_name = tls.server_name or host
+        options.ca, options.verify, options.handshake_timeout = tls.ca, tls.verify, tls.handshake_timeout
+    end
+    return options, tls_identity(options)
+end
+-- tls_connect(address, options, timeout, pool): connected, handshake done.
+local function tls_connect(address, options, timeout, pool)
+    return lunet.connect(address, { timeout = timeout, pool = pool, tls = options })
 end
 local battery_internals = {
     yield = yield, cannot_wait = cannot_wait, new_socket = new_socket, Socket = Socket,
-    until_read = until_read, tls_connect = tls_connect, permitted = permitted,
+    until_read = until_read, permitted = permitted,
+    tls_check = tls_check, tls_options = tls_options, tls_connect = tls_connect,
 }
 -- The runtime model's calls (model/model.lua) load it on first use too: a
 -- runtime has them from the start, a service that never uses them pays

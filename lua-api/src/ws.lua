@@ -84,12 +84,13 @@ end
 
 --- lunet.ws.connect(url [, options]) -> ws | nil, err. Yields.
 --- options: timeout (ms, connect and handshake), protocols ("a, b"),
---- max_frame, max_message.
+--- max_frame, max_message, tls (wss://: {ca=, verify=, server_name=}).
 function ws.connect(url, options)
     permitted("net", "lunet.ws.connect")
     if type(url) ~= "string" then error("lunet.ws.connect: url must be a string", 2) end
     if options ~= nil and type(options) ~= "table" then error("lunet.ws.connect: options must be a table", 2) end
     options = options or {}
+    internals.tls_check(options.tls, "lunet.ws.connect")
     if not isyieldable() then cannot_wait("lunet.ws.connect") end
     local scheme, host, port, target, address, host_field, literal = core.http_url(url, "lunet.ws.connect")
     if not scheme then return nil, host end
@@ -101,7 +102,10 @@ function ws.connect(url, options)
     local timeout = options.timeout or 10000
     local sock, err
     if scheme == "wss" then
-        sock, err = internals.tls_connect(address, host, timeout)
+        -- A pool of its own: a WebSocket is never put back, so this
+        -- takes no connection that another caller pooled.
+        local tls, identity = internals.tls_options(options.tls, host)
+        sock, err = internals.tls_connect(address, tls, timeout, "wss://" .. address .. identity)
         if not sock then return nil, "wss: " .. err end
     else
         sock, err = lunet.connect(address, timeout)

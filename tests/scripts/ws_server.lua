@@ -4,6 +4,7 @@
 --   /close-first  sends "bye" and closes with 4000 "done"
 --   /proto        answers the subprotocol "chat"
 --   other paths   a plain HTTP answer
+-- With cert= and key= it serves TLS (wss://, tests/https.rs).
 local lunet = require "lunet"
 
 local function echo(ws)
@@ -24,7 +25,10 @@ local function echo(ws)
     end
 end
 
-lunet.http.listen(lunet.getenv("listen"), function(req, res)
+local cert, key = lunet.getenv("cert"), lunet.getenv("key")
+local options = cert and { tls = { cert = cert, key = key } } or {}
+
+lunet.http.listen(lunet.getenv("listen"), options, function(req, res)
     if req.path == "/echo" or req.path == "/small" or req.path == "/proto" then
         local options
         if req.path == "/small" then options = { max_frame = 100, max_message = 200 } end

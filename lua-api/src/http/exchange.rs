@@ -609,7 +609,21 @@ fn fill(entry: &mut ConnEntry, at_least: usize, timeout_ms: u64) -> (Waited, Opt
             entry.timeout_ms = timeout_ms;
             (Waited::Parked, Some(request))
         }
-        ReadOutcome::Failed { .. } => (Waited::Gone, None),
+        ReadOutcome::Failed { err, .. } => {
+            log_tls_failure(entry, err.as_bytes());
+            (Waited::Gone, None)
+        }
+    }
+}
+
+/// A TLS failure (bytes that are not TLS, a stalled handshake, a client
+/// that refused the certificate) costs only its connection, and the log
+/// says why: nothing else does, as no request was read.
+fn log_tls_failure(entry: &ConnEntry, error: &[u8]) {
+    if error.starts_with(b"tls: ") {
+        let peer = peer(entry);
+        let error = String::from_utf8_lossy(error);
+        tracing::info!(target: "lunet::http", "connection from {peer} ended: {error}");
     }
 }
 
@@ -624,10 +638,15 @@ pub enum Next {
     Done,
 }
 
-fn log_refusal(entry: &ConnEntry, error: &Error) {
-    let peer = entry
+/// The client's address, for the log.
+fn peer(entry: &ConnEntry) -> String {
+    entry
         .peer
-        .map_or_else(|| "?".to_string(), |peer| peer.to_string());
+        .map_or_else(|| "?".to_string(), |peer| peer.to_string())
+}
+
+fn log_refusal(entry: &ConnEntry, error: &Error) {
+    let peer = peer(entry);
     tracing::info!(target: "lunet::http", "{} to {peer}: {error}", error.status());
 }
 
@@ -671,6 +690,7 @@ pub fn next(state: &mut VmState, id: ConnectionId, wait_error: Option<&[u8]>) ->
             return (Next::Done, None);
         }
         if let Some(error) = wait_error {
+            log_tls_failure(entry, error);
             if error == b"timeout" && exchange.stage == Stage::Head && !entry.conn.input.is_empty()
             {
                 tracing::info!(target: "lunet::http", "408: request head not received in time");
@@ -776,6 +796,7 @@ pub fn body(
         BodyState::Unread => {}
     }
     if let Some(error) = wait_error {
+        log_tls_failure(entry, error);
         let word = match error {
             b"timeout" => "timeout",
             b"reset" => "reset",

@@ -271,9 +271,17 @@ local IDEMPOTENT = { GET = true, HEAD = true, PUT = true, DELETE = true, OPTIONS
 local REDIRECT = { [301] = true, [302] = true, [303] = true, [307] = true, [308] = true }
 
 -- A connection to host:port: one kept in the pool, or a new one (a name
--- is resolved first). Returns the socket and whether it was pooled.
-local function open(scheme, host, port, address, literal, timeout)
+-- is resolved first). Returns the socket and whether it was pooled. The
+-- pool key is the scheme, host and port, and for https the TLS settings
+-- (`tls`: the request's option, checked).
+local function open(scheme, host, port, address, literal, timeout, tls)
     local key = scheme .. "://" .. address
+    local tls_options
+    if scheme == "https" then
+        local identity
+        tls_options, identity = internals.tls_options(tls, host)
+        key = key .. identity
+    end
     local pooled = core.pool_take(key, timeout)
     if pooled then return new_socket(pooled, key), nil, true end
     if not literal then
@@ -281,8 +289,8 @@ local function open(scheme, host, port, address, literal, timeout)
         if not ips then return nil, err end
         address = (ips[1]:find(":", 1, true) and ("[" .. ips[1] .. "]") or ips[1]) .. ":" .. port
     end
-    if scheme == "https" then
-        local sock, err = internals.tls_connect(address, host, timeout, key)
+    if tls_options then
+        local sock, err = internals.tls_connect(address, tls_options, timeout, key)
         if not sock then return nil, "https: " .. err end
         return sock, nil, false
     end
@@ -330,7 +338,7 @@ local function resolve_location(url, location)
     return scheme .. authority .. path:gsub("[^/]*$", "") .. location
 end
 
---- lunet.http.request{method=, url=, headers=, body=, timeout=, redirects=, max_body=}
+--- lunet.http.request{method=, url=, headers=, body=, timeout=, redirects=, max_body=, tls=}
 --- -> res {status, reason, headers, body} | nil, err. Yields.
 function http.request(options)
     permitted("net", "lunet.http.request")
@@ -346,6 +354,8 @@ function http.request(options)
     if type(redirects) ~= "number" or redirects < 0 then error("lunet.http.request: redirects must be a number >= 0", 2) end
     local timeout = options.timeout or 60000
     if type(timeout) ~= "number" or timeout <= 0 then error("lunet.http.request: timeout must be a number of ms > 0", 2) end
+    local tls = options.tls
+    internals.tls_check(tls, "lunet.http.request")
     if not isyieldable() then cannot_wait("lunet.http.request") end
     method = method:upper()
     local request = { headers = options.headers, body = body, max_body = options.max_body }
@@ -354,7 +364,7 @@ function http.request(options)
         if not scheme then return nil, host end
         local response, keep
         for attempt = 1, 2 do
-            local sock, err, pooled = open(scheme, host, port, address, literal, timeout)
+            local sock, err, pooled = open(scheme, host, port, address, literal, timeout, tls)
             if not sock then return nil, err end
             sock:settimeout(timeout)
             local retry
