@@ -1,5 +1,7 @@
 //! The `lunet` command: wires the crates together, nothing more.
 
+mod logging;
+mod processes;
 mod serve;
 mod signals;
 
@@ -154,6 +156,20 @@ struct ServeArgs {
     /// the old hosts get after a reload (SIGHUP).
     #[arg(long, default_value_t = 5.0)]
     grace: f64,
+    /// Server processes, each with its own hosts, services and shared
+    /// dicts, on shared listening sockets (SO_REUSEPORT), under a
+    /// supervisor that restarts one that dies and sends SIGHUP, SIGINT and
+    /// SIGTERM on to them (docs/operations.md) [default: one process, no
+    /// supervisor].
+    #[arg(long, value_name = "N")]
+    processes: Option<usize>,
+    /// Set by --processes: this is process INDEX of a supervisor.
+    #[arg(long, hide = true, value_name = "INDEX")]
+    supervised: Option<usize>,
+    /// Set by --processes: bind listener KEY to ADDR (what process 0 bound
+    /// where the script asks for port 0).
+    #[arg(long, hide = true, value_name = "KEY=ADDR")]
+    bind_as: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -163,7 +179,8 @@ fn main() -> ExitCode {
         LunetCommand::Run(args) => run(args),
         LunetCommand::Load(args) => {
             // Errors inside a client script's own sessions are logged.
-            init_logging("warn").and_then(|()| lunet_connector::run(*args).map_err(Into::into))
+            init_logging("warn", None)
+                .and_then(|()| lunet_connector::run(*args).map_err(Into::into))
         }
         LunetCommand::Check { script } => check(&script),
     };
@@ -176,13 +193,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) -> Result<()> {
+/// Log lines go to stderr; a supervised process starts each with
+/// `prefix` (`[process 2] `), so the lines of N processes can be told apart.
+fn init_logging(level: &str, prefix: Option<String>) -> Result<()> {
     let level: tracing::Level = level.parse().with_context(|| {
         format!("--log-level {level}: expected error, warn, info, debug or trace")
     })?;
     tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(logging::Stderr::new(prefix))
         .with_ansi(false)
         .init();
     Ok(())
@@ -269,7 +288,7 @@ fn start_admin(
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    init_logging(&args.engine.log_level)?;
+    init_logging(&args.engine.log_level, None)?;
     let script = load_script(&args.script)?;
     compile(&script)?;
     let signals = signals::block()?;
@@ -299,13 +318,35 @@ fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
-    init_logging(&args.engine.log_level)?;
+fn serve(mut args: ServeArgs) -> Result<()> {
+    let grace = Duration::from_secs_f64(args.grace.max(0.0));
+    if let (Some(count), None) = (args.processes, args.supervised) {
+        init_logging(&args.engine.log_level, None)?;
+        // A syntax error stops the command before any process starts.
+        compile(&load_script(&args.script)?)?;
+        if count == 0 {
+            bail!("--processes must be at least 1");
+        }
+        return processes::supervise(count, grace);
+    }
+    let prefix = args.supervised.map(|index| format!("[process {index}] "));
+    init_logging(&args.engine.log_level, prefix)?;
+    let mut reporter = match args.supervised {
+        Some(index) => {
+            if let Some(addr) = &args.engine.admin.admin {
+                args.engine.admin.admin = Some(processes::admin_address(addr, index)?);
+            }
+            Some(processes::Reporter::open()?)
+        }
+        None => None,
+    };
     let script = load_script(&args.script)?;
     compile(&script)?;
     let signals = signals::block()?;
     let (mut config, settings) = engine(&args.engine, &args.script, &args.env)?;
     config.max_conns = args.max_conns;
+    config.reuse_port = reporter.is_some();
+    config.bind_as = processes::parse_bind_as(&args.bind_as)?;
     let hosts = args.hosts.unwrap_or(config.workers * 2).max(1);
 
     let (runtime, threads) = Runtime::start(config).context("cannot start the runtime")?;
@@ -335,10 +376,15 @@ fn serve(args: ServeArgs) -> Result<()> {
         runtime,
         script: args.script.clone(),
         hosts,
-        grace: Duration::from_secs_f64(args.grace.max(0.0)),
+        grace,
         health,
         admin,
         launch: launch_hosts,
+        serving: Box::new(move |runtime: &Runtime| {
+            if let Some(reporter) = reporter.as_mut() {
+                reporter.serving(&runtime.listening());
+            }
+        }),
     };
     serve::serve(server, control, sender)?;
     drop(threads);
