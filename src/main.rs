@@ -71,9 +71,14 @@ struct EngineArgs {
     /// Longest line sock:readline accepts by default, in bytes.
     #[arg(long, default_value_t = Settings::default().max_line)]
     max_line: usize,
-    /// Unsent bytes per connection past which sock:write waits.
+    /// Unsent bytes per connection past which its writers wait (all the
+    /// sessions that write to it); one that cannot wait gets "overloaded".
     #[arg(long, default_value_t = Settings::default().high_water)]
     high_water: usize,
+    /// Milliseconds a writer waits for room on a socket without a timeout
+    /// of its own before it gets "overloaded" (0 = no limit).
+    #[arg(long, default_value_t = Settings::default().write_timeout_ms)]
+    write_timeout_ms: u64,
     /// Milliseconds a closed connection may take to flush and drain.
     #[arg(long, default_value_t = Settings::default().linger_ms)]
     linger_ms: u64,
@@ -259,6 +264,7 @@ fn engine(
     let settings = Arc::new(Settings {
         max_line: engine.max_line.max(1),
         high_water: engine.high_water.max(1),
+        write_timeout_ms: engine.write_timeout_ms,
         linger_ms: engine.linger_ms,
         lane_timeout_ms: engine.lane_timeout_ms,
         env: parse_env(env)?,

@@ -11,7 +11,7 @@ mod services;
 mod socket;
 mod write;
 
-pub use socket::{connect_word, queued, Queued};
+pub use socket::{admit, connect_word, queued, Queued};
 
 use std::sync::Arc;
 
