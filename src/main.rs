@@ -19,6 +19,12 @@ use lunet_lua::{check_script, launch, Script, Settings};
 
 use serve::{Control, Server};
 
+/// The allocator of Rust and of every Lua VM (`lua-api/src/memory.rs`
+/// allocates through `std::alloc`); docs/internals.md says why.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "lunet",
