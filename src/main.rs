@@ -1,5 +1,6 @@
 //! The `lunet` command: wires the crates together, nothing more.
 
+mod allocator;
 mod logging;
 mod processes;
 mod serve;
@@ -18,12 +19,6 @@ use lunet_lua::admin::{self, Admin, AdminConfig, Health, HealthState, ReloadHook
 use lunet_lua::{check_script, launch, Script, Settings};
 
 use serve::{Control, Server};
-
-/// The allocator of Rust and of every Lua VM (`lua-api/src/memory.rs`
-/// allocates through `std::alloc`); docs/internals.md says why.
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -184,6 +179,7 @@ struct ServeArgs {
 }
 
 fn main() -> ExitCode {
+    allocator::set_up();
     let cli = Cli::parse();
     let result = match cli.command {
         LunetCommand::Serve(args) => serve(args),

@@ -1107,7 +1107,9 @@ mod tests {
                 .unwrap();
         }
         // k0 is the least recently used; growing it must evict from k1 on.
-        let outcome = dict.set(b"k0", Value::Str(vec![0; 400].into()), None, 1).unwrap();
+        let outcome = dict
+            .set(b"k0", Value::Str(vec![0; 400].into()), None, 1)
+            .unwrap();
         assert_eq!(outcome.evicted, 3);
         assert_eq!(dict.get(b"k0", 1), Some(Value::Str(vec![0; 400].into())));
         assert_eq!(dict.len(1), 4);
@@ -1171,8 +1173,13 @@ mod tests {
             dict.set(b"k", Value::Str(vec![0; max].into()), None, 0),
             Err(DictError::NoMemory)
         );
-        dict.set(b"k", Value::Str(vec![0; max - 1 - ENTRY_OVERHEAD].into()), None, 0)
-            .unwrap();
+        dict.set(
+            b"k",
+            Value::Str(vec![0; max - 1 - ENTRY_OVERHEAD].into()),
+            None,
+            0,
+        )
+        .unwrap();
 
         let empty = SharedDict::new(0);
         assert_eq!(
