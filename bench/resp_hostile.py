@@ -11,7 +11,8 @@ Each round (N, default 4):
      and 8 clients ask for a 1 MiB value; all close with RST (SO_LINGER 0)
      without reading;
   4. the big keys are overwritten once more (new values of the same size).
-Then FLUSHALL, every client gone, 2 s of quiet.
+Then FLUSHALL, every client gone, 6 s of quiet (lunet collects the
+garbage of a VM that stays quiet 2 s, and trims the heap a second later).
 
 Prints one JSON line: the server's RSS (KiB, /proc/PID/status) at the
 start, its peak (VmHWM, sampled every 50 ms as VmRSS too, the larger
@@ -169,7 +170,7 @@ def main():
     admin.send(command("DBSIZE"))
     assert admin.reply() == b":0"
     admin.close()
-    time.sleep(2)
+    time.sleep(6)
     sampler.running = False
     sampler.join()
     after = status_kib(pid, "VmRSS")

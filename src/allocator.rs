@@ -2,26 +2,41 @@
 //! allocates through `std::alloc`), chosen by measurement
 //! (`bench/allocator.sh`, docs/internals.md "Memory that comes back").
 //!
-//! glibc's malloc by default, with one change: blocks of `MMAP_THRESHOLD`
-//! and more are always their own mappings, so freeing one gives its memory
-//! back to the system at once. glibc raises that threshold by itself each
-//! time such a block is freed (up to 32 MiB), after which large values live
-//! in the heap and the RSS they leave stays: a RESP run with 1 MiB values
-//! kept 43 MB of 54 after FLUSHALL, 18 MB with the threshold fixed.
-//! mimalloc (`--features mimalloc`) kept more (87 of 101 MB) on that run.
+//! glibc's malloc, and a thread that gives freed memory back: once a second
+//! it reads how much the heap holds in use (`mallinfo2`), and when that
+//! fell by `TRIM_AFTER_FREED` or more since the last look (a large value
+//! deleted, a burst of connections gone), it calls `malloc_trim(0)`, which
+//! returns the free pages inside the heap too. Without it glibc keeps them:
+//! a large block it once mapped on its own raises its mapping threshold, so
+//! later large values live in the heap, and their freed pages stay
+//! resident (a RESP run with 1 MiB values kept 41 MB of 45 after
+//! FLUSHALL).
+//!
+//! Measured and not taken (`bench/results/allocator-*.md`): a fixed mapping
+//! threshold (`M_MMAP_THRESHOLD`, every large block its own mapping) gave
+//! the memory back at once but served 256 KiB values at a third of the
+//! rate (a mapping, its page faults and its unmapping per block); mimalloc
+//! (`--features mimalloc`) kept more (80 of 80 MB after FLUSHALL: it
+//! purges when it allocates or frees, and an idle server does neither).
 
-/// Blocks this large or larger are mapped on their own (glibc's default
-/// before it adjusts it).
 #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
-const MMAP_THRESHOLD: libc::c_int = 128 * 1024;
+use std::time::Duration;
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// Sets the allocator up; call before any thread starts. Whoever sets
-/// glibc's malloc up through its environment (`GLIBC_TUNABLES`,
-/// `MALLOC_MMAP_THRESHOLD_`, ...) keeps their settings: nothing is changed.
+/// What the heap's in-use bytes must have fallen by for a trim.
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
+const TRIM_AFTER_FREED: usize = 8 * 1024 * 1024;
+/// How often the trimming thread looks.
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+
+/// Starts the trimming thread (glibc builds only), unless malloc is set
+/// up through the environment (`GLIBC_TUNABLES`, `MALLOC_ARENA_MAX_`, ...):
+/// whoever does that keeps malloc as they set it. The thread blocks every
+/// signal: SIGINT, SIGTERM and SIGHUP are taken by `signals.rs`'s thread.
 pub fn set_up() {
     #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
     {
@@ -29,12 +44,44 @@ pub fn set_up() {
             let name = name.to_string_lossy();
             name == "GLIBC_TUNABLES" || (name.starts_with("MALLOC_") && name.ends_with('_'))
         });
-        if !configured {
-            // SAFETY: mallopt only sets a malloc parameter; no thread is
-            // allocating concurrently yet.
-            unsafe {
-                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
-            }
+        if configured {
+            return;
+        }
+        let started = std::thread::Builder::new()
+            .name("lunet-trim".into())
+            .spawn(|| {
+                crate::signals::block_all();
+                trim_when_freed()
+            });
+        if let Err(e) = started {
+            // The server works without it; it only keeps freed memory.
+            eprintln!("lunet: cannot start the memory trimming thread: {e}");
         }
     }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
+fn trim_when_freed() {
+    let mut high = heap_in_use();
+    loop {
+        std::thread::sleep(TRIM_EVERY);
+        let now = heap_in_use();
+        if high.saturating_sub(now) >= TRIM_AFTER_FREED {
+            // SAFETY: malloc_trim has no preconditions.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            high = now;
+        } else {
+            high = high.max(now);
+        }
+    }
+}
+
+/// Bytes in use in malloc's heaps (not its own mappings: those go back to
+/// the system when freed).
+#[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
+fn heap_in_use() -> usize {
+    // SAFETY: mallinfo2 has no preconditions; it returns a plain struct.
+    unsafe { libc::mallinfo2() }.uordblks
 }

@@ -1,6 +1,7 @@
 //! The `lunet` command: wires the crates together, nothing more.
 
 mod allocator;
+mod idle;
 mod logging;
 mod processes;
 mod serve;
@@ -302,6 +303,7 @@ fn run(args: RunArgs) -> Result<()> {
     let signals = signals::block()?;
     let (config, settings) = engine(&args.engine, &args.script, &args.env)?;
     let (runtime, _threads) = Runtime::start(config).context("cannot start the runtime")?;
+    idle::start(&runtime).context("cannot start the idle collector")?;
     let health = Arc::new(Health::new(HealthState::Starting));
     let _admin = start_admin(&runtime, &args.engine.admin, &health, None)?;
     let mut main = launch(
@@ -358,6 +360,7 @@ fn serve(mut args: ServeArgs) -> Result<()> {
     let hosts = args.hosts.unwrap_or(config.workers * 2).max(1);
 
     let (runtime, threads) = Runtime::start(config).context("cannot start the runtime")?;
+    idle::start(&runtime).context("cannot start the idle collector")?;
     let (sender, control) = mpsc::channel();
     let health = Arc::new(Health::new(HealthState::Starting));
     let reload: ReloadHook = {
