@@ -32,7 +32,7 @@ struct Seen {
     /// first goes quiet).
     floor: usize,
     /// A collection was asked for at the last look: what the VM holds now
-    /// is its new floor.
+    /// is its new floor, if it was quiet since.
     asked: bool,
 }
 
@@ -63,13 +63,18 @@ fn look(runtime: &Runtime, seen: &mut HashMap<u64, Seen>) {
             floor: 0,
             asked: false,
         });
+        let asked = std::mem::take(&mut last.asked);
         // The collection asked for is one of its events.
-        let work = events.saturating_sub(last.events + u64::from(last.asked));
+        let work = events.saturating_sub(last.events + u64::from(asked));
         last.events = events;
         if work > QUIET {
+            // Busy since: what it holds may be new garbage, not a floor
+            // (taken as one, that garbage would stay for as long as the VM
+            // stays quiet).
             continue;
         }
-        if std::mem::take(&mut last.asked) {
+        if asked {
+            // Quiet since the collection: it holds what survived it.
             last.floor = memory;
         } else if memory >= last.floor.saturating_add(GROWN) {
             let collect = Message::signal(MessageKind::Collect.code());
