@@ -64,7 +64,6 @@ declare -A ENVS=([glibc]="" [stock]="GLIBC_TUNABLES=glibc.malloc.perturb=0"
 
 # --- memory ------------------------------------------------------------------
 declare -A CELL # VARIANT:ROW -> the cell
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
 for name in "${VARIANTS[@]}"; do
     # shellcheck disable=SC2086

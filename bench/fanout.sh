@@ -88,19 +88,6 @@ log "RSS $BEFORE -> peak $PEAK -> $AFTER KB ($STATS)"
 TABLE=$(
     echo "| benchmark | lunet | goal | verdict |"
     echo "| --- | --- | --- | --- |"
-    echo "| one subscriber that never reads, fan-out of $(fmt_int "$MESSAGES") x 1 KB ($WRITTEN_MB MB) written from dispatch sessions, --high-water $HIGH_WATER | RSS $(awk -v k="$BEFORE" 'BEGIN { printf "%.1f", k / 1024 }') -> peak $(awk -v k="$PEAK" 'BEGIN { printf "%.1f", k / 1024 }') MB (+$GROWTH_MB MB), $(awk -v k="$AFTER" 'BEGIN { printf "%.1f", k / 1024 }') MB after; writes: ${STATS//,/ } | growth ≤ 4 x --high-water + 4 MB ($BOUND_MB MB) | $(verdict "$GROWTH_MB" "<=" "$BOUND_MB") |"
+    echo "| one subscriber that never reads, fan-out of $(fmt_int "$MESSAGES") x 1 KB ($WRITTEN_MB MB) written from dispatch sessions, --high-water $HIGH_WATER | RSS $(mb "$BEFORE") -> peak $(mb "$PEAK") MB (+$GROWTH_MB MB), $(mb "$AFTER") MB after; writes: ${STATS//,/ } | growth ≤ 4 x --high-water + 4 MB ($BOUND_MB MB) | $(verdict "$GROWTH_MB" "<=" "$BOUND_MB") |"
 )
-mkdir -p "$(dirname "$RESULTS")"
-{
-    echo "# fan-out to a subscriber that never reads, $DATE"
-    echo
-    echo "$TABLE"
-    echo
-    echo "- $(machine)"
-    echo
-    echo '```'
-    printf '%s\n' "${COMMANDS[@]}"
-    echo '```'
-} >>"$RESULTS"
-echo "$TABLE"
-log "written to $RESULTS"
+write_results "fan-out to a subscriber that never reads, $DATE"

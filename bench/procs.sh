@@ -77,7 +77,10 @@ LOADERS=()
 for i in $(seq "$PROCESSES"); do
     load=("$BIN" load --hold "$HOLD" --source "$SOURCE" --connect-rate 5000
         -d "${SECONDS_HELD}s" --json "$WORK/load-$i.json" "$ADDR")
-    [ "$i" = 1 ] && record "${load[@]}   # x $PROCESSES, at once"
+    if [ "$i" = 1 ]; then
+        record "${load[@]}"
+        COMMANDS[-1]+="   # x $PROCESSES, at once"
+    fi
     spawn "$WORK/load-$i.log" "${load[@]}"
     LOADERS+=("$SPAWNED")
 done
@@ -119,18 +122,4 @@ TABLE=$(
     echo "| idle connections held by \`lunet serve --processes $PROCESSES\` (echo.lua), $PROCESSES x \`lunet load --hold $HOLD --source $SOURCE\` | $(fmt_int "$held") of $(fmt_int "$TOTAL") (per process: $PER_PROCESS; load: peak up $(fmt_int "$up"), $errors errors; $RESTARTS restarts) | ≥ 95,000 | $(verdict "$held" ">=" 95000) |"
     echo "| RSS per idle connection, sum over the $PROCESSES processes | $PER_CONN KB/conn (RSS $(fmt_int "$BASE_RSS") -> $(fmt_int "$rss") KB) | ≤ 2 KB/conn | $(verdict "$PER_CONN" "<=" 2) |"
 )
-mkdir -p "$(dirname "$RESULTS")"
-{
-    echo "# lunet serve --processes: idle connections, $DATE"
-    echo
-    echo "$TABLE"
-    echo
-    echo "- $(machine)"
-    echo "- fd limit per process: $hard"
-    echo
-    echo '```'
-    printf '%s\n' "${COMMANDS[@]}"
-    echo '```'
-} >>"$RESULTS"
-echo "$TABLE"
-log "written to $RESULTS"
+write_results "lunet serve --processes: idle connections, $DATE" "fd limit per process: $hard"

@@ -72,7 +72,6 @@ run redis "$REDIS_PID" "127.0.0.1:$REDIS_PORT"
 stop_group "$REDIS_PID"
 
 field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "${OUT[$1]}" "$2"; }
-mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 KV_START=$(field kv start_kib) KV_PEAK=$(field kv peak_kib) KV_AFTER=$(field kv after_flush_kib)
 R_START=$(field redis start_kib) R_PEAK=$(field redis peak_kib) R_AFTER=$(field redis after_flush_kib)
 PEAK_RATIO=$(ratio "$KV_PEAK" "$R_PEAK")
@@ -84,20 +83,5 @@ TABLE=$(
     echo "| RESP hostile run ($ROUNDS rounds of $MIB x 1 MiB SETs, a slow reader of 2 x $MIB GETs, 16 RSTs mid-write), peak RSS | $LABEL $(mb "$KV_PEAK") MB | redis-server | $(mb "$R_PEAK") MB | $PEAK_RATIO | ≤ 1.5x | $(verdict "$PEAK_RATIO" "<=" 1.5) |"
     echo "| RSS after FLUSHALL, clients gone, vs at the start | $LABEL $(mb "$KV_START") -> $(mb "$KV_AFTER") MB | redis-server | $(mb "$R_START") -> $(mb "$R_AFTER") MB | $BACK_RATIO (own start) | ≤ 2x | $(verdict "$BACK_RATIO" "<=" 2) |"
 )
-mkdir -p "$(dirname "$RESULTS")"
-{
-    echo "# RESP hostile run: kv.lua ($LABEL) vs redis-server, $DATE"
-    echo
-    echo "$TABLE"
-    echo
-    echo "- $(machine)"
-    echo "- lunet: $BIN"
-    echo
-    echo '```'
-    printf '%s\n' "${COMMANDS[@]}"
-    echo '```'
-    echo
-    echo "Driver output (KiB): $LABEL ${OUT[kv]}; redis-server ${OUT[redis]}"
-} >>"$RESULTS"
-echo "$TABLE"
-log "written to $RESULTS"
+write_results "RESP hostile run: $LABEL vs redis-server, $DATE" "lunet: $BIN"
+printf '\nDriver output (KiB): %s %s; redis-server %s\n' "$LABEL" "${OUT[kv]}" "${OUT[redis]}" >>"$RESULTS"

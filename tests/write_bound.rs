@@ -6,7 +6,7 @@
 mod common;
 
 use std::io::Read;
-use std::net::TcpListener;
+use std::net::{TcpListener, TcpStream};
 
 use common::{server_script, Server, Steps, DEADLINE};
 
@@ -75,6 +75,32 @@ fn silent_peer() -> (u16, TcpListener) {
     (listener.local_addr().unwrap().port(), listener)
 }
 
+/// Connects the steps' session (as global `s`) to the silent peer of
+/// `getenv('peer')` and writes 8 MiB: admitted whole (the output was
+/// empty), and more than the kernel takes from a peer that does not read,
+/// so the socket stays past its mark. Returns the peer's end.
+fn past_the_mark(steps: &mut Steps, listener: &TcpListener) -> TcpStream {
+    steps.expect(
+        "s = assert(lunet.connect(getenv('peer'))) \
+         return s:write(('x'):rep(8 * 1024 * 1024))",
+        "true true nil",
+    );
+    listener.accept().unwrap().0
+}
+
+/// Reads from lunet until what came ends with `end`; everything read.
+fn read_until(stream: &mut TcpStream, end: &[u8]) -> Vec<u8> {
+    stream.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut received = Vec::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    while !received.ends_with(end) {
+        let n = stream.read(&mut buffer).expect("read from lunet");
+        assert!(n > 0, "lunet closed after {} bytes", received.len());
+        received.extend_from_slice(&buffer[..n]);
+    }
+    received
+}
+
 #[test]
 fn a_writer_that_cannot_wait_or_waits_too_long_is_overloaded_and_queues_nothing() {
     let (port, listener) = silent_peer();
@@ -85,15 +111,7 @@ fn a_writer_that_cannot_wait_or_waits_too_long_is_overloaded_and_queues_nothing(
         "--write-timeout-ms",
         "200",
     ]);
-    // 8 MiB is admitted whole (the output was empty) and is more than the
-    // kernel takes from a peer that does not read: the socket stays past
-    // its mark.
-    steps.expect(
-        "s = assert(lunet.connect(getenv('peer'))) \
-         return s:write(('x'):rep(8 * 1024 * 1024))",
-        "true true nil",
-    );
-    let (mut stream, _) = listener.accept().unwrap();
+    let mut stream = past_the_mark(&mut steps, &listener);
     // Inside a gsub callback the writer cannot yield: refused at once.
     steps.expect(
         "local r ('.'):gsub('.', function() r = { s:write('refused') } end) \
@@ -111,14 +129,7 @@ fn a_writer_that_cannot_wait_or_waits_too_long_is_overloaded_and_queues_nothing(
 
     // The next write waits for the peer to read, then is queued.
     steps.start_step("return s:write('END')");
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut received = Vec::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    while !received.ends_with(b"END") {
-        let n = stream.read(&mut buffer).expect("read from lunet");
-        assert!(n > 0, "lunet closed after {} bytes", received.len());
-        received.extend_from_slice(&buffer[..n]);
-    }
+    let received = read_until(&mut stream, b"END");
     assert_eq!(steps.line(), "true true nil");
     assert_eq!(received.len(), 8 * 1024 * 1024 + 3);
     assert!(received[..8 * 1024 * 1024].iter().all(|&b| b == b'x'));
@@ -129,12 +140,7 @@ fn writers_waiting_for_room_are_served_in_turn_when_the_peer_reads() {
     let (port, listener) = silent_peer();
     let (_server, mut steps) =
         Steps::start(&[&format!("peer=127.0.0.1:{port}"), "--high-water", "65536"]);
-    steps.expect(
-        "s = assert(lunet.connect(getenv('peer'))) \
-         return s:write(('x'):rep(8 * 1024 * 1024))",
-        "true true nil",
-    );
-    let (mut stream, _) = listener.accept().unwrap();
+    let mut stream = past_the_mark(&mut steps, &listener);
     // Three writers wait, in this order; a fourth with 64 KiB does not fit
     // the waiting room (the mark) and is refused at once.
     steps.expect(
@@ -148,14 +154,7 @@ fn writers_waiting_for_room_are_served_in_turn_when_the_peer_reads() {
         "while #results < 3 do lunet.sleep(5) end \
          return results[1], results[2], results[3]",
     );
-    stream.set_read_timeout(Some(DEADLINE)).unwrap();
-    let mut received = Vec::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    while !received.ends_with(b"<3>") {
-        let n = stream.read(&mut buffer).expect("read from lunet");
-        assert!(n > 0, "lunet closed after {} bytes", received.len());
-        received.extend_from_slice(&buffer[..n]);
-    }
+    let received = read_until(&mut stream, b"<3>");
     assert_eq!(steps.line(), "true true true true");
     assert_eq!(&received[8 * 1024 * 1024..], b"<1><2><3>");
 }
