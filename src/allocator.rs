@@ -9,14 +9,14 @@
 //! returns the free pages inside the heap too. Without it glibc keeps them:
 //! a large block it once mapped on its own raises its mapping threshold, so
 //! later large values live in the heap, and their freed pages stay
-//! resident (a RESP run with 1 MiB values kept 41 MB of 45 after
+//! resident (a RESP run with 1 MiB values kept 35 MB of 66 after
 //! FLUSHALL).
 //!
 //! Measured and not taken (`bench/results/allocator-*.md`): a fixed mapping
 //! threshold (`M_MMAP_THRESHOLD`, every large block its own mapping) gave
-//! the memory back at once but served 256 KiB values at a third of the
+//! the memory back at once but served 256 KiB values at 0.3-0.7x the
 //! rate (a mapping, its page faults and its unmapping per block); mimalloc
-//! (`--features mimalloc`) kept more (80 of 80 MB after FLUSHALL: it
+//! (`--features mimalloc`) kept more (77 of 80 MB after FLUSHALL: it
 //! purges when it allocates or frees, and an idle server does neither).
 
 #[cfg(all(target_os = "linux", target_env = "gnu", not(feature = "mimalloc")))]
