@@ -10,7 +10,8 @@
 //!    process has a socket of its own on the same address, and the kernel
 //!    spreads new connections over them (by a hash of the client's address
 //!    and port). Once its first hosts serve, it reports `listen KEY ADDR`
-//!    for every listener and then `serving`. A process that dies takes its
+//!    for every listener but the admin console's (each process has its
+//!    own, on `--admin`'s port + its index) and then `serving`. A process that dies takes its
 //!    socket with it; new connections go to the others until it is back.
 //! 3. Process 0 starts first. What it bound for a port 0 is handed to the
 //!    others (`--bind-as KEY=ADDR`, `listeners.rs` step 5), so that
@@ -436,11 +437,15 @@ impl Reporter {
         })
     }
 
-    /// Step 2: the listeners, then `serving`. A supervisor that is gone
-    /// is not an error here (step 6 stops the process).
+    /// Step 2: the listeners (but the admin's: each process has its own
+    /// console, on a port of its own), then `serving`. A supervisor that is
+    /// gone is not an error here (step 6 stops the process).
     pub fn serving(&mut self, listening: &[(String, std::net::SocketAddr)]) {
         let mut text = String::new();
-        for (key, addr) in listening {
+        let shared = listening
+            .iter()
+            .filter(|(key, _)| key != lunet_lua::admin::LISTENER_KEY);
+        for (key, addr) in shared {
             text.push_str(&format!("listen {key} {addr}\n"));
         }
         text.push_str("serving\n");

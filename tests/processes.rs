@@ -198,3 +198,51 @@ fn a_script_that_fails_to_start_fails_the_command() {
     );
     assert!(!log.contains("process 1 started"), "{log}");
 }
+
+/// `--admin IP:0`: each process opens its own console (and logs its port
+/// with its prefix); the supervisor opens none.
+#[test]
+fn each_process_has_its_own_admin_console() {
+    let server = Server::start_listeners(
+        &test_script("processes.lua"),
+        &[
+            "--processes",
+            "2",
+            "--hosts",
+            "1",
+            "--workers",
+            "1",
+            "--admin",
+            "127.0.0.1:0",
+        ],
+        // The shared port and a console for each process.
+        3,
+    );
+    server.wait_log("serving with 2 processes");
+    let mut consoles = Vec::new();
+    for index in 0..2 {
+        let prefix = format!("[process {index}] ");
+        let line = server.wait_log_where(&format!("process {index}'s console"), |line| {
+            line.starts_with(&prefix) && line.contains("admin console listening on ")
+        });
+        let port: u16 = line
+            .rsplit(':')
+            .next()
+            .and_then(|port| port.trim().parse().ok())
+            .unwrap_or_else(|| server.fail(&format!("no port in {line:?}")));
+        consoles.push(port);
+    }
+    assert_ne!(consoles[0], consoles[1]);
+    let log = server.log();
+    let opened = log
+        .lines()
+        .filter(|line| line.contains("admin console listening on "))
+        .count();
+    assert_eq!(opened, 2, "consoles opened:\n{log}");
+    for port in consoles {
+        let mut console = server.client_on(port);
+        console.send("stat\n");
+        let first = console.line();
+        assert!(first.starts_with("services "), "stat answered {first:?}");
+    }
+}
