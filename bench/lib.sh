@@ -129,6 +129,8 @@ verdict() {
     }'
 }
 
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; } # KiB -> MB, one decimal
+
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 machine() {
@@ -137,6 +139,29 @@ machine() {
     git -C "$ROOT" diff-index --quiet HEAD -- 2>/dev/null || revision="$revision (with uncommitted changes)"
     printf 'nproc: %s; CPU: %s; kernel: %s; git: %s\n' "$(nproc)" \
         "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" "$(uname -sr)" "$revision"
+}
+
+# write_results TITLE [NOTE...]: appends to RESULTS a heading TITLE, TABLE,
+# the machine and each NOTE as a list item, and the recorded commands;
+# prints TABLE.
+write_results() {
+    local title=$1 line
+    shift
+    mkdir -p "$(dirname "$RESULTS")"
+    {
+        echo "# $title"
+        echo
+        echo "$TABLE"
+        echo
+        echo "- $(machine)"
+        for line in "$@"; do echo "- $line"; done
+        echo
+        echo '```'
+        printf '%s\n' "${COMMANDS[@]}"
+        echo '```'
+    } >>"$RESULTS"
+    echo "$TABLE"
+    log "written to $RESULTS"
 }
 
 lunet_binary() {

@@ -20,6 +20,9 @@
 #   lane       head-of-line ratio, SQLite inserts/s (bench/lane.sh)
 #   json       lunet.json encode/decode vs lua-cjson (cargo bench --bench json)
 #   todo       server-scripts/todo.lua: GET /todos/:id and POST /todos with lunet load
+#   procs      95,000 idle connections on lunet serve --processes 5 (bench/procs.sh)
+#   fanout     a subscriber that never reads, 50,000 x 1 KB fanned out (bench/fanout.sh)
+#   resp-hostile  big values, slow reader, RST mid-write: kv.lua vs redis-server RSS (bench/resp-hostile.sh)
 #
 # Writes bench/results/YYYY-MM-DD.md (a subset run: YYYY-MM-DD-LEG-LEG.md;
 # a smoke run: /tmp/lunet-bench-smoke.md) with the table, each row's goal
@@ -48,7 +51,7 @@ set -u -o pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_LEGS=(echo http https reload mem scale connector resp services model lane json todo)
+ALL_LEGS=(echo http https reload mem scale connector resp services model lane json todo procs fanout resp-hostile)
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
@@ -59,7 +62,7 @@ for arg in "$@"; do
     all) LEGS+=("${ALL_LEGS[@]}") ;;
     memory | rss) LEGS+=(mem) ;;
     load) LEGS+=(connector) ;;
-    echo | http | https | reload | mem | scale | connector | resp | services | model | lane | json | todo) LEGS+=("$arg") ;;
+    echo | http | https | reload | mem | scale | connector | resp | services | model | lane | json | todo | procs | fanout | resp-hostile) LEGS+=("$arg") ;;
     *) printf 'bench/run.sh: unknown leg %q (legs: %s, all)\n' "$arg" "${ALL_LEGS[*]}" >&2; exit 2 ;;
     esac
 done
@@ -129,6 +132,9 @@ LIMIT_RESP=300
 LIMIT_SERVICES=180
 LIMIT_MODEL=300
 LIMIT_LANE=240
+LIMIT_PROCS=180
+LIMIT_FANOUT=120
+LIMIT_HOSTILE=300
 
 ROWS=()     # the table's rows, in order
 DETAIL=()   # files whose text goes in the results file's appendix: "TITLE|FILE"
@@ -966,6 +972,49 @@ if want todo; then
     row "todo.lua GET /todos/:id (SQLite select per request): lunet load --script bench/todo_client.lua -t1 -c50 -d $DURATION, best of $ROUNDS" \
         "$(rate_cell todo:get "req/s")" "-" "-" "-" "figures" "-"
 fi
+
+# ---------------------------------------------------------------- called scripts with tables
+# script_leg LEG SCRIPT LIMIT [VAR=VALUE...]: runs SCRIPT with this run's
+# lunet; its table rows become rows here (a 4-column row, benchmark | lunet
+# | goal | verdict, gets "-" for the reference columns).
+script_leg() {
+    local leg=$1 script=$2 limit=$3 skip=
+    shift 3
+    log "leg $leg ($script)"
+    [ -f "$script" ] || skip="$script missing"
+    [ -z "$skip" ] && [ "$LUNET_OK" != 1 ] && skip="lunet did not build"
+    if [ -z "$skip" ]; then
+        local cmd=(env LUNET_BIN="$BIN/lunet" BENCH_RESULTS="$WORK/$leg.md" "$@" bash "$script")
+        COMMANDS+=("LUNET_BIN=$BIN/lunet${*:+ $*} $script   # its commands: see the appendix")
+        if run_script "$WORK/$leg.out" "$WORK/$leg.err" "$limit" "${cmd[@]}"; then
+            DETAIL+=("$script|$WORK/$leg.md")
+        else
+            skip="$script failed (status $?): $(grep -v '^\s*$' "$WORK/$leg.err" | tail -3 | tr '\n' ' ' | tail -c 300)"
+        fi
+    fi
+    if [ -n "$skip" ]; then
+        note "$leg rows skipped: $skip"
+        row "$leg ($script)" "skipped: $skip" "-" "-" "-" "-" "-"
+        return
+    fi
+    local line cells
+    while IFS= read -r line; do
+        [[ $line == "| benchmark"* || $line == "| ---"* ]] && continue
+        IFS='|' read -r -a cells <<<"$line"
+        if [ "${#cells[@]}" -le 5 ]; then # | a | b | goal | verdict |
+            ROWS+=("|${cells[1]}|${cells[2]}| - | - | - |${cells[3]}|${cells[4]}|")
+        else
+            ROWS+=("$line")
+        fi
+    done < <(grep '^|' "$WORK/$leg.out")
+}
+
+want procs && script_leg procs bench/procs.sh "$LIMIT_PROCS" \
+    ${SMOKE:+PROCS_BENCH_HOLD=2000 PROCS_BENCH_SECONDS=10}
+want fanout && script_leg fanout bench/fanout.sh "$LIMIT_FANOUT" \
+    ${SMOKE:+FANOUT_BENCH_MESSAGES=5000}
+want resp-hostile && script_leg resp-hostile bench/resp-hostile.sh "$LIMIT_HOSTILE" \
+    ${SMOKE:+HOSTILE_ROUNDS=1}
 
 # ---------------------------------------------------------------- report
 ELAPSED=$(($(date +%s) - STARTED))

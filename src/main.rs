@@ -1,5 +1,9 @@
 //! The `lunet` command: wires the crates together, nothing more.
 
+mod allocator;
+mod idle;
+mod logging;
+mod processes;
 mod serve;
 mod signals;
 
@@ -69,9 +73,14 @@ struct EngineArgs {
     /// Longest line sock:readline accepts by default, in bytes.
     #[arg(long, default_value_t = Settings::default().max_line)]
     max_line: usize,
-    /// Unsent bytes per connection past which sock:write waits.
+    /// Unsent bytes per connection past which its writers wait (all the
+    /// sessions that write to it); one that cannot wait gets "overloaded".
     #[arg(long, default_value_t = Settings::default().high_water)]
     high_water: usize,
+    /// Milliseconds a writer waits for room on a socket without a timeout
+    /// of its own before it gets "overloaded" (0 = no limit).
+    #[arg(long, default_value_t = Settings::default().write_timeout_ms)]
+    write_timeout_ms: u64,
     /// Milliseconds a closed connection may take to flush and drain.
     #[arg(long, default_value_t = Settings::default().linger_ms)]
     linger_ms: u64,
@@ -165,16 +174,32 @@ struct ServeArgs {
     /// the old hosts get after a reload (SIGHUP).
     #[arg(long, default_value_t = 5.0)]
     grace: f64,
+    /// Server processes, each with its own hosts, services and shared
+    /// dicts, on shared listening sockets (SO_REUSEPORT), under a
+    /// supervisor that restarts one that dies and sends SIGHUP, SIGINT and
+    /// SIGTERM on to them (docs/operations.md) [default: one process, no
+    /// supervisor].
+    #[arg(long, value_name = "N")]
+    processes: Option<usize>,
+    /// Set by --processes: this is process INDEX of a supervisor.
+    #[arg(long, hide = true, value_name = "INDEX")]
+    supervised: Option<usize>,
+    /// Set by --processes: bind listener KEY to ADDR (what process 0 bound
+    /// where the script asks for port 0).
+    #[arg(long, hide = true, value_name = "KEY=ADDR")]
+    bind_as: Vec<String>,
 }
 
 fn main() -> ExitCode {
+    allocator::set_up();
     let cli = Cli::parse();
     let result = match cli.command {
         LunetCommand::Serve(args) => serve(args),
         LunetCommand::Run(args) => run(args),
         LunetCommand::Load(args) => {
             // Errors inside a client script's own sessions are logged.
-            init_logging("warn").and_then(|()| lunet_connector::run(*args).map_err(Into::into))
+            init_logging("warn", None)
+                .and_then(|()| lunet_connector::run(*args).map_err(Into::into))
         }
         LunetCommand::Check { script } => check(&script),
     };
@@ -187,13 +212,15 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(level: &str) -> Result<()> {
+/// Log lines go to stderr; a supervised process starts each with
+/// `prefix` (`[process 2] `), so the lines of N processes can be told apart.
+fn init_logging(level: &str, prefix: Option<String>) -> Result<()> {
     let level: tracing::Level = level.parse().with_context(|| {
         format!("--log-level {level}: expected error, warn, info, debug or trace")
     })?;
     tracing_subscriber::fmt()
         .with_max_level(level)
-        .with_writer(std::io::stderr)
+        .with_writer(logging::Stderr::new(prefix))
         .with_ansi(false)
         .init();
     Ok(())
@@ -271,6 +298,7 @@ fn engine(
     let settings = Arc::new(Settings {
         max_line: engine.max_line.max(1),
         high_water: engine.high_water.max(1),
+        write_timeout_ms: engine.write_timeout_ms,
         linger_ms: engine.linger_ms,
         lane_timeout_ms: engine.lane_timeout_ms,
         env: parse_env(env)?,
@@ -302,13 +330,14 @@ fn start_admin(
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    init_logging(&args.engine.log_level)?;
+    init_logging(&args.engine.log_level, None)?;
     let path = app_script(&args.script);
     let script = load_script(&path)?;
     compile(&script)?;
     let signals = signals::block()?;
     let (config, settings) = engine(&args.engine, &path, &args.env)?;
     let (runtime, _threads) = Runtime::start(config).context("cannot start the runtime")?;
+    idle::start(&runtime).context("cannot start the idle collector")?;
     let health = Arc::new(Health::new(HealthState::Starting));
     let _admin = start_admin(&runtime, &args.engine.admin, &health, None)?;
     let mut main = launch(
@@ -333,17 +362,40 @@ fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-fn serve(args: ServeArgs) -> Result<()> {
-    init_logging(&args.engine.log_level)?;
+fn serve(mut args: ServeArgs) -> Result<()> {
+    let grace = Duration::from_secs_f64(args.grace.max(0.0));
+    if let (Some(count), None) = (args.processes, args.supervised) {
+        init_logging(&args.engine.log_level, None)?;
+        // A syntax error stops the command before any process starts.
+        compile(&load_script(&app_script(&args.script))?)?;
+        if count == 0 {
+            bail!("--processes must be at least 1");
+        }
+        return processes::supervise(count, grace);
+    }
+    let prefix = args.supervised.map(|index| format!("[process {index}] "));
+    init_logging(&args.engine.log_level, prefix)?;
+    let mut reporter = match args.supervised {
+        Some(index) => {
+            if let Some(addr) = &args.engine.admin.admin {
+                args.engine.admin.admin = Some(processes::admin_address(addr, index)?);
+            }
+            Some(processes::Reporter::open()?)
+        }
+        None => None,
+    };
     let path = app_script(&args.script);
     let script = load_script(&path)?;
     compile(&script)?;
     let signals = signals::block()?;
     let (mut config, settings) = engine(&args.engine, &path, &args.env)?;
     config.max_conns = args.max_conns;
+    config.reuse_port = reporter.is_some();
+    config.bind_as = processes::parse_bind_as(&args.bind_as)?;
     let hosts = args.hosts.unwrap_or(config.workers * 2).max(1);
 
     let (runtime, threads) = Runtime::start(config).context("cannot start the runtime")?;
+    idle::start(&runtime).context("cannot start the idle collector")?;
     let (sender, control) = mpsc::channel();
     let health = Arc::new(Health::new(HealthState::Starting));
     let reload: ReloadHook = {
@@ -370,10 +422,15 @@ fn serve(args: ServeArgs) -> Result<()> {
         runtime,
         script: path,
         hosts,
-        grace: Duration::from_secs_f64(args.grace.max(0.0)),
+        grace,
         health,
         admin,
         launch: launch_hosts,
+        serving: Box::new(move |runtime: &Runtime| {
+            if let Some(reporter) = reporter.as_mut() {
+                reporter.serving(&runtime.listening());
+            }
+        }),
     };
     serve::serve(server, control, sender)?;
     drop(threads);

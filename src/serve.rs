@@ -66,6 +66,9 @@ pub struct Server {
     pub health: Arc<Health>,
     pub admin: Option<Admin>,
     pub launch: LaunchHosts,
+    /// Called once, when the first generation serves (a supervised
+    /// process reports it, `processes.rs`).
+    pub serving: Box<dyn FnMut(&Runtime) + Send>,
 }
 
 /// The hosts started from one reading of the script (step 1).
@@ -188,6 +191,7 @@ impl Supervisor {
                 let text = match old {
                     None => {
                         self.server.health.set(HealthState::Serving);
+                        (self.server.serving)(runtime);
                         format!(
                             "serving {script} with {} workers and {count} hosts",
                             runtime.config().workers

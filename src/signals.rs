@@ -31,6 +31,19 @@ pub fn block() -> Result<libc::sigset_t> {
     }
 }
 
+/// Blocks every signal in the calling thread: for the helper threads that
+/// may start before [`block`] runs, so that SIGINT, SIGTERM and SIGHUP
+/// reach only the thread of [`forward`].
+pub fn block_all() {
+    // SAFETY: a local, filled signal set; pthread_sigmask only changes the
+    // calling thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
 /// Starts the thread that takes the signals in `set` and calls `to` with
 /// each, until `to` returns false.
 pub fn forward(set: libc::sigset_t, to: impl Fn(i32) -> bool + Send + 'static) -> Result<()> {

@@ -1,8 +1,11 @@
 //! Byte buffers of a connection: bytes are appended at the end and consumed
 //! from the front without moving the rest until it pays to compact.
 
-/// Past this capacity an empty buffer gives its memory back, so a connection
-/// that once moved a large payload does not keep it while idle.
+/// Past this capacity a buffer gives memory back: all of it when it
+/// empties, and the unused part when what it holds falls to a quarter of
+/// it. So a connection that once moved a large payload does not keep its
+/// memory while idle, nor while a small remainder (the start of the next
+/// pipelined command) stays buffered.
 const SHRINK_ABOVE: usize = 64 * 1024;
 
 #[derive(Default)]
@@ -42,7 +45,40 @@ impl Buffer {
             if self.data.capacity() > SHRINK_ABOVE {
                 self.data = Vec::new();
             }
+        } else if self.data.capacity() > SHRINK_ABOVE && self.len() <= self.data.capacity() / 4 {
+            self.shrink();
         }
+    }
+
+    /// Moves what is left to an allocation of its size: copies at most a
+    /// quarter of the capacity, which it halves at least.
+    #[cold]
+    #[inline(never)]
+    fn shrink(&mut self) {
+        let mut left = Vec::with_capacity(self.len());
+        left.extend_from_slice(self.as_slice());
+        self.data = left;
+        self.start = 0;
+    }
+
+    /// Moves the first `n` bytes (at most all) into `out`, which must be
+    /// empty, and consumes them. A large front is moved, not copied: `out`
+    /// takes the buffer's memory and what follows it moves to a new one, so
+    /// a large value is held once, not twice, on its way to Lua.
+    pub fn take_front(&mut self, n: usize, out: &mut Vec<u8>) {
+        debug_assert!(out.is_empty());
+        let n = n.min(self.len());
+        if n <= SHRINK_ABOVE {
+            out.extend_from_slice(&self.as_slice()[..n]);
+            self.consume(n);
+            return;
+        }
+        if self.start > 0 {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+        let rest = self.data.split_off(n);
+        *out = std::mem::replace(&mut self.data, rest);
     }
 
     /// Appends bytes, compacting first when the consumed front is larger
@@ -114,6 +150,42 @@ mod tests {
         buffer.extend(&vec![7u8; 1 << 20]);
         buffer.consume(1 << 20);
         assert_eq!(buffer.capacity(), 0);
+    }
+
+    #[test]
+    fn a_small_remainder_of_a_large_buffer_is_moved_to_a_small_one() {
+        let mut buffer = Buffer::new();
+        buffer.extend(&vec![7u8; 1 << 20]);
+        buffer.extend(b"next");
+        buffer.consume(1 << 20);
+        assert_eq!(buffer.as_slice(), b"next");
+        assert!(buffer.capacity() <= SHRINK_ABOVE, "{}", buffer.capacity());
+        // Small buffers are left alone: no copy per message.
+        let mut small = Buffer::new();
+        small.extend(&[1u8; 1000]);
+        let capacity = small.capacity();
+        small.consume(999);
+        assert_eq!(small.capacity(), capacity);
+    }
+
+    #[test]
+    fn take_front_moves_a_large_front_and_keeps_the_rest() {
+        let mut buffer = Buffer::new();
+        buffer.extend(b"ab");
+        buffer.consume(1);
+        let mut large = vec![9u8; 1 << 20];
+        large[0] = b'b';
+        buffer.extend(&large[1..]);
+        buffer.extend(b"rest");
+        let mut out = Vec::new();
+        buffer.take_front(1 << 20, &mut out);
+        assert_eq!(out, large);
+        assert_eq!(buffer.as_slice(), b"rest");
+        // A small front is copied.
+        let mut small = Vec::new();
+        buffer.take_front(2, &mut small);
+        assert_eq!(small, b"re");
+        assert_eq!(buffer.as_slice(), b"st");
     }
 
     #[test]

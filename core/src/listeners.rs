@@ -16,6 +16,10 @@
 //!    after a switch of hosts: it forgets those keys and has the reactor
 //!    close their sockets in the same command that switches the hosts
 //!    (`reactor.rs`, step 5).
+//! 5. A key listed in the table's `bind_as` is bound to that address
+//!    instead of the one asked for: a process of `lunet serve --processes`
+//!    binds the ports its first sibling picked where the script asks for
+//!    port 0, so all of them listen on one address (with SO_REUSEPORT).
 
 use std::collections::HashMap;
 use std::io;
@@ -56,15 +60,24 @@ pub(crate) struct Listeners {
     next_id: AtomicU32,
     accepting: AtomicBool,
     backlog: i32,
+    reuse_port: bool,
+    /// Step 5.
+    bind_as: HashMap<String, SocketAddr>,
 }
 
 impl Listeners {
-    pub(crate) fn new(backlog: i32) -> Listeners {
+    pub(crate) fn new(
+        backlog: i32,
+        reuse_port: bool,
+        bind_as: HashMap<String, SocketAddr>,
+    ) -> Listeners {
         Listeners {
             table: Mutex::new(HashMap::new()),
             next_id: AtomicU32::new(0),
             accepting: AtomicBool::new(true),
             backlog,
+            reuse_port,
+            bind_as,
         }
     }
 
@@ -98,12 +111,16 @@ impl Listeners {
             join(entry);
             return Ok((entry.id, entry.local));
         }
-        let socket_addr = crate::net::parse_addr(addr).map_err(ListenError::Address)?;
+        let socket_addr = match self.bind_as.get(key) {
+            Some(bound) => *bound,
+            None => crate::net::parse_addr(addr).map_err(ListenError::Address)?,
+        };
         let bind_error = |source| ListenError::Bind {
             addr: socket_addr,
             source,
         };
-        let listener = crate::net::bind_listener(socket_addr, self.backlog).map_err(bind_error)?;
+        let listener = crate::net::bind_listener(socket_addr, self.backlog, self.reuse_port)
+            .map_err(bind_error)?;
         let local = listener.local_addr().map_err(bind_error)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         tracing::info!("listening on {local}");
@@ -148,6 +165,17 @@ impl Listeners {
         }
         // The reactor answers unless it has stopped (then nothing accepts).
         let _ = switched.recv();
+    }
+
+    /// Every listener's key and bound address, sorted by key.
+    pub(crate) fn bound(&self) -> Vec<(String, SocketAddr)> {
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bound: Vec<(String, SocketAddr)> = table
+            .iter()
+            .map(|(key, entry)| (key.clone(), entry.local))
+            .collect();
+        bound.sort();
+        bound
     }
 
     /// Step 3.

@@ -31,10 +31,20 @@ pub fn parse_addr(addr: &str) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("bad address '{addr}'")))
 }
 
-/// A non-blocking listener with SO_REUSEADDR and the given backlog.
-pub fn bind_listener(addr: SocketAddr, backlog: i32) -> io::Result<mio::net::TcpListener> {
+/// A non-blocking listener with SO_REUSEADDR and the given backlog; with
+/// `reuse_port`, SO_REUSEPORT too: several processes (`lunet serve
+/// --processes`) each bind a socket of their own to one address, and the
+/// kernel spreads new connections over them.
+pub fn bind_listener(
+    addr: SocketAddr,
+    backlog: i32,
+    reuse_port: bool,
+) -> io::Result<mio::net::TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     socket.listen(backlog)?;

@@ -21,6 +21,7 @@
 //! `on_exit` hook wired here (remove it from the directory, then from the
 //! reactor).
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +73,12 @@ pub struct Config {
     /// console and `/metrics` (`stats.rs`): two clock reads per turn, about
     /// 80 ns on the test machine, so off unless someone looks.
     pub time_turns: bool,
+    /// Listening sockets get SO_REUSEPORT: other processes may bind the
+    /// same addresses (`lunet serve --processes`).
+    pub reuse_port: bool,
+    /// Listener keys bound to these addresses instead of the ones asked
+    /// for (`listeners.rs`, step 5).
+    pub bind_as: HashMap<String, SocketAddr>,
 }
 
 impl Default for Config {
@@ -87,6 +94,8 @@ impl Default for Config {
             slice_warn: Duration::from_secs(1),
             slice_kill: Duration::from_secs(5),
             time_turns: false,
+            reuse_port: false,
+            bind_as: HashMap::new(),
         }
     }
 }
@@ -153,7 +162,7 @@ impl Runtime {
             reactor,
             pool: Arc::new(pool),
             directory,
-            listeners: Listeners::new(config.backlog),
+            listeners: Listeners::new(config.backlog, config.reuse_port, config.bind_as.clone()),
             lane: Arc::new(Lane::new(config.lane_queue)),
             watch: Arc::new(Watch::new(workers)),
             connections: Arc::new(AtomicUsize::new(0)),
@@ -345,6 +354,12 @@ impl Runtime {
         self.parts
             .listeners
             .listen(&self.parts.reactor, addr, key, host, false)
+    }
+
+    /// Every listener's key (see [`Runtime::listen`]) and bound address,
+    /// sorted by key.
+    pub fn listening(&self) -> Vec<(String, SocketAddr)> {
+        self.parts.listeners.bound()
     }
 
     /// Hosts that join a listener from now on get no connection until the

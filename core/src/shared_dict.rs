@@ -78,8 +78,10 @@ const NIL: usize = usize::MAX;
 /// A value stored in a [`SharedDict`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    /// A byte string (a Lua string).
-    Str(Vec<u8>),
+    /// A byte string (a Lua string). Shared, not copied, by `get`: a large
+    /// value is copied once on its way in and once on its way out (into
+    /// the reader's Lua string), and never under the shard's lock.
+    Str(Arc<[u8]>),
     /// An integer (a Lua integer).
     Int(i64),
     /// A float (a Lua float).
@@ -832,7 +834,7 @@ mod tests {
     use super::*;
 
     fn text(text: &str) -> Value {
-        Value::Str(text.as_bytes().to_vec())
+        Value::Str(text.as_bytes().into())
     }
 
     /// Charge of a key of `key_len` bytes with an `Int` value.
@@ -1088,7 +1090,7 @@ mod tests {
         assert_eq!(dict.get(b"k4", 2), None);
         // A larger entry needs two evictions: k5 and k6.
         let outcome = dict
-            .set(b"k9", Value::Str(vec![b'x'; 138]), None, 3)
+            .set(b"k9", Value::Str(vec![b'x'; 138].into()), None, 3)
             .unwrap();
         assert_eq!(outcome.evicted, 2);
         assert_eq!(dict.get(b"k5", 3), None);
@@ -1107,15 +1109,17 @@ mod tests {
                 .unwrap();
         }
         // k0 is the least recently used; growing it must evict from k1 on.
-        let outcome = dict.set(b"k0", Value::Str(vec![0; 400]), None, 1).unwrap();
+        let outcome = dict
+            .set(b"k0", Value::Str(vec![0; 400].into()), None, 1)
+            .unwrap();
         assert_eq!(outcome.evicted, 3);
-        assert_eq!(dict.get(b"k0", 1), Some(Value::Str(vec![0; 400])));
+        assert_eq!(dict.get(b"k0", 1), Some(Value::Str(vec![0; 400].into())));
         assert_eq!(dict.len(1), 4);
         // Growing to the whole shard leaves only itself.
         let outcome = dict
             .set(
                 b"k0",
-                Value::Str(vec![0; 1000 - 2 - ENTRY_OVERHEAD]),
+                Value::Str(vec![0; 1000 - 2 - ENTRY_OVERHEAD].into()),
                 None,
                 2,
             )
@@ -1144,7 +1148,7 @@ mod tests {
     fn no_memory_for_huge_values() {
         let dict = SharedDict::new(1000);
         dict.set(b"keep", Value::Int(1), None, 0).unwrap();
-        let too_big = Value::Str(vec![0; 1000]);
+        let too_big = Value::Str(vec![0; 1000].into());
         assert_eq!(
             dict.set(b"k", too_big.clone(), None, 0),
             Err(DictError::NoMemory)
@@ -1160,7 +1164,7 @@ mod tests {
         );
         assert_eq!(dict.get(b"keep", 0), Some(Value::Int(1)));
         // Exactly a shard's capacity fits.
-        let fits = Value::Str(vec![0; 1000 - 1 - ENTRY_OVERHEAD]);
+        let fits = Value::Str(vec![0; 1000 - 1 - ENTRY_OVERHEAD].into());
         assert_eq!(dict.set(b"f", fits, None, 0).unwrap().evicted, 1);
         assert_eq!(dict.used_bytes(), 1000);
 
@@ -1168,11 +1172,16 @@ mod tests {
         let max = dict.max_entry_bytes();
         assert_eq!(max, MIN_SHARD_BYTES);
         assert_eq!(
-            dict.set(b"k", Value::Str(vec![0; max]), None, 0),
+            dict.set(b"k", Value::Str(vec![0; max].into()), None, 0),
             Err(DictError::NoMemory)
         );
-        dict.set(b"k", Value::Str(vec![0; max - 1 - ENTRY_OVERHEAD]), None, 0)
-            .unwrap();
+        dict.set(
+            b"k",
+            Value::Str(vec![0; max - 1 - ENTRY_OVERHEAD].into()),
+            None,
+            0,
+        )
+        .unwrap();
 
         let empty = SharedDict::new(0);
         assert_eq!(
@@ -1192,7 +1201,7 @@ mod tests {
             let value = match rng.below(4) {
                 0 => Value::Int(rng.next() as i64),
                 1 => Value::Bool(true),
-                _ => Value::Str(vec![b'v'; rng.below(2_000) as usize]),
+                _ => Value::Str(vec![b'v'; rng.below(2_000) as usize].into()),
             };
             let ttl = match rng.below(3) {
                 0 => Some(rng.below(1_000)),
@@ -1313,7 +1322,7 @@ mod tests {
         let dict = SharedDict::new(4 * 1024 * 1024);
         let parent = Account::new(0, None);
         let account = Account::new(10 * 1024, Some(parent.clone()));
-        let big = || Value::Str(vec![b'x'; 3 * 1024]);
+        let big = || Value::Str(vec![b'x'; 3 * 1024].into());
         for key in [&b"a"[..], b"b", b"c"] {
             dict.write(Mode::Set, key, big(), None, 0, Some(&account))
                 .unwrap();

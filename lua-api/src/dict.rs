@@ -25,7 +25,7 @@ pub struct Dict {
 
 fn to_dict(value: Value, what: &str) -> mlua::Result<DictValue> {
     Ok(match value {
-        Value::String(s) => DictValue::Str(s.as_bytes().to_vec()),
+        Value::String(s) => DictValue::Str(Arc::from(&*s.as_bytes())),
         Value::Integer(i) => DictValue::Int(i),
         Value::Number(f) => DictValue::Float(f),
         Value::Boolean(b) => DictValue::Bool(b),
@@ -40,7 +40,7 @@ fn to_dict(value: Value, what: &str) -> mlua::Result<DictValue> {
 
 fn from_dict(lua: &Lua, value: DictValue) -> mlua::Result<Value> {
     Ok(match value {
-        DictValue::Str(s) => Value::String(lua.create_string(s)?),
+        DictValue::Str(s) => Value::String(lua.create_string(&*s)?),
         DictValue::Int(i) => Value::Integer(i),
         DictValue::Float(f) => Value::Number(f),
         DictValue::Bool(b) => Value::Boolean(b),

@@ -130,12 +130,27 @@ Socket.readreply = read_method(READ.REPLY, "sock:readreply")
 -- sock:handshake(): true once the TLS handshake is done.
 Socket.handshake = read_method(READ.HANDSHAKE, "sock:handshake")
 
+-- A write the socket cannot take now (`false`: past --high-water, or other
+-- writers wait ahead; nothing was queued) waits for room and is made
+-- again, until it is taken or fails; a writer that cannot wait gets
+-- "overloaded" (the write bound: lua-api/src/api/socket.rs, admit). Returns
+-- what the last `write(id, ...)` returned, or nil, err.
+local function write_again(write, id, ...)
+    while true do
+        if not isyieldable() then return nil, "overloaded" end
+        local ready, err = yield(OP_WRITE, id)
+        if not ready then return nil, err end
+        local ok, write_err, extra = write(id, ...)
+        if ok ~= false then return ok, write_err, extra end
+    end
+end
+
 function Socket:write(...)
     local id = self[1]
     local ok, err = c_write(id, ...)
     if ok ~= false then return ok, err end
-    if not isyieldable() then cannot_wait("sock:write") end
-    return yield(OP_WRITE, id)
+    ok, err = write_again(c_write, id, ...)
+    return ok, err
 end
 
 function Socket:close()
@@ -620,6 +635,7 @@ local function tls_connect(address, options, timeout, pool)
 end
 local battery_internals = {
     yield = yield, cannot_wait = cannot_wait, new_socket = new_socket, Socket = Socket,
+    write_again = write_again,
     until_read = until_read, permitted = permitted,
     tls_check = tls_check, tls_options = tls_options, tls_connect = tls_connect,
 }

@@ -51,3 +51,34 @@ pub unsafe fn raise(state: *mut ffi::lua_State, message: *const c_char) -> c_int
 /// a C string.
 pub const STATE_UNAVAILABLE: &std::ffi::CStr =
     c"lunet: internal error: the VM's state is not available here";
+
+/// Pushes a writer's answer: `true, nil` (queued), `false` (wait for room,
+/// then write again), `nil, "overloaded"` or `nil, "closed"`; returns how
+/// many values it pushed.
+///
+/// # Safety
+/// `state` has room for two values.
+pub unsafe fn push_queued(state: *mut ffi::lua_State, queued: crate::api::Queued) -> c_int {
+    use crate::api::Queued;
+    match queued {
+        Queued::Ok => {
+            ffi::lua_pushboolean(state, 1);
+            ffi::lua_pushnil(state);
+            2
+        }
+        Queued::Wait => {
+            ffi::lua_pushboolean(state, 0);
+            1
+        }
+        Queued::Overloaded => {
+            ffi::lua_pushnil(state);
+            ffi::lua_pushstring(state, c"overloaded".as_ptr());
+            2
+        }
+        Queued::Closed => {
+            ffi::lua_pushnil(state);
+            ffi::lua_pushstring(state, c"closed".as_ptr());
+            2
+        }
+    }
+}

@@ -243,8 +243,8 @@ pub fn take(entry: &mut ConnEntry, outcome: ReadOutcome, bytes: &mut Vec<u8>) ->
     bytes.clear();
     match outcome {
         ReadOutcome::Ready { end, consume } => {
-            bytes.extend_from_slice(&entry.conn.input.as_slice()[..end]);
-            entry.conn.input.consume(consume);
+            entry.conn.input.take_front(end, bytes);
+            entry.conn.input.consume(consume - end);
             Taken::Data
         }
         ReadOutcome::Parsed {
@@ -267,8 +267,7 @@ pub fn take(entry: &mut ConnEntry, outcome: ReadOutcome, bytes: &mut Vec<u8>) ->
 
 /// Moves the `len` bytes of a parsed value into `bytes`.
 fn take_parsed(entry: &mut ConnEntry, len: usize, shape: Shape, bytes: &mut Vec<u8>) -> Taken {
-    bytes.extend_from_slice(&entry.conn.input.as_slice()[..len]);
-    entry.conn.input.consume(len);
+    entry.conn.input.take_front(len, bytes);
     Taken::Parsed(shape)
 }
 

@@ -9,8 +9,13 @@ use std::collections::HashMap;
 pub struct Settings {
     /// Default longest line `readline` accepts (and `readuntil` scans).
     pub max_line: usize,
-    /// Unsent bytes past which `write` waits for the peer.
+    /// Unsent bytes of a connection past which its writers wait for the
+    /// peer (and a writer that cannot wait is refused: "overloaded").
     pub high_water: usize,
+    /// How long a writer waits for room on a socket without a timeout of
+    /// its own (`sock:settimeout`) before it gets "overloaded" (0 = no
+    /// limit).
+    pub write_timeout_ms: u64,
     /// How long a closed connection may take to flush its output and drain
     /// unread input before it is dropped.
     pub linger_ms: u64,
@@ -42,6 +47,7 @@ impl Default for Settings {
         Settings {
             max_line: 64 * 1024,
             high_water: 1024 * 1024,
+            write_timeout_ms: 60_000,
             linger_ms: 10_000,
             lane_timeout_ms: 30_000,
             env: HashMap::new(),

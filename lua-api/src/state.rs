@@ -63,8 +63,12 @@ pub struct ConnEntry {
     pub timeout_ms: u64,
     /// The session waiting to read from this connection.
     pub reader: Option<SessionId>,
-    /// Sessions waiting for the output to drain (or for a connect).
+    /// Sessions waiting for room in the output (or for a connect), in
+    /// the order they came (`api/socket.rs`, `admit`).
     pub writers: Vec<SessionId>,
+    /// What the waiting writers would queue, each counted with its session
+    /// (`api::socket::WAITER_COST`): bounded by the high-water mark.
+    pub waiting_bytes: usize,
     /// Queued in `VmState::dirty`.
     pub dirty: bool,
     /// Half-closed by us, now discarding input until EOF.
@@ -93,6 +97,7 @@ impl ConnEntry {
             timeout_ms,
             reader: None,
             writers: Vec::new(),
+            waiting_bytes: 0,
             dirty: false,
             draining: false,
             linger_deadline: None,
@@ -185,6 +190,10 @@ pub struct VmState {
     pub pending_read: Option<(ConnectionId, ReadRequest)>,
     /// The runtime model's part: modules, Subs, events, state, storage.
     pub model: crate::model::ModelState,
+    /// A write that must wait for room, as `admit` found it: the
+    /// connection and what the writer costs while it waits. Taken by the
+    /// wait it yields for (`OP.WRITE`).
+    pub pending_write: Option<(ConnectionId, usize)>,
 }
 
 impl VmState {
@@ -219,6 +228,7 @@ impl VmState {
             pool: crate::pool::Pool::default(),
             pending_read: None,
             model: crate::model::ModelState::default(),
+            pending_write: None,
         }
     }
 

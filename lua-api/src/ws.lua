@@ -3,11 +3,11 @@
 -- VM on first use of lunet.ws (lua-api/src/batteries.rs).
 
 local core, lunet, internals = ...
-local yield, cannot_wait, until_read = internals.yield, internals.cannot_wait, internals.until_read
+local cannot_wait, until_read = internals.cannot_wait, internals.until_read
+local write_again = internals.write_again
 local permitted = internals.permitted
 local isyieldable = coroutine.isyieldable
 local setmetatable, type, error = setmetatable, type, error
-local OP_WRITE = core.OP.WRITE
 local c_recv, c_send, c_close, c_closed = core.ws_recv, core.ws_send, core.ws_close, core.ws_closed
 local MISUSE = "lunet:misuse"
 
@@ -30,16 +30,14 @@ function WebSocket:recv()
     return data, kind
 end
 
---- ws:send(data [, "binary"]) -> true | nil, err. Yields while the peer reads slowly.
+--- ws:send(data [, "binary"]) -> true | nil, err. Yields while the peer reads slowly
+--- (past --high-water); "overloaded" when it cannot wait.
 function WebSocket:send(data, kind)
     if type(data) ~= "string" then error("ws:send: data must be a string", 2) end
     local id = self[1]
     local ok, err, misuse = c_send(id, self[2], data, kind)
+    if ok == false then ok, err, misuse = write_again(c_send, id, self[2], data, kind) end
     if misuse == MISUSE then error(err, 2) end
-    if ok == false then
-        if not isyieldable() then cannot_wait("ws:send") end
-        return yield(OP_WRITE, id)
-    end
     return ok, err
 end
 

@@ -27,7 +27,7 @@ use lunet_core::proto::http::{self as http_proto, Method, Progress};
 use lunet_core::proto::websocket::{self, Limits, Message, MessageDecoder, Opcode, Role};
 use mlua::{Lua, Table, UserData, UserDataRefMut, Value};
 
-use crate::api::{queued, Queued};
+use crate::api::{admit, queued, Queued};
 use crate::ids::ConnectionId;
 use crate::read::{self, ReadOutcome, ReadRequest};
 use crate::state::{with_state, ConnEntry, ConnectionPhase, VmState};
@@ -173,6 +173,7 @@ fn queued_values(step: Option<Queued>) -> (Value, Option<String>, Option<&'stati
     match step {
         Some(Queued::Ok) => (Value::Boolean(true), None, None),
         Some(Queued::Wait) => (Value::Boolean(false), None, None),
+        Some(Queued::Overloaded) => (Value::Nil, Some("overloaded".into()), None),
         Some(Queued::Closed) | None => (Value::Nil, Some("closed".into()), None),
     }
 }
@@ -339,6 +340,9 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
                 let id = ConnectionId::from_lua_integer(id);
                 let mask = ws.mask();
                 let step = with_state(lua, |state| {
+                    if let Some(refused) = admit(state, id, data.len()) {
+                        return Some(refused);
+                    }
                     on_open(state, id, |entry| {
                         entry
                             .conn

@@ -60,8 +60,9 @@ const MAX_INPUT: usize = 16 * 1024;
 /// Longest console line.
 const MAX_LINE: usize = 4096;
 /// The listener key (see step 1): no script's `lunet.listen` key has no
-/// `#` in it.
-const LISTENER_KEY: &str = "lunet-admin";
+/// `#` in it. `lunet serve --processes` leaves it out of the ports its
+/// processes share: each has a console of its own.
+pub const LISTENER_KEY: &str = "lunet-admin";
 
 /// Where the server is in its life, as `/health` and `/metrics` tell it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

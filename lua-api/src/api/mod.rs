@@ -12,7 +12,7 @@ mod socket;
 mod write;
 
 pub(crate) use services::{encode_message, target, target_error};
-pub use socket::{connect_word, queued, Queued};
+pub use socket::{admit, connect_word, queued, Queued};
 
 use std::sync::Arc;
 

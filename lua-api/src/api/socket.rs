@@ -160,35 +160,84 @@ pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     Ok(())
 }
 
-/// What became of output just queued on a connection.
+/// What became of a write (the answer of every writer: `sock:write`, the
+/// codecs' writers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Queued {
-    /// Under the high-water mark: it goes out when the slice ends.
+    /// Queued: it goes out when the slice ends, or as the peer reads.
     Ok,
-    /// Over the mark even after one flush: the writer waits
-    /// (`OP.WRITE`) for the peer to read.
+    /// Nothing queued: the output is past the high-water mark (or other
+    /// writers wait ahead). The writer waits (`OP.WRITE`) and writes again
+    /// when woken.
     Wait,
-    /// The connection failed.
+    /// Nothing queued: the writers already waiting fill the socket's
+    /// waiting room. "overloaded" to the writer.
+    Overloaded,
+    /// The connection failed or was closed.
     Closed,
 }
 
-/// After output was queued on `id` (by `sock:write` or a codec's writer):
-/// marks it for the flush at the end of the slice, and tries one flush
-/// now if it crossed the high-water mark.
+/// What a waiting writer costs besides its bytes: its session (a
+/// coroutine and its stack) is held while it waits.
+pub const WAITER_COST: usize = 1024;
+
+/// The write bound of a socket, the same for every session that writes to
+/// it. Called by each writer before it queues `bytes`:
+///
+/// 1. Output at or under `--high-water` and nobody waiting: `None`, the
+///    writer queues the whole write (one write may take the output past
+///    the mark) and returns at once.
+/// 2. Otherwise, after one try to flush: the writer waits (`Wait`, the
+///    cost parked in `pending_write` for the wait it yields) in the order
+///    writers came; all are woken when the output drains to half the mark
+///    (`host/connections.rs`) and write again.
+/// 3. The waiting room holds at most `--high-water` of waiting writers
+///    (their bytes plus `WAITER_COST` each), and always one: past it a
+///    writer gets `Overloaded` at once. So a socket holds at most about
+///    twice the mark, whatever the number of writing sessions. A writer
+///    that cannot wait (not yieldable) or waits past the write timeout gets
+///    "overloaded" too (the Lua wrappers, `host/sessions.rs`).
+pub fn admit(state: &mut VmState, id: ConnectionId, bytes: usize) -> Option<Queued> {
+    let high_water = state.settings.high_water;
+    let Some(entry) = state.conns.get_mut(id) else {
+        return Some(Queued::Closed);
+    };
+    if entry.phase == ConnectionPhase::Closing || entry.conn.failed {
+        return Some(Queued::Closed);
+    }
+    if entry.writers.is_empty() && entry.conn.output.len() <= high_water {
+        return None;
+    }
+    if entry.phase == ConnectionPhase::Open && entry.conn.output.len() > high_water {
+        // Try once now; wait only if the peer really is slow.
+        let _ = entry.conn.flush();
+        if entry.conn.failed {
+            return Some(Queued::Closed);
+        }
+        if entry.writers.is_empty() && entry.conn.output.len() <= high_water {
+            return None;
+        }
+    }
+    let cost = bytes.saturating_add(WAITER_COST);
+    if !entry.writers.is_empty() && entry.waiting_bytes.saturating_add(cost) > high_water {
+        return Some(Queued::Overloaded);
+    }
+    state.pending_write = Some((id, cost));
+    Some(Queued::Wait)
+}
+
+/// After a write admitted by [`admit`] queued its output on `id`: marks it
+/// for the flush at the end of the slice, and tries one flush now if the
+/// output crossed the high-water mark.
 pub fn queued(state: &mut VmState, id: ConnectionId) -> Queued {
     let high_water = state.settings.high_water;
     let Some(entry) = state.conns.get_mut(id) else {
         return Queued::Closed;
     };
     if entry.conn.output.len() > high_water && entry.phase == ConnectionPhase::Open {
-        // Try once now; wait only if the peer really is slow.
         let _ = entry.conn.flush();
         if entry.conn.failed {
             return Queued::Closed;
-        }
-        if entry.conn.output.len() > high_water {
-            state.mark_dirty(id);
-            return Queued::Wait;
         }
     }
     if !entry.conn.output.is_empty() {

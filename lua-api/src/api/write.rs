@@ -3,9 +3,11 @@
 //! server and mlua's value handles cost more than the copy (a third of
 //! kv.lua's per-command cost under `redis-benchmark -P 16`).
 //!
-//! Returns `true, nil` (queued), `false` (the output passed the high-water
-//! mark: the wrapper waits for the peer) or `nil, "closed"`. Every argument
-//! is checked before any is queued: a bad one raises and queues nothing.
+//! Returns `true, nil` (queued), `false` (nothing queued: the socket is
+//! past its high-water mark, `socket::admit`; the wrapper waits for room
+//! and writes again), `nil, "overloaded"` (nothing queued: the socket's
+//! waiting room is full) or `nil, "closed"`. Every argument is checked
+//! before any is queued: a bad one raises and queues nothing.
 
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -13,10 +15,10 @@ use std::ptr;
 
 use mlua::{ffi, Lua, Table};
 
-use crate::api::socket::{queued, Queued};
+use crate::api::socket::{admit, queued, Queued};
 use crate::ids::ConnectionId;
 use crate::raw::{self, raise};
-use crate::state::{with_state_of, ConnectionPhase};
+use crate::state::with_state_of;
 
 pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
     core.raw_set("write", raw::closure(lua, write)?)
@@ -24,10 +26,7 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
 
 /// What the Rust half found.
 enum Written {
-    Queued,
-    /// Past the high-water mark: wait for the peer.
-    Full,
-    Closed,
+    Queued(Queued),
     /// The output buffer could not grow.
     NoMemory,
 }
@@ -67,12 +66,6 @@ unsafe extern "C-unwind" fn write(state: *mut ffi::lua_State) -> c_int {
     let id = ConnectionId::from_lua_integer(id);
     let written = catch_unwind(AssertUnwindSafe(|| {
         with_state_of(vm, |vm_state| {
-            let Some(entry) = vm_state.conns.get_mut(id) else {
-                return Written::Closed;
-            };
-            if entry.phase == ConnectionPhase::Closing || entry.conn.failed {
-                return Written::Closed;
-            }
             let arguments = (2..=top).map(|index| {
                 let mut len = 0;
                 // SAFETY: every argument is a string now; reading one
@@ -86,34 +79,23 @@ unsafe extern "C-unwind" fn write(state: *mut ffi::lua_State) -> c_int {
             // A script-sized copy: a refusal of the system is Lua's "not
             // enough memory", never an abort (docs/internals.md, memory).
             let total: usize = arguments.clone().map(<[u8]>::len).sum();
+            if let Some(refused) = admit(vm_state, id, total) {
+                return Written::Queued(refused);
+            }
+            let Some(entry) = vm_state.conns.get_mut(id) else {
+                return Written::Queued(Queued::Closed);
+            };
             if entry.conn.output.try_reserve(total).is_err() {
                 return Written::NoMemory;
             }
             for bytes in arguments {
                 entry.conn.output.extend(bytes);
             }
-            match queued(vm_state, id) {
-                Queued::Ok => Written::Queued,
-                Queued::Wait => Written::Full,
-                Queued::Closed => Written::Closed,
-            }
+            Written::Queued(queued(vm_state, id))
         })
     }));
     match written {
-        Ok(Ok(Written::Queued)) => {
-            ffi::lua_pushboolean(state, 1);
-            ffi::lua_pushnil(state);
-            2
-        }
-        Ok(Ok(Written::Full)) => {
-            ffi::lua_pushboolean(state, 0);
-            1
-        }
-        Ok(Ok(Written::Closed)) => {
-            ffi::lua_pushnil(state);
-            ffi::lua_pushstring(state, c"closed".as_ptr());
-            2
-        }
+        Ok(Ok(Written::Queued(queued))) => raw::push_queued(state, queued),
         Ok(Ok(Written::NoMemory)) => raise(state, c"not enough memory".as_ptr()),
         Ok(Err(_)) => raise(state, raw::STATE_UNAVAILABLE.as_ptr()),
         Err(_) => raise(state, c"lunet: sock:write failed".as_ptr()),

@@ -31,7 +31,9 @@ pub(super) enum Wait {
     /// Running, or on the ready queue.
     Ready,
     Read(ConnectionId, ReadRequest),
-    Write(ConnectionId),
+    /// For room in the output; what the writer costs in the socket's
+    /// waiting room (`api::socket::admit`).
+    Write(ConnectionId, usize),
     Connect(ConnectionId),
     Sleep,
     /// A lane task runs for this session (ticket = session id).
@@ -136,17 +138,34 @@ fn wait_on_state(
                 },
             }
         }
-        StateWait::Write(cid) | StateWait::Connect(cid) => match state.conns.get_mut(cid) {
+        StateWait::Connect(cid) => match state.conns.get_mut(cid) {
             None => Err(ResumeWith::Error("closed")),
             Some(entry) => {
                 entry.writers.push(sid);
-                let wait = match wait {
-                    StateWait::Connect(_) => Wait::Connect(cid),
-                    _ => Wait::Write(cid),
-                };
-                Ok((wait, entry.timeout_ms))
+                Ok((Wait::Connect(cid), entry.timeout_ms))
             }
         },
+        StateWait::Write(cid) => {
+            let cost = match state.pending_write.take() {
+                Some((pending, cost)) if pending == cid => cost,
+                _ => 0,
+            };
+            let write_timeout_ms = state.settings.write_timeout_ms;
+            match state.conns.get_mut(cid) {
+                None => Err(ResumeWith::Error("closed")),
+                Some(entry) => {
+                    entry.writers.push(sid);
+                    entry.waiting_bytes = entry.waiting_bytes.saturating_add(cost);
+                    // The socket's own timeout, else --write-timeout: past
+                    // it the writer gets "overloaded" (`on_timer`).
+                    let timeout_ms = match entry.timeout_ms {
+                        0 => write_timeout_ms,
+                        own => own,
+                    };
+                    Ok((Wait::Write(cid, cost), timeout_ms))
+                }
+            }
+        }
         StateWait::Suspended(pointer, timeout_ms) => {
             state.suspended.insert(pointer, sid);
             Ok((Wait::Suspended(pointer), timeout_ms))
@@ -206,7 +225,13 @@ impl Sched {
                     }
                 }
             }
-            Wait::Write(cid) | Wait::Connect(cid) => {
+            Wait::Write(cid, cost) => {
+                if let Some(entry) = state.conns.get_mut(cid) {
+                    entry.writers.retain(|&w| w != sid);
+                    entry.waiting_bytes = entry.waiting_bytes.saturating_sub(cost);
+                }
+            }
+            Wait::Connect(cid) => {
                 if let Some(entry) = state.conns.get_mut(cid) {
                     entry.writers.retain(|&w| w != sid);
                 }
@@ -657,6 +682,8 @@ impl LuaService {
                         None => ResumeWith::Error("timeout"),
                     }
                 }
+                // Nothing of the write was queued (`api::socket::admit`).
+                Wait::Write(..) => ResumeWith::Error("overloaded"),
                 _ => ResumeWith::Error("timeout"),
             };
             sched.wake(state, sid, reply);

@@ -19,7 +19,7 @@ use lunet_core::proto::http::{self, BodyDecoder, Error, Framing, Limits, Method,
 use mlua::{Lua, Table, UserData, UserDataRefMut, Value};
 
 use super::value_bytes;
-use crate::api::{queued, Queued};
+use crate::api::{admit, queued, Queued};
 use crate::caps::{self, Capability};
 use crate::ids::ConnectionId;
 use crate::read::{self, ReadOutcome, ReadRequest};
@@ -455,6 +455,9 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
                 };
                 let id = ConnectionId::from_lua_integer(id);
                 let step = with_state(lua, |state| {
+                    if let Some(refused) = admit(state, id, request.len()) {
+                        return Some(refused);
+                    }
                     let entry = state.conns.get_mut(id)?;
                     if entry.phase != ConnectionPhase::Open || entry.conn.failed {
                         return None;
@@ -465,6 +468,7 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
                 Ok(match step {
                     Some(Queued::Ok) => (Value::Boolean(true), None, None),
                     Some(Queued::Wait) => (Value::Boolean(false), None, None),
+                    Some(Queued::Overloaded) => (Value::Nil, Some("overloaded".to_string()), None),
                     Some(Queued::Closed) | None => (Value::Nil, Some("closed".to_string()), None),
                 })
             },

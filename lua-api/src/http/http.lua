@@ -4,12 +4,11 @@
 -- first use of lunet.http (lua-api/src/batteries.rs).
 
 local core, lunet, internals = ...
-local yield, cannot_wait, until_read = internals.yield, internals.cannot_wait, internals.until_read
-local permitted = internals.permitted
+local cannot_wait, until_read = internals.cannot_wait, internals.until_read
+local permitted, write_again = internals.permitted, internals.write_again
 local isyieldable = coroutine.isyieldable
 local setmetatable, getmetatable, type, error, tostring, xpcall =
     setmetatable, getmetatable, type, error, tostring, xpcall
-local OP_WRITE = core.OP.WRITE
 
 local c_body, c_fail, c_status, c_header, c_write =
     core.http_body, core.http_fail, core.http_status, core.http_header, core.http_write
@@ -33,14 +32,13 @@ local function raise_misuse(message)
     error(message, 3)
 end
 
--- Waits for the connection's output to drain when a response call says so.
-local function written(id, ok, err, misuse)
-    if ok ~= false then
-        if misuse == MISUSE then raise_misuse(err) end
-        return ok, err
-    end
-    if not isyieldable() then cannot_wait("res:send") end
-    return yield(OP_WRITE, id)
+-- A response call `write(id, ...)`, made again once there is room when the
+-- socket is past its high-water mark (prelude.lua, write_again).
+local function written(write, id, ...)
+    local ok, err, misuse = write(id, ...)
+    if ok == false then ok, err, misuse = write_again(write, id, ...) end
+    if misuse == MISUSE then raise_misuse(err) end
+    return ok, err
 end
 
 ------------------------------------------------------------------ requests
@@ -96,12 +94,12 @@ end
 
 function Response:send(body)
     local id = self[2]
-    return written(id, c_send(id, self[1], body))
+    return written(c_send, id, self[1], body)
 end
 
 function Response:write(piece)
     local id = self[2]
-    return written(id, c_write(id, self[1], piece))
+    return written(c_write, id, self[1], piece)
 end
 
 local json_encode
@@ -109,7 +107,7 @@ function Response:json(value)
     json_encode = json_encode or lunet.json.encode
     local body = json_encode(value)
     local id = self[2]
-    return written(id, c_send(id, self[1], body, "application/json"))
+    return written(c_send, id, self[1], body, "application/json")
 end
 
 ------------------------------------------------------------------- server
@@ -305,7 +303,7 @@ local function exchange_once(sock, method, target, host, options)
     local ok, err, misuse = core.http_write_request(id, method, target, host, options.headers, options.body)
     if misuse == MISUSE then error(err, 4) end
     if ok == false then
-        ok, err = yield(OP_WRITE, id)
+        ok, err = write_again(core.http_write_request, id, method, target, host, options.headers, options.body)
     end
     if not ok then return nil, err, true end
     local reader = core.http_reader(method, options.max_body)

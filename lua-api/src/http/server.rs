@@ -49,7 +49,7 @@ use mlua::{ffi, Function, Lua, Table, UserData, Value};
 
 use super::exchange::{self, Exchange, Misuse, Next, RequestView, ServerConfig};
 use super::value_bytes;
-use crate::api::{queued, Queued};
+use crate::api::{admit, queued, Queued};
 use crate::caps::{self, Capability};
 use crate::ids::ConnectionId;
 use crate::state::{with_own_state, with_state, ConnectionPhase, VmState};
@@ -72,23 +72,30 @@ fn misuse_values(lua: &Lua, message: String) -> (Value, Option<String>, Option<m
     (Value::Nil, Some(message), lua.create_string(MISUSE).ok())
 }
 
-/// `true`, `false` (wait for the peer to read) or `nil, "closed"`.
+/// `true`, `false` (wait for room, then write again), `nil, "overloaded"`
+/// or `nil, "closed"`.
 fn queued_values(step: Queued) -> (Value, Option<String>, Option<mlua::LuaString>) {
     match step {
         Queued::Ok => (Value::Boolean(true), None, None),
         Queued::Wait => (Value::Boolean(false), None, None),
+        Queued::Overloaded => (Value::Nil, Some("overloaded".to_string()), None),
         Queued::Closed => (Value::Nil, Some("closed".to_string()), None),
     }
 }
 
 /// Writes a piece of the response of request `sequence` on `id` with
-/// `write`; then the usual accounting of queued output.
+/// `write`, about `bytes` long, once the socket's write bound admits it
+/// (`api::socket::admit`); then the usual accounting of queued output.
 fn respond(
     state: &mut VmState,
     id: ConnectionId,
     sequence: i64,
+    bytes: usize,
     write: impl FnOnce(&mut Exchange, &mut Vec<u8>, bool),
 ) -> Result<Queued, Misuse> {
+    if let Some(refused) = admit(state, id, bytes) {
+        return Ok(refused);
+    }
     let wrote = exchange::with_exchange(state, id, |entry, exchange, shutting_down| {
         let checked = exchange.check(sequence).and_then(|()| exchange.can_send());
         if let Err(error) = checked {
@@ -335,6 +342,7 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
                     state,
                     connection(id),
                     sequence,
+                    piece.len(),
                     |exchange, out, shutting_down| exchange.write_piece(out, &piece, shutting_down),
                 )
             })?;
@@ -582,7 +590,8 @@ unsafe extern "C-unwind" fn fields(state: *mut ffi::lua_State) -> c_int {
 }
 
 /// `send(conn, sequence, body [, content_type])` → `true` | `false` (wait
-/// for the peer to read) | `nil, "closed"` | `nil, message, MISUSE`
+/// for room, then send again) | `nil, "overloaded"` | `nil, "closed"` |
+/// `nil, message, MISUSE`
 /// (step 5).
 unsafe extern "C-unwind" fn send(state: *mut ffi::lua_State) -> c_int {
     let raw_id = ffi::lua_tointegerx(state, 1, ptr::null_mut());
@@ -598,6 +607,7 @@ unsafe extern "C-unwind" fn send(state: *mut ffi::lua_State) -> c_int {
             vm,
             connection(raw_id),
             sequence,
+            body.len(),
             |exchange, out, shutting_down| exchange.send(out, body, content_type, shutting_down),
         )
     });
@@ -613,19 +623,5 @@ unsafe extern "C-unwind" fn send(state: *mut ffi::lua_State) -> c_int {
             )
         }
     };
-    match step {
-        Queued::Ok => {
-            ffi::lua_pushboolean(state, 1);
-            1
-        }
-        Queued::Wait => {
-            ffi::lua_pushboolean(state, 0);
-            1
-        }
-        Queued::Closed => {
-            ffi::lua_pushnil(state);
-            ffi::lua_pushstring(state, c"closed".as_ptr());
-            2
-        }
-    }
+    crate::raw::push_queued(state, step)
 }
