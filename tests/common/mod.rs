@@ -72,6 +72,14 @@ impl Log {
         self.state.lock().unwrap().lines.join("\n")
     }
 
+    /// Waits (bounded) until both pipes are closed, for a child that has
+    /// exited: the reader threads may not have taken its last lines out of
+    /// the pipes yet. They close when the child (and any process that
+    /// inherited them) is gone.
+    pub fn wait_closed(&self) {
+        self.wait_for(DEADLINE, |_| None::<()>);
+    }
+
     /// Waits until `found` returns `Some` on the lines collected so far.
     /// Returns `None` when the deadline passes or both pipes are closed
     /// without a match.
@@ -343,6 +351,8 @@ impl Server {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.exited() {
+                // A log read after this holds everything the server wrote.
+                self.log.wait_closed();
                 return status;
             }
             if Instant::now() >= deadline {
@@ -396,8 +406,7 @@ pub fn run_to_exit(script: &Path, args: &[&str]) -> (ExitStatus, String) {
     let deadline = Instant::now() + DEADLINE;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            // The pipes close when the child is gone; collect what is left.
-            log.wait_for(DEADLINE, |_| None::<()>);
+            log.wait_closed();
             return (status, log.text());
         }
         if Instant::now() >= deadline {
@@ -642,8 +651,7 @@ pub fn run_script(script: &Path, args: &[&str], timeout: Duration) -> Ran {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(status) = child.try_wait().expect("try_wait") {
-            // The pipes close when the child is gone; collect what is left.
-            log.wait_for(DEADLINE, |_| None::<()>);
+            log.wait_closed();
             return Ran {
                 status,
                 log: log.text(),
