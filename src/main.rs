@@ -80,6 +80,8 @@ struct EngineArgs {
     log_level: String,
     #[command(flatten)]
     admin: AdminArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// Memory each host VM (and `run`'s first service) may allocate, and
     /// hold in shared dicts: bytes, or with a K, M or G suffix; 0 = no
     /// bound. Services it spawns inherit it.
@@ -106,6 +108,30 @@ struct AdminArgs {
     /// Let --admin listen on an address that is not loopback.
     #[arg(long)]
     admin_public: bool,
+}
+
+/// Joining a cluster (docs/cluster.md).
+#[derive(Args)]
+struct ClusterArgs {
+    /// The NATS server of the cluster: nats://IP:PORT.
+    #[arg(long, value_name = "URL", requires = "node")]
+    cluster: Option<String>,
+    /// This node's name in the cluster, unique among live nodes.
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    node: Option<String>,
+}
+
+/// Joins the cluster if `--cluster` asks for it, before any script runs.
+fn join_cluster(runtime: &Runtime, settings: &Arc<Settings>, args: &ClusterArgs) -> Result<()> {
+    let (Some(url), Some(node)) = (&args.cluster, &args.node) else {
+        return Ok(());
+    };
+    let config = lunet_lua::cluster::ClusterConfig {
+        url: url.clone(),
+        node: node.clone(),
+    };
+    lunet_lua::cluster::start(runtime, settings, &config)?;
+    Ok(())
 }
 
 /// `1073741824`, `1G`, `512M`, `64k`: bytes.
@@ -311,6 +337,7 @@ fn run(args: RunArgs) -> Result<()> {
     let (runtime, _threads) = Runtime::start(config).context("cannot start the runtime")?;
     let health = Arc::new(Health::new(HealthState::Starting));
     let _admin = start_admin(&runtime, &args.engine.admin, &health, None)?;
+    join_cluster(&runtime, &settings, &args.engine.cluster)?;
     let mut main = launch(
         &runtime,
         &script,
@@ -353,6 +380,7 @@ fn serve(args: ServeArgs) -> Result<()> {
         })
     };
     let admin = start_admin(&runtime, &args.engine.admin, &health, Some(reload))?;
+    join_cluster(&runtime, &settings, &args.engine.cluster)?;
     {
         let sender = sender.clone();
         signals::forward(signals, move |signal| {

@@ -192,6 +192,10 @@ end
 -- from outside ("black box"); yields until h has accepted it.
 function lunet.attach(target, event, fn)
     if type(event) == "function" and fn == nil then
+        -- The cluster's events are the cluster service's (cluster/cluster.lua).
+        if type(target) == "string" and target:find("^cluster%.") then
+            return lunet.cluster.attach(target, event)
+        end
         return core.attach_local(target, event)
     end
     if type(fn) ~= "function" then

@@ -1,0 +1,469 @@
+//! The cluster: nodes of lunet joined through one NATS server
+//! (docs/cluster.md). Each process that runs with `--cluster URL --node
+//! NAME` has one *cluster service*: a trusted Lua service (`node.lua`)
+//! that owns the process's one NATS connection, a lunet socket on lunet's
+//! own reactor, and speaks NATS's text protocol over it.
+//!
+//! Protocol:
+//! 1. [`start`] spawns the cluster service under the name [`SERVICE_NAME`]
+//!    before the script's services start, and waits until it has joined
+//!    (connected, node name checked, subscriptions made) or failed.
+//! 2. The other VMs of the process reach it only through the Rust calls
+//!    here, which check the `cluster` capability first: the `lunet.cluster`
+//!    calls (`cluster.lua`) post `Call`s through `cluster_request`, and
+//!    `lunet.send`/`lunet.call` given a remote reference ([`Remote`]) post
+//!    the arguments, encoded once by the message codec, through
+//!    [`post_remote`]. Each such message starts with the process's
+//!    [`secret`], which only this module hands out: the cluster service
+//!    refuses any message without it, so a sandbox without the capability
+//!    cannot reach the cluster by calling the service by name.
+//! 3. The cluster service publishes the encoded arguments as they are;
+//!    the serving node's cluster service posts them unchanged to the
+//!    named local service (`cluster_post`), so values are decoded once, by
+//!    their receiver. Answers come back the same way (`cluster_response`
+//!    answers a caller with bytes the codec already made).
+//! 4. Whether the connection is up is one process-wide flag the cluster
+//!    service sets: sends and calls to remote references fail at once
+//!    while it is down.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, OnceLock};
+use std::time::Duration;
+
+use lunet_core::{Event, Message, Runtime};
+use mlua::{Lua, LuaString, MultiValue, Table, UserData, Value};
+
+use crate::caps::{self, Capability};
+use crate::codec::{self, SocketMeta};
+use crate::host::{LuaService, Script};
+use crate::ids::CallToken;
+use crate::mail::{answer, error_payload};
+use crate::protocol::MessageKind;
+use crate::settings::Settings;
+use crate::state::with_state;
+
+/// The registered name of the cluster service (a leading dot: no script's
+/// name collides with it by accident; it is taken before any script runs).
+pub const SERVICE_NAME: &str = ".cluster";
+
+/// How long [`start`] waits for the node to join.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+static NODE: crate::batteries::Chunk =
+    crate::batteries::Chunk::new("@lunet/cluster/node.lua", include_str!("node.lua"));
+
+/// Where a node joins.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// `nats://HOST:PORT`.
+    pub url: String,
+    /// This node's name, unique among the live nodes.
+    pub node: String,
+}
+
+/// Why a node could not join.
+#[derive(Debug, thiserror::Error)]
+pub enum JoinError {
+    #[error("--node: {0}")]
+    BadNode(String),
+    #[error("cannot build the cluster service: {0}")]
+    Build(#[from] crate::host::BuildError),
+    #[error("cannot join the cluster at {url}: {message}")]
+    Failed { url: String, message: String },
+    #[error("cannot join the cluster at {url}: no answer within {JOIN_TIMEOUT:?}")]
+    TimedOut { url: String },
+}
+
+/// A service of another node (or of this one) known by its cluster name:
+/// what `lunet.cluster.query` returns and `lunet.send`/`lunet.call` take.
+#[derive(Clone, Debug)]
+pub struct Remote {
+    pub name: String,
+    /// The node that served the name when it was queried.
+    pub node: String,
+}
+
+impl UserData for Remote {
+    fn add_fields<F: mlua::UserDataFields<Self>>(fields: &mut F) {
+        fields.add_field_method_get("name", |_, this| Ok(this.name.clone()));
+        fields.add_field_method_get("node", |_, this| Ok(this.node.clone()));
+    }
+
+    fn add_methods<M: mlua::UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method(mlua::MetaMethod::ToString, |_, this, ()| {
+            Ok(format!("lunet.remote({}@{})", this.name, this.node))
+        });
+        methods.add_meta_method(mlua::MetaMethod::Eq, |_, this, other: mlua::AnyUserData| {
+            Ok(other
+                .borrow::<Remote>()
+                .is_ok_and(|other| other.name == this.name && other.node == this.node))
+        });
+    }
+}
+
+/// Step 4: whether the NATS connection is up.
+static CONNECTED: AtomicBool = AtomicBool::new(false);
+
+/// Step 2: the key every message to the cluster service starts with.
+fn secret() -> i64 {
+    static SECRET: OnceLock<i64> = OnceLock::new();
+    *SECRET.get_or_init(|| {
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        hasher.write_u32(std::process::id());
+        hasher.finish() as i64
+    })
+}
+
+/// A node name is one NATS subject token.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 128 {
+        return Err(format!("'{name}': a name has 1 to 128 characters"));
+    }
+    if name
+        .bytes()
+        .any(|b| b <= b' ' || b == b'.' || b == b'*' || b == b'>' || b == 0x7f)
+    {
+        return Err(format!(
+            "'{name}': a name has no space, control character, '.', '*' or '>'"
+        ));
+    }
+    Ok(())
+}
+
+/// Step 1: spawns the cluster service and waits until the node joined.
+pub fn start(
+    runtime: &Runtime,
+    settings: &Arc<Settings>,
+    config: &ClusterConfig,
+) -> Result<(), JoinError> {
+    check_name(&config.node).map_err(JoinError::BadNode)?;
+    let source = format!(
+        "return require('lunet').cluster.serve({:?}, {:?})",
+        config.url, config.node
+    );
+    let script = Script {
+        path: "lunet/cluster".to_string(),
+        source: source.into_bytes(),
+    };
+    let (sender, startup) = mpsc::channel();
+    let body = LuaService::new(runtime, "cluster", settings.clone(), &script, Some(sender))?;
+    let service = runtime.spawn_service("cluster", Box::new(body));
+    if let Err(taken) = runtime.register_name(SERVICE_NAME, service.id(), true) {
+        return Err(JoinError::Failed {
+            url: config.url.clone(),
+            message: taken.to_string(),
+        });
+    }
+    runtime.protect(service.id());
+    runtime.post(
+        &service,
+        Event::Message(Message::signal(MessageKind::Start.code())),
+    );
+    match startup.recv_timeout(JOIN_TIMEOUT) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(JoinError::Failed {
+            url: config.url.clone(),
+            // The reason, without the Lua traceback of lunet's own code.
+            message: e
+                .message
+                .split("\nstack traceback:")
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("runtime error: ")
+                .to_string(),
+        }),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(JoinError::TimedOut {
+            url: config.url.clone(),
+        }),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err(JoinError::Failed {
+            url: config.url.clone(),
+            message: "the cluster service exited".to_string(),
+        }),
+    }
+}
+
+/// The remote reference `handle` is, if it is one.
+pub(crate) fn remote_of(handle: &Value) -> Option<Remote> {
+    match handle {
+        Value::UserData(data) => data.borrow::<Remote>().ok().map(|r| r.clone()),
+        _ => None,
+    }
+}
+
+fn cluster_service(runtime: &Runtime) -> Option<Arc<lunet_core::Service>> {
+    runtime
+        .query_name(SERVICE_NAME)
+        .and_then(|id| runtime.service(id))
+}
+
+/// Posts `values` (the secret first) to the cluster service as a call
+/// (a token) or a send.
+fn post_to_service(
+    lua: &Lua,
+    runtime: &Runtime,
+    meta: SocketMeta,
+    what: &str,
+    call: bool,
+    values: &[Value],
+) -> Result<Option<CallToken>, String> {
+    let Some(service) = cluster_service(runtime) else {
+        return Err(format!(
+            "{what}: this process is not in a cluster (start it with --cluster nats://HOST:PORT --node NAME)"
+        ));
+    };
+    let mut payload = Vec::new();
+    let mut all = Vec::with_capacity(values.len() + 1);
+    all.push(Value::Integer(secret()));
+    all.extend_from_slice(values);
+    codec::encode(all.iter(), &mut payload, meta).map_err(|e| format!("{what}: {e}"))?;
+    let (from, token) = with_state(lua, |state| {
+        (state.self_id, call.then(|| state.next_call_token()))
+    })
+    .map_err(|e| format!("{what}: {e}"))?;
+    let kind = if call {
+        MessageKind::Call
+    } else {
+        MessageKind::Send
+    };
+    let message = Message::new(
+        from,
+        token.map_or(0, CallToken::to_raw),
+        kind.code(),
+        payload,
+    );
+    match runtime.post_message(&service, message) {
+        Ok(()) => Ok(token),
+        Err((error, _)) => Err(format!("{what}: the cluster service is {error}")),
+    }
+}
+
+/// Step 2: `lunet.send(remote, ...)` (`call` false) or `lunet.call(remote,
+/// ...)`: the token of the call, or why nothing was posted.
+pub(crate) fn post_remote(
+    lua: &Lua,
+    runtime: &Runtime,
+    meta: SocketMeta,
+    remote: &Remote,
+    call: bool,
+    args: &MultiValue,
+) -> mlua::Result<Result<Option<CallToken>, String>> {
+    let what = if call { "lunet.call" } else { "lunet.send" };
+    caps::require(lua, Capability::Cluster, what)?;
+    if !CONNECTED.load(Ordering::Acquire) {
+        return Ok(Err(format!(
+            "{what}: {}: the cluster is unreachable (no connection to NATS)",
+            describe(remote)
+        )));
+    }
+    let mut encoded = Vec::new();
+    if let Err(e) = codec::encode(args.iter(), &mut encoded, meta) {
+        return Ok(Err(format!("{what}: {e}")));
+    }
+    let values = [
+        Value::String(lua.create_string(if call { "call" } else { "send" })?),
+        Value::String(lua.create_string(&remote.name)?),
+        Value::String(lua.create_string(&remote.node)?),
+        Value::String(lua.create_string(&encoded)?),
+    ];
+    Ok(post_to_service(lua, runtime, meta, what, call, &values))
+}
+
+fn describe(remote: &Remote) -> String {
+    format!("'{}' (node '{}')", remote.name, remote.node)
+}
+
+/// The cluster service's own calls are for it alone.
+fn require_service(lua: &Lua, runtime: &Runtime, what: &str) -> mlua::Result<()> {
+    let id = with_state(lua, |state| state.self_id)
+        .map_err(|e| mlua::Error::runtime(format!("{what}: {e}")))?;
+    if runtime.query_name(SERVICE_NAME) == Some(id) {
+        Ok(())
+    } else {
+        Err(mlua::Error::runtime(format!(
+            "{what}: only the cluster service calls it"
+        )))
+    }
+}
+
+/// Puts the cluster's Rust calls on `core`.
+pub fn install(lua: &Lua, runtime: &Runtime, meta: SocketMeta, core: &Table) -> mlua::Result<()> {
+    // (what, op, args...): the token of a call to the cluster service.
+    let rt = runtime.clone();
+    core.set(
+        "cluster_request",
+        lua.create_function(move |lua, (what, args): (String, MultiValue)| {
+            caps::require(lua, Capability::Cluster, &what)?;
+            let values: Vec<Value> = args.into_iter().collect();
+            Ok(
+                match post_to_service(lua, &rt, meta, &what, true, &values) {
+                    Ok(token) => (token, None),
+                    Err(e) => (None, Some(e)),
+                },
+            )
+        })?,
+    )?;
+
+    core.set(
+        "cluster_ref",
+        lua.create_function(|lua, (name, node): (String, String)| {
+            caps::require(lua, Capability::Cluster, "lunet.cluster.query")?;
+            lua.create_userdata(Remote { name, node })
+        })?,
+    )?;
+
+    let rt = runtime.clone();
+    core.set(
+        "cluster_node",
+        lua.create_function(move |lua, ()| {
+            require_service(lua, &rt, "lunet.cluster.serve")?;
+            NODE.function(lua)
+        })?,
+    )?;
+
+    let rt = runtime.clone();
+    core.set(
+        "cluster_internals",
+        lua.create_function(move |lua, ()| {
+            require_service(lua, &rt, "lunet.cluster.serve")?;
+            service_calls(lua, &rt, meta)
+        })?,
+    )?;
+    Ok(())
+}
+
+/// Encoded values as a message's payload: unchanged, or, when the first
+/// value is a Sub reference, a Sub message's (the Sub's id, then the other
+/// values: `api::encode_message`). `true` for a Sub message.
+fn sub_message(encoded: &[u8]) -> (Vec<u8>, bool) {
+    let Some((count, values)) = encoded.split_first_chunk::<4>() else {
+        return (encoded.to_vec(), false);
+    };
+    let count = u32::from_le_bytes(*count);
+    match codec::sub_header(values) {
+        Ok((length, _)) if count > 0 => {
+            let mut payload = Vec::with_capacity(encoded.len());
+            payload.extend_from_slice(&values[..length]);
+            payload.extend_from_slice(&(count - 1).to_le_bytes());
+            payload.extend_from_slice(&values[length..]);
+            (payload, true)
+        }
+        _ => (encoded.to_vec(), false),
+    }
+}
+
+/// The calls only the cluster service gets (step 3).
+fn service_calls(lua: &Lua, runtime: &Runtime, meta: SocketMeta) -> mlua::Result<Table> {
+    let calls = lua.create_table()?;
+    calls.set("secret", secret())?;
+
+    calls.set(
+        "set_connected",
+        lua.create_function(|_, up: bool| {
+            CONNECTED.store(up, Ordering::Release);
+            Ok(())
+        })?,
+    )?;
+
+    // The values as the codec writes them (a string), or raises.
+    calls.set(
+        "pack",
+        lua.create_function(move |lua, args: MultiValue| {
+            let mut out = Vec::new();
+            codec::encode(args.iter(), &mut out, meta)
+                .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+            lua.create_string(&out)
+        })?,
+    )?;
+
+    // (handle, call, encoded): posts encoded values unchanged to a local
+    // service; a Sub reference first makes it a Sub message. The token of
+    // a call, `true` for a send, or (nil, error).
+    let rt = runtime.clone();
+    calls.set(
+        "post",
+        lua.create_function(
+            move |lua, (handle, call, encoded): (i64, bool, LuaString)| {
+                let Some(target) = rt.service(handle as u64) else {
+                    return Ok((Value::Nil, Some("dead".to_string())));
+                };
+                let (bytes, sub) = sub_message(&encoded.as_bytes());
+                let kind = match (call, sub) {
+                    (true, false) => MessageKind::Call,
+                    (true, true) => MessageKind::CallSub,
+                    (false, false) => MessageKind::Send,
+                    (false, true) => MessageKind::RunSub,
+                };
+                let (from, token) = with_state(lua, |state| {
+                    (state.self_id, call.then(|| state.next_call_token()))
+                })?;
+                let message =
+                    Message::new(from, token.map_or(0, CallToken::to_raw), kind.code(), bytes);
+                match rt.post_message(&target, message) {
+                    Ok(()) => Ok((
+                        match token {
+                            Some(token) => mlua::IntoLua::into_lua(token, lua)?,
+                            None => Value::Boolean(true),
+                        },
+                        None,
+                    )),
+                    Err((error, _)) => Ok((Value::Nil, Some(error.to_string()))),
+                }
+            },
+        )?,
+    )?;
+
+    // Takes the answer of the call the running session answers, as
+    // `lunet.response` does; the function it returns answers with values
+    // the codec already encoded (`true, bytes`) or an error (`false,
+    // text`).
+    let rt = runtime.clone();
+    calls.set(
+        "response",
+        lua.create_function(move |lua, ()| {
+            let taken = with_state(lua, |state| {
+                let call = state.calls.remove(&state.running.session())?;
+                state.delayed.insert(call);
+                Some((state.self_id, call))
+            })?;
+            let Some((from, caller)) = taken else {
+                return Err(mlua::Error::runtime(
+                    "cluster: this session is not answering a call",
+                ));
+            };
+            let rt = rt.clone();
+            lua.create_function(move |lua, (ok, bytes): (bool, LuaString)| {
+                let removed = with_state(lua, |state| state.delayed.remove(&caller))?;
+                if !removed {
+                    return Ok(false);
+                }
+                let (kind, payload) = if ok {
+                    (MessageKind::Response, bytes.as_bytes().to_vec())
+                } else {
+                    (MessageKind::Error, error_payload(&bytes.to_string_lossy()))
+                };
+                Ok(answer(&rt, from, caller, kind, payload))
+            })
+        })?,
+    )?;
+
+    // `cluster.nodeup` and `cluster.nodedown` are events of this service,
+    // so `lunet.attach` from other services reaches them (model/events.rs).
+    calls.set(
+        "define_events",
+        lua.create_function(|lua, names: Vec<String>| {
+            Ok(with_state(lua, |state| {
+                for name in &names {
+                    state.model.events.define(name);
+                }
+            })?)
+        })?,
+    )?;
+    Ok(calls)
+}

@@ -1,0 +1,433 @@
+//! The cluster (docs/cluster.md): one `nats-server` (Debian's, with `-js`
+//! and a temporary store) and lunet nodes on loopback. Each node serves
+//! `tests/scripts/cluster_node.lua`, whose listener takes one command per
+//! line (`calls wb 10000`, `register x`, ...) and answers `ok ...` or
+//! `err ...`; the names are held by `cluster_worker.lua` services, which
+//! hold the `cluster` capability only.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{closed_port, run_to_exit, test_script, try_connect, Server, TempDir, DEADLINE};
+
+/// A `nats-server` on a free loopback port, killed when dropped.
+struct Nats {
+    child: Option<Child>,
+    port: u16,
+    dir: TempDir,
+    config: Option<String>,
+}
+
+impl Nats {
+    fn start() -> Nats {
+        Nats::start_with(None)
+    }
+
+    /// With `config` as the server's configuration file's text.
+    fn start_with(config: Option<&str>) -> Nats {
+        let mut nats = Nats {
+            child: None,
+            port: 0,
+            dir: TempDir::new("nats"),
+            config: config.map(str::to_string),
+        };
+        for _ in 0..5 {
+            nats.port = closed_port();
+            if nats.launch() {
+                return nats;
+            }
+        }
+        panic!("nats-server did not start on a free port within {DEADLINE:?} (5 tries)");
+    }
+
+    /// Starts the server on `self.port`; whether it accepts connections.
+    fn launch(&mut self) -> bool {
+        let mut command = Command::new("nats-server");
+        command
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-js", "-sd", &self.dir.file("store")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some(config) = &self.config {
+            let path = self.dir.file("nats.conf");
+            std::fs::write(&path, config).expect("write nats.conf");
+            command.args(["-c", &path]);
+        }
+        let mut child = command.spawn().unwrap_or_else(|e| {
+            panic!("cannot start nats-server: {e}; apt-get install nats-server")
+        });
+        let deadline = Instant::now() + DEADLINE;
+        while Instant::now() < deadline {
+            if child.try_wait().expect("try_wait").is_some() {
+                return false;
+            }
+            if let Ok(stream) = try_connect(self.port) {
+                let mut info = String::new();
+                stream
+                    .set_read_timeout(Some(DEADLINE))
+                    .expect("set_read_timeout");
+                if BufReader::new(stream).read_line(&mut info).is_ok() && info.starts_with("INFO ")
+                {
+                    self.child = Some(child);
+                    return true;
+                }
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again on the same port.
+    fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + DEADLINE;
+        while !self.launch() {
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start again on port {}",
+                self.port
+            );
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A node: `lunet serve cluster_node.lua` joined to `nats` as `name`.
+fn node(nats_url: &str, name: &str) -> Server {
+    Server::start(
+        &test_script("cluster_node.lua"),
+        &[
+            &format!("node={name}"),
+            "--hosts",
+            "1",
+            "--cluster",
+            nats_url,
+            "--node",
+            name,
+        ],
+    )
+}
+
+/// Sends one command and returns the answer line.
+fn ask(server: &Server, command: &str) -> String {
+    let mut client = server.client();
+    client.send(format!("{command}\n"));
+    client.line()
+}
+
+/// The longest a command of many calls may take (a debug build on a
+/// shared machine).
+const LONG: Duration = Duration::from_secs(120);
+
+/// Like [`ask`], for a command that runs many calls.
+fn ask_long(server: &Server, command: &str) -> String {
+    let stream = try_connect(server.port()).expect("connect to the node");
+    stream
+        .set_read_timeout(Some(LONG))
+        .expect("set_read_timeout");
+    (&stream)
+        .write_all(format!("{command}\n").as_bytes())
+        .expect("send the command");
+    let mut answer = String::new();
+    if let Err(e) = BufReader::new(&stream).read_line(&mut answer) {
+        server.fail(&format!("{command:?}: no answer within {LONG:?}: {e}"));
+    }
+    answer.trim_end().to_string()
+}
+
+#[track_caller]
+fn expect(server: &Server, command: &str, answer: &str) {
+    let got = ask(server, command);
+    if got != answer {
+        server.fail(&format!(
+            "{command:?} answered {got:?}, expected {answer:?}"
+        ));
+    }
+}
+
+#[track_caller]
+fn expect_error(server: &Server, command: &str, part: &str) -> String {
+    let got = ask(server, command);
+    if !(got.starts_with("err ") && got.contains(part)) {
+        server.fail(&format!(
+            "{command:?} answered {got:?}, expected an error with {part:?}"
+        ));
+    }
+    got
+}
+
+/// Asks `command` until it answers `answer` (the cluster converges:
+/// heartbeats every 500 ms), bounded by the deadline.
+#[track_caller]
+fn until(server: &Server, command: &str, answer: &str) {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let got = ask(server, command);
+        if got == answer {
+            return;
+        }
+        if Instant::now() > deadline {
+            server.fail(&format!(
+                "{command:?} still answers {got:?} after {DEADLINE:?}, expected {answer:?}"
+            ));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Three nodes a, b, c, each with a worker named w + its name, that see
+/// each other.
+fn three_nodes(nats: &Nats) -> Vec<Server> {
+    let url = nats.url();
+    let nodes: Vec<Server> = ["a", "b", "c"].iter().map(|n| node(&url, n)).collect();
+    for (server, name) in nodes.iter().zip(["a", "b", "c"]) {
+        expect(server, &format!("spawn w{name}"), "ok spawned");
+    }
+    for server in &nodes {
+        until(server, "nodes", "ok a,b,c");
+    }
+    nodes
+}
+
+#[test]
+fn calls_and_sends_cross_nodes_in_order() {
+    let nats = Nats::start();
+    let nodes = three_nodes(&nats);
+    // Every node calls each of the two others 10,000 times, each pair at
+    // once on its own connection: every answer is checked, in order.
+    thread::scope(|scope| {
+        for (server, from) in nodes.iter().zip(["a", "b", "c"]) {
+            for to in ["a", "b", "c"].into_iter().filter(|to| *to != from) {
+                scope.spawn(move || {
+                    for (command, answer) in [
+                        (format!("calls w{to} 10000"), "ok called 10000"),
+                        (format!("sends w{to} 2000"), "ok seen 2000"),
+                    ] {
+                        let got = ask_long(server, &command);
+                        if got != answer {
+                            server.fail(&format!("{command:?} answered {got:?}"));
+                        }
+                    }
+                });
+            }
+        }
+    });
+    // Values travel both ways with the message codec.
+    expect(&nodes[0], "call wb echo 1 two", "ok 1 two");
+    expect(&nodes[0], "call wc where", "ok c");
+    expect(&nodes[2], "query wa", "ok wa@a");
+}
+
+#[test]
+fn names_are_unique_across_nodes_and_unknown_names_fail_at_once() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let a = node(&url, "a");
+    let b = node(&url, "b");
+    expect(&a, "spawn wa", "ok spawned");
+    expect_error(&b, "register wa", "'wa' is taken (by node 'a')");
+    expect_error(&a, "register wa", "'wa' is taken (by :");
+    expect_error(&b, "register bad.name", "is not a name");
+    expect(&b, "query nobody", "ok nil");
+    // The holder exits: the first call finds it gone and frees the name,
+    // the next one gets "no responders" from NATS at once.
+    expect(&b, "keep wa", "ok kept");
+    expect(&b, "call_kept wa quit", "ok quitting");
+    let gone = ask(&b, "call_kept wa echo 1");
+    if !gone.starts_with("err ") {
+        b.fail(&format!("a call to an exited holder answered {gone:?}"));
+    }
+    expect_error(
+        &b,
+        "call_kept wa echo 1",
+        "no responders: no node serves 'wa'",
+    );
+    // Freed: another node may take it.
+    expect(&b, "register wa", "ok registered");
+    expect(&a, "query wa", "ok wa@b");
+    // A remote error comes back as the caller's error.
+    expect(&a, "spawn wa2", "ok spawned");
+    expect_error(&b, "call wa2 fail", "boom from wa2");
+}
+
+/// Asks `command` until `holds` says yes of the answer, bounded by the
+/// deadline.
+#[track_caller]
+fn until_answer(server: &Server, command: &str, holds: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let got = ask(server, command);
+        if holds(&got) {
+            return got;
+        }
+        if Instant::now() > deadline {
+            server.fail(&format!(
+                "{command:?} still answers {got:?} after {DEADLINE:?}"
+            ));
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_node_killed_mid_call_fails_its_callers_and_is_reported_down() {
+    let nats = Nats::start();
+    let mut nodes = three_nodes(&nats);
+    let c = nodes.pop().expect("three nodes");
+    let (a, b) = (&nodes[0], &nodes[1]);
+    thread::scope(|scope| {
+        let pending = scope.spawn(|| ask_long(a, "call wc sleep 60000"));
+        c.wait_log("wc sleeps");
+        c.signal(libc::SIGKILL);
+        let answer = pending.join().expect("the caller's thread");
+        if !(answer.starts_with("err ") && answer.contains("node 'c' is down")) {
+            a.fail(&format!(
+                "the call pending on the killed node answered {answer:?}"
+            ));
+        }
+    });
+    until_answer(a, "events", |events| events.contains("down c"));
+    until(b, "nodes", "ok a,b");
+    // Its names are gone with it: calls to them fail at once.
+    expect(b, "query wc", "ok nil");
+    expect(a, "call wb echo still", "ok still");
+}
+
+#[test]
+fn nodes_reconnect_after_nats_restarts_and_fail_fast_meanwhile() {
+    let mut nats = Nats::start();
+    let url = nats.url();
+    let a = node(&url, "a");
+    let b = node(&url, "b");
+    expect(&b, "spawn wb", "ok spawned");
+    expect(&a, "keep wb", "ok kept");
+    expect(&a, "call_kept wb echo before", "ok before");
+    nats.stop();
+    // Down: a call fails with an error that says why, it does not wait.
+    let down = until_answer(&a, "call_kept wb echo during", |got| {
+        got.contains("the cluster is unreachable")
+    });
+    assert!(down.starts_with("err "), "{down}");
+    expect_error(&a, "query wb", "the cluster is unreachable");
+    nats.restart();
+    until(&a, "call_kept wb echo after", "ok after");
+    expect(&a, "calls wb 100", "ok called 100");
+    expect(&b, "query wb", "ok wb@b");
+}
+
+#[test]
+fn a_node_name_is_taken_once_and_bad_flags_are_refused() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let _a = node(&url, "a");
+    let script = test_script("cluster_node.lua");
+    let (status, log) = run_to_exit(
+        &script,
+        &["listen=127.0.0.1:0", "--cluster", &url, "--node", "a"],
+    );
+    assert!(!status.success(), "{log}");
+    assert!(
+        log.contains("node name 'a' is taken by a live node"),
+        "{log}"
+    );
+
+    let (status, log) = run_to_exit(
+        &script,
+        &["listen=127.0.0.1:0", "--cluster", &url, "--node", "a.b"],
+    );
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("--node: 'a.b'"), "{log}");
+
+    let (status, log) = run_to_exit(
+        &script,
+        &["listen=127.0.0.1:0", "--cluster", "http://x", "--node", "z"],
+    );
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("expected nats://HOST:PORT"), "{log}");
+
+    let closed = format!("nats://127.0.0.1:{}", closed_port());
+    let (status, log) = run_to_exit(
+        &script,
+        &["listen=127.0.0.1:0", "--cluster", &closed, "--node", "z"],
+    );
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("cannot join the cluster"), "{log}");
+}
+
+#[test]
+fn a_server_that_is_not_nats_is_refused_with_a_clear_error() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fake = thread::spawn(move || {
+        // Garbage instead of INFO, to every connection until the test ends.
+        for stream in listener.incoming().take(1) {
+            let mut stream = stream.unwrap();
+            let _ = stream.write_all(b"HELLO \x00\xff garbage\r\n");
+            thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let (status, log) = run_to_exit(
+        &test_script("cluster_node.lua"),
+        &[
+            "listen=127.0.0.1:0",
+            "--cluster",
+            &format!("nats://127.0.0.1:{port}"),
+            "--node",
+            "z",
+        ],
+    );
+    fake.join().unwrap();
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("the server is not NATS"), "{log}");
+}
+
+#[test]
+fn a_message_over_max_payload_is_refused_to_its_caller() {
+    let nats = Nats::start_with(Some("max_payload: 4096\n"));
+    let url = nats.url();
+    let a = node(&url, "a");
+    let b = node(&url, "b");
+    expect(&b, "spawn wb", "ok spawned");
+    expect(&a, "big wb 1000", "ok 1000");
+    expect_error(&a, "big wb 5000", "over the server's max_payload (4096)");
+    // The node goes on.
+    expect(&a, "call wb echo after", "ok after");
+}
+
+#[test]
+fn a_sandbox_without_the_capability_is_refused() {
+    let nats = Nats::start();
+    let a = node(&nats.url(), "a");
+    expect_error(&a, "sandboxed", "not permitted: spawned without cluster");
+}
+
+#[test]
+fn without_cluster_the_calls_say_so() {
+    let (status, log) = run_to_exit(&test_script("cluster_node.lua"), &["listen=127.0.0.1:0"]);
+    assert!(!status.success(), "{log}");
+    assert!(log.contains("this process is not in a cluster"), "{log}");
+}

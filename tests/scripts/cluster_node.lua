@@ -1,0 +1,113 @@
+-- A node of tests/cluster.rs: a line protocol on its listener drives the
+-- cluster calls; workers (cluster_worker.lua) hold the names.
+local lunet = require "lunet"
+local node = lunet.getenv("node", "?")
+
+local events = {}
+lunet.attach("cluster.nodeup", function(name) events[#events + 1] = "up " .. name end)
+lunet.attach("cluster.nodedown", function(name) events[#events + 1] = "down " .. name end)
+
+local function words(line)
+    local list = {}
+    for word in line:gmatch("%S+") do list[#list + 1] = word end
+    return list
+end
+
+local function ref_of(name)
+    local ref = lunet.cluster.query(name)
+    if not ref then error("no node serves '" .. name .. "'", 0) end
+    return ref
+end
+
+local commands = {}
+
+function commands.spawn(name)
+    lunet.spawn({ script = "cluster_worker.lua", caps = { cluster = true } }, name)
+    return "spawned"
+end
+
+function commands.register(name)
+    lunet.cluster.register(name)
+    return "registered"
+end
+
+function commands.query(name)
+    local ref = lunet.cluster.query(name)
+    return ref and (ref.name .. "@" .. ref.node) or "nil"
+end
+
+function commands.nodes()
+    return table.concat(lunet.cluster.nodes(), ",")
+end
+
+function commands.events()
+    return table.concat(events, ";")
+end
+
+-- N calls in order to `name`, each checked.
+function commands.calls(name, n)
+    local ref = ref_of(name)
+    for i = 1, tonumber(n) do
+        local got = lunet.call(ref, "seq", node, i)
+        if got ~= i then error(string.format("call %d answered %s", i, tostring(got)), 0) end
+    end
+    return "called " .. n
+end
+
+-- N sends in order, then a call that says how many arrived in order.
+function commands.sends(name, n)
+    local ref = ref_of(name)
+    for i = 1, tonumber(n) do
+        assert(lunet.send(ref, "sent", node, i))
+    end
+    local last, disorder = lunet.call(ref, "seen", node)
+    if disorder ~= "" then error(disorder, 0) end
+    return "seen " .. last
+end
+
+function commands.call(name, op, ...)
+    local results = table.pack(lunet.call(ref_of(name), op, ...))
+    for i = 1, results.n do results[i] = tostring(results[i]) end
+    return table.concat(results, " ", 1, results.n)
+end
+
+-- A call with a string of `bytes` bytes: the size the worker saw.
+function commands.big(name, bytes)
+    return lunet.call(ref_of(name), "size", string.rep("x", tonumber(bytes)))
+end
+
+-- What a sandbox without the cluster capability gets.
+function commands.sandboxed()
+    local child = lunet.spawn({ script = "cluster_sandboxed.lua" })
+    local said = lunet.call(child)
+    if said ~= "registered" then error(said, 0) end
+    return said
+end
+
+-- A call through a reference made before the name's node went away.
+local kept = {}
+function commands.keep(name)
+    kept[name] = ref_of(name)
+    return "kept"
+end
+
+function commands.call_kept(name, op, ...)
+    local results = table.pack(lunet.call(kept[name], op, ...))
+    for i = 1, results.n do results[i] = tostring(results[i]) end
+    return table.concat(results, " ", 1, results.n)
+end
+
+lunet.listen(lunet.getenv("listen"), function(sock)
+    while true do
+        local line = sock:readline()
+        if not line then return end
+        local args = words(line)
+        local command = commands[table.remove(args, 1)]
+        local ok, result = pcall(command, table.unpack(args))
+        if ok then
+            sock:write("ok ", tostring(result), "\n")
+        else
+            sock:write("err ", tostring(result):gsub("\n", " "), "\n")
+        end
+    end
+end)
