@@ -340,6 +340,37 @@ fn nodes_reconnect_after_nats_restarts_and_fail_fast_meanwhile() {
 }
 
 #[test]
+fn groups_span_nodes_call_picks_one_member_and_send_reaches_all() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let nodes: Vec<Server> = ["a", "b", "c"].iter().map(|n| node(&url, n)).collect();
+    let (a, b, c) = (&nodes[0], &nodes[1], &nodes[2]);
+    expect(a, "spawn wa pool", "ok spawned");
+    expect(b, "spawn wb pool", "ok spawned");
+    // Each node that has a member takes calls: NATS's queue group picks.
+    let spread = until_answer(c, "gcall pool 200", |got| {
+        got.contains("a=") && got.contains("b=")
+    });
+    let total: u32 = spread
+        .trim_start_matches("ok ")
+        .split(',')
+        .filter_map(|part| part.split_once('=')?.1.parse::<u32>().ok())
+        .sum();
+    assert_eq!(total, 200, "{spread}");
+    // A send reaches every member, on every node.
+    expect(c, "gsend pool hello", "ok true");
+    until(c, "call wa has hello", "ok true");
+    until(c, "call wb has hello", "ok true");
+    // A group no node serves: no responders, at once.
+    expect_error(
+        c,
+        "gcall nobody 1",
+        "no responders: no node serves group 'nobody'",
+    );
+    expect_error(c, "gcall bad..name 1", "cannot be a group of the cluster");
+}
+
+#[test]
 fn a_node_name_is_taken_once_and_bad_flags_are_refused() {
     let nats = Nats::start();
     let url = nats.url();

@@ -251,6 +251,19 @@ pub fn encode_str(message: &str, out: &mut Vec<u8>) -> Result<(), CodecError> {
     Ok(())
 }
 
+/// Encodes an integer then strings, as [`encode`] would: messages made
+/// without a Lua VM (the cluster's, `cluster/mod.rs`).
+pub fn encode_integer_and_strings(first: i64, strings: &[&[u8]], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(strings.len() as u32 + 1).to_le_bytes());
+    out.push(INT);
+    out.extend_from_slice(&first.to_le_bytes());
+    for string in strings {
+        out.push(STR);
+        out.extend_from_slice(&(string.len() as u32).to_le_bytes());
+        out.extend_from_slice(string);
+    }
+}
+
 /// The codec's bytes of a Sub id: the tag, then module, version and name.
 pub fn sub_key(module: &str, version: &str, name: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(13 + module.len() + version.len() + name.len());
@@ -575,6 +588,19 @@ mod tests {
         let lua = Lua::new();
         let values = round_trip(&lua, "local s = {1} return {s, s}").unwrap();
         assert_eq!(values.len(), 1);
+    }
+
+    #[test]
+    fn integers_and_strings_encode_as_values_do() {
+        let lua = Lua::new();
+        let mut out = Vec::new();
+        encode_integer_and_strings(-7, &[b"call", b""], &mut out);
+        let values = decode(&lua, &out).unwrap();
+        let values: Vec<Value> = values.into_iter().collect();
+        assert_eq!(values[0], Value::Integer(-7));
+        assert_eq!(values[1].as_string().unwrap().to_str().unwrap(), "call");
+        assert_eq!(values[2].as_string().unwrap().to_str().unwrap(), "");
+        assert_eq!(values.len(), 3);
     }
 
     #[test]

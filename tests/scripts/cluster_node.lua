@@ -21,8 +21,8 @@ end
 
 local commands = {}
 
-function commands.spawn(name)
-    lunet.spawn({ script = "cluster_worker.lua", caps = { cluster = true } }, name)
+function commands.spawn(name, group)
+    lunet.spawn({ script = "cluster_worker.lua", caps = { cluster = true } }, name, group)
     return "spawned"
 end
 
@@ -69,6 +69,23 @@ function commands.call(name, op, ...)
     local results = table.pack(lunet.call(ref_of(name), op, ...))
     for i = 1, results.n do results[i] = tostring(results[i]) end
     return table.concat(results, " ", 1, results.n)
+end
+
+-- N calls to a group: how many each node took ("a=3,b=4").
+function commands.gcall(group, n)
+    local g, took = lunet.group(group), {}
+    for _ = 1, tonumber(n) do
+        local where = g:call("where")
+        took[where] = (took[where] or 0) + 1
+    end
+    local list = {}
+    for where, count in pairs(took) do list[#list + 1] = where .. "=" .. count end
+    table.sort(list)
+    return table.concat(list, ",")
+end
+
+function commands.gsend(group, tag)
+    return lunet.group(group):send("tagged", tag)
 end
 
 -- A call with a string of `bytes` bytes: the size the worker saw.

@@ -1,8 +1,10 @@
 -- A service of a cluster node (tests/cluster.rs), sandboxed with only the
 -- cluster capability: takes the cluster name it is given and answers.
 local lunet = require "lunet"
-local name = ...
+local name, group = ...
 lunet.cluster.register(name)
+if group then lunet.group(group):join() end
+local tags = {} -- what group sends brought
 
 -- Per sender: the last sequence number a call or a send carried.
 local last_call, last_send = {}, {}
@@ -35,6 +37,10 @@ lunet.dispatch(function(_, op, ...)
         return "slept"
     elseif op == "fail" then
         error("boom from " .. name)
+    elseif op == "tagged" then
+        tags[(...)] = true
+    elseif op == "has" then
+        return tags[(...)] == true
     elseif op == "where" then
         return lunet.cluster.node()
     elseif op == "size" then

@@ -27,9 +27,10 @@
 //!    while it is down.
 
 use std::collections::hash_map::RandomState;
+use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use lunet_core::{Event, Message, Runtime};
@@ -40,6 +41,7 @@ use crate::codec::{self, SocketMeta};
 use crate::host::{LuaService, Script};
 use crate::ids::CallToken;
 use crate::mail::{answer, error_payload};
+use crate::model::groups;
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
 use crate::state::with_state;
@@ -162,6 +164,7 @@ pub fn start(
         });
     }
     runtime.protect(service.id());
+    let _ = RUNTIME.set(runtime.clone());
     runtime.post(
         &service,
         Event::Message(Message::signal(MessageKind::Start.code())),
@@ -203,31 +206,23 @@ fn cluster_service(runtime: &Runtime) -> Option<Arc<lunet_core::Service>> {
         .and_then(|id| runtime.service(id))
 }
 
-/// Posts `values` (the secret first) to the cluster service as a call
-/// (a token) or a send.
-fn post_to_service(
-    lua: &Lua,
+fn not_in_cluster(what: &str) -> String {
+    format!(
+        "{what}: this process is not in a cluster (start it with --cluster nats://HOST:PORT --node NAME)"
+    )
+}
+
+/// Posts `payload` (the secret first: step 2) from `from` to the cluster
+/// service, as a call with `token` or a send.
+fn post_payload(
     runtime: &Runtime,
-    meta: SocketMeta,
     what: &str,
-    call: bool,
-    values: &[Value],
-) -> Result<Option<CallToken>, String> {
-    let Some(service) = cluster_service(runtime) else {
-        return Err(format!(
-            "{what}: this process is not in a cluster (start it with --cluster nats://HOST:PORT --node NAME)"
-        ));
-    };
-    let mut payload = Vec::new();
-    let mut all = Vec::with_capacity(values.len() + 1);
-    all.push(Value::Integer(secret()));
-    all.extend_from_slice(values);
-    codec::encode(all.iter(), &mut payload, meta).map_err(|e| format!("{what}: {e}"))?;
-    let (from, token) = with_state(lua, |state| {
-        (state.self_id, call.then(|| state.next_call_token()))
-    })
-    .map_err(|e| format!("{what}: {e}"))?;
-    let kind = if call {
+    from: u64,
+    token: Option<CallToken>,
+    payload: Vec<u8>,
+) -> Result<(), String> {
+    let service = cluster_service(runtime).ok_or_else(|| not_in_cluster(what))?;
+    let kind = if token.is_some() {
         MessageKind::Call
     } else {
         MessageKind::Send
@@ -238,14 +233,53 @@ fn post_to_service(
         kind.code(),
         payload,
     );
-    match runtime.post_message(&service, message) {
-        Ok(()) => Ok(token),
-        Err((error, _)) => Err(format!("{what}: the cluster service is {error}")),
-    }
+    runtime
+        .post_message(&service, message)
+        .map_err(|(error, _)| format!("{what}: the cluster service is {error}"))
 }
 
-/// Step 2: `lunet.send(remote, ...)` (`call` false) or `lunet.call(remote,
-/// ...)`: the token of the call, or why nothing was posted.
+/// The caller and, for a call, a new token.
+fn caller(lua: &Lua, what: &str, call: bool) -> Result<(u64, Option<CallToken>), String> {
+    with_state(lua, |state| {
+        (state.self_id, call.then(|| state.next_call_token()))
+    })
+    .map_err(|e| format!("{what}: {e}"))
+}
+
+/// Step 2 for sends and calls that carry values: `args` encoded once, and
+/// published by the cluster service `to` (subject, node expected to serve
+/// it or "" if unknown). The token of a call, or why
+/// nothing was posted.
+fn post_values(
+    lua: &Lua,
+    runtime: &Runtime,
+    meta: SocketMeta,
+    what: &str,
+    call: bool,
+    (subject, node): (&str, &str),
+    args: &MultiValue,
+) -> Result<Option<CallToken>, String> {
+    if !CONNECTED.load(Ordering::Acquire) {
+        return Err(format!(
+            "{what}: the cluster is unreachable (no connection to NATS)"
+        ));
+    }
+    let mut encoded = Vec::new();
+    codec::encode(args.iter(), &mut encoded, meta).map_err(|e| format!("{what}: {e}"))?;
+    let op: &[u8] = if call { b"call" } else { b"send" };
+    let mut payload = Vec::with_capacity(encoded.len() + subject.len() + node.len() + 40);
+    codec::encode_integer_and_strings(
+        secret(),
+        &[op, subject.as_bytes(), node.as_bytes(), &encoded],
+        &mut payload,
+    );
+    let (from, token) = caller(lua, what, call)?;
+    post_payload(runtime, what, from, token, payload)?;
+    Ok(token)
+}
+
+/// `lunet.send(remote, ...)` (`call` false) or `lunet.call(remote, ...)`:
+/// the token of the call, or why nothing was posted.
 pub(crate) fn post_remote(
     lua: &Lua,
     runtime: &Runtime,
@@ -256,27 +290,65 @@ pub(crate) fn post_remote(
 ) -> mlua::Result<Result<Option<CallToken>, String>> {
     let what = if call { "lunet.call" } else { "lunet.send" };
     caps::require(lua, Capability::Cluster, what)?;
-    if !CONNECTED.load(Ordering::Acquire) {
-        return Ok(Err(format!(
-            "{what}: {}: the cluster is unreachable (no connection to NATS)",
-            describe(remote)
-        )));
-    }
-    let mut encoded = Vec::new();
-    if let Err(e) = codec::encode(args.iter(), &mut encoded, meta) {
-        return Ok(Err(format!("{what}: {e}")));
-    }
-    let values = [
-        Value::String(lua.create_string(if call { "call" } else { "send" })?),
-        Value::String(lua.create_string(&remote.name)?),
-        Value::String(lua.create_string(&remote.node)?),
-        Value::String(lua.create_string(&encoded)?),
-    ];
-    Ok(post_to_service(lua, runtime, meta, what, call, &values))
+    let subject = format!("lunet.n.{}.{}", remote.name, if call { "c" } else { "s" });
+    Ok(post_values(
+        lua,
+        runtime,
+        meta,
+        what,
+        call,
+        (&subject, &remote.node),
+        args,
+    )
+    .map_err(|e| format!("{e} ({})", describe(remote))))
 }
 
 fn describe(remote: &Remote) -> String {
-    format!("'{}' (node '{}')", remote.name, remote.node)
+    format!("'{}' of node '{}'", remote.name, remote.node)
+}
+
+/// The runtime of a process in a cluster (set by [`start`]).
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// Groups this node serves (the cluster service subscribed to them).
+static SPANNED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
+
+/// A runtime of this process joined `group`: in a cluster, its node
+/// subscribes to the group's subjects the first time (`node.lua`:
+/// groups), so members on other nodes reach it.
+pub(crate) fn note_group(group: &str) {
+    let Some(runtime) = RUNTIME.get() else {
+        return;
+    };
+    if !SPANNED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(group.to_string())
+    {
+        return;
+    }
+    let mut payload = Vec::new();
+    codec::encode_integer_and_strings(secret(), &[b"span", group.as_bytes()], &mut payload);
+    if let Err(e) = post_payload(runtime, "g:join", 0, None, payload) {
+        tracing::warn!("group '{group}' is not reachable from other nodes: {e}");
+    }
+}
+
+/// Whether a group's name is a subject's tokens (groups are named
+/// `a.b.c`): no empty token, no space, no wildcard.
+fn check_group(name: &str) -> Result<(), String> {
+    if name.split('.').all(|token| {
+        !token.is_empty()
+            && token
+                .bytes()
+                .all(|b| b > b' ' && b != b'*' && b != b'>' && b != 0x7f)
+    }) {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' cannot be a group of the cluster (no empty part, space, '*' or '>')"
+        ))
+    }
 }
 
 /// The cluster service's own calls are for it alone.
@@ -300,13 +372,49 @@ pub fn install(lua: &Lua, runtime: &Runtime, meta: SocketMeta, core: &Table) -> 
         "cluster_request",
         lua.create_function(move |lua, (what, args): (String, MultiValue)| {
             caps::require(lua, Capability::Cluster, &what)?;
-            let values: Vec<Value> = args.into_iter().collect();
-            Ok(
-                match post_to_service(lua, &rt, meta, &what, true, &values) {
-                    Ok(token) => (token, None),
-                    Err(e) => (None, Some(e)),
-                },
-            )
+            let mut values = vec![Value::Integer(secret())];
+            values.extend(args);
+            let mut payload = Vec::new();
+            let posted = codec::encode(values.iter(), &mut payload, meta)
+                .map_err(|e| format!("{what}: {e}"))
+                .and_then(|()| caller(lua, &what, true))
+                .and_then(|(from, token)| {
+                    post_payload(&rt, &what, from, token, payload).map(|()| token)
+                });
+            Ok(match posted {
+                Ok(token) => (token, None),
+                Err(e) => (None, Some(e)),
+            })
+        })?,
+    )?;
+
+    // Whether this service's group calls span the cluster.
+    core.set(
+        "cluster_spans",
+        lua.create_function(|lua, ()| {
+            Ok(RUNTIME.get().is_some()
+                && with_state(lua, |state| state.caps.allows(Capability::Cluster))?)
+        })?,
+    )?;
+
+    // (name, call, args...): `g:call` (the token) or `g:send` across the
+    // cluster.
+    let rt = runtime.clone();
+    core.set(
+        "cluster_group",
+        lua.create_function(move |lua, (name, call, args): (String, bool, MultiValue)| {
+            let what = if call { "g:call" } else { "g:send" };
+            caps::require(lua, Capability::Cluster, what)?;
+            let posted = check_group(&name)
+                .map_err(|e| format!("{what}: {e}"))
+                .and_then(|()| {
+                    let subject = format!("lunet.g.{name}.{}", if call { "c" } else { "s" });
+                    post_values(lua, &rt, meta, what, call, (&subject, ""), &args)
+                });
+            Ok(match posted {
+                Ok(token) => (token, None),
+                Err(e) => (None, Some(e)),
+            })
         })?,
     )?;
 
@@ -336,6 +444,38 @@ pub fn install(lua: &Lua, runtime: &Runtime, meta: SocketMeta, core: &Table) -> 
         })?,
     )?;
     Ok(())
+}
+
+/// Posts encoded values to `target`: (the token of a call or `true`,
+/// nil) or (nil, why).
+fn post_local(
+    lua: &Lua,
+    runtime: &Runtime,
+    target: &Arc<lunet_core::Service>,
+    call: bool,
+    encoded: &[u8],
+) -> mlua::Result<(Value, Option<String>)> {
+    let (bytes, sub) = sub_message(encoded);
+    let kind = match (call, sub) {
+        (true, false) => MessageKind::Call,
+        (true, true) => MessageKind::CallSub,
+        (false, false) => MessageKind::Send,
+        (false, true) => MessageKind::RunSub,
+    };
+    let (from, token) = with_state(lua, |state| {
+        (state.self_id, call.then(|| state.next_call_token()))
+    })?;
+    let message = Message::new(from, token.map_or(0, CallToken::to_raw), kind.code(), bytes);
+    match runtime.post_message(target, message) {
+        Ok(()) => Ok((
+            match token {
+                Some(token) => mlua::IntoLua::into_lua(token, lua)?,
+                None => Value::Boolean(true),
+            },
+            None,
+        )),
+        Err((error, _)) => Ok((Value::Nil, Some(error.to_string()))),
+    }
 }
 
 /// Encoded values as a message's payload: unchanged, or, when the first
@@ -383,8 +523,7 @@ fn service_calls(lua: &Lua, runtime: &Runtime, meta: SocketMeta) -> mlua::Result
     )?;
 
     // (handle, call, encoded): posts encoded values unchanged to a local
-    // service; a Sub reference first makes it a Sub message. The token of
-    // a call, `true` for a send, or (nil, error).
+    // service. The token of a call, `true` for a send, or (nil, error).
     let rt = runtime.clone();
     calls.set(
         "post",
@@ -393,28 +532,36 @@ fn service_calls(lua: &Lua, runtime: &Runtime, meta: SocketMeta) -> mlua::Result
                 let Some(target) = rt.service(handle as u64) else {
                     return Ok((Value::Nil, Some("dead".to_string())));
                 };
-                let (bytes, sub) = sub_message(&encoded.as_bytes());
-                let kind = match (call, sub) {
-                    (true, false) => MessageKind::Call,
-                    (true, true) => MessageKind::CallSub,
-                    (false, false) => MessageKind::Send,
-                    (false, true) => MessageKind::RunSub,
-                };
-                let (from, token) = with_state(lua, |state| {
-                    (state.self_id, call.then(|| state.next_call_token()))
-                })?;
-                let message =
-                    Message::new(from, token.map_or(0, CallToken::to_raw), kind.code(), bytes);
-                match rt.post_message(&target, message) {
-                    Ok(()) => Ok((
-                        match token {
-                            Some(token) => mlua::IntoLua::into_lua(token, lua)?,
-                            None => Value::Boolean(true),
-                        },
-                        None,
-                    )),
-                    Err((error, _)) => Ok((Value::Nil, Some(error.to_string()))),
+                post_local(lua, &rt, &target, call, &encoded.as_bytes())
+            },
+        )?,
+    )?;
+
+    // (group, call, encoded): a call to one member of the group on this
+    // node (as `post`), or a send to each (how many it reached).
+    let rt = runtime.clone();
+    calls.set(
+        "group_post",
+        lua.create_function(
+            move |lua, (group, call, encoded): (String, bool, LuaString)| {
+                if call {
+                    let Some(target) = groups::pick(&rt, &group) else {
+                        return Ok((Value::Nil, Some("without members".to_string())));
+                    };
+                    return post_local(lua, &rt, &target, call, &encoded.as_bytes());
                 }
+                let mut reached = 0;
+                for groups::Member::Local(id) in groups::members(&group) {
+                    if let Some(target) = rt.service(id) {
+                        if post_local(lua, &rt, &target, false, &encoded.as_bytes())?
+                            .1
+                            .is_none()
+                        {
+                            reached += 1;
+                        }
+                    }
+                }
+                Ok((Value::Integer(reached), None))
             },
         )?,
     )?;

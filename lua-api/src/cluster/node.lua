@@ -39,7 +39,10 @@ local PROBE_MS = 2000           -- the longest a probe (register, query) waits
 local HANDSHAKE_MS = 5000
 local RECONNECT_FIRST_MS, RECONNECT_MAX_MS = 50, 1000
 local MAX_CONTROL_LINE = 64 * 1024
-local R_OK, R_ERROR = byte("r"), byte("e") -- the first byte of an answer
+-- The first byte of what a reply inbox gets: an answer's values, an
+-- error, the name of the node that took a group call (an answer follows),
+-- the answer to a probe.
+local R_OK, R_ERROR, R_TAKEN, R_PROBE = byte("r"), byte("e"), byte("a"), byte("n")
 
 local host, port = match(url, "^nats://([^:/]+):(%d+)/?$")
 if not host then
@@ -77,9 +80,10 @@ local function publish(subject, reply, payload)
     return true
 end
 
-local function subscribe(subject, handler)
+local function subscribe(subject, handler, queue)
     next_sid = next_sid + 1
-    local line = fmt("SUB %s %d\r\n", subject, next_sid)
+    local line = queue and fmt("SUB %s %s %d\r\n", subject, queue, next_sid)
+        or fmt("SUB %s %d\r\n", subject, next_sid)
     handlers[next_sid], sub_lines[next_sid] = handler, line
     if sock then sock:write(line) end
     return next_sid
@@ -119,6 +123,10 @@ local function on_reply(subject, _, payload, status)
     local id = tonumber(sub(subject, #inbox + 1))
     local entry = id and pending[id]
     if not entry then return end -- late: its caller gave up
+    if status == nil and byte(payload, 1) == R_TAKEN then
+        entry.node = sub(payload, 2) -- if it goes down, the call fails
+        return
+    end
     pending[id] = nil
     entry.reply(status, payload)
 end
@@ -163,7 +171,8 @@ local function probe(subject)
     timer:cancel()
     if entry.failed then error(entry.failed, 0) end
     if entry.status == "503" then return nil end
-    return entry.payload
+    if byte(entry.payload, 1) ~= R_PROBE then error("a malformed answer to a probe", 0) end
+    return sub(entry.payload, 2)
 end
 
 ---------------------------------------------------------------- names
@@ -175,74 +184,98 @@ local function check_name(what, name)
     end
 end
 
-local function release(name)
-    local held = names[name]
+local function release(label)
+    local name = match(label, "^'(.*)'$")
+    local held = name and names[name]
     if not held then return end
     names[name] = nil
     unsubscribe(held.sid)
 end
 
--- Posts are made in arrival order. A call is posted by a session of its
--- own (a call's token names the session that waits for the answer), so
--- while such sessions have yet to start, sends wait their turn in one too.
+-- What a name or a group of this node gets is posted to its local
+-- service(s) in arrival order. A call is posted by a session of its own (a
+-- call's token names the session that waits for the answer), so while
+-- such sessions have yet to start, sends wait their turn in one too.
+-- `target` is a name's holder (a handle) or a group's name.
 local unstarted = 0
+local group_post = calls.group_post
 
-local function refuse_call(reply, name, err)
-    publish(reply, nil, "e" .. fmt("lunet.call: '%s' on node '%s' is %s", name, node, err))
+local function post_to(target, call, payload)
+    if type(target) == "string" then return group_post(target, call, payload) end
+    return post(target, call, payload)
 end
 
 -- Serves one call: posts it, waits for the local answer, publishes it.
-local function serve_call(handle, payload, reply, name)
+local function serve_call(target, payload, reply, label)
     unstarted = unstarted - 1
-    local token, err = post(handle, true, payload)
+    local token, err = post_to(target, true, payload)
     if not token then
-        if err == "dead" then release(name) end
-        return refuse_call(reply, name, err)
+        if err == "dead" then release(label) end
+        return publish(reply, nil, "e" .. fmt("lunet.call: %s on node '%s' is %s", label, node, err))
     end
     local results = table.pack(yield(OP_CALL, token))
     local answer
     if results[1] then
         local ok, packed = pcall(pack, table.unpack(results, 2, results.n))
         answer = ok and ("r" .. packed)
-            or ("e" .. "lunet.call: the answer of '" .. name .. "' cannot travel: " .. tostring(packed))
+            or ("e" .. "lunet.call: the answer of " .. label .. " cannot travel: " .. tostring(packed))
     else
         answer = "e" .. tostring(results[2])
     end
     local ok, why = publish(reply, nil, answer)
     if not ok and sock then
-        publish(reply, nil, "e" .. fmt("lunet.call: the answer of '%s' was not sent: %s", name, why))
+        publish(reply, nil, "e" .. fmt("lunet.call: the answer of %s was not sent: %s", label, why))
     end
 end
 
-local function serve_send(handle, payload, name)
-    local ok, err = post(handle, false, payload)
-    if not ok and err == "dead" then release(name) end
+local function serve_send(target, payload, label)
+    local ok, err = post_to(target, false, payload)
+    if not ok and err == "dead" then release(label) end
 end
 
-local function deferred_send(handle, payload, name)
+local function deferred_send(target, payload, label)
     unstarted = unstarted - 1
-    serve_send(handle, payload, name)
+    serve_send(target, payload, label)
+end
+
+local function serve(op, target, reply, payload, label)
+    if op == ".c" and reply then
+        unstarted = unstarted + 1
+        lunet.fork(serve_call, target, payload, reply, label)
+    elseif op == ".s" then
+        if unstarted == 0 then
+            serve_send(target, payload, label)
+        else
+            unstarted = unstarted + 1
+            lunet.fork(deferred_send, target, payload, label)
+        end
+    end
 end
 
 -- Step 3: what arrives for a name this node holds.
 local function serve_name(name)
+    local label = "'" .. name .. "'"
     return function(subject, reply, payload)
         local held = names[name]
         if not held then return end
         local op = sub(subject, -2)
-        if op == ".c" and reply then
-            unstarted = unstarted + 1
-            lunet.fork(serve_call, held.handle, payload, reply, name)
-        elseif op == ".s" then
-            if unstarted == 0 then
-                serve_send(held.handle, payload, name)
-            else
-                unstarted = unstarted + 1
-                lunet.fork(deferred_send, held.handle, payload, name)
-            end
-        elseif op == ".q" and reply then
-            publish(reply, nil, node)
+        if op == ".q" then
+            if reply then publish(reply, nil, "n" .. node) end
+        else
+            serve(op, held.handle, reply, payload, label)
         end
+    end
+end
+
+-- Groups: `.c` is a queue subscription (NATS gives each call to one node,
+-- which tells the caller it took it), `.s` a plain one (every node).
+local groups = {}
+local function serve_group(group)
+    local label = "group '" .. group .. "'"
+    return function(subject, reply, payload)
+        local op = sub(subject, -2)
+        if op == ".c" and reply then publish(reply, nil, "a" .. node) end
+        serve(op, group, reply, payload, label)
     end
 end
 
@@ -478,14 +511,21 @@ function ops.node()
     return node
 end
 
--- A remote reference's call: answered when the reply comes, the node
--- goes down or the connection is lost.
-ops.call = function(_, name, target_node, encoded)
+-- "'name'" or "group 'name'" for the subject of a call.
+local function served(subject)
+    local kind, name = match(subject, "^lunet%.(%a)%.(.+)%.%a$")
+    if kind == "g" then return "group '" .. name .. "'" end
+    return "'" .. (name or subject) .. "'"
+end
+
+-- A remote reference's or a group's call: answered when the reply comes,
+-- the node that took it goes down or the connection is lost.
+ops.call = function(_, subject, target_node, encoded)
     local answer = response()
-    local entry = { node = target_node }
+    local entry = { node = target_node ~= "" and target_node or nil }
     entry.reply = function(status, payload)
         if status == "503" then
-            return answer(false, fmt("lunet.call: no responders: no node serves '%s'", name))
+            return answer(false, "lunet.call: no responders: no node serves " .. served(subject))
         end
         local kind = byte(payload, 1)
         if kind == R_OK then
@@ -493,21 +533,30 @@ ops.call = function(_, name, target_node, encoded)
         elseif kind == R_ERROR then
             answer(false, sub(payload, 2))
         else
-            answer(false, fmt("lunet.call: a malformed answer from '%s'", name))
+            answer(false, "lunet.call: a malformed answer from " .. served(subject))
         end
     end
     entry.fail = function(text) answer(false, text) end
     local reply_to, id = new_inbox(entry)
-    local ok, err = publish("lunet.n." .. name .. ".c", reply_to, encoded)
+    local ok, err = publish(subject, reply_to, encoded)
     if not ok then
         pending[id] = nil
         answer(false, "lunet.call: " .. err)
     end
 end
 
-ops.send = function(_, name, _, encoded)
-    local ok, err = publish("lunet.n." .. name .. ".s", nil, encoded)
-    if not ok then log("warn", fmt("cluster: a send to '%s' was dropped: %s", name, err)) end
+ops.send = function(_, subject, _, encoded)
+    local ok, err = publish(subject, nil, encoded)
+    if not ok then log("warn", fmt("cluster: a send on %s was dropped: %s", subject, err)) end
+end
+
+-- A service of this node joined `group` (mod.rs: note_group).
+ops.span = function(_, group)
+    if groups[group] then return end
+    groups[group] = true
+    local handler = serve_group(group)
+    subscribe("lunet.g." .. group .. ".c", handler, "lunet.g." .. group)
+    subscribe("lunet.g." .. group .. ".s", handler)
 end
 
 lunet.dispatch(function(source, key, op, ...)
@@ -532,7 +581,7 @@ if probe("lunet.node." .. node) then
     error(fmt("node name '%s' is taken by a live node", node), 0)
 end
 subscribe("lunet.node." .. node, function(_, reply)
-    if reply then publish(reply, nil, instance) end
+    if reply then publish(reply, nil, "n" .. instance) end
 end)
 lunet.fork(heartbeats)
 log("info", fmt("cluster: node '%s' joined %s", node, url))

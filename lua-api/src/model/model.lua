@@ -239,13 +239,27 @@ function Group:members()
     return core.group_members(self.name)
 end
 
+-- In a cluster (and with its capability) a group spans the nodes: sends
+-- and calls go through the cluster service (cluster/node.lua).
+local cluster_spans, cluster_group = core.cluster_spans, core.cluster_group
+
 function Group:send(...)
+    if cluster_spans() then
+        local _, err = cluster_group(self.name, false, ...)
+        if err then error(err, 2) end
+        return true
+    end
     return core.group_send(self.name, ...)
 end
 
 function Group:call(...)
     if not isyieldable() then cannot_wait("g:call") end
-    local token, err = core.group_call(self.name, ...)
+    local token, err
+    if cluster_spans() then
+        token, err = cluster_group(self.name, true, ...)
+    else
+        token, err = core.group_call(self.name, ...)
+    end
     if not token then error(err, 2) end
     return answer(yield(OP_CALL, token))
 end
