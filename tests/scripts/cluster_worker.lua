@@ -33,7 +33,7 @@ lunet.dispatch(function(_, op, ...)
         return last_send[from] or 0, table.concat(out_of_order, "; ")
     elseif op == "sleep" then
         lunet.log("info", name .. " sleeps")
-        lunet.sleep((...))
+        lunet.sleep(tonumber((...)))
         return "slept"
     elseif op == "fail" then
         error("boom from " .. name)
