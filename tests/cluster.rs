@@ -116,8 +116,10 @@ impl Drop for Nats {
     }
 }
 
-/// A node: `lunet serve cluster_node.lua` joined to `nats` as `name`.
+/// A node: `lunet serve cluster_node.lua` joined to `nats` as `name`,
+/// its runtimes' modules in `tests/modules`.
 fn node(nats_url: &str, name: &str) -> Server {
+    let modules = format!("{}/tests/modules", env!("CARGO_MANIFEST_DIR"));
     Server::start(
         &test_script("cluster_node.lua"),
         &[
@@ -128,6 +130,8 @@ fn node(nats_url: &str, name: &str) -> Server {
             nats_url,
             "--node",
             name,
+            "--modules",
+            &modules,
         ],
     )
 }
@@ -368,6 +372,20 @@ fn groups_span_nodes_call_picks_one_member_and_send_reaches_all() {
         "no responders: no node serves group 'nobody'",
     );
     expect_error(c, "gcall bad..name 1", "cannot be a group of the cluster");
+}
+
+#[test]
+fn subs_run_in_runtimes_of_other_nodes_and_continuations_travel() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let a = node(&url, "a");
+    let b = node(&url, "b");
+    let c = node(&url, "c");
+    expect(&b, "runtime cps-b", "ok runtime");
+    expect(&c, "runtime cps-c", "ok runtime");
+    // a asks b's runtime, which answers with the continuation; a sends it
+    // to c's runtime, where it runs.
+    expect(&a, "cps cps-b cps-c", "ok 42 a");
 }
 
 #[test]

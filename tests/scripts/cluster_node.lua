@@ -88,6 +88,27 @@ function commands.gsend(group, tag)
     return lunet.group(group):send("tagged", tag)
 end
 
+-- A runtime of module t.cps (tests/modules), registered as `name`.
+function commands.runtime(name)
+    local runtime = lunet.spawn { modules = { "t.cps" } }
+    lunet.cluster.register(name, runtime)
+    return "runtime"
+end
+
+-- Continuation passing across nodes: the runtime `first` answers "ask"
+-- with the continuation it was given, which then runs in `second`.
+function commands.cps(first, second)
+    local ask, done = lunet.sub("t.cps", "ask", "2.0"), lunet.sub("t.cps", "done", "2.0")
+    local k, value = lunet.call(ref_of(first), ask, 21, done)
+    if k ~= done then error("the continuation came back as " .. tostring(k), 0) end
+    -- A send, then a call from the same sender: they arrive in order.
+    local second_ref = ref_of(second)
+    lunet.send(second_ref, k, value, node)
+    local result = lunet.call(second_ref, lunet.sub("t.cps", "result", "2.0"))
+    if not result then error("the continuation had not run before the next call", 0) end
+    return result.value .. " " .. result.from
+end
+
 -- A call with a string of `bytes` bytes: the size the worker saw.
 function commands.big(name, bytes)
     return lunet.call(ref_of(name), "size", string.rep("x", tonumber(bytes)))

@@ -28,12 +28,19 @@ local function check_name(what, name)
     end
 end
 
--- Takes `name` across the cluster for the calling service; raises if a
--- live service of any node holds it.
-function cluster.register(name)
+-- Takes `name` across the cluster for `handle` (default: the calling
+-- service), a service of this process; raises if a live service of any
+-- node holds it.
+function cluster.register(name, handle)
     permitted("cluster", "lunet.cluster.register")
     check_name("lunet.cluster.register", name)
-    return answer(request("lunet.cluster.register", "register", name, lunet.self()))
+    if handle == nil then
+        handle = lunet.self()
+    elseif math.type(handle) ~= "integer" then
+        error("lunet.cluster.register: the handle must be a service handle (an integer), got "
+            .. type(handle), 2)
+    end
+    return answer(request("lunet.cluster.register", "register", name, handle))
 end
 
 -- A remote reference to the service of any node that holds `name`, or
