@@ -265,7 +265,10 @@ fn post_values(
         ));
     }
     let mut encoded = Vec::new();
-    codec::encode(args.iter(), &mut encoded, meta).map_err(|e| format!("{what}: {e}"))?;
+    codec::encode(args.iter(), &mut encoded, meta).map_err(|e| match e {
+        codec::CodecError::Socket => format!("{what}: a socket cannot be sent to another node"),
+        e => format!("{what}: {e}"),
+    })?;
     let op: &[u8] = if call { b"call" } else { b"send" };
     let mut payload = Vec::with_capacity(encoded.len() + subject.len() + node.len() + 40);
     codec::encode_integer_and_strings(
