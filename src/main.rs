@@ -38,6 +38,21 @@ enum LunetCommand {
     Load(Box<lunet_connector::LoadArgs>),
     /// Compiles SCRIPT and reports syntax errors without running it.
     Check { script: PathBuf },
+    /// Modules of a cluster (docs/cluster.md).
+    #[command(subcommand)]
+    Modules(ModulesCommand),
+}
+
+#[derive(Subcommand)]
+enum ModulesCommand {
+    /// Stores the modules of DIR (a/b.lua is module a.b, at the version its
+    /// lunet.module{} declares) in the cluster's module store (JetStream).
+    Push {
+        dir: PathBuf,
+        /// The NATS server of the cluster: nats://IP:PORT.
+        #[arg(long, value_name = "URL")]
+        cluster: String,
+    },
 }
 
 /// Options of the engine, shared by `serve` and `run`. Their defaults are
@@ -134,6 +149,16 @@ fn join_cluster(runtime: &Runtime, settings: &Arc<Settings>, args: &ClusterArgs)
     Ok(())
 }
 
+fn push_modules(dir: &std::path::Path, url: &str) -> Result<()> {
+    init_logging("warn")?;
+    let modules = lunet_lua::cluster::push::read_dir(dir)?;
+    let (runtime, _threads) =
+        Runtime::start(Config::default()).context("cannot start the runtime")?;
+    lunet_lua::cluster::push::push(&runtime, &Arc::new(Settings::default()), url, &modules)?;
+    runtime.stop();
+    Ok(())
+}
+
 /// `1073741824`, `1G`, `512M`, `64k`: bytes.
 fn parse_bytes(text: &str) -> Result<usize, String> {
     let text = text.trim();
@@ -203,6 +228,9 @@ fn main() -> ExitCode {
             init_logging("warn").and_then(|()| lunet_connector::run(*args).map_err(Into::into))
         }
         LunetCommand::Check { script } => check(&script),
+        LunetCommand::Modules(ModulesCommand::Push { dir, cluster }) => {
+            push_modules(&dir, &cluster)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

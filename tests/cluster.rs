@@ -21,6 +21,7 @@ struct Nats {
     port: u16,
     dir: TempDir,
     config: Option<String>,
+    jetstream: bool,
 }
 
 impl Nats {
@@ -30,11 +31,17 @@ impl Nats {
 
     /// With `config` as the server's configuration file's text.
     fn start_with(config: Option<&str>) -> Nats {
+        Nats::start_as(config, true)
+    }
+
+    /// With JetStream (`-js`) or without.
+    fn start_as(config: Option<&str>, jetstream: bool) -> Nats {
         let mut nats = Nats {
             child: None,
             port: 0,
             dir: TempDir::new("nats"),
             config: config.map(str::to_string),
+            jetstream,
         };
         for _ in 0..5 {
             nats.port = closed_port();
@@ -50,10 +57,12 @@ impl Nats {
         let mut command = Command::new("nats-server");
         command
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(["-js", "-sd", &self.dir.file("store")])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
+        if self.jetstream {
+            command.args(["-js", "-sd", &self.dir.file("store")]);
+        }
         if let Some(config) = &self.config {
             let path = self.dir.file("nats.conf");
             std::fs::write(&path, config).expect("write nats.conf");
@@ -386,6 +395,68 @@ fn subs_run_in_runtimes_of_other_nodes_and_continuations_travel() {
     // a asks b's runtime, which answers with the continuation; a sends it
     // to c's runtime, where it runs.
     expect(&a, "cps cps-b cps-c", "ok 42 a");
+}
+
+/// `lunet modules push DIR --cluster URL`: its status and output.
+fn push_modules(dir: &str, url: &str) -> (bool, String) {
+    let output = Command::new(common::binary())
+        .args(["modules", "push", dir, "--cluster", url])
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lunet modules push");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[test]
+fn pushed_modules_are_fetched_by_nodes_that_lack_them() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let pushed = format!("{}/tests/cluster_modules", env!("CARGO_MANIFEST_DIR"));
+    let (ok, output) = push_modules(&pushed, &url);
+    assert!(ok, "{output}");
+    assert!(output.contains("pushed c.greet 3.1"), "{output}");
+    assert!(output.contains("pushed c.polite 1.0"), "{output}");
+    // Node a has tests/modules on its path, not c/*.lua: it fetches them,
+    // the dependency too.
+    let a = node(&url, "a");
+    expect(&a, "fetched c.polite hello bob", "ok well, hello bob");
+    expect(&a, "fetched c.greet hello ann", "ok hello ann");
+    a.wait_log("fetched module c.greet 3.1");
+    expect_error(
+        &a,
+        "fetched c.nowhere hello x",
+        "it was not pushed to the cluster",
+    );
+    // A module the node has on disk is not asked for.
+    expect(&a, "fetched t.cps result x", "ok nil");
+}
+
+#[test]
+fn pushing_needs_jetstream_and_module_files() {
+    let nats = Nats::start_as(None, false);
+    let pushed = format!("{}/tests/cluster_modules", env!("CARGO_MANIFEST_DIR"));
+    let (ok, output) = push_modules(&pushed, &nats.url());
+    assert!(!ok, "{output}");
+    assert!(output.contains("JetStream is not enabled"), "{output}");
+    let empty = TempDir::new("no-modules");
+    let (ok, output) = push_modules(&empty.file(""), &nats.url());
+    assert!(!ok, "{output}");
+    assert!(output.contains("no module file"), "{output}");
+    // A file that is no module is named, before anything is pushed.
+    let (ok, output) = push_modules(
+        &format!("{}/tests/modules", env!("CARGO_MANIFEST_DIR")),
+        &nats.url(),
+    );
+    assert!(!ok, "{output}");
+    assert!(
+        output.contains("t/misnamed.lua: its lunet.module{} declares name = 't.other'"),
+        "{output}"
+    );
 }
 
 #[test]

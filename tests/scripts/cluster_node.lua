@@ -109,6 +109,13 @@ function commands.cps(first, second)
     return result.value .. " " .. result.from
 end
 
+-- A runtime of `module` (which this node may have to fetch from the
+-- cluster's store) runs its Sub `sub` with `arg`.
+function commands.fetched(module, sub, arg)
+    local runtime = lunet.spawn { modules = { module } }
+    return lunet.call(runtime, lunet.sub(module, sub), arg)
+end
+
 -- A call with a string of `bytes` bytes: the size the worker saw.
 function commands.big(name, bytes)
     return lunet.call(ref_of(name), "size", string.rep("x", tonumber(bytes)))

@@ -65,6 +65,18 @@ function cluster.node()
     return answer(request("lunet.cluster.node", "node"))
 end
 
+-- Stores module `name` at `version` with its `source` in the cluster's
+-- module store (JetStream): nodes that lack it fetch it there.
+function cluster.push(name, version, source)
+    permitted("cluster", "lunet.cluster.push")
+    for what, value in pairs({ name = name, version = version, source = source }) do
+        if type(value) ~= "string" then
+            error("lunet.cluster.push: " .. what .. " must be a string, got " .. type(value), 2)
+        end
+    end
+    return answer(request("lunet.cluster.push", "push", name, version, source))
+end
+
 local EVENTS = { ["cluster.nodeup"] = true, ["cluster.nodedown"] = true }
 
 -- lunet.attach("cluster.nodeup" | "cluster.nodedown", fn) comes here:

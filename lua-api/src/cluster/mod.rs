@@ -29,12 +29,15 @@
 use std::collections::hash_map::RandomState;
 use std::collections::HashSet;
 use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use lunet_core::{Event, Message, Runtime};
 use mlua::{Lua, LuaString, MultiValue, Table, UserData, Value};
+
+pub mod push;
 
 use crate::caps::{self, Capability};
 use crate::codec::{self, SocketMeta};
@@ -165,6 +168,11 @@ pub fn start(
     }
     runtime.protect(service.id());
     let _ = RUNTIME.set(runtime.clone());
+    let _ = FETCHED.set(std::env::temp_dir().join(format!(
+        "lunet-modules-{}-{}",
+        config.node,
+        std::process::id()
+    )));
     runtime.post(
         &service,
         Event::Message(Message::signal(MessageKind::Start.code())),
@@ -313,6 +321,26 @@ fn describe(remote: &Remote) -> String {
 /// The runtime of a process in a cluster (set by [`start`]).
 static RUNTIME: OnceLock<Runtime> = OnceLock::new();
 
+/// Where the modules fetched from the cluster's store are written (set by
+/// [`start`]; `model/modules.rs` looks there after the module path).
+static FETCHED: OnceLock<PathBuf> = OnceLock::new();
+
+/// The directory of modules fetched from the cluster, in a cluster.
+pub(crate) fn fetched_modules() -> Option<&'static Path> {
+    FETCHED.get().map(PathBuf::as_path)
+}
+
+/// Writes a fetched module where [`fetched_modules`] finds it.
+fn store_module(name: &str, source: &[u8]) -> Result<(), String> {
+    let dir = fetched_modules().ok_or("not in a cluster")?;
+    crate::model::subs::check_module_name(name).map_err(|e| e.to_string())?;
+    let path = dir.join(format!("{}.lua", name.replace('.', "/")));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    std::fs::write(&path, source).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 /// Groups this node serves (the cluster service subscribed to them).
 static SPANNED: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Default::default);
 
@@ -418,6 +446,25 @@ pub fn install(lua: &Lua, runtime: &Runtime, meta: SocketMeta, core: &Table) -> 
                 Ok(token) => (token, None),
                 Err(e) => (None, Some(e)),
             })
+        })?,
+    )?;
+
+    // A module this process lacks, from the cluster's store (model.lua:
+    // fetch): the token of the call, or nil outside a cluster. Lunet's own
+    // loading, so no capability is asked.
+    let rt = runtime.clone();
+    core.set(
+        "module_fetch",
+        lua.create_function(move |lua, name: String| {
+            if RUNTIME.get().is_none() {
+                return Ok(None);
+            }
+            let what = format!("fetching module {name}");
+            let mut payload = Vec::new();
+            codec::encode_integer_and_strings(secret(), &[b"fetch", name.as_bytes()], &mut payload);
+            let (from, token) = caller(lua, &what, true).map_err(mlua::Error::runtime)?;
+            post_payload(&rt, &what, from, token, payload).map_err(mlua::Error::runtime)?;
+            Ok(token)
         })?,
     )?;
 
@@ -603,6 +650,17 @@ fn service_calls(lua: &Lua, runtime: &Runtime, meta: SocketMeta) -> mlua::Result
         })?,
     )?;
 
+    calls.set(
+        "store_module",
+        lua.create_function(|_, (name, source): (String, LuaString)| {
+            store_module(&name, &source.as_bytes()).map_err(|e| {
+                mlua::Error::runtime(format!(
+                    "cannot keep module {name} fetched from the cluster: {e}"
+                ))
+            })
+        })?,
+    )?;
+
     // `cluster.nodeup` and `cluster.nodedown` are events of this service,
     // so `lunet.attach` from other services reaches them (model/events.rs).
     calls.set(
@@ -616,4 +674,47 @@ fn service_calls(lua: &Lua, runtime: &Runtime, meta: SocketMeta) -> mlua::Result
         })?,
     )?;
     Ok(calls)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cluster_service_compiles_and_names_are_checked() {
+        NODE.function(&Lua::new()).unwrap();
+        assert!(check_name("front-1").is_ok());
+        for bad in ["", "a.b", "a b", "a*", "a>", "a\tb"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_group("userinfo.client").is_ok());
+        for bad in ["a..b", ".a", "a.", "a.*", "a b"] {
+            assert!(check_group(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_sub_first_becomes_a_sub_message() {
+        let lua = Lua::new();
+        let sub =
+            crate::model::subs::SubRef(Arc::new(crate::model::subs::SubId::new("m", "1", "s")));
+        let values = [
+            Value::UserData(lua.create_userdata(sub).unwrap()),
+            Value::Integer(7),
+        ];
+        let mut encoded = Vec::new();
+        codec::encode(values.iter(), &mut encoded, SocketMeta::none()).unwrap();
+        let (payload, is_sub) = sub_message(&encoded);
+        assert!(is_sub);
+        let (length, parts) = codec::sub_header(&payload).unwrap();
+        assert_eq!(parts, [&b"m"[..], b"1", b"s"]);
+        let rest = codec::decode(&lua, &payload[length..]).unwrap();
+        assert_eq!(
+            rest.into_iter().collect::<Vec<_>>(),
+            vec![Value::Integer(7)]
+        );
+        let (plain, is_sub) = sub_message(&encoded[..4]);
+        assert!(!is_sub);
+        assert_eq!(plain, &encoded[..4]);
+    }
 }

@@ -123,7 +123,7 @@ local function on_reply(subject, _, payload, status)
     local id = tonumber(sub(subject, #inbox + 1))
     local entry = id and pending[id]
     if not entry then return end -- late: its caller gave up
-    if status == nil and byte(payload, 1) == R_TAKEN then
+    if entry.group and status == nil and byte(payload, 1) == R_TAKEN then
         entry.node = sub(payload, 2) -- if it goes down, the call fails
         return
     end
@@ -141,14 +141,14 @@ local function fail_pending(text, match_entry)
     end
 end
 
--- A request this service waits for: the answer's payload, or nil when no
--- one subscribes to `subject`; raises when the cluster is unreachable or
--- nobody answers within PROBE_MS.
-local function probe(subject)
+-- A request this service waits for: the answer's status (NATS's header
+-- status, nil without one) and payload; raises when the cluster is
+-- unreachable or nobody answers within PROBE_MS.
+local function request(subject, payload)
     local co = running()
     local entry = {}
-    entry.reply = function(status, payload)
-        entry.status, entry.payload = status, payload
+    entry.reply = function(status, answer)
+        entry.status, entry.payload = status, answer
         lunet.wakeup(co)
     end
     entry.fail = function(text)
@@ -156,7 +156,7 @@ local function probe(subject)
         lunet.wakeup(co)
     end
     local reply_to, id = new_inbox(entry)
-    local ok, err = publish(subject, reply_to, "")
+    local ok, err = publish(subject, reply_to, payload)
     if not ok then
         pending[id] = nil
         error(err, 0)
@@ -170,9 +170,16 @@ local function probe(subject)
     lunet.wait()
     timer:cancel()
     if entry.failed then error(entry.failed, 0) end
-    if entry.status == "503" then return nil end
-    if byte(entry.payload, 1) ~= R_PROBE then error("a malformed answer to a probe", 0) end
-    return sub(entry.payload, 2)
+    return entry.status, entry.payload
+end
+
+-- Who answers a probe of `subject` (what follows its tag), or nil when no
+-- one subscribes to it.
+local function probe(subject)
+    local status, payload = request(subject, "")
+    if status == "503" then return nil end
+    if byte(payload, 1) ~= R_PROBE then error("a malformed answer to a probe", 0) end
+    return sub(payload, 2)
 end
 
 ---------------------------------------------------------------- names
@@ -522,7 +529,8 @@ end
 -- the node that took it goes down or the connection is lost.
 ops.call = function(_, subject, target_node, encoded)
     local answer = response()
-    local entry = { node = target_node ~= "" and target_node or nil }
+    -- A group's call learns its node from the node that takes it.
+    local entry = { node = target_node ~= "" and target_node or nil, group = target_node == "" }
     entry.reply = function(status, payload)
         if status == "503" then
             return answer(false, "lunet.call: no responders: no node serves " .. served(subject))
@@ -557,6 +565,75 @@ ops.span = function(_, group)
     local handler = serve_group(group)
     subscribe("lunet.g." .. group .. ".c", handler, "lunet.g." .. group)
     subscribe("lunet.g." .. group .. ".s", handler)
+end
+
+---------------------------------------------------------------- modules
+
+-- The meta-server: modules (name, version, code) in a JetStream stream,
+-- each stored twice, under its version and as its name's latest; a
+-- subject token is the hex of a name or a version ("latest" is not hex).
+local MODULES = "LUNET_MODULES"
+local store_module = calls.store_module
+
+local function hex(text)
+    return (text:gsub(".", function(c) return fmt("%02x", byte(c)) end))
+end
+
+local function module_subject(name, version)
+    return "lunet.mod." .. hex(name) .. "." .. (version and hex(version) or "latest")
+end
+
+-- The description of a JetStream API error in `answer`, if it is one.
+local function js_error(answer)
+    if not answer:find('"error"', 1, true) then return nil end
+    return match(answer, '"description"%s*:%s*"([^"]*)"') or answer
+end
+
+local NO_JETSTREAM = "JetStream is not enabled on the NATS server (start it with -js)"
+local stream_ready = false
+local function ensure_stream()
+    if stream_ready then return end
+    local config = fmt('{"name":"%s","subjects":["lunet.mod.>"],"storage":"file",'
+        .. '"max_msgs_per_subject":1,"allow_direct":true}', MODULES)
+    local status, answer = request("$JS.API.STREAM.CREATE." .. MODULES, config)
+    if status == "503" then error(NO_JETSTREAM, 0) end
+    local why = js_error(answer)
+    -- 10058: the stream exists already.
+    if why and not answer:find("10058", 1, true) then
+        error("cannot create the module stream: " .. why, 0)
+    end
+    stream_ready = true
+end
+
+function ops.push(_, name, version, source)
+    require_connection("lunet.cluster.push")
+    ensure_stream()
+    for _, subject in ipairs({ module_subject(name, version), module_subject(name) }) do
+        local status, answer = request(subject, version .. "\n" .. source)
+        if status == "503" then error(NO_JETSTREAM, 0) end
+        local why = js_error(answer)
+        if why then error(fmt("cannot store module %s %s: %s", name, version, why), 0) end
+    end
+    return true
+end
+
+-- The latest version of module `name` from the store, written where this
+-- process finds modules it lacks (mod.rs: store_module); nil and why if
+-- the store has none.
+function ops.fetch(_, name)
+    require_connection("fetching module " .. name)
+    local query = fmt('{"last_by_subj":"%s"}', module_subject(name))
+    local status, answer = request("$JS.API.DIRECT.GET." .. MODULES, query)
+    if status == "503" then
+        return nil, "the cluster's module store is empty or JetStream is off"
+    elseif status then
+        return nil, "it was not pushed to the cluster (lunet modules push)"
+    end
+    local version, source = match(answer, "^([^\n]*)\n(.*)$")
+    if not version then error("module " .. name .. " is malformed in the store", 0) end
+    store_module(name, source)
+    log("info", fmt("cluster: fetched module %s %s", name, version))
+    return version
 end
 
 lunet.dispatch(function(source, key, op, ...)

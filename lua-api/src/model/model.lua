@@ -54,9 +54,31 @@ local function new_frame(name, chain)
     return frame
 end
 
+-- In a cluster, a module this node lacks comes from the cluster's module
+-- store (cluster/node.lua: fetch): true, or false and why not.
+local function fetch(name)
+    local token = core.module_fetch(name)
+    if not token then return false end
+    -- (answered, ran, version) or (answered, ran, nil, why not); not
+    -- answered or not ran: the second or third value says why.
+    local answered, ran, version, why = yield(OP_CALL, token)
+    if not answered then return false, tostring(ran) end
+    if not ran then return false, tostring(version) end
+    if version then return true end
+    return false, tostring(why)
+end
+
 -- Runs module `frame.name`'s file; `lunet.module` in it stages the module.
 local function run_file(frame)
     local chunk, err = core.module_chunk(frame.name, frame.env)
+    if not chunk and err:find(" not found: ", 1, true) then
+        local fetched, why = fetch(frame.name)
+        if fetched then
+            chunk, err = core.module_chunk(frame.name, frame.env)
+        elseif why then
+            err = err .. "; not in the cluster either: " .. why
+        end
+    end
     if not chunk then
         if #frame.chain > 0 then
             err = err .. " (needed by " .. chain_text(frame.chain, frame.name) .. ")"
