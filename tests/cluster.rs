@@ -330,6 +330,62 @@ fn a_node_killed_mid_call_fails_its_callers_and_is_reported_down() {
     expect(a, "call wb echo still", "ok still");
 }
 
+/// A NATS client that claims the name `name` for node `node` (it answers
+/// probes) but answers no call and sends no heartbeat: a node that died
+/// before anyone heard from it.
+fn silent_holder(nats: &Nats, name: &str, node: &str) -> std::net::TcpStream {
+    let stream = try_connect(nats.port).expect("connect to nats-server");
+    stream
+        .set_read_timeout(Some(DEADLINE))
+        .expect("set_read_timeout");
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("INFO");
+    (&stream)
+        .write_all(
+            format!("CONNECT {{\"verbose\":false}}\r\nSUB lunet.n.{name}.* 1\r\nPING\r\n")
+                .as_bytes(),
+        )
+        .expect("SUB");
+    let mut writer = stream.try_clone().expect("clone");
+    let node = node.to_string();
+    thread::spawn(move || {
+        // Answers each probe "n" + node; PONG and the rest are skipped.
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            let fields: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+            line.clear();
+            if fields.first().map(String::as_str) == Some("MSG") && fields.len() == 5 {
+                let _ = reader.read_line(&mut line);
+                line.clear();
+                if !fields[1].ends_with(".q") {
+                    continue; // a call: never answered
+                }
+                let answer = format!("n{node}");
+                let _ = writer.write_all(
+                    format!("PUB {} {}\r\n{answer}\r\n", fields[3], answer.len()).as_bytes(),
+                );
+            }
+        }
+    });
+    stream
+}
+
+#[test]
+fn a_call_to_a_node_never_heard_from_fails_within_the_bound() {
+    let nats = Nats::start();
+    let a = node(&nats.url(), "a");
+    let _holder = silent_holder(&nats, "ghost", "phantom");
+    expect(&a, "query ghost", "ok ghost@phantom");
+    // Its call gets no answer and no heartbeat of node 'phantom' ever
+    // comes: it fails as a call to a dead node does.
+    let answer = ask_long(&a, "call ghost echo 1");
+    assert!(
+        answer.starts_with("err ") && answer.contains("node 'phantom' is down (never heard from"),
+        "{answer}"
+    );
+}
+
 #[test]
 fn nodes_reconnect_after_nats_restarts_and_fail_fast_meanwhile() {
     let mut nats = Nats::start();

@@ -49,7 +49,7 @@ if not host then
     error("--cluster: expected nats://HOST:PORT (an IP address or localhost), got '" .. url .. "'", 0)
 end
 local address = host .. ":" .. port
-local instance = fmt("%x%04x", now(), math.random(0, 0xffff))
+local instance = fmt("%x%x%04x", os.time(), now(), math.random(0, 0xffff))
 local inbox = "_INBOX." .. node .. "." .. instance .. "."
 
 local sock               -- the NATS connection; nil while it is down
@@ -61,6 +61,9 @@ local names = {}         -- name -> { handle =, sid = }
 local pending = {}       -- inbox id -> { node =, reply = fn(status, payload), fail = fn(text) }
 local next_inbox = 0
 local nodes = {}         -- other live nodes: name -> { instance =, seen = ms }
+-- Nodes that calls wait on before their first heartbeat came: name -> since
+-- (ms). Unheard for NODE_DEAD_MS, they are down too.
+local awaited = {}
 local own_seen = 0       -- when our own heartbeat last came back
 local pongs, pong_head, pong_tail = {}, 1, 0
 
@@ -119,12 +122,21 @@ local function new_inbox(entry)
     return inbox .. next_inbox, next_inbox
 end
 
+-- A call now waits on `name`: if no heartbeat of it came yet, watch for
+-- one (heartbeats: awaited).
+local function await_node(name)
+    if name and name ~= node and not nodes[name] and not awaited[name] then
+        awaited[name] = now()
+    end
+end
+
 local function on_reply(subject, _, payload, status)
     local id = tonumber(sub(subject, #inbox + 1))
     local entry = id and pending[id]
     if not entry then return end -- late: its caller gave up
     if entry.group and status == nil and byte(payload, 1) == R_TAKEN then
         entry.node = sub(payload, 2) -- if it goes down, the call fails
+        await_node(entry.node)
         return
     end
     pending[id] = nil
@@ -344,6 +356,15 @@ local function heartbeats()
                 node_down(name, fmt("no heartbeat for %d ms", t - known.seen))
             end
         end
+        for name, since in pairs(awaited) do
+            if nodes[name] then
+                awaited[name] = nil
+            elseif t - since > NODE_DEAD_MS then
+                awaited[name] = nil
+                fail_pending(fmt("lunet.call: node '%s' is down (never heard from in %d ms)", name, t - since),
+                    function(entry) return entry.node == name end)
+            end
+        end
         lunet.sleep(HEARTBEAT_MS)
     end
 end
@@ -545,6 +566,7 @@ ops.call = function(_, subject, target_node, encoded)
         end
     end
     entry.fail = function(text) answer(false, text) end
+    await_node(entry.node)
     local reply_to, id = new_inbox(entry)
     local ok, err = publish(subject, reply_to, encoded)
     if not ok then
