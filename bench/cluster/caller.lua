@@ -48,6 +48,13 @@ elseif mode == "sends" then
     assert(arrived == count, "sent " .. count .. ", arrived " .. tostring(arrived))
     print(string.format("sends_per_s=%.0f", count / seconds))
 elseif mode == "death" then
+    -- The victim's heartbeats are heard first: nodedown is for nodes that
+    -- were up.
+    local heard
+    repeat
+        for _, name in ipairs(lunet.cluster.nodes()) do heard = heard or name == echo.node end
+        if not heard then lunet.sleep(10) end
+    until heard
     local killed, down
     lunet.attach("cluster.nodedown", function(node)
         down = down or lunet.now()

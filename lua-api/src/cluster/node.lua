@@ -385,8 +385,17 @@ local function read_loop(s)
     while true do
         local line, err = s:readline(MAX_CONTROL_LINE)
         if not line then return "the connection ended: " .. tostring(err) end
-        local op = upper(match(line, "^(%S+)") or "")
-        if op == "MSG" or op == "HMSG" then
+        -- The common case as nats-server writes it, in one match; anything
+        -- else takes the general path below.
+        local subject, sid, third, fourth = match(line, "^MSG (%S+) (%d+) (%S+) ?(%d*)$")
+        local size = tonumber(fourth ~= "" and fourth or third)
+        local op = subject and size and size <= max_payload and "" or upper(match(line, "^(%S+)") or "")
+        if op == "" then
+            local data, read_error = s:readn(size + 2)
+            if not data then return "the connection ended: " .. tostring(read_error) end
+            if sub(data, -2) ~= "\r\n" then return "protocol error: a message without its CRLF" end
+            deliver(sid, subject, fourth ~= "" and third or nil, sub(data, 1, size))
+        elseif op == "MSG" or op == "HMSG" then
             local fields = {}
             for field in line:gmatch("%S+") do fields[#fields + 1] = field end
             local headed = op == "HMSG"
