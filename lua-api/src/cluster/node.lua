@@ -340,7 +340,7 @@ end
 
 local function heartbeats()
     local beat = node .. " " .. instance
-    while true do
+    local function beat_and_check()
         if sock then
             publish("lunet.hb", nil, beat)
             if now() - own_seen > NODE_DEAD_MS then
@@ -365,6 +365,12 @@ local function heartbeats()
                     function(entry) return entry.node == name end)
             end
         end
+    end
+    -- An error in one round (an event's delivery) is logged; the
+    -- heartbeats go on.
+    while true do
+        local ok, err = pcall(beat_and_check)
+        if not ok then log("error", "cluster: heartbeat round failed: " .. tostring(err)) end
         lunet.sleep(HEARTBEAT_MS)
     end
 end
@@ -375,9 +381,12 @@ local function protocol_error(line)
     return "protocol error: unexpected '" .. sub(line, 1, 64) .. "'"
 end
 
+-- A handler's error is logged: the read loop goes on.
 local function deliver(sid, subject, reply, payload, status)
     local handler = handlers[tonumber(sid)]
-    if handler then handler(subject, reply, payload, status) end
+    if not handler then return end
+    local ok, err = pcall(handler, subject, reply, payload, status)
+    if not ok then log("error", "cluster: a message on " .. subject .. " failed: " .. tostring(err)) end
 end
 
 -- Reads what the server sends until the connection ends; why it ended.
