@@ -881,7 +881,9 @@ if want cluster; then
             esac
             [ "$goal" = ">= 0.7x" ] && goal="≥ 0.7x"
             [ "$goal" = "<= 3000 ms" ] && goal="≤ 3000 ms"
-            row "cluster: $what" "$(echo $lunet)" "nats-raw (Rust, no Lua)" "$(echo $limit)" "$r" "$goal" "$(echo $verdict)"
+            reference="nats-raw (Rust, no Lua)"
+            [[ $what == "node death"* ]] && reference=-
+            row "cluster: $what" "$(echo $lunet)" "$reference" "$(echo $limit)" "$r" "$goal" "$(echo $verdict)"
         done < <(grep '^|' "$WORK/cluster.out")
     fi
 fi

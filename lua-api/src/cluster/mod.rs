@@ -56,6 +56,12 @@ pub const SERVICE_NAME: &str = ".cluster";
 /// How long [`start`] waits for the node to join.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Messages the cluster service keeps queued; past it remote sends and
+/// calls are refused as overloaded. A bound, so that a sender faster than
+/// NATS meets back-pressure instead of growing the queue, and so that the
+/// service's own socket events (heartbeats) never wait behind a long one.
+const MAILBOX: usize = 4096;
+
 static NODE: crate::batteries::Chunk =
     crate::batteries::Chunk::new("@lunet/cluster/node.lua", include_str!("node.lua"));
 
@@ -167,6 +173,7 @@ pub fn start(
         });
     }
     runtime.protect(service.id());
+    service.set_mailbox_cap(MAILBOX);
     let _ = RUNTIME.set(runtime.clone());
     let _ = FETCHED.set(std::env::temp_dir().join(format!(
         "lunet-modules-{}-{}",
