@@ -249,8 +249,11 @@ fn calls_and_sends_cross_nodes_in_order() {
             }
         }
     });
-    // Values travel both ways with the message codec.
+    // Values travel both ways with the message codec, remote references
+    // among them: a calls b's worker with a reference to c's, which b's
+    // worker calls.
     expect(&nodes[0], "call wb echo 1 two", "ok 1 two");
+    expect(&nodes[0], "relay wb wc", "ok lunet.remote(wc@c) c");
     expect(&nodes[0], "call wc where", "ok c");
     expect(&nodes[2], "query wa", "ok wa@a");
 }

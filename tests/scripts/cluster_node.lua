@@ -116,6 +116,11 @@ function commands.fetched(module, sub, arg)
     return lunet.call(runtime, lunet.sub(module, sub), arg)
 end
 
+-- Hands `via` a reference to `target`, which it calls.
+function commands.relay(via, target)
+    return table.concat({ lunet.call(ref_of(via), "relay", ref_of(target)) }, " ")
+end
+
 -- A call with a string of `bytes` bytes: the size the worker saw.
 function commands.big(name, bytes)
     return lunet.call(ref_of(name), "size", string.rep("x", tonumber(bytes)))

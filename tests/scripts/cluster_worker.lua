@@ -41,6 +41,10 @@ lunet.dispatch(function(_, op, ...)
         tags[(...)] = true
     elseif op == "has" then
         return tags[(...)] == true
+    elseif op == "relay" then
+        -- A remote reference that came as a value: call through it.
+        local ref = ...
+        return tostring(ref), lunet.call(ref, "where")
     elseif op == "where" then
         return lunet.cluster.node()
     elseif op == "size" then
