@@ -47,7 +47,7 @@ use crate::mail::{answer, error_payload};
 use crate::model::groups;
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
-use crate::state::with_state;
+use crate::state::{with_state, Caller};
 
 /// The registered name of the cluster service (a leading dot: no script's
 /// name collides with it by accident; it is taken before any script runs).
@@ -623,27 +623,37 @@ fn service_calls(lua: &Lua, runtime: &Runtime, meta: SocketMeta) -> mlua::Result
         )?,
     )?;
 
-    // Takes the answer of the call the running session answers, as
-    // `lunet.response` does; the function it returns answers with values
-    // the codec already encoded (`true, bytes`) or an error (`false,
-    // text`).
-    let rt = runtime.clone();
+    // `take_call()`: takes the answer of the call the running session
+    // answers, as `lunet.response` does, and returns who waits for it
+    // (service, token); `answer(service, token, ok, bytes)` answers it once
+    // with values the codec already encoded (`ok`) or an error text. Two
+    // integers instead of a function per call: the cluster service
+    // forwards every remote call this way.
     calls.set(
-        "response",
-        lua.create_function(move |lua, ()| {
+        "take_call",
+        lua.create_function(|lua, ()| {
             let taken = with_state(lua, |state| {
                 let call = state.calls.remove(&state.running.session())?;
                 state.delayed.insert(call);
-                Some((state.self_id, call))
+                Some(call)
             })?;
-            let Some((from, caller)) = taken else {
-                return Err(mlua::Error::runtime(
-                    "cluster: this session is not answering a call",
-                ));
-            };
-            let rt = rt.clone();
-            lua.create_function(move |lua, (ok, bytes): (bool, LuaString)| {
-                let removed = with_state(lua, |state| state.delayed.remove(&caller))?;
+            let caller = taken.ok_or_else(|| {
+                mlua::Error::runtime("cluster: this session is not answering a call")
+            })?;
+            Ok((caller.service as i64, caller.token.to_raw() as i64))
+        })?,
+    )?;
+    let rt = runtime.clone();
+    calls.set(
+        "answer",
+        lua.create_function(
+            move |lua, (service, token, ok, bytes): (i64, i64, bool, LuaString)| {
+                let caller = Caller {
+                    service: service as u64,
+                    token: CallToken::from_raw(token as u64),
+                };
+                let (from, removed) =
+                    with_state(lua, |state| (state.self_id, state.delayed.remove(&caller)))?;
                 if !removed {
                     return Ok(false);
                 }
@@ -653,8 +663,8 @@ fn service_calls(lua: &Lua, runtime: &Runtime, meta: SocketMeta) -> mlua::Result
                     (MessageKind::Error, error_payload(&bytes.to_string_lossy()))
                 };
                 Ok(answer(&rt, from, caller, kind, payload))
-            })
-        })?,
+            },
+        )?,
     )?;
 
     calls.set(

@@ -24,7 +24,8 @@
 local core, lunet, internals, calls, url, node = ...
 local yield = internals.yield
 local OP_CALL = core.OP.CALL
-local secret, pack, post, response = calls.secret, calls.pack, calls.post, calls.response
+local secret, pack, post = calls.secret, calls.pack, calls.post
+local take_call, answer_caller = calls.take_call, calls.answer
 local set_connected = calls.set_connected
 local fmt, byte, sub, match, upper = string.format, string.byte, string.sub, string.match, string.upper
 local now, log = lunet.now, lunet.log
@@ -140,7 +141,7 @@ local function on_reply(subject, _, payload, status)
         return
     end
     pending[id] = nil
-    entry.reply(status, payload)
+    entry.reply(entry, status, payload)
 end
 
 -- Fails every pending request that `match_entry` selects.
@@ -148,9 +149,19 @@ local function fail_pending(text, match_entry)
     for id, entry in pairs(pending) do
         if match_entry == nil or match_entry(entry) then
             pending[id] = nil
-            entry.fail(text)
+            entry.fail(entry, text)
         end
     end
+end
+
+local function waited_reply(entry, status, answer)
+    entry.status, entry.payload = status, answer
+    lunet.wakeup(entry.co)
+end
+
+local function waited_fail(entry, text)
+    entry.failed = text
+    lunet.wakeup(entry.co)
 end
 
 -- A request this service waits for: the answer's status (NATS's header
@@ -158,15 +169,7 @@ end
 -- unreachable or nobody answers within PROBE_MS.
 local function request(subject, payload)
     local co = running()
-    local entry = {}
-    entry.reply = function(status, answer)
-        entry.status, entry.payload = status, answer
-        lunet.wakeup(co)
-    end
-    entry.fail = function(text)
-        entry.failed = text
-        lunet.wakeup(co)
-    end
+    local entry = { co = co, reply = waited_reply, fail = waited_fail }
     local reply_to, id = new_inbox(entry)
     local ok, err = publish(subject, reply_to, payload)
     if not ok then
@@ -176,7 +179,7 @@ local function request(subject, payload)
     local timer = lunet.timeout(PROBE_MS, function()
         if pending[id] then
             pending[id] = nil
-            entry.fail(fmt("no answer from the cluster within %d ms", PROBE_MS))
+            entry.fail(entry, fmt("no answer from the cluster within %d ms", PROBE_MS))
         end
     end)
     lunet.wait()
@@ -565,31 +568,43 @@ local function served(subject)
 end
 
 -- A remote reference's or a group's call: answered when the reply comes,
--- the node that took it goes down or the connection is lost.
-ops.call = function(_, subject, target_node, encoded)
-    local answer = response()
-    -- A group's call learns its node from the node that takes it.
-    local entry = { node = target_node ~= "" and target_node or nil, group = target_node == "" }
-    entry.reply = function(status, payload)
-        if status == "503" then
-            return answer(false, "lunet.call: no responders: no node serves " .. served(subject))
-        end
-        local kind = byte(payload, 1)
-        if kind == R_OK then
-            answer(true, sub(payload, 2))
-        elseif kind == R_ERROR then
-            answer(false, sub(payload, 2))
-        else
-            answer(false, "lunet.call: a malformed answer from " .. served(subject))
-        end
+-- the node that took it goes down or the connection is lost. Its pending
+-- entry is data (who waits, on what), handled by forwarded_reply and
+-- forwarded_fail: no function made per call.
+local function forwarded_reply(entry, status, payload)
+    local service, token = entry.service, entry.token
+    if status == "503" then
+        return answer_caller(service, token, false,
+            "lunet.call: no responders: no node serves " .. served(entry.subject))
     end
-    entry.fail = function(text) answer(false, text) end
+    local kind = byte(payload, 1)
+    if kind == R_OK then
+        answer_caller(service, token, true, sub(payload, 2))
+    elseif kind == R_ERROR then
+        answer_caller(service, token, false, sub(payload, 2))
+    else
+        answer_caller(service, token, false, "lunet.call: a malformed answer from " .. served(entry.subject))
+    end
+end
+
+local function forwarded_fail(entry, text)
+    answer_caller(entry.service, entry.token, false, text)
+end
+
+ops.call = function(_, subject, target_node, encoded)
+    local service, token = take_call()
+    -- A group's call learns its node from the node that takes it.
+    local entry = {
+        service = service, token = token, subject = subject,
+        node = target_node ~= "" and target_node or nil, group = target_node == "",
+        reply = forwarded_reply, fail = forwarded_fail,
+    }
     await_node(entry.node)
     local reply_to, id = new_inbox(entry)
     local ok, err = publish(subject, reply_to, encoded)
     if not ok then
         pending[id] = nil
-        answer(false, "lunet.call: " .. err)
+        answer_caller(service, token, false, "lunet.call: " .. err)
     end
 end
 
