@@ -519,6 +519,44 @@ fn pushing_needs_jetstream_and_module_files() {
 }
 
 #[test]
+fn two_nodes_registering_the_same_names_at_once_get_each_name_once() {
+    let nats = Nats::start();
+    let url = nats.url();
+    let a = node(&url, "a");
+    let b = node(&url, "b");
+    let names = 30;
+    let (won_a, won_b) = thread::scope(|scope| {
+        let on_a = scope.spawn(|| ask_long(&a, &format!("race r {names}")));
+        let on_b = scope.spawn(|| ask_long(&b, &format!("race r {names}")));
+        (on_a.join().expect("a"), on_b.join().expect("b"))
+    });
+    let numbers = |answer: &str| -> Vec<u32> {
+        answer
+            .trim_start_matches("ok ")
+            .split(',')
+            .filter_map(|n| n.parse().ok())
+            .collect()
+    };
+    let (mut got, from_b) = (numbers(&won_a), numbers(&won_b));
+    got.extend(&from_b);
+    got.sort_unstable();
+    // Every name has exactly one holder.
+    assert_eq!(
+        got,
+        (1..=names).collect::<Vec<u32>>(),
+        "a: {won_a}; b: {won_b}"
+    );
+    for n in [1, names / 2, names] {
+        let holder = if numbers(&won_a).contains(&n) {
+            "a"
+        } else {
+            "b"
+        };
+        expect(&a, &format!("query r{n}"), &format!("ok r{n}@{holder}"));
+    }
+}
+
+#[test]
 fn a_node_name_is_taken_once_and_bad_flags_are_refused() {
     let nats = Nats::start();
     let url = nats.url();

@@ -121,6 +121,22 @@ function commands.relay(via, target)
     return table.concat({ lunet.call(ref_of(via), "relay", ref_of(target)) }, " ")
 end
 
+-- Registers prefix1..prefixN for this host, all at once: the numbers it
+-- got, sorted, joined by commas (those taken elsewhere are left out).
+function commands.race(prefix, n)
+    local won, finished, me = {}, 0, coroutine.running()
+    for i = 1, tonumber(n) do
+        lunet.fork(function()
+            if pcall(lunet.cluster.register, prefix .. i) then won[#won + 1] = i end
+            finished = finished + 1
+            if finished == tonumber(n) then lunet.wakeup(me) end
+        end)
+    end
+    lunet.wait()
+    table.sort(won)
+    return table.concat(won, ",")
+end
+
 -- A call with a string of `bytes` bytes: the size the worker saw.
 function commands.big(name, bytes)
     return lunet.call(ref_of(name), "size", string.rep("x", tonumber(bytes)))

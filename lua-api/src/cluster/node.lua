@@ -188,6 +188,36 @@ local function request(subject, payload)
     return entry.status, entry.payload
 end
 
+local CLAIM_MS = 150 -- how long a claim waits for an objection
+
+local function claim_reply(entry, _, answer)
+    entry.payload = answer
+    lunet.wakeup(entry.co)
+end
+
+-- Publishes a claim of this node on `subject` and waits CLAIM_MS for an
+-- objection: the objecting node's name, or nil.
+local function claim(subject)
+    local entry = { co = running(), reply = claim_reply, fail = waited_fail }
+    local reply_to, id = new_inbox(entry)
+    local ok, err = publish(subject, reply_to, node)
+    if not ok then
+        pending[id] = nil
+        error(err, 0)
+    end
+    local timer = lunet.timeout(CLAIM_MS, function()
+        if pending[id] then
+            pending[id] = nil
+            lunet.wakeup(entry.co)
+        end
+    end)
+    lunet.wait()
+    timer:cancel()
+    if entry.failed then error(entry.failed, 0) end
+    if entry.payload and byte(entry.payload, 1) == R_PROBE then return sub(entry.payload, 2) end
+    return nil
+end
+
 -- Who answers a probe of `subject` (what follows its tag), or nil when no
 -- one subscribes to it.
 local function probe(subject)
@@ -283,6 +313,17 @@ local function serve_name(name)
         local op = sub(subject, -2)
         if op == ".q" then
             if reply then publish(reply, nil, "n" .. node) end
+        elseif op == ".k" then
+            -- Another node claims the name (ops.register): a settled holder
+            -- keeps it; between two that are both claiming, the smaller
+            -- node name does.
+            if payload == node or not reply then return end
+            if held.settled or node < payload then
+                publish(reply, nil, "n" .. node)
+            else
+                held.lost = payload
+                release(label)
+            end
         else
             serve(op, held.handle, reply, payload, label)
         end
@@ -537,8 +578,17 @@ function ops.register(_, name, handle)
         error(fmt("lunet.cluster.register: '%s' is taken (by node '%s')", name, holder), 0)
     end
     taken() -- a session of this node may have taken it meanwhile
-    names[name] = { handle = handle, sid = subscribe("lunet.n." .. name .. ".*", serve_name(name)) }
-    flush() -- the subscription is in place when the caller goes on
+    local held = { handle = handle, sid = subscribe("lunet.n." .. name .. ".*", serve_name(name)) }
+    names[name] = held
+    flush() -- the subscription is in place
+    -- Two nodes may have probed at once and both found it free: each
+    -- claims it; the serve_name handler of the other settles who keeps it.
+    local objector = claim("lunet.n." .. name .. ".k")
+    if objector or held.lost then
+        if names[name] == held then release("'" .. name .. "'") end
+        error(fmt("lunet.cluster.register: '%s' is taken (by node '%s')", name, objector or held.lost), 0)
+    end
+    held.settled = true
     return true
 end
 
