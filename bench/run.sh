@@ -17,6 +17,8 @@
 #   services   ping-pong calls, sends, idle service vs skynet (bench/services.sh)
 #   model      Sub call vs plain call, spawn with a module, memory per runtime,
 #              event deliveries (bench/model.sh)
+#   cluster    cross-node lunet.call and sends through nats-server vs a raw
+#              Rust NATS client, node death to nodedown (bench/cluster.sh)
 #   lane       head-of-line ratio, SQLite inserts/s (bench/lane.sh)
 #   json       lunet.json encode/decode vs lua-cjson (cargo bench --bench json)
 #   todo       server-scripts/todo.lua: GET /todos/:id and POST /todos with lunet load
@@ -44,6 +46,8 @@
 #   BENCH_CALLS, BENCH_SECONDS, BENCH_MESSAGES, BENCH_IDLE: passed to services.sh
 #   MODEL_ROUNDS=5          bench/model.sh rounds (its BENCH_ROUNDS)
 #   MODEL_SPAWNS, MODEL_RUNTIMES, MODEL_ATTACHED, MODEL_FIRES: passed to model.sh
+#   CLUSTER_ROUNDS=3        bench/cluster.sh rounds (its BENCH_ROUNDS)
+#   CLUSTER_CALLS, CLUSTER_SENDS: passed to cluster.sh
 #   RESP_BENCH_REQUESTS, RESP_BENCH_CLIENTS, RESP_BENCH_ROUNDS: passed to resp.sh
 #   LANE_BENCH_DURATION=6, LANE_BENCH_ROUNDS=3, LANE_BENCH_RATE: passed to lane.sh
 
@@ -51,7 +55,7 @@ set -u -o pipefail
 
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-ALL_LEGS=(echo http https reload mem scale connector resp services model lane json todo procs fanout resp-hostile)
+ALL_LEGS=(echo http https reload mem scale connector resp services model cluster lane json todo procs fanout resp-hostile)
 usage() {
     sed -n '2,/^$/s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
@@ -62,7 +66,7 @@ for arg in "$@"; do
     all) LEGS+=("${ALL_LEGS[@]}") ;;
     memory | rss) LEGS+=(mem) ;;
     load) LEGS+=(connector) ;;
-    echo | http | https | reload | mem | scale | connector | resp | services | model | lane | json | todo | procs | fanout | resp-hostile) LEGS+=("$arg") ;;
+    echo | http | https | reload | mem | scale | connector | resp | services | model | cluster | lane | json | todo | procs | fanout | resp-hostile) LEGS+=("$arg") ;;
     *) printf 'bench/run.sh: unknown leg %q (legs: %s, all)\n' "$arg" "${ALL_LEGS[*]}" >&2; exit 2 ;;
     esac
 done
@@ -105,6 +109,9 @@ smoke_default MODEL_SPAWNS 500 5000
 smoke_default MODEL_RUNTIMES 500 5000
 smoke_default MODEL_ATTACHED 1000 1000
 smoke_default MODEL_FIRES 20 200
+smoke_default CLUSTER_ROUNDS 1 3
+smoke_default CLUSTER_CALLS 5000 20000
+smoke_default CLUSTER_SENDS 50000 200000
 smoke_default RESP_BENCH_REQUESTS 20000 200000
 smoke_default RESP_BENCH_ROUNDS 1 3
 smoke_default LANE_BENCH_DURATION 2 6
@@ -131,6 +138,7 @@ BODY="hello world"
 LIMIT_RESP=300
 LIMIT_SERVICES=180
 LIMIT_MODEL=300
+LIMIT_CLUSTER=300
 LIMIT_LANE=240
 LIMIT_PROCS=180
 LIMIT_FANOUT=120
@@ -850,6 +858,42 @@ if want model; then
     fi
 fi
 
+# ---------------------------------------------------------------- cluster
+if want cluster; then
+    log "leg cluster (bench/cluster.sh)"
+    skip=
+    [ -f bench/cluster.sh ] || skip="bench/cluster.sh missing"
+    [ -z "$skip" ] && [ "$LUNET_OK" != 1 ] && skip="lunet did not build"
+    [ -z "$skip" ] && ! command -v nats-server >/dev/null && skip="nats-server is not installed"
+    if [ -z "$skip" ]; then
+        cmd=(env LUNET_BIN="$BIN/lunet" BENCH_ROUNDS="$CLUSTER_ROUNDS" BENCH_RESULTS= bash bench/cluster.sh)
+        COMMANDS+=("LUNET_BIN=$BIN/lunet BENCH_ROUNDS=$CLUSTER_ROUNDS CLUSTER_CALLS=$CLUSTER_CALLS CLUSTER_SENDS=$CLUSTER_SENDS bench/cluster.sh   # its commands: see the appendix")
+        if run_script "$WORK/cluster.out" "$WORK/cluster.err" "$LIMIT_CLUSTER" "${cmd[@]}"; then
+            DETAIL+=("bench/cluster.sh|$WORK/cluster.out")
+        else
+            skip="bench/cluster.sh failed (status $?): $(grep -v '^\s*$' "$WORK/cluster.err" | tail -3 | tr '\n' ' ' | tail -c 300)"
+        fi
+    fi
+    if [ -n "$skip" ]; then
+        note "cluster rows skipped: $skip"
+        row "cluster (bench/cluster.sh)" "skipped: $skip" "-" "-" "-" "-" "-"
+    else
+        # "| cross-node `lunet.call`, 1 in flight | 20.1k calls/s (runs: ...) | 31.8k calls/s (runs: ...) | 0.63x | >= 0.7x | missed |"
+        while IFS='|' read -r _ what lunet limit r goal verdict _; do
+            what=$(echo $what) r=$(echo $r) goal=$(echo $goal)
+            case $what in
+            cross-node* | "node death"*) ;;
+            *) continue ;;
+            esac
+            [ "$goal" = ">= 0.7x" ] && goal="≥ 0.7x"
+            [ "$goal" = "<= 3000 ms" ] && goal="≤ 3000 ms"
+            reference="nats-raw (Rust, no Lua)"
+            [[ $what == "node death"* ]] && reference=-
+            row "cluster: $what" "$(echo $lunet)" "$reference" "$(echo $limit)" "$r" "$goal" "$(echo $verdict)"
+        done < <(grep '^|' "$WORK/cluster.out")
+    fi
+fi
+
 # ---------------------------------------------------------------- lane
 if want lane; then
     log "leg lane (bench/lane.sh)"
@@ -1042,7 +1086,7 @@ mkdir -p "$(dirname "$RESULTS")"
     echo "generators against one server. RESP and services rows are medians, as their scripts"
     echo "report them (every run is in the appendix). Load generators share the 2 cores with"
     echo "the server. Nothing is pinned. Goals are those of the issues (2: echo, HTTP, memory;"
-    echo "3: RESP, lane; 4: services; 5: connector, scale; 10: the runtime model)."
+    echo "3: RESP, lane; 4: services; 5: connector, scale; 10: the runtime model; 12: the cluster)."
     echo
     echo "## Machine"
     echo

@@ -42,6 +42,21 @@ enum LunetCommand {
     Load(Box<lunet_connector::LoadArgs>),
     /// Compiles SCRIPT and reports syntax errors without running it.
     Check { script: PathBuf },
+    /// Modules of a cluster (docs/cluster.md).
+    #[command(subcommand)]
+    Modules(ModulesCommand),
+}
+
+#[derive(Subcommand)]
+enum ModulesCommand {
+    /// Stores the modules of DIR (a/b.lua is module a.b, at the version its
+    /// lunet.module{} declares) in the cluster's module store (JetStream).
+    Push {
+        dir: PathBuf,
+        /// The NATS server of the cluster: nats://IP:PORT.
+        #[arg(long, value_name = "URL")]
+        cluster: String,
+    },
 }
 
 /// Options of the engine, shared by `serve` and `run`. Their defaults are
@@ -89,6 +104,8 @@ struct EngineArgs {
     log_level: String,
     #[command(flatten)]
     admin: AdminArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     /// Memory each host VM (and `run`'s first service) may allocate, and
     /// hold in shared dicts: bytes, or with a K, M or G suffix; 0 = no
     /// bound. Services it spawns inherit it.
@@ -115,6 +132,40 @@ struct AdminArgs {
     /// Let --admin listen on an address that is not loopback.
     #[arg(long)]
     admin_public: bool,
+}
+
+/// Joining a cluster (docs/cluster.md).
+#[derive(Args)]
+struct ClusterArgs {
+    /// The NATS server of the cluster: nats://IP:PORT.
+    #[arg(long, value_name = "URL", requires = "node")]
+    cluster: Option<String>,
+    /// This node's name in the cluster, unique among live nodes.
+    #[arg(long, value_name = "NAME", requires = "cluster")]
+    node: Option<String>,
+}
+
+/// Joins the cluster if `--cluster` asks for it, before any script runs.
+fn join_cluster(runtime: &Runtime, settings: &Arc<Settings>, args: &ClusterArgs) -> Result<()> {
+    let (Some(url), Some(node)) = (&args.cluster, &args.node) else {
+        return Ok(());
+    };
+    let config = lunet_lua::cluster::ClusterConfig {
+        url: url.clone(),
+        node: node.clone(),
+    };
+    lunet_lua::cluster::start(runtime, settings, &config)?;
+    Ok(())
+}
+
+fn push_modules(dir: &std::path::Path, url: &str) -> Result<()> {
+    init_logging("warn", None)?;
+    let modules = lunet_lua::cluster::push::read_dir(dir)?;
+    let (runtime, _threads) =
+        Runtime::start(Config::default()).context("cannot start the runtime")?;
+    lunet_lua::cluster::push::push(&runtime, &Arc::new(Settings::default()), url, &modules)?;
+    runtime.stop();
+    Ok(())
 }
 
 /// `1073741824`, `1G`, `512M`, `64k`: bytes.
@@ -202,6 +253,9 @@ fn main() -> ExitCode {
                 .and_then(|()| lunet_connector::run(*args).map_err(Into::into))
         }
         LunetCommand::Check { script } => check(&script),
+        LunetCommand::Modules(ModulesCommand::Push { dir, cluster }) => {
+            push_modules(&dir, &cluster)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -340,6 +394,7 @@ fn run(args: RunArgs) -> Result<()> {
     idle::start(&runtime).context("cannot start the idle collector")?;
     let health = Arc::new(Health::new(HealthState::Starting));
     let _admin = start_admin(&runtime, &args.engine.admin, &health, None)?;
+    join_cluster(&runtime, &settings, &args.engine.cluster)?;
     let mut main = launch(
         &runtime,
         &script,
@@ -405,6 +460,7 @@ fn serve(mut args: ServeArgs) -> Result<()> {
         })
     };
     let admin = start_admin(&runtime, &args.engine.admin, &health, Some(reload))?;
+    join_cluster(&runtime, &settings, &args.engine.cluster)?;
     {
         let sender = sender.clone();
         signals::forward(signals, move |signal| {

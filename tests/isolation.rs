@@ -431,6 +431,9 @@ fn a_sandbox_reaches_no_binding_it_was_not_granted_and_a_trusted_service_reaches
         "spawn",
         "lane.sleep",
         "shared.dict",
+        "cluster.register",
+        "cluster.query",
+        "cluster.nodes",
     ] {
         let found = sandboxed.iter().find(|(path, _, _)| path == gated);
         assert_eq!(

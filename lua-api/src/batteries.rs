@@ -21,14 +21,14 @@ use lunet_core::Runtime;
 use mlua::{Function, Lua, Table, Value};
 
 /// A Lua chunk of lunet's, compiled once per process.
-struct Chunk {
+pub(crate) struct Chunk {
     name: &'static str,
     source: &'static str,
     bytecode: OnceLock<Vec<u8>>,
 }
 
 impl Chunk {
-    const fn new(name: &'static str, source: &'static str) -> Chunk {
+    pub(crate) const fn new(name: &'static str, source: &'static str) -> Chunk {
         Chunk {
             name,
             source,
@@ -36,7 +36,7 @@ impl Chunk {
         }
     }
 
-    fn function(&self, lua: &Lua) -> mlua::Result<Function> {
+    pub(crate) fn function(&self, lua: &Lua) -> mlua::Result<Function> {
         let bytecode = self.bytecode.get_or_init(|| {
             Lua::new()
                 .load(self.source)
@@ -54,6 +54,7 @@ impl Chunk {
 
 static HTTP: Chunk = Chunk::new("@lunet/http.lua", include_str!("http/http.lua"));
 static WS: Chunk = Chunk::new("@lunet/ws.lua", include_str!("ws.lua"));
+static CLUSTER: Chunk = Chunk::new("@lunet/cluster.lua", include_str!("cluster/cluster.lua"));
 
 /// Puts `core.battery` and the batteries' fast paths on `core`.
 pub fn install(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
@@ -69,6 +70,7 @@ pub fn install(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
                 }
                 b"http" => Value::Function(HTTP.function(lua)?),
                 b"ws" => Value::Function(WS.function(lua)?),
+                b"cluster" => Value::Function(CLUSTER.function(lua)?),
                 _ => Value::Nil,
             })
         })?,
@@ -85,5 +87,6 @@ mod tests {
         let lua = Lua::new();
         HTTP.function(&lua).unwrap();
         WS.function(&lua).unwrap();
+        CLUSTER.function(&lua).unwrap();
     }
 }

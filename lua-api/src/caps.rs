@@ -55,11 +55,13 @@ pub enum Capability {
     State,
     /// The storage interface of the runtime model.
     Storage,
+    /// `lunet.cluster` and sends and calls to services of other nodes.
+    Cluster,
 }
 
 impl Capability {
     /// Every capability, in the order the reference lists them.
-    pub const ALL: [Capability; 11] = [
+    pub const ALL: [Capability; 12] = [
         Capability::Fs,
         Capability::Db,
         Capability::Net,
@@ -71,6 +73,7 @@ impl Capability {
         Capability::Lane,
         Capability::State,
         Capability::Storage,
+        Capability::Cluster,
     ];
 
     /// The capability's name, as written in `caps = {...}`.
@@ -87,6 +90,7 @@ impl Capability {
             Capability::Lane => "lane",
             Capability::State => "state",
             Capability::Storage => "storage",
+            Capability::Cluster => "cluster",
         }
     }
 

@@ -19,12 +19,14 @@
 //! Layout: a count of values (u32 LE), then each value as a tag byte and
 //! its payload. A table is its array part (1..n) then its other pairs; a
 //! socket is the index of its attachment (u32 LE); a Sub is three strings
-//! (u32 LE length, bytes): module, version, name.
+//! (u32 LE length, bytes): module, version, name; a remote reference of
+//! the cluster two: name, node.
 
 use std::ffi::c_void;
 
 use mlua::{Lua, MultiValue, Table, Value};
 
+use crate::cluster::Remote;
 use crate::ids::ConnectionId;
 use crate::model::subs::{SubId, SubRef};
 
@@ -40,6 +42,8 @@ const TABLE: u8 = 6;
 const SOCKET: u8 = 7;
 /// A Sub reference; public for the key of `SubId`.
 pub const SUB: u8 = 8;
+/// A remote reference of the cluster (`cluster::Remote`): name, node.
+const REMOTE: u8 = 9;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CodecError {
@@ -172,10 +176,19 @@ impl Encoder<'_> {
             }
             Value::Function(_) => return Err(CodecError::Type("function")),
             Value::Thread(_) => return Err(CodecError::Type("coroutine")),
-            Value::UserData(data) => match data.borrow::<SubRef>() {
-                Ok(sub) => out.extend_from_slice(sub.0.key()),
-                Err(_) => return Err(CodecError::Type("userdata")),
-            },
+            Value::UserData(data) => {
+                if let Ok(sub) = data.borrow::<SubRef>() {
+                    out.extend_from_slice(sub.0.key());
+                } else if let Ok(remote) = data.borrow::<Remote>() {
+                    out.push(REMOTE);
+                    for part in [&remote.name, &remote.node] {
+                        out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                        out.extend_from_slice(part.as_bytes());
+                    }
+                } else {
+                    return Err(CodecError::Type("userdata"));
+                }
+            }
             Value::LightUserData(_) => return Err(CodecError::Type("userdata")),
             Value::Error(_) => return Err(CodecError::Type("error object")),
             _ => return Err(CodecError::Type("value of this type")),
@@ -249,6 +262,19 @@ pub fn encode_str(message: &str, out: &mut Vec<u8>) -> Result<(), CodecError> {
     out.extend_from_slice(&(message.len() as u32).to_le_bytes());
     out.extend_from_slice(message.as_bytes());
     Ok(())
+}
+
+/// Encodes an integer then strings, as [`encode`] would: messages made
+/// without a Lua VM (the cluster's, `cluster/mod.rs`).
+pub fn encode_integer_and_strings(first: i64, strings: &[&[u8]], out: &mut Vec<u8>) {
+    out.extend_from_slice(&(strings.len() as u32 + 1).to_le_bytes());
+    out.push(INT);
+    out.extend_from_slice(&first.to_le_bytes());
+    for string in strings {
+        out.push(STR);
+        out.extend_from_slice(&(string.len() as u32).to_le_bytes());
+        out.extend_from_slice(string);
+    }
 }
 
 /// The codec's bytes of a Sub id: the tag, then module, version and name.
@@ -440,6 +466,19 @@ fn decode_value(
             let parts = reader.sub_parts()?;
             sub_value(lua, parts)?
         }
+        REMOTE => {
+            let mut text = || -> Result<String, CodecError> {
+                let len = reader.u32()? as usize;
+                String::from_utf8(reader.take(len)?.to_vec()).map_err(|_| CodecError::Corrupt)
+            };
+            let (name, node) = (text()?, text()?);
+            if crate::cluster::check_name(&name).is_err()
+                || crate::cluster::check_name(&node).is_err()
+            {
+                return Err(CodecError::Corrupt);
+            }
+            Value::UserData(lua.create_userdata(Remote { name, node })?)
+        }
         SOCKET => {
             let index = reader.u32()? as usize;
             match receiving {
@@ -575,6 +614,49 @@ mod tests {
         let lua = Lua::new();
         let values = round_trip(&lua, "local s = {1} return {s, s}").unwrap();
         assert_eq!(values.len(), 1);
+    }
+
+    #[test]
+    fn remote_references_round_trip_and_bad_ones_are_corrupt() {
+        let lua = Lua::new();
+        let remote = Remote {
+            name: "accounts".to_string(),
+            node: "back1".to_string(),
+        };
+        let value = Value::UserData(lua.create_userdata(remote).unwrap());
+        let mut out = Vec::new();
+        encode([value].iter(), &mut out, SocketMeta::none()).unwrap();
+        let back: Vec<Value> = decode(&lua, &out).unwrap().into_iter().collect();
+        let Value::UserData(data) = &back[0] else {
+            panic!("{back:?}")
+        };
+        let remote = data.borrow::<Remote>().unwrap();
+        assert_eq!(
+            (remote.name.as_str(), remote.node.as_str()),
+            ("accounts", "back1")
+        );
+        // A name with a dot cannot be a cluster name.
+        let mut bad = Vec::new();
+        bad.extend_from_slice(&1u32.to_le_bytes());
+        bad.push(REMOTE);
+        for part in ["a.b", "n"] {
+            bad.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            bad.extend_from_slice(part.as_bytes());
+        }
+        assert!(matches!(decode(&lua, &bad), Err(CodecError::Corrupt)));
+    }
+
+    #[test]
+    fn integers_and_strings_encode_as_values_do() {
+        let lua = Lua::new();
+        let mut out = Vec::new();
+        encode_integer_and_strings(-7, &[b"call", b""], &mut out);
+        let values = decode(&lua, &out).unwrap();
+        let values: Vec<Value> = values.into_iter().collect();
+        assert_eq!(values[0], Value::Integer(-7));
+        assert_eq!(values[1].as_string().unwrap().to_str().unwrap(), "call");
+        assert_eq!(values[2].as_string().unwrap().to_str().unwrap(), "");
+        assert_eq!(values.len(), 3);
     }
 
     #[test]

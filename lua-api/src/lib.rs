@@ -13,6 +13,7 @@ pub mod admin;
 mod api;
 mod batteries;
 pub mod caps;
+pub mod cluster;
 mod codec;
 mod dict;
 mod handoff;

@@ -67,7 +67,7 @@ dispatch = function(_, command)
     lunet.fork(function()
         local out = {}
         -- Batteries are built on first use: touch them so the walk sees them.
-        local _ = lunet.json, lunet.http, lunet.ws
+        local _ = lunet.json, lunet.http, lunet.ws, lunet.cluster
         walk(lunet, "", {}, out)
         -- The three that would end or stop this walk, called apart.
         lunet.fork(function()

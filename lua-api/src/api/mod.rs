@@ -156,6 +156,7 @@ pub fn build(
     crate::batteries::install(lua, runtime, &core)?;
     services::build(lua, runtime, settings, SocketMeta::of(socket_meta), &core)?;
     crate::model::install_loader(lua, runtime, SocketMeta::of(socket_meta), &core)?;
+    crate::cluster::install(lua, runtime, SocketMeta::of(socket_meta), &core)?;
 
     Ok(core)
 }

@@ -12,6 +12,7 @@ use lunet_core::{Message, PostError, Runtime, Service};
 use mlua::{IntoLua, Lua, MultiValue, Table, Thread, Value};
 
 use crate::caps::{self, Capability, Caps, CapsError, GrantError};
+use crate::cluster::{post_remote, remote_of};
 use crate::codec::{self, CodecError, Handing, SocketMeta};
 use crate::handoff::{self, HandOffError};
 use crate::host::{BuildError, LuaService, Script, ServiceOptions};
@@ -179,7 +180,14 @@ pub fn build(
         lua.create_function(move |lua, (handle, args): (Value, MultiValue)| {
             let target = match target(&rt, &handle) {
                 Ok(t) => t,
-                Err(e) => return Ok(Err(e.to_string())),
+                Err(e) => {
+                    if let Some(remote) = remote_of(&handle) {
+                        return Ok(
+                            post_remote(lua, &rt, meta, &remote, false, &args)?.map(|_| true)
+                        );
+                    }
+                    return Ok(Err(e.to_string()));
+                }
             };
             match post(lua, &rt, meta, &target, MessageKind::Send, &args) {
                 Ok(_) => Ok(Ok(true)),
@@ -207,7 +215,15 @@ pub fn build(
                             Some(format!("lunet.call: service {} is dead", describe(&handle))),
                         ))
                     }
-                    Err(e) => return Ok((None, Some(format!("lunet.call: {e}")))),
+                    Err(e) => {
+                        if let Some(remote) = remote_of(&handle) {
+                            return Ok(match post_remote(lua, &rt, meta, &remote, true, &args)? {
+                                Ok(token) => (token, None),
+                                Err(e) => (None, Some(e)),
+                            });
+                        }
+                        return Ok((None, Some(format!("lunet.call: {e}"))));
+                    }
                 };
                 let failure = match post(lua, &rt, meta, &target, MessageKind::Call, &args) {
                     Ok(token) => return Ok((token, None)),

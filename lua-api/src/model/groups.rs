@@ -97,6 +97,7 @@ impl Directory {
 
 /// Adds `member` to `group`; false if it was in already.
 pub fn join(group: &str, member: u64) -> bool {
+    crate::cluster::note_group(group);
     let mut directory = directory();
     let entry = directory.groups.entry(group.to_string()).or_default();
     if entry.members.contains(&Member::Local(member)) {
@@ -260,6 +261,15 @@ fn less_loaded(runtime: &Runtime, a: Member, b: Member) -> Option<Arc<Service>> 
 
 /// How many times `g:call` draws again after meeting dead members.
 const CALL_DRAWS: usize = 8;
+
+/// A live member of `group` for a call (the less loaded of two drawn),
+/// or `None` if it has none.
+pub(crate) fn pick(runtime: &Runtime, group: &str) -> Option<Arc<Service>> {
+    (0..CALL_DRAWS).find_map(|_| {
+        let (a, b) = two_choices(group)?;
+        less_loaded(runtime, a, b)
+    })
+}
 
 /// Adds the group calls to `core` (step 2).
 pub fn install(lua: &Lua, runtime: &Runtime, meta: SocketMeta, core: &Table) -> mlua::Result<()> {

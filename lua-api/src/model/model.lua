@@ -54,9 +54,31 @@ local function new_frame(name, chain)
     return frame
 end
 
+-- In a cluster, a module this node lacks comes from the cluster's module
+-- store (cluster/node.lua: fetch): true, or false and why not.
+local function fetch(name)
+    local token = core.module_fetch(name)
+    if not token then return false end
+    -- (answered, ran, version) or (answered, ran, nil, why not); not
+    -- answered or not ran: the second or third value says why.
+    local answered, ran, version, why = yield(OP_CALL, token)
+    if not answered then return false, tostring(ran) end
+    if not ran then return false, tostring(version) end
+    if version then return true end
+    return false, tostring(why)
+end
+
 -- Runs module `frame.name`'s file; `lunet.module` in it stages the module.
 local function run_file(frame)
     local chunk, err = core.module_chunk(frame.name, frame.env)
+    if not chunk and err:find(" not found: ", 1, true) then
+        local fetched, why = fetch(frame.name)
+        if fetched then
+            chunk, err = core.module_chunk(frame.name, frame.env)
+        elseif why then
+            err = err .. "; not in the cluster either: " .. why
+        end
+    end
     if not chunk then
         if #frame.chain > 0 then
             err = err .. " (needed by " .. chain_text(frame.chain, frame.name) .. ")"
@@ -192,6 +214,10 @@ end
 -- from outside ("black box"); yields until h has accepted it.
 function lunet.attach(target, event, fn)
     if type(event) == "function" and fn == nil then
+        -- The cluster's events are the cluster service's (cluster/cluster.lua).
+        if type(target) == "string" and target:find("^cluster%.") then
+            return lunet.cluster.attach(target, event)
+        end
         return core.attach_local(target, event)
     end
     if type(fn) ~= "function" then
@@ -235,13 +261,27 @@ function Group:members()
     return core.group_members(self.name)
 end
 
+-- In a cluster (and with its capability) a group spans the nodes: sends
+-- and calls go through the cluster service (cluster/node.lua).
+local cluster_spans, cluster_group = core.cluster_spans, core.cluster_group
+
 function Group:send(...)
+    if cluster_spans() then
+        local _, err = cluster_group(self.name, false, ...)
+        if err then error(err, 2) end
+        return true
+    end
     return core.group_send(self.name, ...)
 end
 
 function Group:call(...)
     if not isyieldable() then cannot_wait("g:call") end
-    local token, err = core.group_call(self.name, ...)
+    local token, err
+    if cluster_spans() then
+        token, err = cluster_group(self.name, true, ...)
+    else
+        token, err = core.group_call(self.name, ...)
+    end
     if not token then error(err, 2) end
     return answer(yield(OP_CALL, token))
 end

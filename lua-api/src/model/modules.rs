@@ -89,6 +89,13 @@ pub fn find(name: &str, search: &[PathBuf]) -> Result<PathBuf, ModuleError> {
         }
         searched.push(path.display().to_string());
     }
+    // In a cluster, then among the modules fetched from its store.
+    if let Some(dir) = crate::cluster::fetched_modules() {
+        let path = dir.join(&relative);
+        if path.is_file() {
+            return Ok(path);
+        }
+    }
     Err(ModuleError::NotFound {
         name: name.to_string(),
         searched: if searched.is_empty() {
