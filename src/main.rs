@@ -435,6 +435,10 @@ fn serve(mut args: ServeArgs) -> Result<()> {
             if let Some(addr) = &args.engine.admin.admin {
                 args.engine.admin.admin = Some(processes::admin_address(addr, index)?);
             }
+            // Each process is a node of its own: NAME-I.
+            if let Some(node) = &args.engine.cluster.node {
+                args.engine.cluster.node = Some(format!("{node}-{index}"));
+            }
             Some(processes::Reporter::open()?)
         }
         None => None,

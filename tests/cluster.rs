@@ -648,3 +648,28 @@ fn without_cluster_the_calls_say_so() {
     assert!(!status.success(), "{log}");
     assert!(log.contains("this process is not in a cluster"), "{log}");
 }
+
+#[test]
+fn each_process_of_a_server_is_a_node_of_its_own() {
+    // `--processes 2 --node p`: processes 0 and 1 join as p-0 and p-1
+    // (one name for both would refuse the second process).
+    let nats = Nats::start();
+    let modules = format!("{}/tests/modules", env!("CARGO_MANIFEST_DIR"));
+    let server = Server::start(
+        &test_script("cluster_node.lua"),
+        &[
+            "node=p",
+            "--processes",
+            "2",
+            "--hosts",
+            "1",
+            "--cluster",
+            &nats.url(),
+            "--node",
+            "p",
+            "--modules",
+            &modules,
+        ],
+    );
+    until(&server, "nodes", "ok p-0,p-1");
+}
