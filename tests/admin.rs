@@ -637,3 +637,28 @@ fn the_admin_answers_when_the_server_is_full_and_counts_refusals() {
     assert_eq!(sample(&metrics, "lunet_accepts_refused_total"), 1.0);
     admin.server.wait_log("connection limit reached");
 }
+
+#[test]
+fn a_call_to_the_console_is_refused_not_left_waiting() {
+    let admin = start(&[]);
+    let mut console = admin.console();
+    let list = console.ok("list");
+    let line = list
+        .iter()
+        .find(|l| l.contains(" admin "))
+        .unwrap_or_else(|| panic!("no admin in {list:?}"));
+    let handle = line
+        .trim_start_matches(':')
+        .split(' ')
+        .next()
+        .expect("a handle");
+    let mut host = admin.host_client();
+    host.send(format!("call {handle}\n"));
+    let answer = host.line();
+    assert!(
+        answer.starts_with("error ") && answer.contains("the admin console takes no calls"),
+        "{answer}"
+    );
+    // The console serves on.
+    console.ok("stat");
+}

@@ -1,7 +1,8 @@
 -- A host for tests/admin.rs. Each host spawns a worker service; a line
 -- on a connection: "spin" makes the worker run a slice of 3 s (a service
 -- busy in a long slice), "handle" answers the host's and the worker's
--- handles, "work MS" answers "started", then "done" after MS ms, and
+-- handles, "call H" calls service H and answers "answered" or its
+-- error, "work MS" answers "started", then "done" after MS ms, and
 -- anything else is echoed through a call to the worker (messages move).
 local lunet = require "lunet"
 
@@ -15,6 +16,10 @@ lunet.listen(lunet.getenv("listen"), function(sock)
         if line == "spin" then
             lunet.send(worker, "spin")
             sock:write("spinning\n")
+        elseif line:match("^call %d+$") then
+            -- A call to any service, the console's included.
+            local ok, err = pcall(lunet.call, tonumber(line:match("%d+")), "hello")
+            sock:write(ok and "answered" or ("error " .. tostring(err)), "\n")
         elseif line == "handle" then
             sock:write(lunet.self(), " ", worker, "\n")
         elseif ms then

@@ -604,6 +604,21 @@ impl AdminService {
                     self.finish_job(service, conn, outcome);
                 }
             }
+            // A service that calls the console (its handle is in `list`)
+            // gets an error, not a wait without end.
+            Some(kind) if kind.expects_answer() => {
+                tracing::warn!(
+                    "admin: refused a {kind:?} from :{}: the console takes no calls",
+                    message.source
+                );
+                crate::mail::answer(
+                    &self.runtime,
+                    service.id(),
+                    crate::state::Caller::of(&message),
+                    MessageKind::Error,
+                    crate::mail::error_payload("the admin console takes no calls"),
+                );
+            }
             _ => {}
         }
     }
