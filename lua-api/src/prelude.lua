@@ -68,46 +68,64 @@ local function new_socket(id, pool)
     return setmetatable({ id, pool }, Socket)
 end
 
+-- A read that had to wait is resumed with `true` once its answer is
+-- buffered, and takes it with the fast path (lua-api/src/read.rs,
+-- Taken::Buffered); a failure comes back as `nil, err [, partial]`.
 function Socket:readline(max)
     local id = self[1]
     local data, err, partial = c_read(id, READ_LINE, max)
-    if data ~= false then return data, err, partial end
-    if not isyieldable() then cannot_wait("sock:readline") end
-    return yield(OP_READ, id)
+    while data == false do
+        if not isyieldable() then cannot_wait("sock:readline") end
+        data, err, partial = yield(OP_READ, id)
+        if data == true then data, err, partial = c_read(id, READ_LINE, max) end
+    end
+    return data, err, partial
 end
 
 function Socket:readn(n)
     local id = self[1]
     local data, err, partial = c_read(id, READ_EXACT, n)
-    if data ~= false then return data, err, partial end
-    if not isyieldable() then cannot_wait("sock:readn") end
-    return yield(OP_READ, id)
+    while data == false do
+        if not isyieldable() then cannot_wait("sock:readn") end
+        data, err, partial = yield(OP_READ, id)
+        if data == true then data, err, partial = c_read(id, READ_EXACT, n) end
+    end
+    return data, err, partial
 end
 
 function Socket:readuntil(delim, max)
     local id = self[1]
     local data, err, partial = c_read(id, READ_UNTIL, max, delim)
-    if data ~= false then return data, err, partial end
-    if not isyieldable() then cannot_wait("sock:readuntil") end
-    return yield(OP_READ, id)
+    while data == false do
+        if not isyieldable() then cannot_wait("sock:readuntil") end
+        data, err, partial = yield(OP_READ, id)
+        if data == true then data, err, partial = c_read(id, READ_UNTIL, max, delim) end
+    end
+    return data, err, partial
 end
 
 function Socket:readsome(max)
     local id = self[1]
     local data, err, partial = c_read(id, READ_SOME, max)
-    if data ~= false then return data, err, partial end
-    if not isyieldable() then cannot_wait("sock:readsome") end
-    return yield(OP_READ, id)
+    while data == false do
+        if not isyieldable() then cannot_wait("sock:readsome") end
+        data, err, partial = yield(OP_READ, id)
+        if data == true then data, err, partial = c_read(id, READ_SOME, max) end
+    end
+    return data, err, partial
 end
 
--- A read method of one kind with one optional size argument.
-local function read_method(kind, what)
+-- A read method of one kind with one optional size argument, on `fast`.
+local function read_method(fast, kind, what)
     return function(self, size)
         local id = self[1]
-        local data, err, extra = c_read(id, kind, size)
-        if data ~= false then return data, err, extra end
-        if not isyieldable() then cannot_wait(what) end
-        return yield(OP_READ, id)
+        local data, err, extra = fast(id, kind, size)
+        while data == false do
+            if not isyieldable() then cannot_wait(what) end
+            data, err, extra = yield(OP_READ, id)
+            if data == true then data, err, extra = fast(id, kind, size) end
+        end
+        return data, err, extra
     end
 end
 
@@ -126,9 +144,9 @@ function Socket:readresp(max_bulk)
     end
 end
 -- sock:readreply(): one RESP reply as a Lua value (nil, text, true: an error reply).
-Socket.readreply = read_method(READ.REPLY, "sock:readreply")
+Socket.readreply = read_method(core.read_value, READ.REPLY, "sock:readreply")
 -- sock:handshake(): true once the TLS handshake is done.
-Socket.handshake = read_method(READ.HANDSHAKE, "sock:handshake")
+Socket.handshake = read_method(c_read, READ.HANDSHAKE, "sock:handshake")
 
 function Socket:write(...)
     local id = self[1]
