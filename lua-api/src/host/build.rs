@@ -4,7 +4,7 @@
 use std::sync::{mpsc, Arc};
 
 use lunet_core::Runtime;
-use mlua::{Function, Lua, LuaOptions, StdLib};
+use mlua::{Function, Lua, LuaOptions, StdLib, Table};
 
 use super::sessions::Sched;
 use super::LuaService;
@@ -13,6 +13,7 @@ use crate::caps::Caps;
 use crate::codec::SocketMeta;
 use crate::interrupt::LuaInterrupt;
 use crate::memory::{InstallError, VmMemory};
+use crate::parts::Chunk;
 use crate::settings::Settings;
 use crate::state::{vm_identity, OwnedState, VmState};
 use lunet_core::shared_dict::Account;
@@ -51,21 +52,12 @@ pub struct Script {
     pub source: Vec<u8>,
 }
 
-/// `prelude.lua` compiled once per process, without debug info: every VM
-/// loads the same bytecode, which saves compiling it again and ~15 KB of
-/// line tables per VM (a service's idle footprint matters when there are
-/// thousands). Errors in user code still carry their positions.
-fn prelude_bytecode() -> &'static [u8] {
-    static BYTECODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    BYTECODE.get_or_init(|| {
-        let lua = Lua::new();
-        lua.load(include_str!("../prelude.lua"))
-            .set_name("@lunet/prelude.lua")
-            .into_function()
-            .map(|f| f.dump(true))
-            .expect("prelude.lua compiles (checked by the unit tests)")
-    })
-}
+/// `prelude.lua`, what every VM runs when it is built (`parts.rs` has the
+/// rest, loaded on first use).
+static PRELUDE: Chunk = Chunk::new("@lunet/prelude.lua", include_str!("../prelude.lua"));
+
+/// `sandbox.lua`, run after the prelude in a sandboxed VM.
+static SANDBOX: Chunk = Chunk::new("@lunet/sandbox.lua", include_str!("../sandbox.lua"));
 
 /// Why a VM could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -151,13 +143,15 @@ impl LuaService {
         setup: &dyn Fn(&Lua) -> mlua::Result<()>,
     ) -> Result<LuaService, BuildError> {
         let trusted = options.caps.is_trusted();
+        // Only the base library and `string`: the prelude opens the others
+        // on first use (`globals.rs`), an idle service stays small.
         let lua = if trusted {
             // SAFETY: a trusted script is the operator's own code (as in
             // OpenResty): it gets the whole standard library, `debug`
             // included; what it loads is its business.
-            unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default()) }
+            unsafe { Lua::unsafe_new_with(StdLib::STRING, LuaOptions::default()) }
         } else {
-            Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(BuildError::Vm)?
+            Lua::new_with(StdLib::STRING, LuaOptions::default()).map_err(BuildError::Vm)?
         };
         let memory = VmMemory::install(&lua)?;
         crate::interrupt::note_xpcall(&lua).map_err(BuildError::Vm)?;
@@ -173,17 +167,15 @@ impl LuaService {
         let state = OwnedState::new(vm_state);
         let socket_meta = lua.create_table().map_err(BuildError::Lunet)?;
         let lunet = || -> mlua::Result<(Function, Function)> {
-            crate::libraries::install(&lua, &settings)?;
+            crate::globals::install(&lua)?;
             let core = api::build(&lua, runtime, &settings, &socket_meta, &options.caps)?;
-            let (run_handler, dispatch): (Function, Function) = lua
-                .load(prelude_bytecode())
-                .set_name("@lunet/prelude.lua")
-                .set_mode(mlua::chunk::ChunkMode::Binary)
-                .call(core)?;
+            let (run_handler, dispatch, internals): (Function, Function, Table) =
+                PRELUDE.function(&lua)?.call((core.clone(), !trusted))?;
             if !trusted {
-                lua.load(include_str!("../sandbox.lua"))
-                    .set_name("@lunet/sandbox.lua")
-                    .exec()?;
+                let lunet: Table = internals.raw_get("lunet")?;
+                SANDBOX
+                    .function(&lua)?
+                    .call::<()>((core, lunet, internals))?;
             }
             Ok((run_handler, dispatch))
         };
@@ -231,10 +223,7 @@ mod tests {
 
     #[test]
     fn prelude_and_sandbox_compile() {
-        assert!(!prelude_bytecode().is_empty());
-        let lua = Lua::new();
-        lua.load(include_str!("../sandbox.lua"))
-            .into_function()
-            .unwrap();
+        assert!(!PRELUDE.bytecode().is_empty());
+        assert!(!SANDBOX.bytecode().is_empty());
     }
 }
