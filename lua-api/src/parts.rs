@@ -77,7 +77,8 @@ macro_rules! part {
     };
 }
 
-static PARTS: [Part; 8] = [
+static PARTS: [Part; 9] = [
+    part!("internals", "prelude/internals.lua", &[]),
     part!("socket", "prelude/socket.lua", &[]),
     part!("libraries", "prelude/libraries.lua", &[]),
     part!("coroutine", "prelude/coroutine.lua", &[]),

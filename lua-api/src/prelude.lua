@@ -1,11 +1,15 @@
--- lunet's Lua side: what every VM loads when it is built. The rest is
--- built on first use, so that an idle service holds only what it uses:
+-- lunet's Lua side: what every VM loads when it is built, as little as
+-- will do. The rest is built on first use, so that an idle service holds
+-- only what it uses:
 --
+-- * what the parts share (prelude/internals.lua: the yield, the
+--   capability check, where `lunet.NAME` comes from, ...) is made when a
+--   VM first needs any of it;
 -- * the members of `lunet` (lunet.listen, lunet.call, lunet.json, ...)
 --   come from the parts in lua-api/src/prelude/ (and the batteries),
 --   loaded by `lunet`'s __index below on the first read of one of them;
 -- * socket methods come from prelude/socket.lua, loaded with the first
---   socket;
+--   method a VM looks up;
 -- * the standard libraries other than the base library and `string`
 --   (table, math, os, io, utf8, package, debug, and the `coroutine` lunet
 --   wraps) are opened by the globals' __index on first use
@@ -20,67 +24,16 @@
 -- lua-api/src/host/ (docs/internals.md has the map).
 
 local core, sandboxed = ...
-local setmetatable, rawget, rawset, error, type = setmetatable, rawget, rawset, error, type
-local ipairs, next = ipairs, next
-
--- The coroutine functions, taken from the library without making it a
--- global: scripts get lunet's wrapped `coroutine` (prelude/coroutine.lua).
-local coroutine_library = core.open_library("coroutine", sandboxed)
-local co_yield, isyieldable, co_running =
-    coroutine_library.yield, coroutine_library.isyieldable, coroutine_library.running
-coroutine_library = nil
-core.loaded().coroutine = nil
-
--- Every lunet wait yields through here: the flag tells a user coroutine's
--- resume (prelude/coroutine.lua) that this yield is lunet's, to be passed
--- up to the scheduler, not handed to the user's code.
-local lunet_yield = { false }
-local function yield(...)
-    lunet_yield[1] = true
-    return co_yield(...)
-end
-
-local function cannot_wait(what, level)
-    error("lunet: " .. what .. " has to wait, but this coroutine cannot yield here: "
-        .. "it runs inside a C call (a table.sort comparator, a string.gsub callback, "
-        .. "a metamethod or iterator called from C, or a __gc finalizer). "
-        .. "Move the call out of that callback.", level or 3)
-end
-
--- Capabilities (lua-api/src/caps.rs): a binding refuses before it looks at
--- its arguments, with the message the Rust half raises too.
-local function permitted(capability, what)
-    if not core.HELD[capability] then
-        error(what .. ": not permitted: spawned without " .. capability, 3)
-    end
-end
+local setmetatable, error, type, tostring = setmetatable, error, type, tostring
 
 local lunet = {}
-local member = core.member
 
--- What the parts and the batteries share with this chunk.
-local internals = {
-    core = core, lunet = lunet, sandboxed = sandboxed, yield = yield, lunet_yield = lunet_yield,
-    cannot_wait = cannot_wait, permitted = permitted, isyieldable = isyieldable, co_running = co_running,
-    -- The handler and the TLS context (lua-api/src/tls.rs) of each listener.
-    handlers = {}, listener_tls = {},
-}
-
--- Loads part `name` (prelude/NAME.lua or a battery) into this VM: what it
--- returns, after it put its members in place.
-local c_part = core.part
-local function load_part(name)
-    return c_part(name)(core, lunet, internals)
+-- What the parts and the batteries share (prelude/internals.lua).
+local internals, new_socket
+local function shared()
+    if internals == nil then internals = core.part("internals")(core, lunet, sandboxed, new_socket) end
+    return internals
 end
-internals.load_part = load_part
--- What the batteries use besides: prelude/net.lua has it.
-setmetatable(internals, {
-    __index = function(shared, name)
-        setmetatable(shared, nil)
-        load_part("net")
-        return rawget(shared, name)
-    end,
-})
 
 -- The metatable of socket objects comes from Rust: the codec knows a socket
 -- by it (lunet.send/call hand the connection over, see handoff.rs), and
@@ -92,7 +45,7 @@ local Socket = core.Socket
 Socket.__name = "lunet.socket"
 Socket.__index = function(_, name)
     Socket.__index = Socket
-    load_part("socket")
+    shared().load_part("socket")
     return Socket[name]
 end
 function Socket.__gc(self)
@@ -101,39 +54,18 @@ end
 function Socket.__tostring(self)
     return "lunet.socket(" .. tostring(self[1]) .. ")"
 end
-internals.Socket = Socket
 
 -- `pool`: the key of the outbound pool the socket may go back to
--- (sock:setkeepalive); nil for accepted sockets.
-local function new_socket(id, pool)
+-- (sock:setkeepalive); nil for accepted sockets. Here, as `setmetatable`
+-- is still the base library's: the sandbox's refuses a `__gc`.
+function new_socket(id, pool)
     return setmetatable({ id, pool }, Socket)
 end
-internals.new_socket = new_socket
 
--- lunet.NAME: a part's function, a battery, or a Rust function of `core`
--- under the same name, made on first use and kept.
+-- lunet.NAME: made on first use and kept; pairs(lunet) makes them all.
 setmetatable(lunet, {
-    __index = function(module, name)
-        local part = member(name)
-        if part == true then
-            local value = core[name]
-            rawset(module, name, value)
-            return value
-        elseif part then
-            local built = part(core, lunet, internals)
-            local value = rawget(module, name)
-            if value == nil and built ~= nil then
-                value = built
-                rawset(module, name, value)
-            end
-            return value
-        end
-    end,
-    -- pairs(lunet) sees every member: they are all made first.
-    __pairs = function(module)
-        for _, name in ipairs(member("*")) do local _ = module[name] end
-        return next, module, nil
-    end,
+    __index = function(module, name) return shared().index_lunet(module, name) end,
+    __pairs = function(module) return shared().pairs_lunet(module) end,
 })
 
 local dispatch_fn
@@ -143,36 +75,23 @@ function lunet.dispatch(fn)
     core.set_dispatch()
 end
 
--- Globals: the standard libraries are opened on first use, through
--- `library` (prelude/libraries.lua), and kept as plain globals.
-local library
-local function libraries()
-    if library == nil then library = load_part("libraries") end
-    return library
-end
-internals.libraries = libraries
+-- Globals: the standard libraries other than the base library and
+-- `string` are opened on first use (prelude/libraries.lua).
 setmetatable(_G, {
-    __index = function(globals, name)
-        local value = libraries()(name)
-        if value ~= nil then rawset(globals, name, value) end
-        return value
-    end,
+    __index = function(globals, name) return shared().index_globals(globals, name) end,
 })
 -- A script that reaches for the globals' metatable gets every library
 -- first, and its own metatable alone (lua-api/src/globals.rs).
-core.on_globals_metatable(function() libraries()("*") end)
+core.on_globals_metatable(function() shared().libraries()("*") end)
 -- `require "lunet"` needs no package library.
 function require(name)
     if name == "lunet" then return lunet end
-    return libraries()("require")(name)
+    return shared().libraries()("require")(name)
 end
 
 -- What the scheduler calls to start a connection's handler.
-local handlers, listener_tls = internals.handlers, internals.listener_tls
 local function run_handler(listener, id)
-    local tls = listener_tls[listener]
-    if tls then core.tls_accept(id, tls) end
-    return handlers[listener](new_socket(id))
+    return shared().run_handler(listener, id)
 end
 
 -- What the scheduler calls for each message (send or call).
@@ -180,4 +99,4 @@ local function run_dispatch(source, ...)
     return dispatch_fn(source, ...)
 end
 
-return run_handler, run_dispatch, internals
+return run_handler, run_dispatch, lunet, shared

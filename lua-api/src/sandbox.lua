@@ -4,11 +4,12 @@
 -- capabilities (lua-api/src/caps.rs), checked in Rust. The libraries the
 -- sandbox leaves out, and its `os`, are the business of
 -- prelude/libraries.lua (they are opened on first use). Run after
--- prelude.lua with what it shares.
-local core, lunet, internals = ...
+-- prelude.lua with `core`, `lunet` and `shared()` (what makes and
+-- returns prelude/internals.lua's table).
+local core, lunet, shared = ...
 local raw_load, error, tostring = load, error, tostring
 local raw_setmetatable, rawget, type = setmetatable, rawget, type
-local loaded, libraries = core.loaded(), internals.libraries
+local loaded = core.loaded()
 
 dofile = nil
 loadfile = nil
@@ -23,7 +24,7 @@ end
 
 function require(name)
     if name == "lunet" then return lunet end
-    libraries()
+    shared().libraries()
     local module = loaded[name]
     if module == nil then
         error("module '" .. tostring(name) .. "' is not available in a sandboxed service", 2)

@@ -169,13 +169,10 @@ impl LuaService {
         let lunet = || -> mlua::Result<(Function, Function)> {
             crate::globals::install(&lua)?;
             let core = api::build(&lua, runtime, &settings, &socket_meta, &options.caps)?;
-            let (run_handler, dispatch, internals): (Function, Function, Table) =
+            let (run_handler, dispatch, lunet, shared): (Function, Function, Table, Function) =
                 PRELUDE.function(&lua)?.call((core.clone(), !trusted))?;
             if !trusted {
-                let lunet: Table = internals.raw_get("lunet")?;
-                SANDBOX
-                    .function(&lua)?
-                    .call::<()>((core, lunet, internals))?;
+                SANDBOX.function(&lua)?.call::<()>((core, lunet, shared))?;
             }
             Ok((run_handler, dispatch))
         };
