@@ -84,7 +84,7 @@ fn post(
     kind: MessageKind,
     args: &MultiValue,
 ) -> Result<Option<CallToken>, PostFailure> {
-    let mut payload = Vec::new();
+    let mut payload = codec::payload();
     let mut handing = Handing::new(meta);
     codec::encode_handing(args.iter(), &mut payload, &mut handing)?;
     let call = kind == MessageKind::Call;
@@ -276,7 +276,7 @@ pub fn build(
                 if used.swap(true, Ordering::Relaxed) {
                     return Ok(false);
                 }
-                let mut payload = Vec::new();
+                let mut payload = codec::payload();
                 let kind = match codec::encode(args.iter(), &mut payload, meta) {
                     Ok(()) => MessageKind::Response,
                     Err(e) => {

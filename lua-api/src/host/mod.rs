@@ -175,7 +175,7 @@ impl ServiceBody for LuaService {
         // For the console and `/metrics` (lunet_core::stats): two stores.
         service
             .stats()
-            .publish(self.lua.used_memory(), self.sched.sessions.len());
+            .publish(self.memory.used(), self.sched.sessions.len());
         Status::Alive
     }
 

@@ -554,7 +554,7 @@ impl LuaService {
         if let Some(caller) = caller {
             let answer = match &ending {
                 Ending::Returned(values) => {
-                    let mut payload = Vec::new();
+                    let mut payload = codec::payload();
                     Some(
                         match codec::encode(values.iter(), &mut payload, self.socket_key) {
                             Ok(()) => (MessageKind::Response, payload),
@@ -601,7 +601,7 @@ impl LuaService {
                     let _ = startup.send(Ok(()));
                 }
                 if let Some(caller) = self.main_reply.take() {
-                    let mut payload = Vec::new();
+                    let mut payload = codec::payload();
                     let _ =
                         codec::encode([Value::Boolean(true)].iter(), &mut payload, self.socket_key);
                     self.answer(caller, MessageKind::Response, payload);
