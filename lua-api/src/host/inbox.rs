@@ -107,8 +107,7 @@ impl LuaService {
                     }
                 };
                 args.push_front(Value::Integer(message.source as i64));
-                let dispatch = self.dispatch.clone();
-                if let Some(sid) = self.new_session(&dispatch, None) {
+                if let Some(sid) = self.new_dispatch_session() {
                     if let Some(caller) = answering {
                         vm(|state| state.calls.insert(sid, caller));
                         if let Some(session) = self.sched.sessions.get_mut(sid) {
