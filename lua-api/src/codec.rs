@@ -338,7 +338,9 @@ fn decode_with(
     if count > bytes.len() {
         return Err(CodecError::Corrupt);
     }
-    let mut values = MultiValue::with_capacity(count);
+    // One more: a message's arguments get its source in front (inbox.rs),
+    // which would grow a full deque (a realloc per message).
+    let mut values = MultiValue::with_capacity(count + 1);
     for _ in 0..count {
         values.push_back(decode_value(lua, &mut reader, 0, &mut receiving)?);
     }
