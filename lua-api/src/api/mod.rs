@@ -7,6 +7,7 @@
 //! after that borrow ended. Socket methods are in `socket.rs`, the actor
 //! calls in `services.rs`; the rest is here.
 
+mod send;
 mod services;
 mod socket;
 mod write;

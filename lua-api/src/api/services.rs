@@ -130,23 +130,22 @@ pub fn build(
         lua.create_function(|lua, ()| Ok(with_state(lua, |state| state.self_id as i64)?))?,
     )?;
 
-    // `true` when the message is queued, or `nil, err`.
+    // `true` when the message is queued, or `nil, err`; the usual message
+    // takes the fast path of `send.rs` (this function is its fallback).
     let rt = runtime.clone();
-    core.set(
-        "send",
-        lua.create_function(move |lua, (handle, args): (Value, MultiValue)| {
-            let target = match target(&rt, &handle) {
-                Ok(t) => t,
-                Err(e) => return Ok(Err(e.to_string())),
-            };
-            match post(lua, &rt, meta, &target, MessageKind::Send, &args) {
-                Ok(_) => Ok(Ok(true)),
-                Err(PostFailure::Overloaded) => Ok(Err("overloaded".to_string())),
-                Err(PostFailure::Dead) => Ok(Err("dead".to_string())),
-                Err(e) => Err(runtime_error(format!("lunet.send: {e}"))),
-            }
-        })?,
-    )?;
+    let send = lua.create_function(move |lua, (handle, args): (Value, MultiValue)| {
+        let target = match target(&rt, &handle) {
+            Ok(t) => t,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        match post(lua, &rt, meta, &target, MessageKind::Send, &args) {
+            Ok(_) => Ok(Ok(true)),
+            Err(PostFailure::Overloaded) => Ok(Err("overloaded".to_string())),
+            Err(PostFailure::Dead) => Ok(Err("dead".to_string())),
+            Err(e) => Err(runtime_error(format!("lunet.send: {e}"))),
+        }
+    })?;
+    core.set("send", super::send::wrap(lua, runtime, send)?)?;
 
     // Posts the request; the wrapper then yields OP.CALL and gets
     // (true, answer...) or (false, error).

@@ -1,0 +1,158 @@
+//! `core.send(handle, ...)`'s fast path: a C function on the raw Lua stack
+//! (see `raw.rs`) for the usual one-way message, an integer handle and
+//! arguments that are nil, booleans, numbers or strings. It runs once per
+//! message, and mlua's callback machinery (argument handles, a lock per
+//! call) cost more than encoding it. Anything else (a registered name, a
+//! table, a socket to hand over, a Sub reference) goes to the mlua
+//! function (`services.rs`) with the same arguments, which answers as
+//! before: `true` when the message is queued, or `nil, err`.
+//!
+//! Upvalues: 1 the VM's identity, 2 the mlua function, 3 a full userdata
+//! holding a clone of the `Runtime` (dropped by its `__gc`).
+
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+
+use lunet_core::{Message, PostError, Runtime};
+use mlua::{ffi, Function, Lua};
+
+use crate::codec;
+use crate::protocol::MessageKind;
+use crate::raw::{self, raise};
+use crate::state::{vm_identity, with_state_of};
+
+/// `slow` (the mlua `core.send`) behind the fast path.
+pub fn wrap(lua: &Lua, runtime: &Runtime, slow: Function) -> mlua::Result<Function> {
+    let identity = vm_identity(lua)?;
+    let runtime = runtime.clone();
+    // SAFETY: exec_raw runs the closure in a protected call with `slow` on
+    // the stack; it leaves the new closure above the arguments' base. The
+    // userdata gets its Runtime written before anything can raise again,
+    // and its metatable drops it exactly once.
+    unsafe {
+        lua.exec_raw(slow, |state| {
+            ffi::lua_pushinteger(state, identity as ffi::lua_Integer);
+            ffi::lua_insert(state, -2);
+            let held = ffi::lua_newuserdatauv(state, std::mem::size_of::<Runtime>(), 0);
+            ptr::write(held.cast::<Runtime>(), runtime);
+            ffi::lua_createtable(state, 0, 1);
+            ffi::lua_pushcfunction(state, drop_runtime);
+            ffi::lua_setfield(state, -2, c"__gc".as_ptr());
+            ffi::lua_setmetatable(state, -2);
+            ffi::lua_pushcclosure(state, send, 3);
+        })
+    }
+}
+
+unsafe extern "C-unwind" fn drop_runtime(state: *mut ffi::lua_State) -> c_int {
+    let held = ffi::lua_touserdata(state, 1);
+    if !held.is_null() {
+        ptr::drop_in_place(held.cast::<Runtime>());
+    }
+    0
+}
+
+/// What became of the message.
+enum Sent {
+    Queued,
+    Overloaded,
+    Dead,
+    NoMemory,
+}
+
+unsafe extern "C-unwind" fn send(state: *mut ffi::lua_State) -> c_int {
+    let top = ffi::lua_gettop(state);
+    // The payload's size, if the fast path takes this message.
+    let mut size = Some(4usize);
+    if top < 1 || ffi::lua_isinteger(state, 1) == 0 {
+        size = None;
+    }
+    let mut index = 2;
+    while let (Some(bytes), true) = (size, index <= top) {
+        size = match ffi::lua_type(state, index) {
+            ffi::LUA_TNIL | ffi::LUA_TBOOLEAN => Some(bytes + 1),
+            ffi::LUA_TNUMBER => Some(bytes + 9),
+            ffi::LUA_TSTRING => {
+                let mut len = 0;
+                ffi::lua_tolstring(state, index, &mut len);
+                Some(bytes + 5 + len)
+            }
+            _ => None,
+        };
+        index += 1;
+    }
+    let Some(size) = size else {
+        // The mlua function, with the same arguments and answers.
+        ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
+        ffi::lua_insert(state, 1);
+        ffi::lua_call(state, top, ffi::LUA_MULTRET);
+        return ffi::lua_gettop(state);
+    };
+    let vm = raw::identity(state);
+    let handle = ffi::lua_tointegerx(state, 1, ptr::null_mut()) as u64;
+    let runtime = ffi::lua_touserdata(state, ffi::lua_upvalueindex(3)).cast::<Runtime>();
+    // Nothing below raises until the payload is posted or dropped: the
+    // values are read with calls that do not allocate.
+    let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let mut payload = Vec::new();
+        if payload.try_reserve_exact(size).is_err() {
+            return Ok(Sent::NoMemory);
+        }
+        payload.extend_from_slice(&((top - 1) as u32).to_le_bytes());
+        for index in 2..=top {
+            match ffi::lua_type(state, index) {
+                ffi::LUA_TNIL => codec::put_nil(&mut payload),
+                ffi::LUA_TBOOLEAN => {
+                    codec::put_boolean(&mut payload, ffi::lua_toboolean(state, index) != 0)
+                }
+                ffi::LUA_TNUMBER if ffi::lua_isinteger(state, index) != 0 => codec::put_integer(
+                    &mut payload,
+                    ffi::lua_tointegerx(state, index, ptr::null_mut()),
+                ),
+                ffi::LUA_TNUMBER => codec::put_number(
+                    &mut payload,
+                    ffi::lua_tonumberx(state, index, ptr::null_mut()),
+                ),
+                _ => {
+                    let mut len = 0;
+                    let data = ffi::lua_tolstring(state, index, &mut len);
+                    codec::put_string(
+                        &mut payload,
+                        std::slice::from_raw_parts(data.cast::<u8>(), len),
+                    )
+                }
+            }
+        }
+        // SAFETY: upvalue 3 holds a Runtime until the closure is collected.
+        let runtime = &*runtime;
+        let Some(target) = runtime.service(handle) else {
+            return Ok(Sent::Dead);
+        };
+        let from = with_state_of(vm, |vm_state| vm_state.self_id)?;
+        let message = Message::new(from, 0, MessageKind::Send.code(), payload);
+        Ok(match runtime.post_message(&target, message) {
+            Ok(()) => Sent::Queued,
+            Err((PostError::Overloaded, _)) => Sent::Overloaded,
+            Err((PostError::Dead, _)) => Sent::Dead,
+        })
+    }));
+    match outcome {
+        Ok(Ok(Sent::Queued)) => {
+            ffi::lua_pushboolean(state, 1);
+            1
+        }
+        Ok(Ok(Sent::Overloaded)) => answer_error(state, c"overloaded"),
+        Ok(Ok(Sent::Dead)) => answer_error(state, c"dead"),
+        Ok(Ok(Sent::NoMemory)) => raise(state, c"lunet.send: not enough memory".as_ptr()),
+        Ok(Err(crate::state::StateUnavailable)) => raise(state, raw::STATE_UNAVAILABLE.as_ptr()),
+        Err(_) => raise(state, c"lunet.send: internal error".as_ptr()),
+    }
+}
+
+/// `nil, err`.
+unsafe fn answer_error(state: *mut ffi::lua_State, err: &std::ffi::CStr) -> c_int {
+    ffi::lua_pushnil(state);
+    ffi::lua_pushstring(state, err.as_ptr());
+    2
+}
