@@ -1,11 +1,12 @@
-//! `core.send(handle, ...)`'s fast path: a C function on the raw Lua stack
-//! (see `raw.rs`) for the usual one-way message, an integer handle and
-//! arguments that are nil, booleans, numbers or strings. It runs once per
-//! message, and mlua's callback machinery (argument handles, a lock per
-//! call) cost more than encoding it. Anything else (a registered name, a
-//! table, a socket to hand over, a Sub reference) goes to the mlua
-//! function (`services.rs`) with the same arguments, which answers as
-//! before: `true` when the message is queued, or `nil, err`.
+//! The fast paths of `core.send(handle, ...)` and `core.call(handle, ...)`:
+//! C functions on the raw Lua stack (see `raw.rs`) for the usual message,
+//! an integer handle and arguments that are nil, booleans, numbers or
+//! strings. They run once per message, and mlua's callback machinery
+//! (argument handles, a lock per call) cost more than encoding it.
+//! Anything else (a registered name, a table, a socket to hand over, a Sub
+//! reference) goes to the mlua function (`services.rs`) with the same
+//! arguments, which answers as before. Answers: send `true` when the
+//! message is queued, or `nil, err`; call the call's token, or `nil, err`.
 //!
 //! Upvalues: 1 the VM's identity, 2 the mlua function, 3 a full userdata
 //! holding a clone of the `Runtime` (dropped by its `__gc`).
@@ -22,8 +23,18 @@ use crate::protocol::MessageKind;
 use crate::raw::{self, raise};
 use crate::state::{vm_identity, with_state_of};
 
-/// `slow` (the mlua `core.send`) behind the fast path.
-pub fn wrap(lua: &Lua, runtime: &Runtime, slow: Function) -> mlua::Result<Function> {
+/// `slow` (the mlua `core.send` or `core.call`, as `kind` says) behind
+/// its fast path.
+pub fn wrap(
+    lua: &Lua,
+    runtime: &Runtime,
+    kind: MessageKind,
+    slow: Function,
+) -> mlua::Result<Function> {
+    let fast: ffi::lua_CFunction = match kind {
+        MessageKind::Call => call,
+        _ => send,
+    };
     let identity = vm_identity(lua)?;
     let runtime = runtime.clone();
     // SAFETY: exec_raw runs the closure in a protected call with `slow` on
@@ -40,7 +51,7 @@ pub fn wrap(lua: &Lua, runtime: &Runtime, slow: Function) -> mlua::Result<Functi
             ffi::lua_pushcfunction(state, drop_runtime);
             ffi::lua_setfield(state, -2, c"__gc".as_ptr());
             ffi::lua_setmetatable(state, -2);
-            ffi::lua_pushcclosure(state, send, 3);
+            ffi::lua_pushcclosure(state, fast, 3);
         })
     }
 }
@@ -54,14 +65,72 @@ unsafe extern "C-unwind" fn drop_runtime(state: *mut ffi::lua_State) -> c_int {
 }
 
 /// What became of the message.
-enum Sent {
-    Queued,
+enum Posted {
+    /// Queued (with its call's token).
+    Queued(u64),
     Overloaded,
     Dead,
     NoMemory,
 }
 
 unsafe extern "C-unwind" fn send(state: *mut ffi::lua_State) -> c_int {
+    match post(state, MessageKind::Send) {
+        None => slow(state),
+        Some(Ok(Ok(Posted::Queued(_)))) => {
+            ffi::lua_pushboolean(state, 1);
+            1
+        }
+        Some(Ok(Ok(Posted::Overloaded))) => answer_error(state, c"overloaded"),
+        Some(Ok(Ok(Posted::Dead))) => answer_error(state, c"dead"),
+        Some(other) => raise_failure(state, other),
+    }
+}
+
+unsafe extern "C-unwind" fn call(state: *mut ffi::lua_State) -> c_int {
+    let handle = ffi::lua_tointegerx(state, 1, ptr::null_mut());
+    let message = match post(state, MessageKind::Call) {
+        None => return slow(state),
+        Some(Ok(Ok(Posted::Queued(token)))) => {
+            ffi::lua_pushinteger(state, token as ffi::lua_Integer);
+            return 1;
+        }
+        Some(Ok(Ok(Posted::Overloaded))) => c"lunet.call: service :%I is overloaded",
+        Some(Ok(Ok(Posted::Dead))) => c"lunet.call: service :%I is dead",
+        Some(other) => return raise_failure(state, other),
+    };
+    ffi::lua_pushnil(state);
+    ffi::lua_pushfstring(state, message.as_ptr(), handle);
+    2
+}
+
+/// The mlua function, with the same arguments and answers.
+unsafe fn slow(state: *mut ffi::lua_State) -> c_int {
+    let top = ffi::lua_gettop(state);
+    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
+    ffi::lua_insert(state, 1);
+    ffi::lua_call(state, top, ffi::LUA_MULTRET);
+    ffi::lua_gettop(state)
+}
+
+type Outcome = std::thread::Result<Result<Posted, crate::state::StateUnavailable>>;
+
+/// Raises what is not an answer.
+unsafe fn raise_failure(state: *mut ffi::lua_State, outcome: Outcome) -> c_int {
+    match outcome {
+        Ok(Ok(Posted::NoMemory)) => {
+            raise(state, c"lunet: not enough memory for the message".as_ptr())
+        }
+        Ok(Err(_)) => raise(state, raw::STATE_UNAVAILABLE.as_ptr()),
+        _ => raise(
+            state,
+            c"lunet: internal error while posting a message".as_ptr(),
+        ),
+    }
+}
+
+/// Posts the message the stack holds, if the fast path takes it (`None`:
+/// it does not, the stack is untouched).
+unsafe fn post(state: *mut ffi::lua_State, kind: MessageKind) -> Option<Outcome> {
     let top = ffi::lua_gettop(state);
     // The payload's size, if the fast path takes this message.
     let mut size = Some(4usize);
@@ -82,22 +151,16 @@ unsafe extern "C-unwind" fn send(state: *mut ffi::lua_State) -> c_int {
         };
         index += 1;
     }
-    let Some(size) = size else {
-        // The mlua function, with the same arguments and answers.
-        ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
-        ffi::lua_insert(state, 1);
-        ffi::lua_call(state, top, ffi::LUA_MULTRET);
-        return ffi::lua_gettop(state);
-    };
+    let size = size?;
     let vm = raw::identity(state);
     let handle = ffi::lua_tointegerx(state, 1, ptr::null_mut()) as u64;
     let runtime = ffi::lua_touserdata(state, ffi::lua_upvalueindex(3)).cast::<Runtime>();
     // Nothing below raises until the payload is posted or dropped: the
     // values are read with calls that do not allocate.
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
+    Some(catch_unwind(AssertUnwindSafe(|| {
         let mut payload = Vec::new();
         if payload.try_reserve_exact(size).is_err() {
-            return Ok(Sent::NoMemory);
+            return Ok(Posted::NoMemory);
         }
         payload.extend_from_slice(&((top - 1) as u32).to_le_bytes());
         for index in 2..=top {
@@ -127,27 +190,19 @@ unsafe extern "C-unwind" fn send(state: *mut ffi::lua_State) -> c_int {
         // SAFETY: upvalue 3 holds a Runtime until the closure is collected.
         let runtime = &*runtime;
         let Some(target) = runtime.service(handle) else {
-            return Ok(Sent::Dead);
+            return Ok(Posted::Dead);
         };
-        let from = with_state_of(vm, |vm_state| vm_state.self_id)?;
-        let message = Message::new(from, 0, MessageKind::Send.code(), payload);
+        let (from, token) = with_state_of(vm, |vm_state| {
+            let token = (kind == MessageKind::Call).then(|| vm_state.next_call_token().to_raw());
+            (vm_state.self_id, token)
+        })?;
+        let message = Message::new(from, token.unwrap_or(0), kind.code(), payload);
         Ok(match runtime.post_message(&target, message) {
-            Ok(()) => Sent::Queued,
-            Err((PostError::Overloaded, _)) => Sent::Overloaded,
-            Err((PostError::Dead, _)) => Sent::Dead,
+            Ok(()) => Posted::Queued(token.unwrap_or(0)),
+            Err((PostError::Overloaded, _)) => Posted::Overloaded,
+            Err((PostError::Dead, _)) => Posted::Dead,
         })
-    }));
-    match outcome {
-        Ok(Ok(Sent::Queued)) => {
-            ffi::lua_pushboolean(state, 1);
-            1
-        }
-        Ok(Ok(Sent::Overloaded)) => answer_error(state, c"overloaded"),
-        Ok(Ok(Sent::Dead)) => answer_error(state, c"dead"),
-        Ok(Ok(Sent::NoMemory)) => raise(state, c"lunet.send: not enough memory".as_ptr()),
-        Ok(Err(crate::state::StateUnavailable)) => raise(state, raw::STATE_UNAVAILABLE.as_ptr()),
-        Err(_) => raise(state, c"lunet.send: internal error".as_ptr()),
-    }
+    })))
 }
 
 /// `nil, err`.

@@ -145,40 +145,45 @@ pub fn build(
             Err(e) => Err(runtime_error(format!("lunet.send: {e}"))),
         }
     })?;
-    core.set("send", super::send::wrap(lua, runtime, send)?)?;
+    core.set(
+        "send",
+        super::send::wrap(lua, runtime, MessageKind::Send, send)?,
+    )?;
 
     // Posts the request; the wrapper then yields OP.CALL and gets
-    // (true, answer...) or (false, error).
+    // (true, answer...) or (false, error). The usual call takes the fast
+    // path of `send.rs` (this function is its fallback).
     let rt = runtime.clone();
+    let call = lua.create_function(
+        move |lua,
+              (handle, args): (Value, MultiValue)|
+              -> mlua::Result<(Option<CallToken>, Option<String>)> {
+            let target = match target(&rt, &handle) {
+                Ok(target) => target,
+                Err(TargetError::Dead) => {
+                    return Ok((
+                        None,
+                        Some(format!("lunet.call: service {} is dead", describe(&handle))),
+                    ))
+                }
+                Err(e) => return Ok((None, Some(format!("lunet.call: {e}")))),
+            };
+            let failure = match post(lua, &rt, meta, &target, MessageKind::Call, &args) {
+                Ok(token) => return Ok((token, None)),
+                Err(PostFailure::Overloaded) => {
+                    format!("lunet.call: service :{} is overloaded", target.id())
+                }
+                Err(PostFailure::Dead) => {
+                    format!("lunet.call: service :{} is dead", target.id())
+                }
+                Err(e) => format!("lunet.call: {e}"),
+            };
+            Ok((None, Some(failure)))
+        },
+    )?;
     core.set(
         "call",
-        lua.create_function(
-            move |lua,
-                  (handle, args): (Value, MultiValue)|
-                  -> mlua::Result<(Option<CallToken>, Option<String>)> {
-                let target = match target(&rt, &handle) {
-                    Ok(target) => target,
-                    Err(TargetError::Dead) => {
-                        return Ok((
-                            None,
-                            Some(format!("lunet.call: service {} is dead", describe(&handle))),
-                        ))
-                    }
-                    Err(e) => return Ok((None, Some(format!("lunet.call: {e}")))),
-                };
-                let failure = match post(lua, &rt, meta, &target, MessageKind::Call, &args) {
-                    Ok(token) => return Ok((token, None)),
-                    Err(PostFailure::Overloaded) => {
-                        format!("lunet.call: service :{} is overloaded", target.id())
-                    }
-                    Err(PostFailure::Dead) => {
-                        format!("lunet.call: service :{} is dead", target.id())
-                    }
-                    Err(e) => format!("lunet.call: {e}"),
-                };
-                Ok((None, Some(failure)))
-            },
-        )?,
+        super::send::wrap(lua, runtime, MessageKind::Call, call)?,
     )?;
 
     let rt = runtime.clone();
