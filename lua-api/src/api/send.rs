@@ -8,8 +8,8 @@
 //! arguments, which answers as before. Answers: send `true` when the
 //! message is queued, or `nil, err`; call the call's token, or `nil, err`.
 //!
-//! Upvalues: 1 the VM's identity, 2 the mlua function, 3 a full userdata
-//! holding a clone of the `Runtime` (dropped by its `__gc`).
+//! Upvalues: 1 the VM's identity, 2 the mlua function, 3 (light userdata)
+//! the `Runtime` the mlua function owns: no finalizer, no memory per VM.
 
 use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -24,10 +24,11 @@ use crate::raw::{self, raise};
 use crate::state::{vm_identity, with_state_of};
 
 /// `slow` (the mlua `core.send` or `core.call`, as `kind` says) behind
-/// its fast path.
+/// its fast path; `runtime` is the one `slow` owns (boxed, so it stays
+/// where it is while `slow` lives, which the closure's upvalue 2 ensures).
 pub fn wrap(
     lua: &Lua,
-    runtime: &Runtime,
+    runtime: *const Runtime,
     kind: MessageKind,
     slow: Function,
 ) -> mlua::Result<Function> {
@@ -36,32 +37,16 @@ pub fn wrap(
         _ => send,
     };
     let identity = vm_identity(lua)?;
-    let runtime = runtime.clone();
     // SAFETY: exec_raw runs the closure in a protected call with `slow` on
-    // the stack; it leaves the new closure above the arguments' base. The
-    // userdata gets its Runtime written before anything can raise again,
-    // and its metatable drops it exactly once.
+    // the stack; it leaves the new closure above the arguments' base.
     unsafe {
         lua.exec_raw(slow, |state| {
             ffi::lua_pushinteger(state, identity as ffi::lua_Integer);
             ffi::lua_insert(state, -2);
-            let held = ffi::lua_newuserdatauv(state, std::mem::size_of::<Runtime>(), 0);
-            ptr::write(held.cast::<Runtime>(), runtime);
-            ffi::lua_createtable(state, 0, 1);
-            ffi::lua_pushcfunction(state, drop_runtime);
-            ffi::lua_setfield(state, -2, c"__gc".as_ptr());
-            ffi::lua_setmetatable(state, -2);
+            ffi::lua_pushlightuserdata(state, runtime.cast_mut().cast());
             ffi::lua_pushcclosure(state, fast, 3);
         })
     }
-}
-
-unsafe extern "C-unwind" fn drop_runtime(state: *mut ffi::lua_State) -> c_int {
-    let held = ffi::lua_touserdata(state, 1);
-    if !held.is_null() {
-        ptr::drop_in_place(held.cast::<Runtime>());
-    }
-    0
 }
 
 /// What became of the message.
@@ -187,7 +172,8 @@ unsafe fn post(state: *mut ffi::lua_State, kind: MessageKind) -> Option<Outcome>
                 }
             }
         }
-        // SAFETY: upvalue 3 holds a Runtime until the closure is collected.
+        // SAFETY: upvalue 3 points at the Runtime the function in upvalue 2
+        // owns, alive as long as this closure is.
         let runtime = &*runtime;
         let Some(target) = runtime.service(handle) else {
             return Ok(Posted::Dead);

@@ -131,8 +131,10 @@ pub fn build(
     )?;
 
     // `true` when the message is queued, or `nil, err`; the usual message
-    // takes the fast path of `send.rs` (this function is its fallback).
-    let rt = runtime.clone();
+    // takes the fast path of `send.rs` (this function is its fallback,
+    // and owns the Runtime the fast path reaches).
+    let rt = Box::new(runtime.clone());
+    let fast_runtime: *const Runtime = &*rt;
     let send = lua.create_function(move |lua, (handle, args): (Value, MultiValue)| {
         let target = match target(&rt, &handle) {
             Ok(t) => t,
@@ -147,13 +149,14 @@ pub fn build(
     })?;
     core.set(
         "send",
-        super::send::wrap(lua, runtime, MessageKind::Send, send)?,
+        super::send::wrap(lua, fast_runtime, MessageKind::Send, send)?,
     )?;
 
     // Posts the request; the wrapper then yields OP.CALL and gets
     // (true, answer...) or (false, error). The usual call takes the fast
-    // path of `send.rs` (this function is its fallback).
-    let rt = runtime.clone();
+    // path of `send.rs` (this function is its fallback, as for send).
+    let rt = Box::new(runtime.clone());
+    let fast_runtime: *const Runtime = &*rt;
     let call = lua.create_function(
         move |lua,
               (handle, args): (Value, MultiValue)|
@@ -183,7 +186,7 @@ pub fn build(
     )?;
     core.set(
         "call",
-        super::send::wrap(lua, runtime, MessageKind::Call, call)?,
+        super::send::wrap(lua, fast_runtime, MessageKind::Call, call)?,
     )?;
 
     let rt = runtime.clone();
