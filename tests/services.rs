@@ -289,6 +289,35 @@ fn memory_limit_fails_the_allocation_not_the_service() {
 }
 
 #[test]
+fn what_is_made_on_first_use_looks_as_if_it_had_always_been_there() {
+    let ran = run("svc_first_use.lua", &[]);
+    for label in ["trusted", "sandboxed"] {
+        for (key, expected) in [
+            // Not opened until named...
+            ("table_before", "nil"),
+            // ...then opened and kept as a plain global.
+            ("table_type", "table"),
+            ("table_kept", "true"),
+            ("require_math", "true"),
+            ("coroutine_sleep", "slept"),
+            ("pairs_lunet", "true"),
+            ("json_encode", "[1,2]"),
+            ("strict_set", "true"),
+            ("strict_utf8", "table"),
+            ("strict_os", "table"),
+            ("strict_undeclared", "true"),
+        ] {
+            assert_eq!(
+                ran.value(&format!("{label}.{key}")),
+                expected,
+                "{label}.{key}; log:\n{}",
+                ran.log
+            );
+        }
+    }
+}
+
+#[test]
 fn spawned_services_are_sandboxed_unless_trusted() {
     let ran = run("svc_sandbox.lua", &[]);
     // (key, expected value, or a prefix when it ends with ':'); every

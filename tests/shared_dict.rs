@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::{Client, End, Server};
+use common::{Client, End, Server, DEADLINE};
 use std::collections::{BTreeSet, HashSet};
 
 fn dict_server(args: &[&str]) -> Server {
@@ -276,6 +276,14 @@ fn misuse_raises_logs_and_closes_only_that_connection() {
         server.wait_log(message);
         // The same host keeps serving the other connection.
         assert_eq!(ask(&mut bystander, "ping"), "pong", "after {command}");
+    }
+    // Each traceback follows its message line, which is all the loop waited
+    // for: poll until the last one is in too (or the deadline), then count.
+    let deadline = std::time::Instant::now() + DEADLINE;
+    while server.log().matches("stack traceback").count() < cases.len()
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let log = server.log();
     assert_eq!(

@@ -14,6 +14,8 @@
 //! 3. No hook is installed in steady state: the interpreter runs at full
 //!    speed until the monitor finds a stuck slice.
 //! 4. [`Watch::stop`] ends the thread at its next tick.
+//! 5. Each tick it also runs the hook given by [`Monitor::every_tick`]
+//!    (the runtime's: the pool's driver watchdog, `scheduler/mod.rs`).
 //!
 //! [`Interrupt`]: crate::service::Interrupt
 
@@ -140,6 +142,8 @@ pub(crate) struct Monitor {
     warn_ms: u64,
     kill_ms: u64,
     seen: Vec<Seen>,
+    /// Step 5.
+    on_tick: Option<Box<dyn Fn() + Send>>,
 }
 
 impl Monitor {
@@ -156,7 +160,14 @@ impl Monitor {
             warn_ms: slice_warn.as_millis() as u64,
             kill_ms: slice_kill.as_millis() as u64,
             seen,
+            on_tick: None,
         }
+    }
+
+    /// Step 5: runs `hook` every tick.
+    pub(crate) fn every_tick(mut self, hook: Box<dyn Fn() + Send>) -> Monitor {
+        self.on_tick = Some(hook);
+        self
     }
 
     /// Body of the monitor thread.
@@ -166,6 +177,9 @@ impl Monitor {
             let now = now_ms();
             self.watch.coarse_ms.store(now, Ordering::Relaxed);
             self.check(now);
+            if let Some(hook) = &self.on_tick {
+                hook();
+            }
         }
     }
 

@@ -1,25 +1,29 @@
-//! The reactor thread: owns the `mio::Poll`, the listening sockets and the
-//! timer wheel. It never runs Lua and never reads payload.
+//! The reactor: the `mio::Poll`, the listening sockets and the timer
+//! wheel. It never runs Lua and never reads payload. It has no thread of
+//! its own: it is the pool's [`Driver`], which idle workers run in turn
+//! (`scheduler/mod.rs`, step 6).
 //!
 //! Protocol:
 //! 1. Other threads reach it through its [`Handle`]: they queue a
-//!    [`Command`] and wake the reactor through the `mio::Waker` only when it
-//!    is (about to be) blocked in `poll` (`sleeping`), so a busy reactor
-//!    costs them no syscall. Before it blocks the reactor sets `sleeping`,
-//!    then looks at the queue once more; a sender pushes under the queue's
-//!    lock, then reads `sleeping`. The lock orders the two looks: either the
-//!    sender sees the reactor sleeping and wakes it, or the reactor sees the
-//!    command.
-//! 2. Each loop: apply queued commands, poll, apply commands again (see
-//!    `run`), turn each readiness into an `Event::Io` on the owning service
-//!    (the token says which: service index in the high 32 bits, connection
-//!    slot in the low 32), accept on ready listeners and hand each
-//!    connection to the least-loaded host, then fire expired timers. Every
-//!    event goes through the pool's one scheduling path (`Pool::post`).
-//! 3. After a poll that returned events it keeps polling with a zero
-//!    timeout, yielding the CPU between polls, for `spin` before it blocks:
-//!    on two cores a futex wakeup costs more than a request
-//!    (`shared/research/scheduling.md`).
+//!    [`Command`] and wake it through the `mio::Waker` only when a worker
+//!    is (about to be) blocked in its `poll` (`sleeping`), so a busy
+//!    reactor costs them no syscall. Before it blocks the worker sets
+//!    `sleeping`, then looks at the queue once more; a sender pushes under
+//!    the queue's lock, then reads `sleeping`. The lock orders the two
+//!    looks: either the sender sees the reactor sleeping and wakes it, or
+//!    the reactor sees the command. The same waker wakes the worker asleep
+//!    in the poll when work is queued for it (`Handle::wake`).
+//! 2. A turn: apply queued commands, poll (without blocking, or blocking
+//!    until the next timer's deadline), apply commands again; then
+//!    dispatch: turn each readiness into an `Event::Io` on the owning
+//!    service (the token says which: service index in the high 32 bits,
+//!    connection slot in the low 32), accept on ready listeners and hand
+//!    each connection to the least-loaded host, then fire expired timers.
+//!    Every event goes through the pool's one scheduling path
+//!    (`Pool::post`), from the worker that polled.
+//! 3. Polling without blocking while idle, yielding the CPU between polls,
+//!    is the workers' search (`scheduler/worker.rs`): on two cores a futex
+//!    wakeup costs more than a request (`shared/research/scheduling.md`).
 //! 4. Each accepted connection carries a [`ConnectionCount`], counted down
 //!    wherever the connection ends, so `max_conns` is checked against a
 //!    count that cannot leak.
@@ -31,6 +35,8 @@
 //!    no new host joined. The sockets the new hosts share stay open
 //!    throughout, so no connection is refused; connections accepted before
 //!    the switch were posted to old hosts, those after go to new ones.
+//!    A listener whose hosts changed accepts at the next dispatch (`due`):
+//!    connections may wait in its backlog whose readiness came before.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,7 +47,7 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 
 use crate::clock::now_ms;
 use crate::event::{Accepted, ConnectionCount, Event, Readiness};
-use crate::scheduler::Pool;
+use crate::scheduler::{Driver, Pool};
 use crate::service::Service;
 use crate::stats::{bump, Accepts};
 use crate::timer_wheel::TimerWheel;
@@ -108,8 +114,6 @@ pub(crate) enum Command {
         close: Vec<u32>,
         done: std::sync::mpsc::Sender<()>,
     },
-    /// End the reactor thread.
-    Stop,
 }
 
 /// How other threads reach the reactor (step 1).
@@ -154,11 +158,17 @@ impl Handle {
         &self.registry
     }
 
-    /// Ends the reactor thread after the commands queued before this one.
-    pub(crate) fn stop(&self) {
-        self.command(Command::Stop);
-        // Also when it is spinning, not sleeping: it stops at once either way.
+    /// Wakes a blocking poll (the driver sleeper of the pool's idle
+    /// protocol, `scheduler/idle.rs`).
+    pub(crate) fn wake(&self) {
         let _ = self.waker.wake();
+    }
+
+    /// The runtime stops: commands queued and later are dropped (whoever
+    /// waits for an answer is told), and a blocking poll returns.
+    pub(crate) fn stop(&self) {
+        self.close();
+        self.wake();
     }
 
     fn has_commands(&self) -> bool {
@@ -169,7 +179,7 @@ impl Handle {
             .is_some_and(|queue| !queue.is_empty())
     }
 
-    /// The reactor has ended: drop what is queued and what comes later.
+    /// Drop what is queued and what comes later.
     fn close(&self) {
         self.commands
             .lock()
@@ -181,8 +191,6 @@ impl Handle {
 /// How the reactor runs.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Settings {
-    /// How long it keeps polling after activity before it blocks (step 3).
-    pub(crate) spin: Duration,
     /// Accepted connections alive at once; past it new ones are closed.
     pub(crate) max_conns: usize,
 }
@@ -197,12 +205,17 @@ struct Listener {
     retry_at: Option<Instant>,
     /// Refuse accepts at `max_conns` (all but the admin listener).
     capped: bool,
+    /// Accept at the next dispatch: hosts joined, or were switched, and
+    /// connections may wait in the backlog whose (edge-triggered)
+    /// readiness came while no host was there.
+    due: bool,
 }
 
 pub(crate) struct Reactor {
     poll: Poll,
     handle: Arc<Handle>,
-    pool: Arc<Pool>,
+    /// What the last poll found (`Driver::poll`), until dispatched.
+    events: Events,
     /// Accepted connections alive (see [`ConnectionCount`]).
     connections: Arc<AtomicUsize>,
     settings: Settings,
@@ -224,7 +237,6 @@ impl Reactor {
     pub(crate) fn new(
         poll: Poll,
         handle: Arc<Handle>,
-        pool: Arc<Pool>,
         connections: Arc<AtomicUsize>,
         accepts: Arc<Accepts>,
         settings: Settings,
@@ -232,7 +244,7 @@ impl Reactor {
         Reactor {
             poll,
             handle,
-            pool,
+            events: Events::with_capacity(EVENTS_PER_POLL),
             connections,
             settings,
             services: Vec::new(),
@@ -247,110 +259,101 @@ impl Reactor {
         }
     }
 
-    pub(crate) fn run(mut self) {
-        self.serve();
-        self.handle.close();
-    }
-
-    /// Steps 2 and 3, until `Command::Stop`.
-    fn serve(&mut self) {
-        let mut events = Events::with_capacity(EVENTS_PER_POLL);
-        let spin = self.settings.spin;
-        let mut last_busy: Option<Instant> = None;
-        loop {
-            if self.drain_commands() {
-                break;
-            }
-            let spinning = last_busy.is_some_and(|at| at.elapsed() < spin);
-            let mut timeout = if spinning {
-                None // decided below; no need to read the clock for it
-            } else {
-                let now = now_ms();
-                self.timers
-                    .next_deadline()
-                    .map(|deadline| Duration::from_millis(deadline.saturating_sub(now)))
-            };
-            let retrying = self
-                .listeners
-                .iter()
-                .flatten()
-                .any(|l| l.retry_at.is_some());
-            if retrying {
-                timeout = Some(timeout.map_or(ACCEPT_RETRY, |t| t.min(ACCEPT_RETRY)));
-            }
-            if spinning {
+    /// Step 2's poll: commands, then one `epoll_wait`, then commands again.
+    fn poll_once(&mut self, block: bool) {
+        self.drain_commands();
+        let accept_due = self.listeners.iter().flatten().any(|l| l.due);
+        let mut timeout = if block && !accept_due {
+            let now = now_ms();
+            self.timers
+                .next_deadline()
+                .map(|deadline| Duration::from_millis(deadline.saturating_sub(now)))
+        } else {
+            Some(Duration::ZERO)
+        };
+        if self.retrying() {
+            timeout = Some(timeout.map_or(ACCEPT_RETRY, |t| t.min(ACCEPT_RETRY)));
+        }
+        let blocking = timeout != Some(Duration::ZERO);
+        if blocking {
+            self.handle.sleeping.store(true, Ordering::SeqCst);
+            if self.handle.has_commands() {
+                self.handle.sleeping.store(false, Ordering::SeqCst);
+                self.drain_commands();
                 timeout = Some(Duration::ZERO);
             }
-            let blocking = timeout != Some(Duration::ZERO);
-            if blocking {
-                self.handle.sleeping.store(true, Ordering::SeqCst);
-                if self.handle.has_commands() {
-                    self.handle.sleeping.store(false, Ordering::SeqCst);
-                    continue;
-                }
+        }
+        let result = self.poll.poll(&mut self.events, timeout);
+        if blocking {
+            self.handle.sleeping.store(false, Ordering::SeqCst);
+        }
+        if let Err(e) = result {
+            self.events.clear();
+            if e.kind() != io::ErrorKind::Interrupted {
+                tracing::error!("reactor poll failed: {e}");
+                std::thread::sleep(Duration::from_millis(10));
             }
-            let result = self.poll.poll(&mut events, timeout);
-            if blocking {
-                self.handle.sleeping.store(false, Ordering::SeqCst);
-            }
-            if let Err(e) = result {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    tracing::error!("reactor poll failed: {e}");
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                continue;
-            }
-            // Commands again, before dispatching: a service registers its
-            // sockets only after its AddService command was queued, but that
-            // command may have arrived while we were in poll. Dispatching first
-            // would drop the socket's (edge-triggered, never repeated) event.
-            if !events.is_empty() && self.drain_commands() {
-                break;
-            }
-            let mut busy = false;
-            for event in events.iter() {
-                if event.token() == WAKER_TOKEN {
-                    continue;
-                }
-                busy = true;
-                let (service_index, slot) = split_token(event.token());
-                if service_index == LISTENER_SERVICE {
-                    self.accept(slot);
-                    continue;
-                }
-                let mut readiness = Readiness::empty();
-                if event.is_readable() {
-                    readiness = readiness | Readiness::READABLE;
-                }
-                if event.is_writable() {
-                    readiness = readiness | Readiness::WRITABLE;
-                }
-                if event.is_error() || event.is_read_closed() || event.is_write_closed() {
-                    readiness = readiness | Readiness::HANGUP;
-                }
-                if let Some(Some(service)) = self.services.get(service_index as usize) {
-                    self.pool.post(service, Event::Io { slot, readiness });
-                }
-            }
-            if retrying {
-                self.retry_accepts();
-            }
-            if !self.timers.is_empty() {
-                self.timers.advance(now_ms(), &mut self.expired);
-                for (service, id) in self.expired.drain(..) {
-                    self.pool.post(&service, Event::Timer { id });
-                }
-            }
-            if busy {
-                last_busy = Some(Instant::now());
-            } else if spinning {
-                std::thread::yield_now();
-            }
+            return;
+        }
+        // Commands again, before dispatching: a service registers its
+        // sockets only after its AddService command was queued, but that
+        // command may have arrived while we were in poll. Dispatching first
+        // would drop the socket's (edge-triggered, never repeated) event.
+        if !self.events.is_empty() {
+            self.drain_commands();
         }
     }
 
-    /// Applies queued commands; returns true on Stop.
-    fn drain_commands(&mut self) -> bool {
+    /// Step 2's dispatch: readiness, accepts, retried accepts, timers.
+    fn dispatch_found(&mut self, pool: &Pool) -> bool {
+        let mut busy = false;
+        let events = std::mem::replace(&mut self.events, Events::with_capacity(0));
+        for event in events.iter() {
+            if event.token() == WAKER_TOKEN {
+                continue;
+            }
+            busy = true;
+            let (service_index, slot) = split_token(event.token());
+            if service_index == LISTENER_SERVICE {
+                self.accept(pool, slot);
+                continue;
+            }
+            let mut readiness = Readiness::empty();
+            if event.is_readable() {
+                readiness = readiness | Readiness::READABLE;
+            }
+            if event.is_writable() {
+                readiness = readiness | Readiness::WRITABLE;
+            }
+            if event.is_error() || event.is_read_closed() || event.is_write_closed() {
+                readiness = readiness | Readiness::HANGUP;
+            }
+            if let Some(Some(service)) = self.services.get(service_index as usize) {
+                pool.post(service, Event::Io { slot, readiness });
+            }
+        }
+        self.events = events;
+        self.events.clear();
+        self.accept_due(pool);
+        if !self.timers.is_empty() {
+            self.timers.advance(now_ms(), &mut self.expired);
+            for (service, id) in self.expired.drain(..) {
+                busy = true;
+                pool.post(&service, Event::Timer { id });
+            }
+        }
+        busy
+    }
+
+    fn retrying(&self) -> bool {
+        self.listeners
+            .iter()
+            .flatten()
+            .any(|listener| listener.retry_at.is_some())
+    }
+
+    /// Applies queued commands.
+    fn drain_commands(&mut self) {
         {
             let mut queue = self
                 .handle
@@ -359,10 +362,9 @@ impl Reactor {
                 .unwrap_or_else(|e| e.into_inner());
             match queue.as_mut() {
                 Some(queue) if !queue.is_empty() => std::mem::swap(queue, &mut self.commands),
-                _ => return false,
+                _ => return,
             }
         }
-        let mut stop = false;
         let mut commands = std::mem::take(&mut self.commands);
         for command in commands.drain(..) {
             match command {
@@ -413,6 +415,7 @@ impl Reactor {
                         waiting: Vec::new(),
                         retry_at: None,
                         capped,
+                        due: false,
                     });
                 }
                 Command::JoinListener { id, host } => {
@@ -422,7 +425,7 @@ impl Reactor {
                         } else {
                             listener.hosts.push(host);
                             // Connections may have queued before the first host joined.
-                            self.accept(id);
+                            listener.due = true;
                         }
                     }
                 }
@@ -440,11 +443,9 @@ impl Reactor {
                     self.switch_hosts(&retire, &close);
                     let _ = done.send(());
                 }
-                Command::Stop => stop = true,
             }
         }
         self.commands = commands;
-        stop
     }
 
     /// Step 5, in one command: no connection is accepted between taking
@@ -462,38 +463,43 @@ impl Reactor {
             listener.waiting.retain(|host| !retire.contains(&host.id()));
             let admitted = std::mem::take(&mut listener.waiting);
             listener.hosts.extend(admitted);
-        }
-        // Connections that queued in the backlog while a listener had no
-        // host got their (edge-triggered) readiness already.
-        for id in 0..self.listeners.len() as u32 {
-            self.accept(id);
+            // Connections that queued in the backlog while a listener had
+            // no host got their (edge-triggered) readiness already.
+            listener.due = true;
         }
     }
 
-    fn retry_accepts(&mut self) {
-        let now = Instant::now();
-        let due: Vec<u32> = self
+    /// Accepts on the listeners whose accept is due: joined or switched
+    /// hosts, or a retry after running out of descriptors.
+    fn accept_due(&mut self, pool: &Pool) {
+        if !self
             .listeners
             .iter()
-            .enumerate()
-            .filter_map(|(i, l)| match l {
-                Some(l) if l.retry_at.is_some_and(|at| at <= now) => Some(i as u32),
-                _ => None,
-            })
-            .collect();
-        for id in due {
-            self.accept(id);
+            .flatten()
+            .any(|l| l.due || l.retry_at.is_some())
+        {
+            return;
+        }
+        let now = Instant::now();
+        for id in 0..self.listeners.len() {
+            let due = self.listeners[id]
+                .as_ref()
+                .is_some_and(|l| l.due || l.retry_at.is_some_and(|at| at <= now));
+            if due {
+                self.accept(pool, id as u32);
+            }
         }
     }
 
     /// Accepts until `WouldBlock`, handing each connection to the host with
     /// the fewest connections.
-    fn accept(&mut self, id: u32) {
+    fn accept(&mut self, pool: &Pool, id: u32) {
         let max_conns = self.settings.max_conns;
         let Some(Some(listener)) = self.listeners.get_mut(id as usize) else {
             return;
         };
         listener.retry_at = None;
+        listener.due = false;
         if listener.hosts.is_empty() {
             return;
         }
@@ -523,7 +529,7 @@ impl Reactor {
                     let Some(host) = host else { return };
                     bump(&self.accepts.accepted);
                     let count = ConnectionCount::new(&self.connections, &host.load_counter());
-                    self.pool.post(
+                    pool.post(
                         &host,
                         Event::Accept {
                             listener: id,
@@ -547,5 +553,15 @@ impl Reactor {
                 }
             }
         }
+    }
+}
+
+impl Driver for Reactor {
+    fn poll(&mut self, block: bool) {
+        self.poll_once(block);
+    }
+
+    fn dispatch(&mut self, pool: &Pool) -> bool {
+        self.dispatch_found(pool)
     }
 }

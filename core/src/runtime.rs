@@ -50,9 +50,10 @@ use crate::stats::{Accepts, Snapshot};
 pub struct Config {
     /// Worker threads.
     pub workers: usize,
-    /// How long the reactor keeps polling and idle workers keep looking for
-    /// work, yielding the CPU, before they block. 50 us took a reactor +
-    /// pool prototype from 0.65x to 0.92x of a single-threaded loop here.
+    /// How long an idle worker keeps looking for work and polling the
+    /// sockets without blocking, yielding the CPU, before it sleeps. 50 us
+    /// took a reactor + pool prototype from 0.65x to 0.92x of a
+    /// single-threaded loop here.
     pub spin: Duration,
     /// Events a service handles per turn before others get a worker
     /// (skynet's weight).
@@ -157,7 +158,24 @@ impl Runtime {
             spin: config.spin,
             time_turns: config.time_turns,
         };
-        let (pool, locals) = Pool::new(workers, settings, on_exit);
+        let connections = Arc::new(AtomicUsize::new(0));
+        let accepts = Arc::new(Accepts::default());
+        // No thread of its own: idle workers run it (scheduler step 6).
+        let driver = Reactor::new(
+            poll,
+            reactor.clone(),
+            connections.clone(),
+            accepts.clone(),
+            reactor::Settings {
+                max_conns: config.max_conns,
+            },
+        );
+        let wake_driver: scheduler::WakeDriver = {
+            let reactor = reactor.clone();
+            Box::new(move || reactor.wake())
+        };
+        let (pool, locals) =
+            Pool::with_driver(workers, settings, on_exit, Box::new(driver), wake_driver);
         let parts = Arc::new(Parts {
             reactor,
             pool: Arc::new(pool),
@@ -165,8 +183,8 @@ impl Runtime {
             listeners: Listeners::new(config.backlog, config.reuse_port, config.bind_as.clone()),
             lane: Arc::new(Lane::new(config.lane_queue)),
             watch: Arc::new(Watch::new(workers)),
-            connections: Arc::new(AtomicUsize::new(0)),
-            accepts: Arc::new(Accepts::default()),
+            connections,
+            accepts,
             config,
         });
         let mut handles = Vec::new();
@@ -174,18 +192,6 @@ impl Runtime {
             handles.push(std::thread::Builder::new().name(name).spawn(body)?);
             Ok(())
         };
-        let reactor = Reactor::new(
-            poll,
-            parts.reactor.clone(),
-            parts.pool.clone(),
-            parts.connections.clone(),
-            parts.accepts.clone(),
-            reactor::Settings {
-                spin: parts.config.spin,
-                max_conns: parts.config.max_conns,
-            },
-        );
-        spawn("lunet-reactor".into(), Box::new(move || reactor.run()))?;
         for (index, local) in locals.into_iter().enumerate() {
             let pool = parts.pool.clone();
             let watch = parts.watch.clone();
@@ -194,12 +200,14 @@ impl Runtime {
                 Box::new(move || run_worker(pool, watch, index, local)),
             )?;
         }
+        let pool = parts.pool.clone();
         let monitor = Monitor::new(
             parts.watch.clone(),
             parts.directory.clone(),
             parts.config.slice_warn,
             parts.config.slice_kill,
-        );
+        )
+        .every_tick(Box::new(move || pool.watch_driver()));
         spawn("lunet-monitor".into(), Box::new(move || monitor.run()))?;
         for index in 0..parts.config.lane_threads.max(1) {
             let lane = parts.lane.clone();

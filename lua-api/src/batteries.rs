@@ -4,7 +4,8 @@
 //!
 //! How a battery is built:
 //! 1. `prelude.lua` gives the `lunet` table an `__index` that calls
-//!    `core.battery(name)`; for a battery's name that returns its builder.
+//!    `core.member(name)` (`parts.rs`); for a battery's name that returns
+//!    its builder.
 //! 2. The builder runs once per VM with `(core, lunet, internals)`
 //!    (`internals`: the prelude's `yield`, `cannot_wait`, socket maker) and
 //!    its result is stored in `lunet` under the name.
@@ -15,67 +16,31 @@
 //! JSON is pure and every VM gets it, sandboxed ones included; the
 //! bindings that reach out check their capability when called.
 
-use std::sync::OnceLock;
-
 use lunet_core::Runtime;
-use mlua::{Function, Lua, Table, Value};
+use mlua::{Lua, Table, Value};
 
-/// A Lua chunk of lunet's, compiled once per process.
-pub(crate) struct Chunk {
-    name: &'static str,
-    source: &'static str,
-    bytecode: OnceLock<Vec<u8>>,
-}
-
-impl Chunk {
-    pub(crate) const fn new(name: &'static str, source: &'static str) -> Chunk {
-        Chunk {
-            name,
-            source,
-            bytecode: OnceLock::new(),
-        }
-    }
-
-    pub(crate) fn function(&self, lua: &Lua) -> mlua::Result<Function> {
-        let bytecode = self.bytecode.get_or_init(|| {
-            Lua::new()
-                .load(self.source)
-                .set_name(self.name)
-                .into_function()
-                .map(|f| f.dump(true))
-                .expect("lunet's Lua chunks compile (checked by the unit tests)")
-        });
-        lua.load(&bytecode[..])
-            .set_name(self.name)
-            .set_mode(mlua::chunk::ChunkMode::Binary)
-            .into_function()
-    }
-}
+use crate::parts::Chunk;
 
 static HTTP: Chunk = Chunk::new("@lunet/http.lua", include_str!("http/http.lua"));
 static WS: Chunk = Chunk::new("@lunet/ws.lua", include_str!("ws.lua"));
 static CLUSTER: Chunk = Chunk::new("@lunet/cluster.lua", include_str!("cluster/cluster.lua"));
 
-/// Puts `core.battery` and the batteries' fast paths on `core`.
+/// Puts the batteries' fast paths on `core`.
 pub fn install(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
     crate::http::install(lua, core)?;
     crate::ws::install(lua, core)?;
-    crate::pool::install(lua, runtime, core)?;
-    core.set(
-        "battery",
-        lua.create_function(|lua, name: mlua::LuaString| -> mlua::Result<Value> {
-            Ok(match &*name.as_bytes() {
-                b"json" => {
-                    Value::Function(lua.create_function(|lua, ()| crate::json::module(lua))?)
-                }
-                b"http" => Value::Function(HTTP.function(lua)?),
-                b"ws" => Value::Function(WS.function(lua)?),
-                b"cluster" => Value::Function(CLUSTER.function(lua)?),
-                _ => Value::Nil,
-            })
-        })?,
-    )?;
-    Ok(())
+    crate::pool::install(lua, runtime, core)
+}
+
+/// The builder of battery `name` (`parts.rs`), or `nil`.
+pub fn builder(lua: &Lua, name: &[u8]) -> mlua::Result<Value> {
+    Ok(match name {
+        b"json" => Value::Function(lua.create_function(|lua, ()| crate::json::module(lua))?),
+        b"http" => Value::Function(HTTP.function(lua)?),
+        b"ws" => Value::Function(WS.function(lua)?),
+        b"cluster" => Value::Function(CLUSTER.function(lua)?),
+        _ => Value::Nil,
+    })
 }
 
 #[cfg(test)]

@@ -211,11 +211,7 @@ pub fn fast_read(
             state.pending_read = Some((id, request));
             Ok(FastRead::Wait)
         }
-        // Here the caller makes the value at once: take every shape.
-        ReadOutcome::Parsed { len, shape } => {
-            bytes.clear();
-            Ok(FastRead::Taken(take_parsed(entry, len, shape, bytes)))
-        }
+        // Here the caller makes the value at once.
         outcome => Ok(FastRead::Taken(take(entry, outcome, bytes))),
     }
 }
@@ -227,10 +223,11 @@ pub enum Taken {
     Data,
     /// The buffer's content is a whole value of this shape.
     Parsed(Shape),
-    /// A whole command waits at the front of the input, left there: the
-    /// session that waited for it takes it with the fast path when it runs
-    /// (`sock:readresp` calls it again), so a command that arrives while a
-    /// session waits costs what one found buffered costs.
+    /// The answer of a read that waited is at the front of the input, left
+    /// there: the session is resumed with `true` and takes it with the
+    /// fast path when it runs (its wrapper calls it again), so an answer
+    /// that arrives while a session waits costs what one found buffered
+    /// costs, and is copied once, into the Lua string.
     Buffered,
     /// The read failed with `err`; `partial`: the buffer's content is the
     /// partial data to hand back with it.
@@ -247,10 +244,6 @@ pub fn take(entry: &mut ConnEntry, outcome: ReadOutcome, bytes: &mut Vec<u8>) ->
             entry.conn.input.consume(consume - end);
             Taken::Data
         }
-        ReadOutcome::Parsed {
-            shape: Shape::Command,
-            ..
-        } => Taken::Buffered,
         ReadOutcome::Parsed { len, shape } => take_parsed(entry, len, shape, bytes),
         ReadOutcome::Failed { err, partial } => {
             if partial {
@@ -262,6 +255,16 @@ pub fn take(entry: &mut ConnEntry, outcome: ReadOutcome, bytes: &mut Vec<u8>) ->
             err: "closed".into(),
             partial: false,
         },
+    }
+}
+
+/// The end of a read that waited (`outcome` is not `Wait`): a ready answer
+/// stays buffered ([`Taken::Buffered`]); a failure takes its partial data
+/// into `bytes`.
+pub fn settle(entry: &mut ConnEntry, outcome: ReadOutcome, bytes: &mut Vec<u8>) -> Taken {
+    match outcome {
+        ReadOutcome::Ready { .. } | ReadOutcome::Parsed { .. } => Taken::Buffered,
+        outcome => take(entry, outcome, bytes),
     }
 }
 

@@ -19,7 +19,7 @@ use std::os::raw::c_int;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use lunet_core::proto::resp::{self, Progress};
-use mlua::{ffi, Function, Lua, Table, Value};
+use mlua::{ffi, Lua, Table, Value};
 
 use crate::caps::{self, Capability};
 use crate::ids::ConnectionId;
@@ -49,8 +49,9 @@ enum Step {
     Misuse,
 }
 
-/// Puts the codes and functions of the Redis bindings on `core`:
-/// `core.readresp` and `core.redis` (which makes the `lunet.redis` table).
+/// Puts the functions of the Redis bindings on `core`: `core.readresp`
+/// and what `redis.lua` (the `lunet.redis` table, a part of the prelude,
+/// `parts.rs`) uses.
 pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
     let readresp = raw::closure(lua, readresp)?;
     core.raw_set("readresp", readresp)?;
@@ -58,11 +59,6 @@ pub fn install(lua: &Lua, core: &Table) -> mlua::Result<()> {
         "redis_connect_allowed",
         lua.create_function(|lua, ()| caps::require(lua, Capability::Net, "lunet.redis.connect"))?,
     )?;
-    let module: Function = lua
-        .load(include_str!("redis.lua"))
-        .set_name("@lunet/redis.lua")
-        .into_function()?;
-    core.raw_set("redis", module)?;
     core.raw_set("null", Value::NULL)?;
     Ok(())
 }

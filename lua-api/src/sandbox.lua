@@ -1,16 +1,16 @@
 -- The restricted environment of a spawned service (unless trusted=true):
 -- no io, no debug, no process control, no files, text-only load, no __gc
 -- finalizers. What lunet's own bindings may reach is the business of the
--- capabilities (lua-api/src/caps.rs), checked in Rust.
+-- capabilities (lua-api/src/caps.rs), checked in Rust. The libraries the
+-- sandbox leaves out, and its `os`, are the business of
+-- prelude/libraries.lua (they are opened on first use). Run after
+-- prelude.lua with `core`, `lunet` and `shared()` (what makes and
+-- returns prelude/internals.lua's table).
+local core, lunet, shared = ...
 local raw_load, error, tostring = load, error, tostring
 local raw_setmetatable, rawget, type = setmetatable, rawget, type
-local loaded = package.loaded
+local loaded = core.loaded()
 
-os = {
-    time = os.time, clock = os.clock, date = os.date, difftime = os.difftime,
-}
-io = nil
-debug = nil
 dofile = nil
 loadfile = nil
 string.dump = nil
@@ -23,6 +23,8 @@ function load(chunk, name, mode, env)
 end
 
 function require(name)
+    if name == "lunet" then return lunet end
+    shared().libraries()
     local module = loaded[name]
     if module == nil then
         error("module '" .. tostring(name) .. "' is not available in a sandboxed service", 2)
@@ -40,6 +42,4 @@ function setmetatable(t, mt)
     return raw_setmetatable(t, mt)
 end
 
-package = nil
 getmetatable("").__metatable = false
-loaded.io, loaded.debug, loaded.os, loaded.package = nil, nil, os, nil

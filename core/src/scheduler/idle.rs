@@ -11,10 +11,17 @@
 //!    thread go on the list and `state` counts it), looks at every queue
 //!    once more, and parks ([`Idle::park`]) only if that found nothing;
 //!    otherwise it takes itself off the list ([`Idle::cancel_sleep`]).
+//!    The worker that holds the driver (`mod.rs`, step 6) registers as the
+//!    *driver sleeper* and sleeps in the driver's blocking poll instead of
+//!    parking; when the poll returns, for whatever reason, it calls
+//!    [`Idle::cancel_sleep`].
 //! 3. Whoever queues work calls [`Idle::notify_one`] *after* the push. It does
 //!    nothing while some worker is searching (that one looks again in step 2
 //!    after it stops) or when no worker sleeps; otherwise it takes one
-//!    sleeper off the list, sets its `notified` flag and unparks it.
+//!    sleeper off the list, sets its `notified` flag and unparks it: a
+//!    parked one first (the driver sleeper keeps watching the sockets), the
+//!    driver sleeper through the driver's wake (an eventfd write) when it
+//!    is the only one.
 //! 4. Why no wakeup is lost: every change of `state` and the notifier's read
 //!    of it are read-modify-writes of that one word (the read is a
 //!    `fetch_add(0)`, as tokio's `notify_should_wakeup`), so they fall in one
@@ -48,17 +55,31 @@ pub(crate) struct Idle {
     /// one word, so a notifier reads both with one read-modify-write.
     state: AtomicUsize,
     sleepers: Mutex<Sleepers>,
+    wake_driver: WakeDriver,
 }
 
+/// How a registered sleeper is woken.
+enum Sleeper {
+    /// Parked: unpark its thread.
+    Parked(thread::Thread),
+    /// In the driver's blocking poll: wake the driver.
+    Driver,
+}
+
+/// Wakes the driver's blocking poll from any thread (step 3).
+pub(crate) type WakeDriver = Box<dyn Fn() + Send + Sync>;
+
 struct Sleepers {
-    /// Registered sleepers: worker index and the thread to unpark.
-    registered: Vec<(usize, thread::Thread)>,
+    /// Registered sleepers: worker index and how to wake it.
+    registered: Vec<(usize, Sleeper)>,
     /// Per worker: set by an unparker, cleared by the worker (step 5).
     notified: Vec<bool>,
 }
 
 impl Idle {
-    pub(crate) fn new(workers: usize) -> Idle {
+    /// `wake_driver` wakes the driver sleeper (never called if no worker
+    /// sleeps in a driver).
+    pub(crate) fn new(workers: usize, wake_driver: WakeDriver) -> Idle {
         assert!(
             workers < SLEEPER_ONE,
             "{workers} workers do not fit the count"
@@ -69,6 +90,7 @@ impl Idle {
                 registered: Vec::with_capacity(workers),
                 notified: vec![false; workers],
             }),
+            wake_driver,
         }
     }
 
@@ -97,19 +119,29 @@ impl Idle {
         self.wake_one();
     }
 
-    /// Takes one sleeper off the list and unparks it; false if none was left.
+    /// Takes one sleeper off the list (a parked one first) and wakes it;
+    /// false if none was left.
     #[inline(never)]
     fn wake_one(&self) -> bool {
-        let thread = {
+        let sleeper = {
             let mut sleepers = self.sleepers();
-            let Some((index, thread)) = sleepers.registered.pop() else {
+            let registered = &mut sleepers.registered;
+            let at = registered
+                .iter()
+                .rposition(|(_, sleeper)| matches!(sleeper, Sleeper::Parked(_)))
+                .or(registered.len().checked_sub(1));
+            let Some(at) = at else {
                 return false;
             };
+            let (index, sleeper) = registered.swap_remove(at);
             self.state.fetch_sub(SLEEPER_ONE, Ordering::SeqCst);
             sleepers.notified[index] = true;
-            thread
+            sleeper
         };
-        thread.unpark();
+        match sleeper {
+            Sleeper::Parked(thread) => thread.unpark(),
+            Sleeper::Driver => (self.wake_driver)(),
+        }
         true
     }
 
@@ -123,18 +155,25 @@ impl Idle {
         }
     }
 
-    /// Step 2: registers worker `index`, on its own thread, as a sleeper.
-    /// The caller looks at the queues again, then calls [`Idle::park`] or
+    /// Step 2: registers worker `index`, on its own thread, as a sleeper
+    /// (`in_driver`: the driver sleeper). The caller looks at the queues
+    /// again, then calls [`Idle::park`] (or polls the driver) or
     /// [`Idle::cancel_sleep`].
-    pub(crate) fn prepare_sleep(&self, index: usize) {
+    pub(crate) fn prepare_sleep(&self, index: usize, in_driver: bool) {
+        let sleeper = if in_driver {
+            Sleeper::Driver
+        } else {
+            Sleeper::Parked(thread::current())
+        };
         let mut sleepers = self.sleepers();
-        sleepers.registered.push((index, thread::current()));
+        sleepers.registered.push((index, sleeper));
         self.state.fetch_add(SLEEPER_ONE, Ordering::SeqCst);
     }
 
     /// Step 2 and 5: undoes [`Idle::prepare_sleep`] when the second look
-    /// found work. If a notifier already took the worker off the list, its
-    /// flag is cleared instead (the worker is awake and about to run work).
+    /// found work, or once the driver's poll returned. If a notifier already
+    /// took the worker off the list, its flag is cleared instead (the worker
+    /// is awake and about to look for work).
     pub(crate) fn cancel_sleep(&self, index: usize) {
         let mut sleepers = self.sleepers();
         let registered = &mut sleepers.registered;

@@ -1,7 +1,10 @@
 //! Model check of the parking protocol (`idle.rs`) with loom: every
 //! interleaving, up to a preemption bound, of workers that search, register
 //! as sleepers, look again and park (the loop of `worker.rs`), and pushers
-//! that push one item each and then notify. A lost wakeup shows as a
+//! that push one item each and then notify. With `driver`, the worker that
+//! takes the driver first sleeps as the driver sleeper (woken through the
+//! driver's wake, and taking itself off the list once woken), as
+//! `worker.rs` does around the driver's blocking poll. A lost wakeup shows as a
 //! deadlock that loom reports (every worker parked, an item left, the main
 //! thread joining them); the end also checks that every item was taken once.
 //!
@@ -11,7 +14,7 @@
 use std::sync::atomic::Ordering;
 
 use loom::sync::atomic::{AtomicBool, AtomicUsize};
-use loom::sync::Arc;
+use loom::sync::{Arc, Mutex};
 use loom::thread;
 
 use super::idle::Idle;
@@ -44,12 +47,27 @@ struct World {
     queue: Queue,
     shutdown: AtomicBool,
     taken: AtomicUsize,
+    /// Held by the worker that sleeps in the driver (`None`: no driver).
+    driver: Option<Mutex<()>>,
+    /// That worker's thread, which the driver's wake unparks.
+    driver_thread: Arc<Mutex<Option<thread::Thread>>>,
 }
 
 impl World {
-    fn new(workers: usize, pushers: usize) -> World {
+    fn new(workers: usize, pushers: usize, driver: bool) -> World {
+        let driver_thread: Arc<Mutex<Option<thread::Thread>>> = Arc::new(Mutex::new(None));
+        let wake = driver_thread.clone();
         World {
-            idle: Idle::new(workers),
+            driver: driver.then(|| Mutex::new(())),
+            driver_thread,
+            idle: Idle::new(
+                workers,
+                Box::new(move || {
+                    if let Some(thread) = wake.lock().unwrap().as_ref() {
+                        thread.unpark();
+                    }
+                }),
+            ),
             queue: Queue {
                 items: (0..pushers).map(|_| AtomicBool::new(false)).collect(),
             },
@@ -87,7 +105,14 @@ impl World {
                     continue;
                 }
             }
-            self.idle.prepare_sleep(index);
+            let driver = self
+                .driver
+                .as_ref()
+                .and_then(|driver| driver.try_lock().ok());
+            if driver.is_some() {
+                *self.driver_thread.lock().unwrap() = Some(thread::current());
+            }
+            self.idle.prepare_sleep(index, driver.is_some());
             if self.queue.take() {
                 self.idle.cancel_sleep(index);
                 self.run_item();
@@ -97,16 +122,28 @@ impl World {
                 self.idle.cancel_sleep(index);
                 return;
             }
-            self.idle.park(index, &self.shutdown);
+            match driver {
+                // The driver's blocking poll: it returns when woken (or
+                // spuriously); the worker then takes itself off the list.
+                Some(_held) => {
+                    thread::park();
+                    self.idle.cancel_sleep(index);
+                }
+                None => self.idle.park(index, &self.shutdown),
+            }
         }
     }
 }
 
 fn check(workers: usize, pushers: usize, search: bool, preemption_bound: usize) {
+    check_with(workers, pushers, search, false, preemption_bound);
+}
+
+fn check_with(workers: usize, pushers: usize, search: bool, driver: bool, preemption_bound: usize) {
     let mut builder = loom::model::Builder::new();
     builder.preemption_bound = Some(preemption_bound);
     builder.check(move || {
-        let world = Arc::new(World::new(workers, pushers));
+        let world = Arc::new(World::new(workers, pushers, driver));
         let mut threads = Vec::new();
         for index in 0..workers {
             let world = world.clone();
@@ -149,4 +186,19 @@ fn loom_one_worker_two_pushers() {
 #[test]
 fn loom_two_workers_two_pushers() {
     check(2, 2, false, 2);
+}
+
+#[test]
+fn loom_one_worker_in_the_driver_one_pusher() {
+    check_with(1, 1, true, true, 4);
+}
+
+#[test]
+fn loom_two_workers_one_in_the_driver_one_pusher() {
+    check_with(2, 1, false, true, 3);
+}
+
+#[test]
+fn loom_one_worker_in_the_driver_two_pushers() {
+    check_with(1, 2, true, true, 3);
 }

@@ -23,6 +23,22 @@
 //! 5. A service whose body exits is retired by the worker that ran it, which
 //!    then calls the pool's `on_exit` (the runtime removes it from the
 //!    directory and the reactor): the pool knows neither.
+//! 6. There is no reactor thread: the [`Driver`] (the reactor's poll, its
+//!    listeners and timers, `reactor.rs`) is run by whichever worker is
+//!    idle, as tokio's workers take turns at its I/O driver. An idle worker
+//!    polls it without blocking while it searches; the worker that goes to
+//!    sleep holding it sleeps in its blocking poll (the driver sleeper of
+//!    `idle.rs`), the others park. What a poll finds is posted from that
+//!    worker, so the first service it wakes runs on it (the LIFO slot) with
+//!    no hand-off at all, and the rest go to its deque for siblings to
+//!    steal. A worker that keeps finding work polls the driver without
+//!    blocking every `POLL_INTERVAL` turns (`worker.rs`), so sockets and
+//!    timers are served even when no worker is ever idle. One case is
+//!    left: every worker that is awake runs a long turn (a slice that
+//!    computes for a second) while the others are parked, not in the
+//!    driver. The monitor thread covers it: each tick it calls
+//!    [`Pool::watch_driver`], which wakes a parked worker (it will take
+//!    the driver) if nobody polled it during the tick and nobody holds it.
 
 mod idle;
 mod sync;
@@ -32,8 +48,8 @@ mod worker;
 mod loom_idle;
 
 use std::cell::RefCell;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crossbeam_deque::{Injector, Stealer, Worker as LocalQueue};
@@ -41,7 +57,19 @@ use crossbeam_deque::{Injector, Stealer, Worker as LocalQueue};
 use crate::event::Event;
 use crate::service::{PostError, Service};
 
+pub(crate) use idle::WakeDriver;
 pub(crate) use worker::run_worker;
+
+/// What polls for I/O and timers: the reactor (`reactor.rs`), run by idle
+/// workers in turn (step 6).
+pub(crate) trait Driver: Send {
+    /// Applies queued commands and polls once: without blocking, or
+    /// (`block`) until readiness, the next timer's deadline or a wake.
+    fn poll(&mut self, block: bool);
+    /// Posts what the last poll found (readiness, accepted connections,
+    /// expired timers) through `pool`; true if it posted anything.
+    fn dispatch(&mut self, pool: &Pool) -> bool;
+}
 
 thread_local! {
     /// The local deque of the worker running on this thread, if any.
@@ -79,26 +107,106 @@ pub(crate) struct Pool {
     pub(crate) shutdown: sync::AtomicBool,
     pub(crate) settings: Settings,
     on_exit: OnExit,
+    /// Step 6: run by one worker at a time (`None` in tests without I/O).
+    driver: Option<Mutex<Box<dyn Driver>>>,
+    /// Polls of the driver so far, and as of the watchdog's last look.
+    polls: AtomicU64,
+    polls_seen: AtomicU64,
 }
 
 impl Pool {
-    /// Builds the pool; returns the local deques to hand to the workers.
+    /// Builds the pool without a driver (tests of the scheduler alone);
+    /// returns the local deques to hand to the workers.
+    #[cfg(test)]
     pub(crate) fn new(
         workers: usize,
         settings: Settings,
         on_exit: OnExit,
+    ) -> (Pool, Vec<LocalQueue<Arc<Service>>>) {
+        Self::build(workers, settings, on_exit, None, Box::new(|| {}))
+    }
+
+    /// Builds the pool whose idle workers run `driver` (step 6);
+    /// `wake_driver` wakes its blocking poll from any thread.
+    pub(crate) fn with_driver(
+        workers: usize,
+        settings: Settings,
+        on_exit: OnExit,
+        driver: Box<dyn Driver>,
+        wake_driver: WakeDriver,
+    ) -> (Pool, Vec<LocalQueue<Arc<Service>>>) {
+        Self::build(workers, settings, on_exit, Some(driver), wake_driver)
+    }
+
+    fn build(
+        workers: usize,
+        settings: Settings,
+        on_exit: OnExit,
+        driver: Option<Box<dyn Driver>>,
+        wake_driver: WakeDriver,
     ) -> (Pool, Vec<LocalQueue<Arc<Service>>>) {
         let locals: Vec<_> = (0..workers).map(|_| LocalQueue::new_fifo()).collect();
         let stealers = locals.iter().map(|w| w.stealer()).collect();
         let pool = Pool {
             injector: Injector::new(),
             stealers,
-            idle: idle::Idle::new(workers),
+            idle: idle::Idle::new(workers, wake_driver),
             shutdown: sync::AtomicBool::new(false),
             settings,
             on_exit,
+            driver: driver.map(Mutex::new),
+            polls: AtomicU64::new(0),
+            polls_seen: AtomicU64::new(0),
         };
         (pool, locals)
+    }
+
+    /// The driver, if no other worker runs it now.
+    pub(crate) fn try_driver(&self) -> Option<std::sync::MutexGuard<'_, Box<dyn Driver>>> {
+        // A single writer at a time (the holder of the lock): no
+        // read-modify-write needed.
+        let polls = &self.polls;
+        let count = |driver| {
+            polls.store(polls.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            Some(driver)
+        };
+        match self.driver.as_ref()?.try_lock() {
+            Ok(driver) => count(driver),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => count(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Step 6's watchdog (the monitor calls it every tick): wakes a parked
+    /// worker if the driver was neither polled since the last call nor is
+    /// held now.
+    pub(crate) fn watch_driver(&self) {
+        let Some(driver) = self.driver.as_ref() else {
+            return;
+        };
+        let polls = self.polls.load(Ordering::Relaxed);
+        if self.polls_seen.swap(polls, Ordering::Relaxed) != polls {
+            return;
+        }
+        let free = matches!(
+            driver.try_lock(),
+            Ok(_) | Err(std::sync::TryLockError::Poisoned(_))
+        );
+        if free {
+            self.idle.notify_one();
+        }
+    }
+
+    /// Polls the driver without blocking, if no other worker runs it, and
+    /// posts what it found; true if that was anything.
+    pub(crate) fn poll_now(&self) -> bool {
+        match self.try_driver() {
+            Some(mut driver) => {
+                driver.poll(false);
+                driver.dispatch(self)
+            }
+            None => false,
+        }
     }
 
     /// Step 1: pushes an event to a service's mailbox and queues the service

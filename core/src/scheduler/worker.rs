@@ -26,6 +26,11 @@ use crate::event::Event;
 use crate::monitor::Watch;
 use crate::service::{Service, Status, DEAD, IDLE, NOTIFIED, RUNNING, SCHEDULED};
 
+/// Turns a worker runs in a row, finding work each time, before it polls
+/// the driver without blocking (`mod.rs`, step 6): sockets and timers are
+/// served even when no worker is ever idle. tokio's `event_interval`.
+const POLL_INTERVAL: u32 = 61;
+
 /// Body of worker thread `index`. `watch` is where it publishes its turns
 /// to the monitor.
 pub(crate) fn run_worker(
@@ -38,29 +43,46 @@ pub(crate) fn run_worker(
     let pool = &*pool;
     let spin = pool.settings.spin;
     let mut batch: VecDeque<Event> = VecDeque::new();
+    let mut turns: u32 = 0;
     'outer: loop {
         if pool.shutdown.load(Ordering::Acquire) {
             break;
         }
         if let Some(service) = find_work(pool, index) {
             run_turn(pool, &watch, index, service, &mut batch);
+            turns = turns.wrapping_add(1);
+            if turns.is_multiple_of(POLL_INTERVAL) {
+                pool.poll_now();
+            }
             continue;
         }
-        // Search: yield-spin for a short window before parking.
+        // Nothing queued: what the sockets hold now is the likeliest work.
+        if pool.poll_now() {
+            continue;
+        }
+        // Search: yield-spin for a short window, looking at the queues and
+        // the driver, before sleeping.
         pool.idle.begin_search();
         let started = Instant::now();
         while started.elapsed() < spin {
             std::thread::yield_now();
-            if let Some(service) = find_work(pool, index) {
+            let found = find_work(pool, index)
+                .or_else(|| pool.poll_now().then(|| find_work(pool, index)).flatten());
+            if let Some(service) = found {
                 pool.idle.end_search();
+                wake_for_the_rest(pool);
                 run_turn(pool, &watch, index, service, &mut batch);
                 continue 'outer;
             }
         }
         pool.idle.end_search();
-        pool.idle.prepare_sleep(index);
+        // Sleep: in the driver's blocking poll if no other worker runs it,
+        // parked otherwise.
+        let driver = pool.try_driver();
+        pool.idle.prepare_sleep(index, driver.is_some());
         if let Some(service) = find_work(pool, index) {
             pool.idle.cancel_sleep(index);
+            drop(driver);
             run_turn(pool, &watch, index, service, &mut batch);
             continue;
         }
@@ -68,10 +90,33 @@ pub(crate) fn run_worker(
             pool.idle.cancel_sleep(index);
             break;
         }
-        pool.idle.park(index, &pool.shutdown);
+        match driver {
+            Some(mut driver) => {
+                driver.poll(true);
+                // Off the list before posting: a notification of what this
+                // worker posts must not come back to it.
+                pool.idle.cancel_sleep(index);
+                driver.dispatch(pool);
+            }
+            None => pool.idle.park(index, &pool.shutdown),
+        }
     }
     LOCAL.with(|slot| *slot.borrow_mut() = None);
     drop(take_lifo());
+}
+
+/// A searcher that found work: while it searched, pushes did not wake
+/// anyone (`idle.rs`, step 3), so if work is left in its deque or the
+/// injector, a sleeper is woken for it.
+fn wake_for_the_rest(pool: &Pool) {
+    let local_left = LOCAL.with(|slot| {
+        slot.borrow()
+            .as_ref()
+            .is_some_and(|queue| !queue.is_empty())
+    });
+    if local_left || !pool.injector.is_empty() {
+        pool.idle.notify_one();
+    }
 }
 
 /// Turns in a row a worker may take from its LIFO slot before it looks at

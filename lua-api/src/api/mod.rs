@@ -7,6 +7,7 @@
 //! after that borrow ended. Socket methods are in `socket.rs`, the actor
 //! calls in `services.rs`; the rest is here.
 
+mod send;
 mod services;
 mod socket;
 mod write;
@@ -34,9 +35,175 @@ const LOG_LEVELS: [(&str, tracing::Level); 5] = [
     ("trace", tracing::Level::TRACE),
 ];
 
-/// Builds the table of Rust functions handed to `prelude.lua`, with
-/// `socket_meta`, the metatable of socket objects (the prelude fills in
-/// the methods), as `core.Socket`.
+/// What the groups of `core` are made with.
+struct Context {
+    runtime: Runtime,
+    settings: Arc<Settings>,
+    socket_meta: Table,
+    caps: Caps,
+}
+
+/// Members of `core` made together, the first time one of them is read.
+struct Group {
+    names: &'static [&'static str],
+    install: fn(&Lua, &Context, &Table) -> mlua::Result<()>,
+    /// Keep only the member read: the group is made in a scratch table,
+    /// and what is not kept is garbage (for groups of independent
+    /// functions of which a VM typically uses one or two).
+    single: bool,
+}
+
+/// The groups of `core`: every name a part of the Lua side reads.
+const GROUPS: &[Group] = &[
+    Group {
+        names: &["OP", "READ", "LANE"],
+        install: |lua, _, core| crate::protocol::install(lua, core),
+        single: false,
+    },
+    Group {
+        // The prelude refuses with these before it looks at arguments; the
+        // Rust halves check again (see `caps.rs`).
+        names: &["HELD"],
+        install: |lua, context, core| core.raw_set("HELD", context.caps.held_table(lua)?),
+        single: false,
+    },
+    Group {
+        names: &["switch"],
+        install: |lua, _, core| core.raw_set("switch", crate::interrupt::switch_function(lua)?),
+        single: false,
+    },
+    Group {
+        names: &[
+            "read",
+            "read_value",
+            "write",
+            "close",
+            "collected",
+            "peer",
+            "settimeout",
+            "connect",
+        ],
+        install: |lua, context, core| socket::build(lua, &context.runtime, core),
+        single: false,
+    },
+    Group {
+        names: &["readresp", "redis_connect_allowed", "null"],
+        install: |lua, _, core| crate::redis::install(lua, core),
+        single: false,
+    },
+    Group {
+        names: &["tls_server", "tls_accept", "tls_connect"],
+        install: |lua, context, core| crate::tls::install(lua, &context.runtime, core),
+        single: false,
+    },
+    Group {
+        names: &[
+            "getenv",
+            "now",
+            "LOG_LEVELS",
+            "LOG_LEVEL_NAMES",
+            "log",
+            "listen",
+            "fork",
+            "on_shutdown",
+            "shared_dict",
+            "library_paths",
+        ],
+        install: |lua, context, core| misc(lua, &context.runtime, &context.settings, core),
+        single: true,
+    },
+    Group {
+        names: &[
+            "http_config",
+            "http_begin",
+            "http_bind",
+            "http_body",
+            "http_status",
+            "http_header",
+            "http_write",
+            "http_fail",
+            "http_url",
+            "http_write_request",
+            "http_reader",
+            "http_response",
+            "ws_state",
+            "ws_upgrade",
+            "ws_recv",
+            "ws_send",
+            "ws_close",
+            "ws_closed",
+            "ws_request",
+            "ws_accept",
+            "setkeepalive",
+            "pool_take",
+        ],
+        install: |lua, context, core| crate::batteries::install(lua, &context.runtime, core),
+        single: false,
+    },
+    Group {
+        names: &[
+            "self",
+            "send",
+            "call",
+            "spawn",
+            "exit",
+            "kill",
+            "register",
+            "query",
+            "set_dispatch",
+            "response",
+            "wakeup",
+        ],
+        install: |lua, context, core| {
+            services::build(
+                lua,
+                &context.runtime,
+                &context.settings,
+                SocketMeta::of(&context.socket_meta),
+                core,
+            )
+        },
+        single: true,
+    },
+    Group {
+        // The runtime model (`model/`): `load_model` brings the rest.
+        names: &["load_model"],
+        install: |lua, context, core| {
+            crate::model::install_loader(
+                lua,
+                &context.runtime,
+                SocketMeta::of(&context.socket_meta),
+                core,
+            )
+        },
+        single: false,
+    },
+    Group {
+        names: &[
+            "cluster_request",
+            "cluster_spans",
+            "cluster_group",
+            "module_fetch",
+            "cluster_ref",
+            "cluster_node",
+            "cluster_internals",
+        ],
+        install: |lua, context, core| {
+            crate::cluster::install(
+                lua,
+                &context.runtime,
+                SocketMeta::of(&context.socket_meta),
+                core,
+            )
+        },
+        single: false,
+    },
+];
+
+/// Builds the table of Rust functions handed to `prelude.lua`: its members
+/// are made on first read (`GROUPS`), except `Socket` (`socket_meta`, the
+/// metatable of socket objects, whose methods the prelude fills in) and
+/// what the prelude needs to start (`globals.rs`, `parts.rs`).
 pub fn build(
     lua: &Lua,
     runtime: &Runtime,
@@ -45,17 +212,51 @@ pub fn build(
     caps: &Caps,
 ) -> mlua::Result<Table> {
     let core = lua.create_table()?;
-    crate::protocol::install(lua, &core)?;
-    core.set("Socket", socket_meta)?;
-    // The prelude refuses with these before it looks at arguments; the
-    // Rust halves below check again (see `caps.rs`).
-    core.set("HELD", caps.held_table(lua)?)?;
-    core.set("switch", crate::interrupt::switch_function(lua)?)?;
+    core.raw_set("Socket", socket_meta)?;
+    crate::globals::put(lua, &core)?;
+    crate::parts::install(lua, &core)?;
+    let context = Context {
+        runtime: runtime.clone(),
+        settings: settings.clone(),
+        socket_meta: socket_meta.clone(),
+        caps: caps.clone(),
+    };
+    // Groups made so far, one bit each.
+    let made = std::cell::Cell::new(0u32);
+    let fill = lua.create_function(move |lua, (core, name): (Table, Value)| {
+        let Value::String(name) = name else {
+            return Ok(Value::Nil);
+        };
+        let name = name.to_str()?;
+        let Some(index) = GROUPS
+            .iter()
+            .position(|group| group.names.contains(&&*name))
+        else {
+            return Ok(Value::Nil);
+        };
+        let group = &GROUPS[index];
+        if group.single {
+            let scratch = lua.create_table()?;
+            (group.install)(lua, &context, &scratch)?;
+            let value: Value = scratch.raw_get(&*name)?;
+            core.raw_set(&*name, &value)?;
+            return Ok(value);
+        }
+        if made.get() & (1 << index) == 0 {
+            made.set(made.get() | (1 << index));
+            (group.install)(lua, &context, &core)?;
+        }
+        core.raw_get(&*name)
+    })?;
+    let meta = lua.create_table_with_capacity(0, 1)?;
+    meta.raw_set("__index", fill)?;
+    core.set_metatable(Some(meta))?;
+    Ok(core)
+}
 
-    socket::build(lua, runtime, &core)?;
-    crate::redis::install(lua, &core)?;
-    crate::tls::install(lua, runtime, &core)?;
-
+/// The `misc` group: environment, clock, log, listen, fork, shutdown
+/// hooks, shared dicts, library paths.
+fn misc(lua: &Lua, runtime: &Runtime, settings: &Arc<Settings>, core: &Table) -> mlua::Result<()> {
     let env = settings.clone();
     core.set(
         "getenv",
@@ -153,10 +354,10 @@ pub fn build(
     )?;
 
     core.set("shared_dict", lua.create_function(crate::dict::open)?)?;
-    crate::batteries::install(lua, runtime, &core)?;
-    services::build(lua, runtime, settings, SocketMeta::of(socket_meta), &core)?;
-    crate::model::install_loader(lua, runtime, SocketMeta::of(socket_meta), &core)?;
-    crate::cluster::install(lua, runtime, SocketMeta::of(socket_meta), &core)?;
-
-    Ok(core)
+    let paths = settings.clone();
+    core.set(
+        "library_paths",
+        lua.create_function(move |lua, ()| crate::libraries::install(lua, &paths))?,
+    )?;
+    Ok(())
 }

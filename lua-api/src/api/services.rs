@@ -97,7 +97,7 @@ pub(crate) fn encode_message(
     handing: Option<&mut Handing>,
     meta: SocketMeta,
 ) -> Result<(MessageKind, Vec<u8>), CodecError> {
-    let mut payload = Vec::new();
+    let mut payload = codec::payload();
     let mut kind = kind;
     let mut skip = 0;
     if let Some(Value::UserData(data)) = args.front() {
@@ -173,71 +173,76 @@ pub fn build(
         lua.create_function(|lua, ()| Ok(with_state(lua, |state| state.self_id as i64)?))?,
     )?;
 
-    // `true` when the message is queued, or `nil, err`.
-    let rt = runtime.clone();
+    // `true` when the message is queued, or `nil, err`; the usual message
+    // takes the fast path of `send.rs` (this function is its fallback,
+    // and owns the Runtime the fast path reaches).
+    let rt = Box::new(runtime.clone());
+    let fast_runtime: *const Runtime = &*rt;
+    let send = lua.create_function(move |lua, (handle, args): (Value, MultiValue)| {
+        let target = match target(&rt, &handle) {
+            Ok(t) => t,
+            Err(e) => {
+                if let Some(remote) = remote_of(&handle) {
+                    return Ok(post_remote(lua, &rt, meta, &remote, false, &args)?.map(|_| true));
+                }
+                return Ok(Err(e.to_string()));
+            }
+        };
+        match post(lua, &rt, meta, &target, MessageKind::Send, &args) {
+            Ok(_) => Ok(Ok(true)),
+            Err(PostFailure::Overloaded) => Ok(Err("overloaded".to_string())),
+            Err(PostFailure::Dead) => Ok(Err("dead".to_string())),
+            Err(e) => Err(runtime_error(format!("lunet.send: {e}"))),
+        }
+    })?;
     core.set(
         "send",
-        lua.create_function(move |lua, (handle, args): (Value, MultiValue)| {
-            let target = match target(&rt, &handle) {
-                Ok(t) => t,
-                Err(e) => {
-                    if let Some(remote) = remote_of(&handle) {
-                        return Ok(
-                            post_remote(lua, &rt, meta, &remote, false, &args)?.map(|_| true)
-                        );
-                    }
-                    return Ok(Err(e.to_string()));
-                }
-            };
-            match post(lua, &rt, meta, &target, MessageKind::Send, &args) {
-                Ok(_) => Ok(Ok(true)),
-                Err(PostFailure::Overloaded) => Ok(Err("overloaded".to_string())),
-                Err(PostFailure::Dead) => Ok(Err("dead".to_string())),
-                Err(e) => Err(runtime_error(format!("lunet.send: {e}"))),
-            }
-        })?,
+        super::send::wrap(lua, fast_runtime, MessageKind::Send, send)?,
     )?;
 
     // Posts the request; the wrapper then yields OP.CALL and gets
-    // (true, answer...) or (false, error).
-    let rt = runtime.clone();
+    // (true, answer...) or (false, error). The usual call takes the fast
+    // path of `send.rs` (this function is its fallback, as for send).
+    let rt = Box::new(runtime.clone());
+    let fast_runtime: *const Runtime = &*rt;
+    let call = lua.create_function(
+        move |lua,
+              (handle, args): (Value, MultiValue)|
+              -> mlua::Result<(Option<CallToken>, Option<String>)> {
+            let target = match target(&rt, &handle) {
+                Ok(target) => target,
+                Err(TargetError::Dead) => {
+                    return Ok((
+                        None,
+                        Some(format!("lunet.call: service {} is dead", describe(&handle))),
+                    ))
+                }
+                Err(e) => {
+                    if let Some(remote) = remote_of(&handle) {
+                        return Ok(match post_remote(lua, &rt, meta, &remote, true, &args)? {
+                            Ok(token) => (token, None),
+                            Err(e) => (None, Some(e)),
+                        });
+                    }
+                    return Ok((None, Some(format!("lunet.call: {e}"))));
+                }
+            };
+            let failure = match post(lua, &rt, meta, &target, MessageKind::Call, &args) {
+                Ok(token) => return Ok((token, None)),
+                Err(PostFailure::Overloaded) => {
+                    format!("lunet.call: service :{} is overloaded", target.id())
+                }
+                Err(PostFailure::Dead) => {
+                    format!("lunet.call: service :{} is dead", target.id())
+                }
+                Err(e) => format!("lunet.call: {e}"),
+            };
+            Ok((None, Some(failure)))
+        },
+    )?;
     core.set(
         "call",
-        lua.create_function(
-            move |lua,
-                  (handle, args): (Value, MultiValue)|
-                  -> mlua::Result<(Option<CallToken>, Option<String>)> {
-                let target = match target(&rt, &handle) {
-                    Ok(target) => target,
-                    Err(TargetError::Dead) => {
-                        return Ok((
-                            None,
-                            Some(format!("lunet.call: service {} is dead", describe(&handle))),
-                        ))
-                    }
-                    Err(e) => {
-                        if let Some(remote) = remote_of(&handle) {
-                            return Ok(match post_remote(lua, &rt, meta, &remote, true, &args)? {
-                                Ok(token) => (token, None),
-                                Err(e) => (None, Some(e)),
-                            });
-                        }
-                        return Ok((None, Some(format!("lunet.call: {e}"))));
-                    }
-                };
-                let failure = match post(lua, &rt, meta, &target, MessageKind::Call, &args) {
-                    Ok(token) => return Ok((token, None)),
-                    Err(PostFailure::Overloaded) => {
-                        format!("lunet.call: service :{} is overloaded", target.id())
-                    }
-                    Err(PostFailure::Dead) => {
-                        format!("lunet.call: service :{} is dead", target.id())
-                    }
-                    Err(e) => format!("lunet.call: {e}"),
-                };
-                Ok((None, Some(failure)))
-            },
-        )?,
+        super::send::wrap(lua, fast_runtime, MessageKind::Call, call)?,
     )?;
 
     let rt = runtime.clone();
@@ -334,7 +339,7 @@ pub fn build(
                 if used.swap(true, Ordering::Relaxed) {
                     return Ok(false);
                 }
-                let mut payload = Vec::new();
+                let mut payload = codec::payload();
                 let kind = match codec::encode(args.iter(), &mut payload, meta) {
                     Ok(()) => MessageKind::Response,
                     Err(e) => {

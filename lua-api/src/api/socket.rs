@@ -1,44 +1,181 @@
 //! The socket methods' fast paths: read, close, peer, settimeout,
 //! connect, and the note a collected socket object leaves (write is in
 //! `write.rs`).
+//!
+//! `core.read(conn, kind [, size [, delim]])`, the fast path of every
+//! byte read (`readline`, `readn`, `readuntil`, `readsome`, `handshake`
+//! and the batteries' fills), is a C function on the raw Lua stack (see
+//! `raw.rs`): it runs once per request of a line server, and mlua's
+//! callback machinery cost more than the read. It returns the data (or
+//! `true` for a handshake or a fill), `false` (must wait: the request is
+//! parked, the wrapper yields), or `nil, err [, partial]`. A read that
+//! waited is resumed with `true` once its answer is buffered, and the
+//! wrapper calls `core.read` again: the answer goes from the connection's
+//! buffer to a Lua string with one copy, made in the session's own call.
 
+use std::borrow::Cow;
 use std::cell::Cell;
+use std::mem::ManuallyDrop;
+use std::os::raw::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use lunet_core::connection::Connection;
 use lunet_core::Runtime;
-use mlua::{FromLua, Lua, Table, Value};
+use mlua::{ffi, FromLua, Lua, Table, Value};
 
 use crate::ids::ConnectionId;
-use crate::read::{self, FastRead};
-use crate::state::{with_state, ConnEntry, ConnectionPhase, VmState};
+use crate::raw::{self, raise};
+use crate::read::{self, FastRead, Shape, Taken};
+use crate::state::{with_state, with_state_of, ConnEntry, ConnectionPhase, VmState};
+
+thread_local! {
+    /// The bytes of `core.read`'s answer, kept between calls. Taken out of
+    /// the cell for a call: a finalizer that reads during the string's
+    /// allocation finds it empty and uses a fresh one; a memory error
+    /// while the string is made leaks it once.
+    static READ_BYTES: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// What the Rust half of `core.read` found (the data, or the partial data
+/// of a failure, is in the kept bytes).
+enum ReadStep {
+    Data,
+    True,
+    Wait,
+    Failed { partial: bool },
+    Misuse,
+}
+
+/// `core.read(conn, kind [, size [, delim]])` (see the module header).
+unsafe extern "C-unwind" fn read_bytes(state: *mut ffi::lua_State) -> c_int {
+    let vm = raw::identity(state);
+    let mut is_number = 0;
+    let id = ffi::lua_tointegerx(state, 1, &mut is_number);
+    if is_number == 0 {
+        return raise(
+            state,
+            c"lunet: read of something that is not a socket".as_ptr(),
+        );
+    }
+    let kind = ffi::lua_tointegerx(state, 2, &mut is_number);
+    if is_number == 0 {
+        return raise(state, c"lunet: unknown read kind".as_ptr());
+    }
+    let size = match ffi::lua_type(state, 3) {
+        ffi::LUA_TNONE | ffi::LUA_TNIL => None,
+        _ => {
+            let size = ffi::lua_tointegerx(state, 3, &mut is_number);
+            if is_number == 0 {
+                return raise(state, c"lunet: a read's size must be an integer".as_ptr());
+            }
+            Some(size)
+        }
+    };
+    let delim = match ffi::lua_type(state, 4) {
+        ffi::LUA_TSTRING => {
+            let mut len = 0;
+            let data = ffi::lua_tolstring(state, 4, &mut len);
+            // SAFETY: the string stays on the stack (alive) for the call.
+            Some(std::slice::from_raw_parts(data.cast::<u8>(), len))
+        }
+        _ => None,
+    };
+    let mut bytes = READ_BYTES.take();
+    let (step, text): (ReadStep, Cow<'static, str>) = catch_unwind(AssertUnwindSafe(|| {
+        let id = ConnectionId::from_lua_integer(id);
+        let found = with_state_of(vm, |vm_state| {
+            read::fast_read(vm_state, id, kind, size, delim, &mut bytes)
+        });
+        match found {
+            Ok(Ok(FastRead::Taken(Taken::Data))) => (ReadStep::Data, Cow::Borrowed("")),
+            Ok(Ok(FastRead::Taken(Taken::Parsed(Shape::Handshake) | Taken::Buffered))) => {
+                (ReadStep::True, Cow::Borrowed(""))
+            }
+            Ok(Ok(FastRead::Taken(Taken::Parsed(_)))) => (
+                ReadStep::Misuse,
+                Cow::Borrowed("lunet: core.read makes no values (core.read_value does)"),
+            ),
+            Ok(Ok(FastRead::Taken(Taken::Failed { err, partial }))) => {
+                (ReadStep::Failed { partial }, err)
+            }
+            Ok(Ok(FastRead::Wait)) => (ReadStep::Wait, Cow::Borrowed("")),
+            Ok(Ok(FastRead::Closed)) => {
+                (ReadStep::Failed { partial: false }, Cow::Borrowed("closed"))
+            }
+            Ok(Err(misuse)) => (ReadStep::Misuse, Cow::Owned(misuse.to_string())),
+            Err(_) => (
+                ReadStep::Misuse,
+                Cow::Borrowed(raw::STATE_UNAVAILABLE.to_str().unwrap_or("lunet")),
+            ),
+        }
+    }))
+    .unwrap_or((
+        ReadStep::Misuse,
+        Cow::Borrowed("lunet: a socket read failed"),
+    ));
+    // From here on the Lua API may raise (a memory error): `bytes` and
+    // `text` leak then, once; nothing else with a destructor is live.
+    let bytes = ManuallyDrop::new(bytes);
+    let text = ManuallyDrop::new(text);
+    let results = match step {
+        ReadStep::Data => {
+            ffi::lua_pushlstring(state, bytes.as_ptr().cast(), bytes.len());
+            1
+        }
+        ReadStep::True | ReadStep::Wait => {
+            ffi::lua_pushboolean(state, matches!(step, ReadStep::True) as c_int);
+            1
+        }
+        ReadStep::Failed { partial } => {
+            ffi::lua_pushnil(state);
+            ffi::lua_pushlstring(state, text.as_ptr().cast(), text.len());
+            if partial {
+                ffi::lua_pushlstring(state, bytes.as_ptr().cast(), bytes.len());
+                3
+            } else {
+                2
+            }
+        }
+        ReadStep::Misuse => {
+            ffi::lua_pushlstring(state, text.as_ptr().cast(), text.len());
+            -1
+        }
+    };
+    drop(ManuallyDrop::into_inner(text));
+    let bytes = ManuallyDrop::into_inner(bytes);
+    if bytes.capacity() <= read::KEEP_BYTES {
+        READ_BYTES.set(bytes);
+    }
+    if results < 0 {
+        ffi::lua_error(state);
+    }
+    results
+}
 
 pub fn build(lua: &Lua, runtime: &Runtime, core: &Table) -> mlua::Result<()> {
-    // The bytes of an answer, kept between calls. Taken out of the cell
-    // while in use: a finalizer that reads during the string's allocation
-    // finds it empty and uses a fresh one.
+    core.raw_set("read", raw::closure(lua, read_bytes)?)?;
+    // The reads whose answer is a Lua value made from what was read
+    // (`sock:readreply`), through mlua.
     let kept = Cell::new(Vec::new());
     core.set(
-        "read",
-        lua.create_function(
-            move |lua, (id, kind, size, delim): (i64, i64, Option<i64>, Option<mlua::LuaString>)| {
-                let id = ConnectionId::from_lua_integer(id);
-                let mut bytes = kept.take();
-                let step = with_state(lua, |state| {
-                    let delim = delim.as_ref().map(|d| d.as_bytes());
-                    read::fast_read(state, id, kind, size, delim.as_deref(), &mut bytes)
-                })?
-                .map_err(|e| mlua::Error::runtime(e.to_string()))?;
-                let answer = match step {
-                    FastRead::Taken(taken) => read::answer(lua, taken, &bytes),
-                    FastRead::Wait => Ok((Value::Boolean(false), None, Value::Nil)),
-                    FastRead::Closed => Ok((Value::Nil, Some("closed".into()), Value::Nil)),
-                };
-                if bytes.capacity() <= read::KEEP_BYTES {
-                    kept.set(bytes);
-                }
-                answer
-            },
-        )?,
+        "read_value",
+        lua.create_function(move |lua, (id, kind, size): (i64, i64, Option<i64>)| {
+            let id = ConnectionId::from_lua_integer(id);
+            let mut bytes = kept.take();
+            let step = with_state(lua, |state| {
+                read::fast_read(state, id, kind, size, None, &mut bytes)
+            })?
+            .map_err(|e| mlua::Error::runtime(e.to_string()))?;
+            let answer = match step {
+                FastRead::Taken(taken) => read::answer(lua, taken, &bytes),
+                FastRead::Wait => Ok((Value::Boolean(false), None, Value::Nil)),
+                FastRead::Closed => Ok((Value::Nil, Some("closed".into()), Value::Nil)),
+            };
+            if bytes.capacity() <= read::KEEP_BYTES {
+                kept.set(bytes);
+            }
+            answer
+        })?,
     )?;
 
     super::write::install(lua, core)?;

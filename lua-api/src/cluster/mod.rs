@@ -62,8 +62,8 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
 /// service's own socket events (heartbeats) never wait behind a long one.
 const MAILBOX: usize = 4096;
 
-static NODE: crate::batteries::Chunk =
-    crate::batteries::Chunk::new("@lunet/cluster/node.lua", include_str!("node.lua"));
+static NODE: crate::parts::Chunk =
+    crate::parts::Chunk::new("@lunet/cluster/node.lua", include_str!("node.lua"));
 
 /// Where a node joins.
 #[derive(Clone, Debug)]

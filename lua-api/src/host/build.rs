@@ -4,7 +4,7 @@
 use std::sync::{mpsc, Arc};
 
 use lunet_core::Runtime;
-use mlua::{Function, Lua, LuaOptions, StdLib};
+use mlua::{Function, Lua, LuaOptions, StdLib, Table};
 
 use super::sessions::Sched;
 use super::LuaService;
@@ -15,6 +15,7 @@ use crate::interrupt::LuaInterrupt;
 use crate::memory::{InstallError, VmMemory};
 use crate::model::state_store::StateStore;
 use crate::model::RuntimeSpec;
+use crate::parts::Chunk;
 use crate::settings::Settings;
 use crate::state::{vm_identity, OwnedState, VmState};
 use lunet_core::shared_dict::Account;
@@ -57,34 +58,12 @@ pub struct Script {
     pub source: Vec<u8>,
 }
 
-/// lunet's own Lua (`source`, named `name`) compiled once per process
-/// into `cell`, without debug info: every VM loads the same bytecode,
-/// which saves compiling it again and its line tables per VM (~15 KB for
-/// the prelude; a service's idle footprint matters when there are
-/// thousands). Errors in user code still carry their positions.
-pub(crate) fn lunet_bytecode(
-    cell: &'static std::sync::OnceLock<Vec<u8>>,
-    source: &str,
-    name: &str,
-) -> &'static [u8] {
-    cell.get_or_init(|| {
-        let lua = Lua::new();
-        lua.load(source)
-            .set_name(name)
-            .into_function()
-            .map(|f| f.dump(true))
-            .unwrap_or_else(|e| panic!("{name} compiles (checked by the unit tests): {e}"))
-    })
-}
+/// `prelude.lua`, what every VM runs when it is built (`parts.rs` has the
+/// rest, loaded on first use).
+static PRELUDE: Chunk = Chunk::new("@lunet/prelude.lua", include_str!("../prelude.lua"));
 
-fn prelude_bytecode() -> &'static [u8] {
-    static BYTECODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    lunet_bytecode(
-        &BYTECODE,
-        include_str!("../prelude.lua"),
-        "@lunet/prelude.lua",
-    )
-}
+/// `sandbox.lua`, run after the prelude in a sandboxed VM.
+static SANDBOX: Chunk = Chunk::new("@lunet/sandbox.lua", include_str!("../sandbox.lua"));
 
 /// What the Lua half hands the scheduler: the functions it calls.
 struct Halves {
@@ -178,13 +157,15 @@ impl LuaService {
         setup: &dyn Fn(&Lua) -> mlua::Result<()>,
     ) -> Result<LuaService, BuildError> {
         let trusted = options.caps.is_trusted();
+        // Only the base library and `string`: the prelude opens the others
+        // on first use (`globals.rs`), an idle service stays small.
         let lua = if trusted {
             // SAFETY: a trusted script is the operator's own code (as in
             // OpenResty): it gets the whole standard library, `debug`
             // included; what it loads is its business.
-            unsafe { Lua::unsafe_new_with(StdLib::ALL_SAFE | StdLib::DEBUG, LuaOptions::default()) }
+            unsafe { Lua::unsafe_new_with(StdLib::STRING, LuaOptions::default()) }
         } else {
-            Lua::new_with(StdLib::ALL_SAFE, LuaOptions::default()).map_err(BuildError::Vm)?
+            Lua::new_with(StdLib::STRING, LuaOptions::default()).map_err(BuildError::Vm)?
         };
         let memory = VmMemory::install(&lua)?;
         crate::interrupt::note_xpcall(&lua).map_err(BuildError::Vm)?;
@@ -214,30 +195,18 @@ impl LuaService {
         let state = OwnedState::new(vm_state);
         let socket_meta = lua.create_table().map_err(BuildError::Lunet)?;
         let lunet = || -> mlua::Result<Halves> {
-            crate::libraries::install(&lua, &settings)?;
+            crate::globals::install(&lua)?;
             let core = api::build(&lua, runtime, &settings, &socket_meta, &options.caps)?;
-            let (run_handler, dispatch): (Function, Function) = lua
-                .load(prelude_bytecode())
-                .set_name("@lunet/prelude.lua")
-                .set_mode(mlua::chunk::ChunkMode::Binary)
-                .call(&core)?;
+            let (run_handler, dispatch, lunet, shared): (Function, Function, Table, Function) =
+                PRELUDE.function(&lua)?.call((core.clone(), !trusted))?;
             // A runtime loads the model's half now; any other VM when it
-            // first uses it (`core.load_model`).
+            // first uses it (a model call of `lunet`, `prelude/model.lua`).
             let model = match &options.runtime {
-                Some(_) => {
-                    let lunet_table: mlua::Table = lua
-                        .globals()
-                        .get::<mlua::Table>("package")?
-                        .get::<mlua::Table>("loaded")?
-                        .get("lunet")?;
-                    Some(crate::model::load_now(&lua, &lunet_table)?)
-                }
+                Some(_) => Some(crate::model::load_now(&lua, &lunet)?),
                 None => None,
             };
             if !trusted {
-                lua.load(include_str!("../sandbox.lua"))
-                    .set_name("@lunet/sandbox.lua")
-                    .exec()?;
+                SANDBOX.function(&lua)?.call::<()>((core, lunet, shared))?;
             }
             Ok(Halves {
                 run_handler,
@@ -301,11 +270,8 @@ mod tests {
 
     #[test]
     fn prelude_and_sandbox_compile() {
-        assert!(!prelude_bytecode().is_empty());
-        assert!(!crate::model::lua_bytecode().is_empty());
-        let lua = Lua::new();
-        lua.load(include_str!("../sandbox.lua"))
-            .into_function()
-            .unwrap();
+        assert!(!PRELUDE.bytecode().is_empty());
+        assert!(!SANDBOX.bytecode().is_empty());
+        assert!(!crate::model::MODEL.bytecode().is_empty());
     }
 }

@@ -159,7 +159,7 @@ impl LuaService {
                     if matches!(outcome, ReadOutcome::Wait) {
                         return None;
                     }
-                    let taken = read::take(entry, outcome, bytes);
+                    let taken = read::settle(entry, outcome, bytes);
                     sched.unlink(state, sid);
                     Some((sid, taken))
                 }

@@ -11,7 +11,7 @@ use super::sessions::{ResumeWith, Sched, Session, Wait};
 use super::{vm, LuaService};
 use crate::codec::{self, CodecError, Receiving};
 use crate::handoff;
-use crate::ids::CallToken;
+use crate::ids::{CallToken, SessionId};
 use crate::mail;
 use crate::protocol::{self, MessageKind};
 use crate::state::Caller;
@@ -76,14 +76,20 @@ impl LuaService {
         answering: Option<Caller>,
     ) {
         if let Some(sid) = self.new_session(function, None) {
-            if let Some(caller) = answering {
-                vm(|state| state.calls.insert(sid, caller));
-                if let Some(session) = self.sched.sessions.get_mut(sid) {
-                    session.answering = true;
-                }
-            }
-            self.sched.ready.push_back((sid, ResumeWith::Args(args)));
+            self.ready_session(sid, args, answering);
         }
+    }
+
+    /// Session `sid` runs next with `args`; with `answering`, its end
+    /// answers that caller.
+    fn ready_session(&mut self, sid: SessionId, args: MultiValue, answering: Option<Caller>) {
+        if let Some(caller) = answering {
+            vm(|state| state.calls.insert(sid, caller));
+            if let Some(session) = self.sched.sessions.get_mut(sid) {
+                session.answering = true;
+            }
+        }
+        self.sched.ready.push_back((sid, ResumeWith::Args(args)));
     }
 
     /// A message from another service.
@@ -129,8 +135,9 @@ impl LuaService {
                     }
                 };
                 args.push_front(Value::Integer(message.source as i64));
-                let dispatch = self.dispatch.clone();
-                self.start_session(&dispatch, args, answering);
+                if let Some(sid) = self.new_dispatch_session() {
+                    self.ready_session(sid, args, answering);
+                }
             }
             MessageKind::RunSub => self.on_sub(service, message, false),
             MessageKind::CallSub => self.on_sub(service, message, true),

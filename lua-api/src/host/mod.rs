@@ -51,7 +51,6 @@ use crate::protocol::MessageKind;
 use crate::settings::Settings;
 use crate::state::{with_own_state, Caller, ConnectionPhase, OwnedState, VmState};
 
-pub(crate) use build::lunet_bytecode;
 pub use build::{
     check_script, BuildError, Script, ScriptError, ServiceOptions, StartError, Startup,
 };
@@ -189,7 +188,7 @@ impl ServiceBody for LuaService {
         // For the console and `/metrics` (lunet_core::stats): two stores.
         service
             .stats()
-            .publish(self.lua.used_memory(), self.sched.sessions.len());
+            .publish(self.memory.used(), self.sched.sessions.len());
         Status::Alive
     }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use lunet_core::lane::Task;
 use lunet_core::{now_ms, Event, Runtime, Service};
-use mlua::thread::ThreadStatus;
 use mlua::{Function, MultiValue, Thread, Value};
 
 use super::connections::close_conn;
@@ -281,22 +280,42 @@ impl LuaService {
     ) -> Option<SessionId> {
         let thread = match self.threads.pop() {
             Some(thread) if thread.reset(function.clone()).is_ok() => thread,
-            _ => match self.lua.create_thread(function.clone()) {
-                Ok(thread) => thread,
-                Err(e) => {
-                    tracing::error!(service = %self.name, "cannot create a coroutine: {e}");
-                    return None;
-                }
-            },
+            _ => self.created_coroutine(self.lua.create_thread(function.clone()))?,
         };
-        Some(self.sched.sessions.insert(Session {
+        Some(self.insert_session(thread, owned_conn))
+    }
+
+    /// A session of the dispatch function, for a message: as
+    /// `new_session` (a pooled coroutine reset, or a new one), without one
+    /// more clone of the function (a push and a pop on mlua's reference
+    /// stack) per message.
+    pub(super) fn new_dispatch_session(&mut self) -> Option<SessionId> {
+        let thread = match self.threads.pop() {
+            Some(thread) if thread.reset(self.dispatch.clone()).is_ok() => thread,
+            _ => self.created_coroutine(self.lua.create_thread(self.dispatch.clone()))?,
+        };
+        Some(self.insert_session(thread, None))
+    }
+
+    fn created_coroutine(&self, created: mlua::Result<Thread>) -> Option<Thread> {
+        match created {
+            Ok(thread) => Some(thread),
+            Err(e) => {
+                tracing::error!(service = %self.name, "cannot create a coroutine: {e}");
+                None
+            }
+        }
+    }
+
+    fn insert_session(&mut self, thread: Thread, owned_conn: Option<ConnectionId>) -> SessionId {
+        self.sched.sessions.insert(Session {
             thread,
             wait: Wait::Ready,
             deadline: None,
             timer_armed: None,
             owned_conn,
             answering: false,
-        }))
+        })
     }
 
     pub(super) fn drain_ready(&mut self, service: &Arc<Service>) {
@@ -355,7 +374,12 @@ impl LuaService {
                 thread.resume::<MultiValue>(args)
             }
         };
-        let resumable = thread.status() == ThreadStatus::Resumable;
+        // Yielded, rather than returned or failed: read off the thread
+        // directly (mlua's `status()` takes the VM's lock and walks the
+        // stack, on every resume).
+        // SAFETY: the thread belongs to this VM, which runs on this thread
+        // only, and is not running (its resume has returned).
+        let resumable = unsafe { mlua::ffi::lua_status(thread.state()) } == mlua::ffi::LUA_YIELD;
         let killed = self.interrupt.leave();
         // What the slice piled up goes back to the system once the session
         // is done with it, not at the VM's next collection (`memory.rs`,
@@ -579,7 +603,7 @@ impl LuaService {
         if let Some(caller) = caller {
             let answer = match &ending {
                 Ending::Returned(values) => {
-                    let mut payload = Vec::new();
+                    let mut payload = codec::payload();
                     Some(
                         match codec::encode(values.iter(), &mut payload, self.socket_key) {
                             Ok(()) => (MessageKind::Response, payload),
@@ -626,7 +650,7 @@ impl LuaService {
                     let _ = startup.send(Ok(()));
                 }
                 if let Some(caller) = self.main_reply.take() {
-                    let mut payload = Vec::new();
+                    let mut payload = codec::payload();
                     let _ =
                         codec::encode([Value::Boolean(true)].iter(), &mut payload, self.socket_key);
                     self.answer(caller, MessageKind::Response, payload);

@@ -59,11 +59,9 @@ use subs::{check_module_name, check_name, NameError};
 /// The name of the VM's table of functions in the Lua registry (step 3).
 pub const FUNCTIONS: &str = "lunet.model.functions";
 
-/// `model.lua` compiled once per process (as the prelude).
-pub fn lua_bytecode() -> &'static [u8] {
-    static BYTECODE: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
-    crate::host::lunet_bytecode(&BYTECODE, include_str!("model.lua"), "@lunet/model.lua")
-}
+/// `model.lua`, compiled once per process (as the prelude).
+pub static MODEL: crate::parts::Chunk =
+    crate::parts::Chunk::new("@lunet/model.lua", include_str!("model.lua"));
 
 /// What a spawn declared for its runtime.
 #[derive(Clone, Debug, Default)]
@@ -337,11 +335,8 @@ fn load(
     }
     let (core, lunet, prelude) = args;
     install(lua, runtime, meta, &core)?;
-    let (run_sub, start_runtime, reload_module): (Value, Value, Value) = lua
-        .load(lua_bytecode())
-        .set_name("@lunet/model.lua")
-        .set_mode(mlua::chunk::ChunkMode::Binary)
-        .call((core, lunet, prelude))?;
+    let (run_sub, start_runtime, reload_module): (Value, Value, Value) =
+        MODEL.function(lua)?.call((core, lunet, prelude))?;
     let halves = lua.create_sequence_from([run_sub, start_runtime, reload_module])?;
     lua.set_named_registry_value(HALVES, &halves)
 }
