@@ -37,9 +37,18 @@ impl LuaService {
     /// Whether `message` waits for the runtime's modules (model step 1).
     /// They are out of the mailbox, so its cap no longer bounds them:
     /// past `EARLY_MAX` they are refused.
+    /// Once ready, a message that arrives while kept ones wait for the end
+    /// of the turn (`handle_early`) queues behind them: order holds.
     fn too_early(&mut self, service: &Arc<Service>, message: Message) -> Option<Message> {
-        if self.model.is_none() || vm(|state| state.model.ready) {
+        if self.model.is_none() {
             return Some(message);
+        }
+        if vm(|state| state.model.ready) {
+            if self.early.is_empty() {
+                return Some(message);
+            }
+            self.early.push(message);
+            return None;
         }
         if self.early.len() < EARLY_MAX {
             self.early.push(message);
