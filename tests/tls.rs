@@ -253,6 +253,23 @@ fn a_lunet_client_refuses_bad_certificates_with_verify_on() {
         answer.starts_with("true nil 'tls: cannot read the ca file /no/such/ca.pem"),
         "{answer}"
     );
+    // A bad option raises after the TCP connection was made: that
+    // connection is closed, not left open (the peer reads end of file).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("local_addr").port();
+    let answer = client.run(&format!(
+        "lunet.connect('127.0.0.1:{port}', {{tls = {{verify = 'yes'}}}})"
+    ));
+    assert!(answer.contains("tls.verify must be a boolean"), "{answer}");
+    let (mut peer, _) = listener.accept().expect("accept");
+    peer.set_read_timeout(Some(common::DEADLINE))
+        .expect("set_read_timeout");
+    let mut byte = [0u8; 1];
+    assert_eq!(
+        std::io::Read::read(&mut peer, &mut byte).expect("end of file, not a timeout"),
+        0,
+        "the connection was left open"
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ local core, lunet, internals = ...
 local yield, cannot_wait, isyieldable, permitted, new_socket =
     internals.yield, internals.cannot_wait, internals.isyieldable, internals.permitted, internals.new_socket
 local handlers, listener_tls = internals.handlers, internals.listener_tls
-local error, type, tostring, select, setmetatable, pairs = error, type, tostring, select, setmetatable, pairs
+local error, type, tostring, select, setmetatable, pairs, pcall = error, type, tostring, select, setmetatable, pairs, pcall
 
 local OP, READ = core.OP, core.READ
 local OP_READ, OP_SLEEP, OP_CONNECT, OP_WAIT = OP.READ, OP.SLEEP, OP.CONNECT, OP.WAIT
@@ -60,7 +60,13 @@ function lunet.connect(addr, options)
     end
     local ok, cerr = yield(OP_CONNECT, id)
     if ok and tls then
-        ok, cerr = core.tls_connect(id, tls, addr)
+        -- A bad option raises: the connection made for it is closed first.
+        local checked
+        checked, ok, cerr = pcall(core.tls_connect, id, tls, addr)
+        if not checked then
+            core.close(id)
+            error(ok, 0)
+        end
         if ok then
             local done, herr = core.read(id, READ.HANDSHAKE)
             if done == false then done, herr = yield(OP_READ, id) end
