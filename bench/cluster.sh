@@ -129,8 +129,4 @@ $(for c in "${COMMANDS[@]}"; do printf -- '- `%s`\n' "$c"; done)
 EOF2
 )
 
-printf '%s\n' "$table"
-if [ -n "${BENCH_RESULTS:-}" ]; then
-    printf '## Cluster (%s)\n\n%s\n' "$(date +%F)" "$table" >>"$BENCH_RESULTS"
-    log "appended to $BENCH_RESULTS"
-fi
+emit_table "Cluster" "$table"

@@ -141,6 +141,17 @@ machine() {
         "$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)" "$(uname -sr)" "$revision"
 }
 
+# emit_table TITLE TEXT: prints TEXT (a script's table, machine and
+# commands) and, when BENCH_RESULTS names a file, appends it there under
+# "## TITLE (DATE)".
+emit_table() {
+    printf '%s\n' "$2"
+    if [ -n "${BENCH_RESULTS:-}" ]; then
+        printf '## %s (%s)\n\n%s\n' "$1" "$(date +%F)" "$2" >>"$BENCH_RESULTS"
+        log "appended to $BENCH_RESULTS"
+    fi
+}
+
 # write_results TITLE [NOTE...]: appends to RESULTS a heading TITLE, TABLE,
 # the machine and each NOTE as a list item, and the recorded commands;
 # prints TABLE.

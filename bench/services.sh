@@ -168,8 +168,4 @@ $(for c in "${COMMANDS[@]}"; do printf -- '- `%s`\n' "$c"; done)
 EOF
 )
 
-printf '%s\n' "$table"
-if [ -n "${BENCH_RESULTS:-}" ]; then
-    printf '## Services (%s)\n\n%s\n' "$(date +%F)" "$table" >>"$BENCH_RESULTS"
-    log "appended to $BENCH_RESULTS"
-fi
+emit_table "Services" "$table"
