@@ -2,7 +2,6 @@
 -- as `name=` (default "echo"): answers a call with its values, counts
 -- sends.
 local lunet = require "lunet"
-lunet.cluster.register(lunet.getenv("name", "echo"))
 local sent = 0
 lunet.dispatch(function(_, op, ...)
     if op == "sent" then
@@ -15,3 +14,6 @@ lunet.dispatch(function(_, op, ...)
         return op, ...
     end
 end)
+-- Registered once it can answer: a caller may query the name and call at
+-- once.
+lunet.cluster.register(lunet.getenv("name", "echo"))
