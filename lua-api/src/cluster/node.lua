@@ -20,6 +20,12 @@
 -- 5. The connection lost: every pending call fails, remote sends and
 --    calls fail at once (mod.rs step 4) and the service reconnects with a
 --    backoff; the subscriptions are made again on the new connection.
+-- 6. Leaving: when the process drains (SIGTERM/SIGINT, `lunet.on_shutdown`)
+--    the node gives up its names, groups and node name at once, stops its
+--    heartbeats and says goodbye on `lunet.bye`: the others report it down
+--    without waiting for the heartbeat bound, and a node of the same name
+--    may join while this one finishes its sessions. Its own calls to other
+--    nodes go on through the grace period.
 
 local core, lunet, internals, calls, url, node = ...
 local yield = internals.yield
@@ -66,6 +72,7 @@ local nodes = {}         -- other live nodes: name -> { instance =, seen = ms }
 -- (ms). Unheard for NODE_DEAD_MS, they are down too.
 local awaited = {}
 local own_seen = 0       -- when our own heartbeat last came back
+local leaving = false    -- step 6: the node said goodbye
 local pongs, pong_head, pong_tail = {}, 1, 0
 
 local UNREACHABLE = "the cluster is unreachable (no connection to NATS)"
@@ -363,6 +370,7 @@ local function on_heartbeat(_, _, payload)
     local name, node_instance = match(payload, "^(%S+) (%S+)$")
     if not name then return end
     if name == node then
+        if leaving then return end -- a node of our name may take over
         if node_instance == instance then
             own_seen = now()
         else
@@ -382,10 +390,18 @@ local function on_heartbeat(_, _, payload)
     end
 end
 
+-- Step 6: another node leaves (the instance that we know, not a newer
+-- one of the same name).
+local function on_bye(_, _, payload)
+    local name, node_instance = match(payload, "^(%S+) (%S+)$")
+    local known = name and nodes[name]
+    if known and known.instance == node_instance then node_down(name, "it left") end
+end
+
 local function heartbeats()
     local beat = node .. " " .. instance
     local function beat_and_check()
-        if sock then
+        if sock and not leaving then
             publish("lunet.hb", nil, beat)
             if now() - own_seen > NODE_DEAD_MS then
                 -- Our own heartbeats no longer come back: the connection
@@ -565,6 +581,9 @@ end
 
 function ops.register(_, name, handle)
     check_name("lunet.cluster.register", name)
+    if leaving then
+        error(fmt("lunet.cluster.register: node '%s' is leaving the cluster (draining)", node), 0)
+    end
     require_connection("lunet.cluster.register")
     local function taken()
         local held = names[name]
@@ -665,11 +684,12 @@ end
 
 -- A service of this node joined `group` (mod.rs: note_group).
 ops.span = function(_, group)
-    if groups[group] then return end
-    groups[group] = true
+    if groups[group] or leaving then return end
     local handler = serve_group(group)
-    subscribe("lunet.g." .. group .. ".c", handler, "lunet.g." .. group)
-    subscribe("lunet.g." .. group .. ".s", handler)
+    groups[group] = {
+        subscribe("lunet.g." .. group .. ".c", handler, "lunet.g." .. group),
+        subscribe("lunet.g." .. group .. ".s", handler),
+    }
 end
 
 ---------------------------------------------------------------- modules
@@ -762,8 +782,27 @@ lunet.fork(keep_connected, first)
 if probe("lunet.node." .. node) then
     error(fmt("node name '%s' is taken by a live node", node), 0)
 end
-subscribe("lunet.node." .. node, function(_, reply)
+local node_sid = subscribe("lunet.node." .. node, function(_, reply)
     if reply then publish(reply, nil, "n" .. instance) end
 end)
+subscribe("lunet.bye", on_bye)
 lunet.fork(heartbeats)
+
+-- Step 6: what the node held is given up at once; calls already being
+-- served here are answered.
+lunet.on_shutdown(function()
+    if leaving then return end
+    leaving = true
+    for name, held in pairs(names) do
+        names[name] = nil
+        unsubscribe(held.sid)
+    end
+    for group, sids in pairs(groups) do
+        groups[group] = nil
+        for _, sid in ipairs(sids) do unsubscribe(sid) end
+    end
+    unsubscribe(node_sid)
+    publish("lunet.bye", nil, node .. " " .. instance)
+    log("info", fmt("cluster: node '%s' leaves the cluster (draining)", node))
+end)
 log("info", fmt("cluster: node '%s' joined %s", node, url))
