@@ -38,6 +38,7 @@ use lunet_core::{Event, Message, Runtime};
 use mlua::{Lua, LuaString, MultiValue, Table, UserData, Value};
 
 pub mod push;
+mod read;
 
 use crate::caps::{self, Capability};
 use crate::codec::{self, SocketMeta};
@@ -559,6 +560,8 @@ fn sub_message(encoded: &[u8]) -> (Vec<u8>, bool) {
 fn service_calls(lua: &Lua, runtime: &Runtime, meta: SocketMeta) -> mlua::Result<Table> {
     let calls = lua.create_table()?;
     calls.set("secret", secret())?;
+
+    calls.set("read", lua.create_function(read::read)?)?;
 
     calls.set(
         "set_connected",

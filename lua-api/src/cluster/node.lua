@@ -443,56 +443,37 @@ end
 
 -- A handler's error is logged: the read loop goes on.
 local function deliver(sid, subject, reply, payload, status)
-    local handler = handlers[tonumber(sid)]
+    local handler = handlers[sid]
     if not handler then return end
     local ok, err = pcall(handler, subject, reply, payload, status)
     if not ok then log("error", "cluster: a message on " .. subject .. " failed: " .. tostring(err)) end
 end
 
 -- Reads what the server sends until the connection ends; why it ended.
+-- Each operation is parsed in Rust from the socket's buffer (read.rs).
+-- (`false` from it: wait until the socket has more, as until_read in
+-- prelude.lua, which returns only three values.)
+local read_op, OP_READ = calls.read, core.OP.READ
 local function read_loop(s)
+    local id = s[1]
     while true do
-        local line, err = s:readline(MAX_CONTROL_LINE)
-        if not line then return "the connection ended: " .. tostring(err) end
-        -- The common case as nats-server writes it, in one match; anything
-        -- else takes the general path below.
-        local subject, sid, third, fourth = match(line, "^MSG (%S+) (%d+) (%S+) ?(%d*)$")
-        local size = tonumber(fourth ~= "" and fourth or third)
-        local op = subject and size and size <= max_payload and "" or upper(match(line, "^(%S+)") or "")
-        if op == "" then
-            local data, read_error = s:readn(size + 2)
-            if not data then return "the connection ended: " .. tostring(read_error) end
-            if sub(data, -2) ~= "\r\n" then return "protocol error: a message without its CRLF" end
-            deliver(sid, subject, fourth ~= "" and third or nil, sub(data, 1, size))
-        elseif op == "MSG" or op == "HMSG" then
-            local fields = {}
-            for field in line:gmatch("%S+") do fields[#fields + 1] = field end
-            local headed = op == "HMSG"
-            local count = #fields - (headed and 5 or 4)
-            if count ~= 0 and count ~= 1 then return protocol_error(line) end
-            local subject, sid = fields[2], fields[3]
-            local reply = count == 1 and fields[4] or nil
-            local total = tonumber(fields[#fields])
-            local head = headed and tonumber(fields[#fields - 1]) or 0
-            if not total or total < 0 or total > max_payload or not head or head < 0 or head > total
-                or total % 1 ~= 0 or head % 1 ~= 0 then
-                return "protocol error: bad size in '" .. sub(line, 1, 64) .. "'"
-            end
-            local data, read_error = s:readn(total + 2)
-            if not data then return "the connection ended: " .. tostring(read_error) end
-            if sub(data, -2) ~= "\r\n" then return "protocol error: a message without its CRLF" end
-            local status = headed and match(data, "^NATS/1%.0[ \t]+(%d%d%d)") or nil
-            deliver(sid, subject, reply, sub(data, head + 1, total), status)
-        elseif op == "PING" then
+        local op, a, subject, reply, payload, status = read_op(id, max_payload)
+        while op == false do
+            local _, wait_error = yield(OP_READ, id)
+            op, a, subject, reply, payload, status = read_op(id, max_payload, wait_error)
+        end
+        if op == "m" then
+            deliver(a, subject, reply, payload, status)
+        elseif op == nil then
+            return a
+        elseif op == "ping" then
             s:write("PONG\r\n")
-        elseif op == "PONG" then
+        elseif op == "pong" then
             wake_pong()
-        elseif op == "INFO" then
-            max_payload = tonumber(match(line, '"max_payload"%s*:%s*(%d+)')) or max_payload
-        elseif op == "-ERR" then
-            log("warn", "cluster: NATS says " .. sub(line, 1, 256))
-        elseif op ~= "+OK" then
-            return protocol_error(line)
+        elseif op == "info" then
+            max_payload = tonumber(match(a, '"max_payload"%s*:%s*(%d+)')) or max_payload
+        elseif op == "err" then
+            log("warn", "cluster: NATS says -ERR '" .. sub(a, 1, 256) .. "'")
         end
     end
 end
