@@ -31,7 +31,8 @@ local core, lunet, internals, calls, url, node = ...
 local yield = internals.yield
 local OP_CALL = core.OP.CALL
 local secret, pack, post = calls.secret, calls.pack, calls.post
-local take_call, answer_caller = calls.take_call, calls.answer
+local take_call, forward = calls.take_call, calls.forward
+local fail_forwarded, fail_forwarded_one = calls.fail_forwarded, calls.fail_forwarded_one
 local set_connected = calls.set_connected
 local fmt, byte, sub, match, upper = string.format, string.byte, string.sub, string.match, string.upper
 local now, log = lunet.now, lunet.log
@@ -46,10 +47,9 @@ local PROBE_MS = 2000           -- the longest a probe (register, query) waits
 local HANDSHAKE_MS = 5000
 local RECONNECT_FIRST_MS, RECONNECT_MAX_MS = 50, 1000
 local MAX_CONTROL_LINE = 64 * 1024
--- The first byte of what a reply inbox gets: an answer's values, an
--- error, the name of the node that took a group call (an answer follows),
--- the answer to a probe.
-local R_OK, R_ERROR, R_TAKEN, R_PROBE = byte("r"), byte("e"), byte("a"), byte("n")
+-- The first byte of the answer to a probe or a claim (the answers of
+-- forwarded calls are read in Rust: forward.rs).
+local R_PROBE = byte("n")
 
 local host, port = match(url, "^nats://([^:/]+):(%d+)/?$")
 if not host then
@@ -65,7 +65,10 @@ local handlers = {}      -- sid -> function(subject, reply, payload, status)
 local sub_lines = {}     -- sid -> its SUB line, sent again on a new connection
 local next_sid = 0
 local names = {}         -- name -> { handle =, sid = }
-local pending = {}       -- inbox id -> { node =, reply = fn(status, payload), fail = fn(text) }
+-- This service's own requests (probes, claims, the module store): inbox
+-- id -> { node =, reply = fn(status, payload), fail = fn(text) }. Calls
+-- forwarded for other services are kept in Rust (forward.rs).
+local pending = {}
 local next_inbox = 0
 local nodes = {}         -- other live nodes: name -> { instance =, seen = ms }
 -- Nodes that calls wait on before their first heartbeat came: name -> since
@@ -142,23 +145,20 @@ local function on_reply(subject, _, payload, status)
     local id = tonumber(sub(subject, #inbox + 1))
     local entry = id and pending[id]
     if not entry then return end -- late: its caller gave up
-    if entry.group and status == nil and byte(payload, 1) == R_TAKEN then
-        entry.node = sub(payload, 2) -- if it goes down, the call fails
-        await_node(entry.node)
-        return
-    end
     pending[id] = nil
     entry.reply(entry, status, payload)
 end
 
--- Fails every pending request that `match_entry` selects.
-local function fail_pending(text, match_entry)
+-- Fails every request waiting on node `name` (all when nil), forwarded
+-- calls included.
+local function fail_pending(text, name)
     for id, entry in pairs(pending) do
-        if match_entry == nil or match_entry(entry) then
+        if name == nil or entry.node == name then
             pending[id] = nil
             entry.fail(entry, text)
         end
     end
+    fail_forwarded(name, text)
 end
 
 local function waited_reply(entry, status, answer)
@@ -361,8 +361,7 @@ local function node_down(name, why)
     if not nodes[name] then return end
     nodes[name] = nil
     log("warn", fmt("cluster: node '%s' is down (%s)", name, why))
-    fail_pending(fmt("lunet.call: node '%s' is down (%s)", name, why),
-        function(entry) return entry.node == name end)
+    fail_pending(fmt("lunet.call: node '%s' is down (%s)", name, why), name)
     lunet.fire("cluster.nodedown", name)
 end
 
@@ -422,7 +421,7 @@ local function heartbeats()
             elseif t - since > NODE_DEAD_MS then
                 awaited[name] = nil
                 fail_pending(fmt("lunet.call: node '%s' is down (never heard from in %d ms)", name, t - since),
-                    function(entry) return entry.node == name end)
+                    name)
             end
         end
     end
@@ -466,6 +465,8 @@ local function read_loop(s)
             deliver(a, subject, reply, payload, status)
         elseif op == nil then
             return a
+        elseif op == "taken" then
+            await_node(a) -- a group call's node: if it goes down, the call fails
         elseif op == "ping" then
             s:write("PONG\r\n")
         elseif op == "pong" then
@@ -610,52 +611,16 @@ function ops.node()
     return node
 end
 
--- "'name'" or "group 'name'" for the subject of a call.
-local function served(subject)
-    local kind, name = match(subject, "^lunet%.(%a)%.(.+)%.%a$")
-    if kind == "g" then return "group '" .. name .. "'" end
-    return "'" .. (name or subject) .. "'"
-end
-
--- A remote reference's or a group's call: answered when the reply comes,
--- the node that took it goes down or the connection is lost. Its pending
--- entry is data (who waits, on what), handled by forwarded_reply and
--- forwarded_fail: no function made per call.
-local function forwarded_reply(entry, status, payload)
-    local service, token = entry.service, entry.token
-    if status == "503" then
-        return answer_caller(service, token, false,
-            "lunet.call: no responders: no node serves " .. served(entry.subject))
-    end
-    local kind = byte(payload, 1)
-    if kind == R_OK then
-        answer_caller(service, token, true, sub(payload, 2))
-    elseif kind == R_ERROR then
-        answer_caller(service, token, false, sub(payload, 2))
-    else
-        answer_caller(service, token, false, "lunet.call: a malformed answer from " .. served(entry.subject))
-    end
-end
-
-local function forwarded_fail(entry, text)
-    answer_caller(entry.service, entry.token, false, text)
-end
-
+-- A remote reference's or a group's call: answered by the read path
+-- when the reply comes (forward.rs), or failed when the node that took
+-- it goes down or the connection is lost. A group's call learns its node
+-- from the node that takes it.
 ops.call = function(_, subject, target_node, encoded)
     local service, token = take_call()
-    -- A group's call learns its node from the node that takes it.
-    local entry = {
-        service = service, token = token, subject = subject,
-        node = target_node ~= "" and target_node or nil, group = target_node == "",
-        reply = forwarded_reply, fail = forwarded_fail,
-    }
-    await_node(entry.node)
-    local reply_to, id = new_inbox(entry)
+    local reply_to = forward(service, token, subject, target_node)
+    if target_node ~= "" then await_node(target_node) end
     local ok, err = publish(subject, reply_to, encoded)
-    if not ok then
-        pending[id] = nil
-        answer_caller(service, token, false, "lunet.call: " .. err)
-    end
+    if not ok then fail_forwarded_one(reply_to, "lunet.call: " .. err) end
 end
 
 ops.send = function(_, subject, _, encoded)
@@ -757,6 +722,7 @@ calls.define_events({ "cluster.nodeup", "cluster.nodedown" })
 local first, err = connect()
 if not first then error(err, 0) end
 attached(first)
+calls.forward_inbox(inbox .. "f")
 subscribe(inbox .. "*", on_reply)
 subscribe("lunet.hb", on_heartbeat)
 lunet.fork(keep_connected, first)

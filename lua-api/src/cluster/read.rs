@@ -10,10 +10,18 @@
 //!   status of an HMSG's `NATS/1.0 503` line as a string, its headers left
 //!   out),
 //! - `"info", json`, `"ping"`, `"pong"`, `"ok"`, `"err", text`,
+//! - `"taken", node`: a group call this node forwarded was taken by `node`
+//!   (watch for its heartbeats),
 //! - `nil, why` (the connection ended, or the server broke the protocol).
+//!
+//! The answers of forwarded calls never reach Lua: they are posted to
+//! their callers here (`forward.rs`) and the next operation is read.
 
 use lunet_core::proto::{nats, Progress};
+use lunet_core::Runtime;
 use mlua::{IntoLua, Lua, LuaString, MultiValue, Value};
+
+use super::forward::{self, Handled};
 
 use crate::ids::ConnectionId;
 use crate::read::{self, ReadOutcome, ReadRequest};
@@ -94,26 +102,55 @@ fn next(entry: &mut ConnEntry, limits: &nats::Limits) -> Next {
 /// `read` (see the module's comment).
 pub(super) fn read(
     lua: &Lua,
+    runtime: &Runtime,
+    forwarded: &forward::Shared,
     (id, max_payload, wait_error): (i64, i64, Option<LuaString>),
 ) -> mlua::Result<MultiValue> {
-    let next = match wait_error {
-        Some(word) => Next::Failed(format!("the connection ended: {}", word.to_string_lossy())),
-        None => {
-            let id = ConnectionId::from_lua_integer(id);
-            let limits = nats::Limits {
-                max_control_line: MAX_CONTROL_LINE,
-                max_payload: usize::try_from(max_payload).unwrap_or(0),
+    if let Some(word) = wait_error {
+        let why = format!("the connection ended: {}", word.to_string_lossy());
+        return Ok(MultiValue::from_vec(vec![
+            Value::Nil,
+            Value::String(lua.create_string(&why)?),
+        ]));
+    }
+    let id = ConnectionId::from_lua_integer(id);
+    let limits = nats::Limits {
+        max_control_line: MAX_CONTROL_LINE,
+        max_payload: usize::try_from(max_payload).unwrap_or(0),
+    };
+    let next = loop {
+        let next = with_state(lua, |state| {
+            let next = match state.conns.get_mut(id) {
+                Some(entry) if entry.phase == ConnectionPhase::Open => next(entry, &limits),
+                _ => Next::Failed("the connection ended: closed".to_string()),
             };
-            with_state(lua, |state| {
-                let next = match state.conns.get_mut(id) {
-                    Some(entry) if entry.phase == ConnectionPhase::Open => next(entry, &limits),
-                    _ => Next::Failed("the connection ended: closed".to_string()),
-                };
-                if let Next::Wait(request) = &next {
-                    state.pending_read = Some((id, request.clone()));
-                }
-                next
-            })?
+            if let Next::Wait(request) = &next {
+                state.pending_read = Some((id, request.clone()));
+            }
+            next
+        })?;
+        let Next::Operation(Operation::Msg {
+            subject,
+            payload,
+            status,
+            ..
+        }) = &next
+        else {
+            break next;
+        };
+        let (handled, answer) = forward::lock(forwarded).on_message(subject, payload, *status);
+        if let Some((caller, kind, answer)) = answer {
+            forward::answer_once(lua, runtime, caller, kind, answer)?;
+        }
+        match handled {
+            Handled::NotOurs => break next,
+            Handled::Done => {}
+            Handled::TakenBy(node) => {
+                return Ok(MultiValue::from_vec(vec![
+                    Value::String(lua.create_string("taken")?),
+                    Value::String(lua.create_string(&node)?),
+                ]))
+            }
         }
     };
     let string = |bytes: &[u8]| lua.create_string(bytes).map(Value::String);
