@@ -2,7 +2,6 @@
 -- as `name=` (default "echo"): answers a call with its values, counts
 -- sends.
 local lunet = require "lunet"
-lunet.cluster.register(lunet.getenv("name", "echo"))
 local sent = 0
 lunet.dispatch(function(_, op, ...)
     if op == "sent" then
@@ -15,3 +14,6 @@ lunet.dispatch(function(_, op, ...)
         return op, ...
     end
 end)
+-- After dispatch: a name takes calls as soon as it is subscribed, before
+-- register returns (its claim waits 150 ms for an objection).
+lunet.cluster.register(lunet.getenv("name", "echo"))
