@@ -128,21 +128,26 @@ impl Drop for Nats {
 /// A node: `lunet serve cluster_node.lua` joined to `nats` as `name`,
 /// its runtimes' modules in `tests/modules`.
 fn node(nats_url: &str, name: &str) -> Server {
+    node_with(nats_url, name, &[])
+}
+
+/// [`node`] with more flags.
+fn node_with(nats_url: &str, name: &str, more: &[&str]) -> Server {
     let modules = format!("{}/tests/modules", env!("CARGO_MANIFEST_DIR"));
-    Server::start(
-        &test_script("cluster_node.lua"),
-        &[
-            &format!("node={name}"),
-            "--hosts",
-            "1",
-            "--cluster",
-            nats_url,
-            "--node",
-            name,
-            "--modules",
-            &modules,
-        ],
-    )
+    let node_arg = format!("node={name}");
+    let mut args = vec![
+        node_arg.as_str(),
+        "--hosts",
+        "1",
+        "--cluster",
+        nats_url,
+        "--node",
+        name,
+        "--modules",
+        &modules,
+    ];
+    args.extend_from_slice(more);
+    Server::start(&test_script("cluster_node.lua"), &args)
 }
 
 /// Sends one command and returns the answer line.
@@ -331,6 +336,39 @@ fn a_node_killed_mid_call_fails_its_callers_and_is_reported_down() {
     // Its names are gone with it: calls to them fail at once.
     expect(b, "query wc", "ok nil");
     expect(a, "call wb echo still", "ok still");
+}
+
+#[test]
+fn a_draining_node_leaves_at_once_and_a_namesake_may_join_meanwhile() {
+    let nats = Nats::start();
+    let url = nats.url();
+    // Its grace outlasts the test: whatever follows happens while it drains.
+    let mut old = node_with(&url, "a", &["--grace", "120"]);
+    let b = node(&url, "b");
+    expect(&old, "spawn wa", "ok spawned");
+    until(&b, "nodes", "ok a,b");
+    expect(&b, "call wa echo before", "ok before");
+    old.signal(libc::SIGTERM);
+    old.wait_log("leaves the cluster");
+    // Its connection to NATS stays up (no heartbeat bound runs out): only
+    // its goodbye makes b report it down and forget its name.
+    until_answer(&b, "events", |events| events.contains("down a"));
+    until(&b, "nodes", "ok b");
+    expect(&b, "query wa", "ok nil");
+    expect_error(&b, "call wa echo gone", "no node serves 'wa'");
+    // A node of the same name joins and takes the name while the old one
+    // is still draining.
+    let new = node(&url, "a");
+    expect(&new, "spawn wa", "ok spawned");
+    if let Some(status) = old.exited() {
+        old.fail(&format!(
+            "the draining node exited ({status}) before its namesake joined"
+        ));
+    }
+    until(&b, "nodes", "ok a,b");
+    until(&b, "query wa", "ok wa@a");
+    expect(&b, "call wa echo after", "ok after");
+    until_answer(&b, "events", |events| events.ends_with("down a;up a"));
 }
 
 /// A NATS client that claims the name `name` for node `node` (it answers

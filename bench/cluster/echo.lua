@@ -14,6 +14,6 @@ lunet.dispatch(function(_, op, ...)
         return op, ...
     end
 end)
--- Registered once it can answer: a caller may query the name and call at
--- once.
+-- After dispatch: a name takes calls as soon as it is subscribed, before
+-- register returns (its claim waits 150 ms for an objection).
 lunet.cluster.register(lunet.getenv("name", "echo"))

@@ -37,13 +37,15 @@ use std::time::Duration;
 use lunet_core::{Event, Message, Runtime};
 use mlua::{Lua, LuaString, MultiValue, Table, UserData, Value};
 
+mod forward;
 pub mod push;
+mod read;
 
 use crate::caps::{self, Capability};
 use crate::codec::{self, SocketMeta};
 use crate::host::{LuaService, Script};
 use crate::ids::CallToken;
-use crate::mail::{answer, error_payload};
+use crate::mail::error_payload;
 use crate::model::groups;
 use crate::protocol::MessageKind;
 use crate::settings::Settings;
@@ -555,10 +557,74 @@ fn sub_message(encoded: &[u8]) -> (Vec<u8>, bool) {
     }
 }
 
+/// The cluster service's calls for forwarded calls (`forward.rs`).
+fn forward_calls(
+    lua: &Lua,
+    runtime: &Runtime,
+    forwarded: &forward::Shared,
+    calls: &Table,
+) -> mlua::Result<()> {
+    let shared = forwarded.clone();
+    calls.set(
+        "forward_inbox",
+        lua.create_function(move |_, prefix: String| {
+            forward::lock(&shared).set_prefix(&prefix);
+            Ok(())
+        })?,
+    )?;
+    let shared = forwarded.clone();
+    calls.set(
+        "forward",
+        lua.create_function(
+            move |_, (service, token, subject, node): (i64, i64, String, String)| {
+                let caller = Caller {
+                    service: service as u64,
+                    token: CallToken::from_raw(token as u64),
+                };
+                let node = (!node.is_empty()).then_some(node);
+                Ok(forward::lock(&shared).forward(caller, subject, node))
+            },
+        )?,
+    )?;
+    // (node|nil, text): fails the calls waiting on that node (all: nil).
+    let (rt, shared) = (runtime.clone(), forwarded.clone());
+    calls.set(
+        "fail_forwarded",
+        lua.create_function(move |lua, (node, text): (Option<String>, String)| {
+            let failed = forward::lock(&shared).take_failed(node.as_deref());
+            for caller in failed {
+                forward::answer_once(lua, &rt, caller, MessageKind::Error, error_payload(&text))?;
+            }
+            Ok(())
+        })?,
+    )?;
+    // (reply, text): fails the one call of that reply subject.
+    let (rt, shared) = (runtime.clone(), forwarded.clone());
+    calls.set(
+        "fail_forwarded_one",
+        lua.create_function(move |lua, (reply, text): (String, String)| {
+            let failed = forward::lock(&shared).take_one(&reply);
+            if let Some(caller) = failed {
+                forward::answer_once(lua, &rt, caller, MessageKind::Error, error_payload(&text))?;
+            }
+            Ok(())
+        })?,
+    )?;
+    Ok(())
+}
+
 /// The calls only the cluster service gets (step 3).
 fn service_calls(lua: &Lua, runtime: &Runtime, meta: SocketMeta) -> mlua::Result<Table> {
     let calls = lua.create_table()?;
     calls.set("secret", secret())?;
+
+    let forwarded = forward::Shared::default();
+    let (rt, shared) = (runtime.clone(), forwarded.clone());
+    calls.set(
+        "read",
+        lua.create_function(move |lua, args| read::read(lua, &rt, &shared, args))?,
+    )?;
+    forward_calls(lua, runtime, &forwarded, &calls)?;
 
     calls.set(
         "set_connected",
@@ -625,8 +691,7 @@ fn service_calls(lua: &Lua, runtime: &Runtime, meta: SocketMeta) -> mlua::Result
 
     // `take_call()`: takes the answer of the call the running session
     // answers, as `lunet.response` does, and returns who waits for it
-    // (service, token); `answer(service, token, ok, bytes)` answers it once
-    // with values the codec already encoded (`ok`) or an error text. Two
+    // (service, token), for `forward` (forward.rs answers it once). Two
     // integers instead of a function per call: the cluster service
     // forwards every remote call this way.
     calls.set(
@@ -643,30 +708,6 @@ fn service_calls(lua: &Lua, runtime: &Runtime, meta: SocketMeta) -> mlua::Result
             Ok((caller.service as i64, caller.token.to_raw() as i64))
         })?,
     )?;
-    let rt = runtime.clone();
-    calls.set(
-        "answer",
-        lua.create_function(
-            move |lua, (service, token, ok, bytes): (i64, i64, bool, LuaString)| {
-                let caller = Caller {
-                    service: service as u64,
-                    token: CallToken::from_raw(token as u64),
-                };
-                let (from, removed) =
-                    with_state(lua, |state| (state.self_id, state.delayed.remove(&caller)))?;
-                if !removed {
-                    return Ok(false);
-                }
-                let (kind, payload) = if ok {
-                    (MessageKind::Response, bytes.as_bytes().to_vec())
-                } else {
-                    (MessageKind::Error, error_payload(&bytes.to_string_lossy()))
-                };
-                Ok(answer(&rt, from, caller, kind, payload))
-            },
-        )?,
-    )?;
-
     calls.set(
         "store_module",
         lua.create_function(|_, (name, source): (String, LuaString)| {

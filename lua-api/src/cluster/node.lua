@@ -20,12 +20,19 @@
 -- 5. The connection lost: every pending call fails, remote sends and
 --    calls fail at once (mod.rs step 4) and the service reconnects with a
 --    backoff; the subscriptions are made again on the new connection.
+-- 6. Leaving: when the process drains (SIGTERM/SIGINT, `lunet.on_shutdown`)
+--    the node gives up its names, groups and node name at once, stops its
+--    heartbeats and says goodbye on `lunet.bye`: the others report it down
+--    without waiting for the heartbeat bound, and a node of the same name
+--    may join while this one finishes its sessions. Its own calls to other
+--    nodes go on through the grace period.
 
 local core, lunet, internals, calls, url, node = ...
 local yield = internals.yield
 local OP_CALL = core.OP.CALL
 local secret, pack, post = calls.secret, calls.pack, calls.post
-local take_call, answer_caller = calls.take_call, calls.answer
+local take_call, forward = calls.take_call, calls.forward
+local fail_forwarded, fail_forwarded_one = calls.fail_forwarded, calls.fail_forwarded_one
 local set_connected = calls.set_connected
 local fmt, byte, sub, match, upper = string.format, string.byte, string.sub, string.match, string.upper
 local now, log = lunet.now, lunet.log
@@ -40,10 +47,9 @@ local PROBE_MS = 2000           -- the longest a probe (register, query) waits
 local HANDSHAKE_MS = 5000
 local RECONNECT_FIRST_MS, RECONNECT_MAX_MS = 50, 1000
 local MAX_CONTROL_LINE = 64 * 1024
--- The first byte of what a reply inbox gets: an answer's values, an
--- error, the name of the node that took a group call (an answer follows),
--- the answer to a probe.
-local R_OK, R_ERROR, R_TAKEN, R_PROBE = byte("r"), byte("e"), byte("a"), byte("n")
+-- The first byte of the answer to a probe or a claim (the answers of
+-- forwarded calls are read in Rust: forward.rs).
+local R_PROBE = byte("n")
 
 local host, port = match(url, "^nats://([^:/]+):(%d+)/?$")
 if not host then
@@ -59,13 +65,17 @@ local handlers = {}      -- sid -> function(subject, reply, payload, status)
 local sub_lines = {}     -- sid -> its SUB line, sent again on a new connection
 local next_sid = 0
 local names = {}         -- name -> { handle =, sid = }
-local pending = {}       -- inbox id -> { node =, reply = fn(status, payload), fail = fn(text) }
+-- This service's own requests (probes, claims, the module store): inbox
+-- id -> { node =, reply = fn(status, payload), fail = fn(text) }. Calls
+-- forwarded for other services are kept in Rust (forward.rs).
+local pending = {}
 local next_inbox = 0
 local nodes = {}         -- other live nodes: name -> { instance =, seen = ms }
 -- Nodes that calls wait on before their first heartbeat came: name -> since
 -- (ms). Unheard for NODE_DEAD_MS, they are down too.
 local awaited = {}
 local own_seen = 0       -- when our own heartbeat last came back
+local leaving = false    -- step 6: the node said goodbye
 local pongs, pong_head, pong_tail = {}, 1, 0
 
 local UNREACHABLE = "the cluster is unreachable (no connection to NATS)"
@@ -135,23 +145,20 @@ local function on_reply(subject, _, payload, status)
     local id = tonumber(sub(subject, #inbox + 1))
     local entry = id and pending[id]
     if not entry then return end -- late: its caller gave up
-    if entry.group and status == nil and byte(payload, 1) == R_TAKEN then
-        entry.node = sub(payload, 2) -- if it goes down, the call fails
-        await_node(entry.node)
-        return
-    end
     pending[id] = nil
     entry.reply(entry, status, payload)
 end
 
--- Fails every pending request that `match_entry` selects.
-local function fail_pending(text, match_entry)
+-- Fails every request waiting on node `name` (all when nil), forwarded
+-- calls included.
+local function fail_pending(text, name)
     for id, entry in pairs(pending) do
-        if match_entry == nil or match_entry(entry) then
+        if name == nil or entry.node == name then
             pending[id] = nil
             entry.fail(entry, text)
         end
     end
+    fail_forwarded(name, text)
 end
 
 local function waited_reply(entry, status, answer)
@@ -354,8 +361,7 @@ local function node_down(name, why)
     if not nodes[name] then return end
     nodes[name] = nil
     log("warn", fmt("cluster: node '%s' is down (%s)", name, why))
-    fail_pending(fmt("lunet.call: node '%s' is down (%s)", name, why),
-        function(entry) return entry.node == name end)
+    fail_pending(fmt("lunet.call: node '%s' is down (%s)", name, why), name)
     lunet.fire("cluster.nodedown", name)
 end
 
@@ -363,6 +369,7 @@ local function on_heartbeat(_, _, payload)
     local name, node_instance = match(payload, "^(%S+) (%S+)$")
     if not name then return end
     if name == node then
+        if leaving then return end -- a node of our name may take over
         if node_instance == instance then
             own_seen = now()
         else
@@ -382,10 +389,18 @@ local function on_heartbeat(_, _, payload)
     end
 end
 
+-- Step 6: another node leaves (the instance that we know, not a newer
+-- one of the same name).
+local function on_bye(_, _, payload)
+    local name, node_instance = match(payload, "^(%S+) (%S+)$")
+    local known = name and nodes[name]
+    if known and known.instance == node_instance then node_down(name, "it left") end
+end
+
 local function heartbeats()
     local beat = node .. " " .. instance
     local function beat_and_check()
-        if sock then
+        if sock and not leaving then
             publish("lunet.hb", nil, beat)
             if now() - own_seen > NODE_DEAD_MS then
                 -- Our own heartbeats no longer come back: the connection
@@ -406,7 +421,7 @@ local function heartbeats()
             elseif t - since > NODE_DEAD_MS then
                 awaited[name] = nil
                 fail_pending(fmt("lunet.call: node '%s' is down (never heard from in %d ms)", name, t - since),
-                    function(entry) return entry.node == name end)
+                    name)
             end
         end
     end
@@ -427,56 +442,39 @@ end
 
 -- A handler's error is logged: the read loop goes on.
 local function deliver(sid, subject, reply, payload, status)
-    local handler = handlers[tonumber(sid)]
+    local handler = handlers[sid]
     if not handler then return end
     local ok, err = pcall(handler, subject, reply, payload, status)
     if not ok then log("error", "cluster: a message on " .. subject .. " failed: " .. tostring(err)) end
 end
 
 -- Reads what the server sends until the connection ends; why it ended.
+-- Each operation is parsed in Rust from the socket's buffer (read.rs).
+-- (`false` from it: wait until the socket has more, as until_read in
+-- prelude.lua, which returns only three values.)
+local read_op, OP_READ = calls.read, core.OP.READ
 local function read_loop(s)
+    local id = s[1]
     while true do
-        local line, err = s:readline(MAX_CONTROL_LINE)
-        if not line then return "the connection ended: " .. tostring(err) end
-        -- The common case as nats-server writes it, in one match; anything
-        -- else takes the general path below.
-        local subject, sid, third, fourth = match(line, "^MSG (%S+) (%d+) (%S+) ?(%d*)$")
-        local size = tonumber(fourth ~= "" and fourth or third)
-        local op = subject and size and size <= max_payload and "" or upper(match(line, "^(%S+)") or "")
-        if op == "" then
-            local data, read_error = s:readn(size + 2)
-            if not data then return "the connection ended: " .. tostring(read_error) end
-            if sub(data, -2) ~= "\r\n" then return "protocol error: a message without its CRLF" end
-            deliver(sid, subject, fourth ~= "" and third or nil, sub(data, 1, size))
-        elseif op == "MSG" or op == "HMSG" then
-            local fields = {}
-            for field in line:gmatch("%S+") do fields[#fields + 1] = field end
-            local headed = op == "HMSG"
-            local count = #fields - (headed and 5 or 4)
-            if count ~= 0 and count ~= 1 then return protocol_error(line) end
-            local subject, sid = fields[2], fields[3]
-            local reply = count == 1 and fields[4] or nil
-            local total = tonumber(fields[#fields])
-            local head = headed and tonumber(fields[#fields - 1]) or 0
-            if not total or total < 0 or total > max_payload or not head or head < 0 or head > total
-                or total % 1 ~= 0 or head % 1 ~= 0 then
-                return "protocol error: bad size in '" .. sub(line, 1, 64) .. "'"
-            end
-            local data, read_error = s:readn(total + 2)
-            if not data then return "the connection ended: " .. tostring(read_error) end
-            if sub(data, -2) ~= "\r\n" then return "protocol error: a message without its CRLF" end
-            local status = headed and match(data, "^NATS/1%.0[ \t]+(%d%d%d)") or nil
-            deliver(sid, subject, reply, sub(data, head + 1, total), status)
-        elseif op == "PING" then
+        local op, a, subject, reply, payload, status = read_op(id, max_payload)
+        while op == false do
+            local _, wait_error = yield(OP_READ, id)
+            op, a, subject, reply, payload, status = read_op(id, max_payload, wait_error)
+        end
+        if op == "m" then
+            deliver(a, subject, reply, payload, status)
+        elseif op == nil then
+            return a
+        elseif op == "taken" then
+            await_node(a) -- a group call's node: if it goes down, the call fails
+        elseif op == "ping" then
             s:write("PONG\r\n")
-        elseif op == "PONG" then
+        elseif op == "pong" then
             wake_pong()
-        elseif op == "INFO" then
-            max_payload = tonumber(match(line, '"max_payload"%s*:%s*(%d+)')) or max_payload
-        elseif op == "-ERR" then
-            log("warn", "cluster: NATS says " .. sub(line, 1, 256))
-        elseif op ~= "+OK" then
-            return protocol_error(line)
+        elseif op == "info" then
+            max_payload = tonumber(match(a, '"max_payload"%s*:%s*(%d+)')) or max_payload
+        elseif op == "err" then
+            log("warn", "cluster: NATS says -ERR '" .. sub(a, 1, 256) .. "'")
         end
     end
 end
@@ -565,6 +563,9 @@ end
 
 function ops.register(_, name, handle)
     check_name("lunet.cluster.register", name)
+    if leaving then
+        error(fmt("lunet.cluster.register: node '%s' is leaving the cluster (draining)", node), 0)
+    end
     require_connection("lunet.cluster.register")
     local function taken()
         local held = names[name]
@@ -610,52 +611,16 @@ function ops.node()
     return node
 end
 
--- "'name'" or "group 'name'" for the subject of a call.
-local function served(subject)
-    local kind, name = match(subject, "^lunet%.(%a)%.(.+)%.%a$")
-    if kind == "g" then return "group '" .. name .. "'" end
-    return "'" .. (name or subject) .. "'"
-end
-
--- A remote reference's or a group's call: answered when the reply comes,
--- the node that took it goes down or the connection is lost. Its pending
--- entry is data (who waits, on what), handled by forwarded_reply and
--- forwarded_fail: no function made per call.
-local function forwarded_reply(entry, status, payload)
-    local service, token = entry.service, entry.token
-    if status == "503" then
-        return answer_caller(service, token, false,
-            "lunet.call: no responders: no node serves " .. served(entry.subject))
-    end
-    local kind = byte(payload, 1)
-    if kind == R_OK then
-        answer_caller(service, token, true, sub(payload, 2))
-    elseif kind == R_ERROR then
-        answer_caller(service, token, false, sub(payload, 2))
-    else
-        answer_caller(service, token, false, "lunet.call: a malformed answer from " .. served(entry.subject))
-    end
-end
-
-local function forwarded_fail(entry, text)
-    answer_caller(entry.service, entry.token, false, text)
-end
-
+-- A remote reference's or a group's call: answered by the read path
+-- when the reply comes (forward.rs), or failed when the node that took
+-- it goes down or the connection is lost. A group's call learns its node
+-- from the node that takes it.
 ops.call = function(_, subject, target_node, encoded)
     local service, token = take_call()
-    -- A group's call learns its node from the node that takes it.
-    local entry = {
-        service = service, token = token, subject = subject,
-        node = target_node ~= "" and target_node or nil, group = target_node == "",
-        reply = forwarded_reply, fail = forwarded_fail,
-    }
-    await_node(entry.node)
-    local reply_to, id = new_inbox(entry)
+    local reply_to = forward(service, token, subject, target_node)
+    if target_node ~= "" then await_node(target_node) end
     local ok, err = publish(subject, reply_to, encoded)
-    if not ok then
-        pending[id] = nil
-        answer_caller(service, token, false, "lunet.call: " .. err)
-    end
+    if not ok then fail_forwarded_one(reply_to, "lunet.call: " .. err) end
 end
 
 ops.send = function(_, subject, _, encoded)
@@ -665,11 +630,12 @@ end
 
 -- A service of this node joined `group` (mod.rs: note_group).
 ops.span = function(_, group)
-    if groups[group] then return end
-    groups[group] = true
+    if groups[group] or leaving then return end
     local handler = serve_group(group)
-    subscribe("lunet.g." .. group .. ".c", handler, "lunet.g." .. group)
-    subscribe("lunet.g." .. group .. ".s", handler)
+    groups[group] = {
+        subscribe("lunet.g." .. group .. ".c", handler, "lunet.g." .. group),
+        subscribe("lunet.g." .. group .. ".s", handler),
+    }
 end
 
 ---------------------------------------------------------------- modules
@@ -756,14 +722,34 @@ calls.define_events({ "cluster.nodeup", "cluster.nodedown" })
 local first, err = connect()
 if not first then error(err, 0) end
 attached(first)
+calls.forward_inbox(inbox .. "f")
 subscribe(inbox .. "*", on_reply)
 subscribe("lunet.hb", on_heartbeat)
 lunet.fork(keep_connected, first)
 if probe("lunet.node." .. node) then
     error(fmt("node name '%s' is taken by a live node", node), 0)
 end
-subscribe("lunet.node." .. node, function(_, reply)
+local node_sid = subscribe("lunet.node." .. node, function(_, reply)
     if reply then publish(reply, nil, "n" .. instance) end
 end)
+subscribe("lunet.bye", on_bye)
 lunet.fork(heartbeats)
+
+-- Step 6: what the node held is given up at once; calls already being
+-- served here are answered.
+lunet.on_shutdown(function()
+    if leaving then return end
+    leaving = true
+    for name, held in pairs(names) do
+        names[name] = nil
+        unsubscribe(held.sid)
+    end
+    for group, sids in pairs(groups) do
+        groups[group] = nil
+        for _, sid in ipairs(sids) do unsubscribe(sid) end
+    end
+    unsubscribe(node_sid)
+    publish("lunet.bye", nil, node .. " " .. instance)
+    log("info", fmt("cluster: node '%s' leaves the cluster (draining)", node))
+end)
 log("info", fmt("cluster: node '%s' joined %s", node, url))
