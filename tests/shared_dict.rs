@@ -187,6 +187,38 @@ fn incr_semantics_and_errors() {
 }
 
 #[test]
+fn unusual_arguments_answer_as_the_mlua_methods_do() {
+    // The calls the raw-stack fast paths (lua-api/src/dict_fast.rs) leave to
+    // the mlua methods: number keys, string ttls, nil values, extra
+    // arguments, a table or a missing key as arguments; and a second dict
+    // reached through the first one's method.
+    let server = dict_server(&["--hosts", "1"]);
+    let mut client = server.client();
+    let expected = [
+        "true nil false",
+        "string:seven string:seven",
+        "true nil false",
+        "true",
+        "true nil false",
+        "nil nil string:not found",
+        "nil string:exists false",
+        "nil string:not found false",
+        "true nil false",
+        "false string:runtime error: dict:incr: init must be a number, got string",
+        "integer:12 nil",
+        "nil string:not found",
+        "true",
+        "nil",
+        "false string:bad argument `self` to `Dict.get`: error converting Lua table to userdata \
+         (expected userdata of type 'Dict')",
+        "false string:bad argument #2 to `Dict.set`: error converting Lua nil to string \
+         (expected string or number)",
+        "string:o",
+    ];
+    assert_eq!(ask(&mut client, "unusual"), expected.join(" | "));
+}
+
+#[test]
 fn add_and_replace_errors() {
     let server = dict_server(&[]);
     let mut client = server.client();

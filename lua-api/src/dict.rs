@@ -11,16 +11,97 @@ use std::sync::Arc;
 
 use lunet_core::now_ms;
 use lunet_core::shared_dict::{self, Account, DictError, Mode, SharedDict, Value as DictValue};
-use mlua::{Lua, MetaMethod, UserData, UserDataMethods, Value};
+use mlua::{AnyUserData, Lua, MetaMethod, UserData, UserDataMethods, Value};
 
 use crate::caps::{self, Capability};
 use crate::state::with_state;
 
 pub struct Dict {
     name: String,
+    target: Target,
+}
+
+/// The dict a `Dict` reaches and who pays for its writes: what both its
+/// mlua methods and their fast paths (`dict_fast.rs`) work on.
+#[derive(Clone)]
+pub(crate) struct Target {
     inner: Arc<SharedDict>,
     /// Who pays for this VM's writes (`None`: no bound but the capacity).
     account: Option<Arc<Account>>,
+}
+
+/// A value to write, before it is copied into the dict.
+pub(crate) enum Stored<'a> {
+    Bytes(&'a [u8]),
+    /// An integer, number or boolean.
+    Plain(DictValue),
+}
+
+/// What a write answers: `true` or `nil, err`, then whether it evicted
+/// entries for room (OpenResty's `forcible`).
+pub(crate) type Written = (Option<bool>, Option<&'static str>, bool);
+
+impl Target {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<DictValue> {
+        self.inner.get(key, now_ms())
+    }
+
+    /// Writes `value` under `key` (`None`: deletes it).
+    pub(crate) fn write(
+        &self,
+        mode: Mode,
+        key: &[u8],
+        value: Option<Stored>,
+        ttl: Option<u64>,
+    ) -> Written {
+        let Some(value) = value else {
+            self.inner.delete(key, now_ms());
+            return (Some(true), None, false);
+        };
+        // Too big for any shard: refused before the value is copied.
+        let size = key.len().saturating_add(match &value {
+            Stored::Bytes(bytes) => bytes.len(),
+            Stored::Plain(_) => 8,
+        });
+        if size > self.inner.max_entry_bytes() {
+            return (None, Some(error_word(DictError::NoMemory)), false);
+        }
+        let value = match value {
+            Stored::Bytes(bytes) => DictValue::Str(Arc::from(bytes)),
+            Stored::Plain(value) => value,
+        };
+        let account = self.account.as_ref();
+        match self.inner.write(mode, key, value, ttl, now_ms(), account) {
+            Ok(outcome) => (Some(true), None, outcome.evicted > 0),
+            Err(e) => (None, Some(error_word(e)), false),
+        }
+    }
+
+    pub(crate) fn incr(
+        &self,
+        key: &[u8],
+        by: DictValue,
+        init: Option<DictValue>,
+        init_ttl: Option<u64>,
+    ) -> Result<DictValue, &'static str> {
+        let account = self.account.as_ref();
+        self.inner
+            .incr_as(key, by, init, init_ttl, now_ms(), account)
+            .map_err(error_word)
+    }
+
+    pub(crate) fn delete(&self, key: &[u8]) {
+        self.inner.delete(key, now_ms());
+    }
+
+    /// ms left, 0 when it never expires, or the error word.
+    pub(crate) fn ttl(&self, key: &[u8]) -> Result<i64, &'static str> {
+        match self.inner.ttl(key, now_ms()) {
+            Ok(Some(ms)) => Ok(ms as i64),
+            Ok(None) => Ok(0),
+            Err(e) => Err(error_word(e)),
+        }
+    }
 }
 
 fn to_dict(value: Value, what: &str) -> mlua::Result<DictValue> {
@@ -29,13 +110,15 @@ fn to_dict(value: Value, what: &str) -> mlua::Result<DictValue> {
         Value::Integer(i) => DictValue::Int(i),
         Value::Number(f) => DictValue::Float(f),
         Value::Boolean(b) => DictValue::Bool(b),
-        other => {
-            return Err(mlua::Error::runtime(format!(
-                "{what}: a value must be a string, number or boolean, got {}",
-                other.type_name()
-            )))
-        }
+        other => return Err(not_a_value(what, &other)),
     })
+}
+
+fn not_a_value(what: &str, value: &Value) -> mlua::Error {
+    mlua::Error::runtime(format!(
+        "{what}: a value must be a string, number or boolean, got {}",
+        value.type_name()
+    ))
 }
 
 fn from_dict(lua: &Lua, value: DictValue) -> mlua::Result<Value> {
@@ -52,11 +135,23 @@ fn from_dict(lua: &Lua, value: DictValue) -> mlua::Result<Value> {
 fn ttl(ms: Option<f64>, what: &str) -> mlua::Result<Option<u64>> {
     match ms {
         None => Ok(None),
-        Some(0.0) => Ok(None),
-        Some(ms) if ms > 0.0 && ms.is_finite() => Ok(Some(ms.ceil() as u64)),
-        Some(ms) => Err(mlua::Error::runtime(format!(
-            "{what}: the ttl must be a finite number of milliseconds >= 0 (0 or nil: no expiry), got {ms}"
-        ))),
+        Some(ms) => valid_ttl(ms).ok_or_else(|| {
+            mlua::Error::runtime(format!(
+                "{what}: the ttl must be a finite number of milliseconds >= 0 (0 or nil: no expiry), got {ms}"
+            ))
+        }),
+    }
+}
+
+/// A ttl argument in ms as the dict takes it (`Some(None)`: no expiry),
+/// or `None` when it is misuse.
+pub(crate) fn valid_ttl(ms: f64) -> Option<Option<u64>> {
+    if ms == 0.0 {
+        Some(None)
+    } else if ms > 0.0 && ms.is_finite() {
+        Some(Some(ms.ceil() as u64))
+    } else {
+        None
     }
 }
 
@@ -78,35 +173,33 @@ fn store(
     key: mlua::LuaString,
     value: Value,
     ttl_ms: Option<f64>,
-) -> mlua::Result<(Option<bool>, Option<&'static str>, bool)> {
+) -> mlua::Result<Written> {
+    let key = key.as_bytes();
     if value == Value::Nil {
-        dict.inner.delete(&key.as_bytes(), now_ms());
-        return Ok((Some(true), None, false));
+        return Ok(dict.target.write(mode, &key, None, None));
     }
     let ttl = ttl(ttl_ms, what)?;
-    // Too big for any shard: refused before the value is copied.
-    let size = key.as_bytes().len().saturating_add(match &value {
-        Value::String(s) => s.as_bytes().len(),
-        _ => 8,
-    });
-    if size > dict.inner.max_entry_bytes() {
-        return Ok((None, Some(error_word(DictError::NoMemory)), false));
-    }
-    let value = to_dict(value, what)?;
-    let account = dict.account.as_ref();
-    match dict
-        .inner
-        .write(mode, &key.as_bytes(), value, ttl, now_ms(), account)
-    {
-        Ok(outcome) => Ok((Some(true), None, outcome.evicted > 0)),
-        Err(e) => Ok((None, Some(error_word(e)), false)),
-    }
+    Ok(match value {
+        Value::String(s) => dict
+            .target
+            .write(mode, &key, Some(Stored::Bytes(&s.as_bytes())), ttl),
+        Value::Integer(_) | Value::Number(_) | Value::Boolean(_) => {
+            let value = to_dict(value, what)?;
+            dict.target
+                .write(mode, &key, Some(Stored::Plain(value)), ttl)
+        }
+        // Refused as too big before its type is looked at (as ever).
+        _ if key.len().saturating_add(8) > dict.target.inner.max_entry_bytes() => {
+            (None, Some(error_word(DictError::NoMemory)), false)
+        }
+        other => return Err(not_a_value(what, &other)),
+    })
 }
 
 impl UserData for Dict {
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_method("get", |lua, this, key: mlua::LuaString| {
-            match this.inner.get(&key.as_bytes(), now_ms()) {
+            match this.target.get(&key.as_bytes()) {
                 Some(value) => from_dict(lua, value),
                 None => Ok(Value::Nil),
             }
@@ -152,47 +245,54 @@ impl UserData for Dict {
                     }
                 };
                 let init_ttl = ttl(init_ttl, "dict:incr")?;
-                let account = this.account.as_ref();
-                match this.inner.incr_as(&key.as_bytes(), by, init, init_ttl, now_ms(), account) {
+                match this.target.incr(&key.as_bytes(), by, init, init_ttl) {
                     Ok(value) => Ok((from_dict(lua, value)?, None)),
-                    Err(e) => Ok((Value::Nil, Some(error_word(e)))),
+                    Err(word) => Ok((Value::Nil, Some(word))),
                 }
             },
         );
         methods.add_method("delete", |_, this, key: mlua::LuaString| {
-            this.inner.delete(&key.as_bytes(), now_ms());
+            this.target.delete(&key.as_bytes());
             Ok(true)
         });
         methods.add_method(
             "expire",
             |_, this, (key, ttl_ms): (mlua::LuaString, Option<f64>)| {
                 let ttl = ttl(ttl_ms, "dict:expire")?;
-                match this.inner.expire(&key.as_bytes(), ttl, now_ms()) {
+                match this.target.inner.expire(&key.as_bytes(), ttl, now_ms()) {
                     Ok(()) => Ok((Some(true), None)),
                     Err(e) => Ok((None, Some(error_word(e)))),
                 }
             },
         );
         methods.add_method("ttl", |_, this, key: mlua::LuaString| {
-            match this.inner.ttl(&key.as_bytes(), now_ms()) {
-                Ok(Some(ms)) => Ok((Some(ms as i64), None)),
-                Ok(None) => Ok((Some(0), None)),
-                Err(e) => Ok((None, Some(error_word(e)))),
+            match this.target.ttl(&key.as_bytes()) {
+                Ok(ms) => Ok((Some(ms), None)),
+                Err(word) => Ok((None, Some(word))),
             }
         });
         methods.add_method("keys", |lua, this, max: Option<i64>| {
-            let keys = this.inner.keys(max.unwrap_or(0).max(0) as usize, now_ms());
+            let keys = this
+                .target
+                .inner
+                .keys(max.unwrap_or(0).max(0) as usize, now_ms());
             let table = lua.create_table_with_capacity(keys.len(), 0)?;
             for (i, key) in keys.into_iter().enumerate() {
                 table.raw_set(i + 1, lua.create_string(key)?)?;
             }
             Ok(table)
         });
-        methods.add_method("size", |_, this, ()| Ok(this.inner.len(now_ms()) as i64));
-        methods.add_method("capacity", |_, this, ()| Ok(this.inner.capacity() as i64));
-        methods.add_method("used", |_, this, ()| Ok(this.inner.used_bytes() as i64));
+        methods.add_method("size", |_, this, ()| {
+            Ok(this.target.inner.len(now_ms()) as i64)
+        });
+        methods.add_method("capacity", |_, this, ()| {
+            Ok(this.target.inner.capacity() as i64)
+        });
+        methods.add_method("used", |_, this, ()| {
+            Ok(this.target.inner.used_bytes() as i64)
+        });
         methods.add_method("flush", |_, this, ()| {
-            this.inner.flush();
+            this.target.inner.flush();
             Ok(true)
         });
         methods.add_meta_method(MetaMethod::ToString, |_, this, ()| {
@@ -202,7 +302,7 @@ impl UserData for Dict {
 }
 
 /// `lunet.shared.dict(name [, capacity_bytes])`.
-pub fn open(lua: &Lua, (name, capacity): (Value, Option<i64>)) -> mlua::Result<Dict> {
+pub fn open(lua: &Lua, (name, capacity): (Value, Option<i64>)) -> mlua::Result<AnyUserData> {
     const WHAT: &str = "lunet.shared.dict";
     caps::require(lua, Capability::Dicts, WHAT)?;
     let Value::String(name) = name else {
@@ -232,9 +332,14 @@ pub fn open(lua: &Lua, (name, capacity): (Value, Option<i64>)) -> mlua::Result<D
         Some(c) => Some(c as usize),
         None => None,
     };
-    Ok(Dict {
+    let target = Target {
         inner: shared_dict::dict(&name, capacity),
-        name,
         account,
-    })
+    };
+    let dict = lua.create_userdata(Dict {
+        name,
+        target: target.clone(),
+    })?;
+    crate::dict_fast::register(lua, &dict, target)?;
+    Ok(dict)
 }

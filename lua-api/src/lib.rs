@@ -16,6 +16,7 @@ pub mod caps;
 pub mod cluster;
 mod codec;
 mod dict;
+mod dict_fast;
 mod globals;
 mod handoff;
 mod host;

@@ -38,6 +38,19 @@ pub unsafe fn identity(state: *mut ffi::lua_State) -> usize {
     ffi::lua_tointegerx(state, ffi::lua_upvalueindex(1), ptr::null_mut()) as usize
 }
 
+/// Calls the function in upvalue 2 (the mlua function a fast path stands
+/// for) with the arguments on the stack and answers what it answers.
+///
+/// # Safety
+/// `state` runs a C closure whose upvalue 2 is a function.
+pub unsafe fn fallback(state: *mut ffi::lua_State) -> c_int {
+    let top = ffi::lua_gettop(state);
+    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
+    ffi::lua_insert(state, 1);
+    ffi::lua_call(state, top, ffi::LUA_MULTRET);
+    ffi::lua_gettop(state)
+}
+
 /// Raises `message` (a static C string).
 ///
 /// # Safety

@@ -200,6 +200,40 @@ function commands.no_memory(sock)
     sock:write(table.concat(steps, " | "), "\n")
 end
 
+-- The calls the fast paths leave to the mlua methods (dict_fast.rs): a
+-- number key, a string ttl or increment base, a nil value, extra
+-- arguments, and misuse that answers instead of raising.
+function commands.unusual(sock)
+    local dict = lunet.shared.dict("unusual")
+    local steps = {}
+    local function step(...) steps[#steps + 1] = show(...) end
+    -- pcall, with the error's first line.
+    local function attempt(...)
+        local ok, err = pcall(...)
+        return ok, tostring(err):match("[^\n]*")
+    end
+    step(dict:set(7, "seven"))
+    step(dict:get("7"), dict:get(7))
+    step(dict:set("ttl", "v", "60000"))
+    step(dict:ttl("ttl") > 0)
+    step(dict:set("ttl", nil))
+    step(dict:get("ttl"), dict:ttl("ttl"))
+    step(dict:add("7", "again"))
+    step(dict:replace("none", "v"))
+    step(dict:add("n", 1.5, 0))
+    step(attempt(dict.incr, dict, "n", 1, "0"))
+    step(dict:incr("fresh", 2, 10, "60000"))
+    step(dict:incr("s", 1))
+    step(dict:delete(7, "extra"))
+    step(dict:get("7", "extra"))
+    step(attempt(dict.get, {}, "k"))
+    step(attempt(dict.set, dict))
+    local other = lunet.shared.dict("other")
+    other:set("k", "o")
+    step(dict.get(other, "k"))
+    sock:write(table.concat(steps, " | "), "\n")
+end
+
 -- Misuse raises: the error is logged and the connection closes.
 function commands.bad_key(sock)
     lunet.shared.dict("bad"):set({}, "v")

@@ -60,7 +60,7 @@ enum Posted {
 
 unsafe extern "C-unwind" fn send(state: *mut ffi::lua_State) -> c_int {
     match post(state, MessageKind::Send) {
-        None => slow(state),
+        None => raw::fallback(state),
         Some(Ok(Ok(Posted::Queued(_)))) => {
             ffi::lua_pushboolean(state, 1);
             1
@@ -74,7 +74,7 @@ unsafe extern "C-unwind" fn send(state: *mut ffi::lua_State) -> c_int {
 unsafe extern "C-unwind" fn call(state: *mut ffi::lua_State) -> c_int {
     let handle = ffi::lua_tointegerx(state, 1, ptr::null_mut());
     let message = match post(state, MessageKind::Call) {
-        None => return slow(state),
+        None => return raw::fallback(state),
         Some(Ok(Ok(Posted::Queued(token)))) => {
             ffi::lua_pushinteger(state, token as ffi::lua_Integer);
             return 1;
@@ -86,15 +86,6 @@ unsafe extern "C-unwind" fn call(state: *mut ffi::lua_State) -> c_int {
     ffi::lua_pushnil(state);
     ffi::lua_pushfstring(state, message.as_ptr(), handle);
     2
-}
-
-/// The mlua function, with the same arguments and answers.
-unsafe fn slow(state: *mut ffi::lua_State) -> c_int {
-    let top = ffi::lua_gettop(state);
-    ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
-    ffi::lua_insert(state, 1);
-    ffi::lua_call(state, top, ffi::LUA_MULTRET);
-    ffi::lua_gettop(state)
 }
 
 type Outcome = std::thread::Result<Result<Posted, crate::state::StateUnavailable>>;
