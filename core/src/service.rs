@@ -163,8 +163,10 @@ impl Service {
         self.mailbox_cap.store(cap, Ordering::Relaxed);
     }
 
-    /// Refuses further messages from other services (`Runtime::kill`).
-    pub(crate) fn close_mailbox(&self) {
+    /// Refuses further messages from other services (`Runtime::kill`; a
+    /// body that exits on its own, before it lets go of what it holds, so
+    /// that no one reaches it once they could see it go).
+    pub fn close_mailbox(&self) {
         let _mailbox = self.mailbox.lock().unwrap_or_else(|e| e.into_inner());
         self.closed.store(true, Ordering::Release);
     }

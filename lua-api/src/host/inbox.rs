@@ -191,6 +191,9 @@ impl LuaService {
             return;
         }
         self.exited = true;
+        // Refused from now on: a peer that saw one of its sockets close
+        // must not reach it any more (what is already queued is bounced).
+        service.close_mailbox();
         // Model step 5: out of its groups, its modules forgotten.
         crate::model::groups::forget(service.id());
         crate::model::modules::forget(service.id());
