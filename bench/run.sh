@@ -210,6 +210,21 @@ run_script() {
     return $status
 }
 
+# called_leg NAME LIMIT DETAIL DISPLAY CMD...: runs bench/NAME.sh as CMD
+# (run_script, under LIMIT) into $WORK/NAME.out, records DISPLAY among the
+# commands and DETAIL (the file with its own detail) for the appendix;
+# sets `skip` to why it failed ('' when it ran).
+called_leg() {
+    local name=$1 limit=$2 detail=$3 display=$4
+    shift 4
+    COMMANDS+=("$display   # its commands: see the appendix")
+    if run_script "$WORK/$name.out" "$WORK/$name.err" "$limit" "$@"; then
+        DETAIL+=("bench/$name.sh|$detail")
+    else
+        skip="bench/$name.sh failed (status $?): $(grep -v '^\s*$' "$WORK/$name.err" | tail -3 | tr '\n' ' ' | tail -c 300)"
+    fi
+}
+
 # The best run of each side: every run is listed, the fastest is kept.
 declare -A RATE P99 ERRS RUNS BYTES SKIP
 keep() { # KEY RATE P99-US ERRORS [BYTES-PER-RESPONSE]
@@ -763,12 +778,8 @@ if want resp; then
     [ -z "$skip" ] && [ "$LUNET_OK" != 1 ] && skip="lunet did not build"
     if [ -z "$skip" ]; then
         cmd=(env LUNET_BIN="$BIN/lunet" BENCH_RESULTS="$WORK/resp.md" bash bench/resp.sh)
-        COMMANDS+=("LUNET_BIN=$BIN/lunet RESP_BENCH_REQUESTS=$RESP_BENCH_REQUESTS RESP_BENCH_ROUNDS=$RESP_BENCH_ROUNDS bench/resp.sh   # its commands: see the appendix")
-        if run_script "$WORK/resp.out" "$WORK/resp.err" "$LIMIT_RESP" "${cmd[@]}"; then
-            DETAIL+=("bench/resp.sh|$WORK/resp.md")
-        else
-            skip="bench/resp.sh failed (status $?): $(grep -v '^\s*$' "$WORK/resp.err" | tail -3 | tr '\n' ' ' | tail -c 300)"
-        fi
+        called_leg resp "$LIMIT_RESP" "$WORK/resp.md" \
+            "LUNET_BIN=$BIN/lunet RESP_BENCH_REQUESTS=$RESP_BENCH_REQUESTS RESP_BENCH_ROUNDS=$RESP_BENCH_ROUNDS bench/resp.sh" "${cmd[@]}"
     fi
     if [ -n "$skip" ]; then
         note "RESP rows skipped: $skip"
@@ -793,12 +804,8 @@ if want services; then
     if [ -z "$skip" ]; then
         # services.sh reads BENCH_ROUNDS and BENCH_RESULTS too: give it its own.
         cmd=(env LUNET_BIN="$BIN/lunet" BENCH_ROUNDS="$SERVICES_ROUNDS" BENCH_RESULTS= bash bench/services.sh)
-        COMMANDS+=("LUNET_BIN=$BIN/lunet BENCH_ROUNDS=$SERVICES_ROUNDS BENCH_CALLS=$BENCH_CALLS BENCH_MESSAGES=$BENCH_MESSAGES BENCH_IDLE=$BENCH_IDLE bench/services.sh   # its commands: see the appendix")
-        if run_script "$WORK/services.out" "$WORK/services.err" "$LIMIT_SERVICES" "${cmd[@]}"; then
-            DETAIL+=("bench/services.sh|$WORK/services.out")
-        else
-            skip="bench/services.sh failed (status $?): $(grep -v '^\s*$' "$WORK/services.err" | tail -3 | tr '\n' ' ' | tail -c 300)"
-        fi
+        called_leg services "$LIMIT_SERVICES" "$WORK/services.out" \
+            "LUNET_BIN=$BIN/lunet BENCH_ROUNDS=$SERVICES_ROUNDS BENCH_CALLS=$BENCH_CALLS BENCH_MESSAGES=$BENCH_MESSAGES BENCH_IDLE=$BENCH_IDLE bench/services.sh" "${cmd[@]}"
     fi
     if [ -n "$skip" ]; then
         note "services rows skipped: $skip"
@@ -833,12 +840,8 @@ if want model; then
     [ -z "$skip" ] && [ "$LUNET_OK" != 1 ] && skip="lunet did not build"
     if [ -z "$skip" ]; then
         cmd=(env LUNET_BIN="$BIN/lunet" BENCH_ROUNDS="$MODEL_ROUNDS" BENCH_RESULTS= bash bench/model.sh)
-        COMMANDS+=("LUNET_BIN=$BIN/lunet BENCH_ROUNDS=$MODEL_ROUNDS BENCH_CALLS=$BENCH_CALLS MODEL_SPAWNS=$MODEL_SPAWNS MODEL_RUNTIMES=$MODEL_RUNTIMES MODEL_ATTACHED=$MODEL_ATTACHED MODEL_FIRES=$MODEL_FIRES bench/model.sh   # its commands: see the appendix")
-        if run_script "$WORK/model.out" "$WORK/model.err" "$LIMIT_MODEL" "${cmd[@]}"; then
-            DETAIL+=("bench/model.sh|$WORK/model.out")
-        else
-            skip="bench/model.sh failed (status $?): $(grep -v '^\s*$' "$WORK/model.err" | tail -3 | tr '\n' ' ' | tail -c 300)"
-        fi
+        called_leg model "$LIMIT_MODEL" "$WORK/model.out" \
+            "LUNET_BIN=$BIN/lunet BENCH_ROUNDS=$MODEL_ROUNDS BENCH_CALLS=$BENCH_CALLS MODEL_SPAWNS=$MODEL_SPAWNS MODEL_RUNTIMES=$MODEL_RUNTIMES MODEL_ATTACHED=$MODEL_ATTACHED MODEL_FIRES=$MODEL_FIRES bench/model.sh" "${cmd[@]}"
     fi
     if [ -n "$skip" ]; then
         note "model rows skipped: $skip"
@@ -869,12 +872,8 @@ if want cluster; then
     [ -z "$skip" ] && ! command -v nats-server >/dev/null && skip="nats-server is not installed"
     if [ -z "$skip" ]; then
         cmd=(env LUNET_BIN="$BIN/lunet" BENCH_ROUNDS="$CLUSTER_ROUNDS" BENCH_RESULTS= bash bench/cluster.sh)
-        COMMANDS+=("LUNET_BIN=$BIN/lunet BENCH_ROUNDS=$CLUSTER_ROUNDS CLUSTER_CALLS=$CLUSTER_CALLS CLUSTER_SENDS=$CLUSTER_SENDS bench/cluster.sh   # its commands: see the appendix")
-        if run_script "$WORK/cluster.out" "$WORK/cluster.err" "$LIMIT_CLUSTER" "${cmd[@]}"; then
-            DETAIL+=("bench/cluster.sh|$WORK/cluster.out")
-        else
-            skip="bench/cluster.sh failed (status $?): $(grep -v '^\s*$' "$WORK/cluster.err" | tail -3 | tr '\n' ' ' | tail -c 300)"
-        fi
+        called_leg cluster "$LIMIT_CLUSTER" "$WORK/cluster.out" \
+            "LUNET_BIN=$BIN/lunet BENCH_ROUNDS=$CLUSTER_ROUNDS CLUSTER_CALLS=$CLUSTER_CALLS CLUSTER_SENDS=$CLUSTER_SENDS bench/cluster.sh" "${cmd[@]}"
     fi
     if [ -n "$skip" ]; then
         note "cluster rows skipped: $skip"
