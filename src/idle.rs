@@ -54,7 +54,9 @@ pub fn start(runtime: &Runtime) -> std::io::Result<()> {
 
 fn look(runtime: &Runtime, seen: &mut HashMap<u64, Seen>) {
     let services = runtime.services();
-    seen.retain(|id, _| services.iter().any(|service| service.id() == *id));
+    // Once per look, not per service: thousands of services are usual.
+    let live: std::collections::HashSet<u64> = services.iter().map(|s| s.id()).collect();
+    seen.retain(|id, _| live.contains(id));
     for service in services {
         let events = service.stats().totals().events;
         let memory = service.stats().memory();
