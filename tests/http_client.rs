@@ -144,10 +144,8 @@ fn lunet_http_request() {
         &test_script("http_client.lua"),
         &[&raw, &closed],
         Duration::from_secs(30),
-    );
-    if !ran.status.success() {
-        ran.fail("http_client.lua failed");
-    }
+    )
+    .must_succeed("http_client.lua failed");
     ran.expect("lunet_get", "200 lunet GET /a text/plain");
     ran.expect("lunet_post", "200 payload POST yes application/json");
     ran.expect("chunked", "200 abcdefg");

@@ -29,15 +29,12 @@ fn accepted(listener: &TcpListener) -> usize {
 fn attacks(dir: &TempDir, target: &TcpListener) -> Ran {
     let target = format!("target={}", target.local_addr().unwrap());
     let dir_arg = format!("dir={}", dir.0.display());
-    let ran = run_script(
+    run_script(
         &test_script("iso_attacks.lua"),
         &["secret=hunter2", &target, &dir_arg],
         RUN_TIMEOUT,
-    );
-    if !ran.status.success() {
-        ran.fail("iso_attacks.lua failed");
-    }
-    ran
+    )
+    .must_succeed("iso_attacks.lua failed")
 }
 
 #[test]
@@ -396,10 +393,8 @@ fn an_interrupted_hog_gives_its_memory_back() {
 
 #[test]
 fn a_sandbox_reaches_no_binding_it_was_not_granted_and_a_trusted_service_reaches_all() {
-    let ran = run_script(&test_script("iso_walk.lua"), &[], RUN_TIMEOUT);
-    if !ran.status.success() {
-        ran.fail("iso_walk.lua failed");
-    }
+    let ran = run_script(&test_script("iso_walk.lua"), &[], RUN_TIMEOUT)
+        .must_succeed("iso_walk.lua failed");
     let lines: Vec<&str> = ran
         .log
         .lines()

@@ -15,10 +15,8 @@ fn lunet_json_in_trusted_and_sandboxed_vms() {
         &test_script("json_bind.lua"),
         &[&sandboxed],
         Duration::from_secs(10),
-    );
-    if !ran.status.success() {
-        ran.fail("json_bind.lua failed");
-    }
+    )
+    .must_succeed("json_bind.lua failed");
     ran.expect("same_module", "true true");
     ran.expect("array", r#"[1,2,"three",null]"#);
     ran.expect("empty", "[] {}");

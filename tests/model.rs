@@ -23,11 +23,7 @@ fn run(script: &str, args: &[&str]) -> Ran {
     let modules = modules_dir().display().to_string();
     let mut all = vec!["--modules", modules.as_str()];
     all.extend_from_slice(args);
-    let ran = run_script(&test_script(script), &all, LONG);
-    if !ran.status.success() {
-        ran.fail(&format!("lunet run {script} failed"));
-    }
-    ran
+    run_script(&test_script(script), &all, LONG).must_succeed(&format!("lunet run {script} failed"))
 }
 
 #[test]
@@ -221,10 +217,7 @@ fn a_module_is_compiled_once_per_process() {
         ),
     )
     .unwrap();
-    let ran = run_script(&script, &[], LONG);
-    if !ran.status.success() {
-        ran.fail("once.lua failed");
-    }
+    let ran = run_script(&script, &[], LONG).must_succeed("once.lua failed");
     ran.expect("first", "first");
     ran.expect("second", "first");
 }

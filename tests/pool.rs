@@ -65,10 +65,8 @@ fn setkeepalive_pools_and_lunet_connect_reuses() {
         &test_script("pool.lua"),
         &[&target],
         Duration::from_secs(20),
-    );
-    if !ran.status.success() {
-        ran.fail("pool.lua failed");
-    }
+    )
+    .must_succeed("pool.lua failed");
     ran.expect("keepalive", "true");
     ran.expect("old_socket", "nil closed");
     ran.expect("old_read", "nil closed nil");

@@ -14,11 +14,7 @@ const LONG: Duration = Duration::from_secs(60);
 
 #[track_caller]
 fn run(script: &str, args: &[&str]) -> Ran {
-    let ran = run_script(&test_script(script), args, LONG);
-    if !ran.status.success() {
-        ran.fail(&format!("lunet run {script} failed"));
-    }
-    ran
+    run_script(&test_script(script), args, LONG).must_succeed(&format!("lunet run {script} failed"))
 }
 
 #[test]

@@ -12,11 +12,8 @@ use std::time::Duration;
 const BOUND: Duration = Duration::from_secs(30);
 
 fn timeouts() -> Ran {
-    let ran = run_script(&test_script("timeouts.lua"), &[], BOUND);
-    if !ran.status.success() {
-        ran.fail("lunet run timeouts.lua failed");
-    }
-    ran
+    run_script(&test_script("timeouts.lua"), &[], BOUND)
+        .must_succeed("lunet run timeouts.lua failed")
 }
 
 #[test]

@@ -294,10 +294,8 @@ fn lunet_ws_connect() {
         &test_script("ws_client.lua"),
         &[&raw, &closed],
         Duration::from_secs(20),
-    );
-    if !ran.status.success() {
-        ran.fail("ws_client.lua failed");
-    }
+    )
+    .must_succeed("ws_client.lua failed");
     ran.expect("text", "text:5 text");
     ran.expect("binary", "binary:70000 text");
     ran.expect("close", "true");

@@ -593,6 +593,16 @@ pub struct Ran {
 }
 
 impl Ran {
+    /// This run, which must have exited with status 0: otherwise the test
+    /// fails with `message` and the output.
+    #[track_caller]
+    pub fn must_succeed(self, message: &str) -> Ran {
+        if !self.status.success() {
+            self.fail(message);
+        }
+        self
+    }
+
     /// Panics with `message` and the whole output.
     #[track_caller]
     pub fn fail(&self, message: &str) -> ! {
